@@ -33,7 +33,12 @@ pub mod types;
 pub mod wal;
 
 pub use codec::DecodeError;
+pub use config::Config;
+pub use errors::{Error, Result};
 pub use message::{Message, MessageType};
+pub use raw_node::{RawNode, Ready};
+pub use read_only::ReadState;
+pub use status::{ProgressStatus, Role, SoftState, Status};
 pub use types::{
     ConfChange, ConfState, Entry, EntryType, HardState, NodeId, PersistedState, Snapshot,
     SnapshotMetadata, INVALID_ID,
