@@ -86,7 +86,6 @@ impl Raft {
     /// or else `initial_voters`.
     pub fn new(config: &Config, state: PersistedState, initial_voters: &[NodeId]) -> Result<Self> {
         config.validate()?;
-        let hs = state.hard_state;
         let voters = match &state.snapshot {
             Some(s) => s.metadata.conf_state.voters.clone(),
             None => ConfState::new(initial_voters.to_vec()).voters,
@@ -94,7 +93,28 @@ impl Raft {
         if voters.contains(&INVALID_ID) {
             return Err(Error::InvalidArgument("voter id 0".into()));
         }
-        let raft_log = RaftLog::new(state);
+        let mut bootstrap = Vec::new();
+        let mut state = state;
+        if state.is_empty() && !voters.is_empty() {
+            // A fresh founding member writes the initial membership into the
+            // log as committed term-0 entries (identical on every founder),
+            // so a node added later learns it by replaying the log.
+            bootstrap = voters
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Entry {
+                    term: 0,
+                    index: i as u64 + 1,
+                    entry_type: EntryType::ConfChange,
+                    data: ConfChange::AddNode(*v).encode(),
+                })
+                .collect();
+            state.hard_state.commit = voters.len() as u64;
+        }
+        let hs = state.hard_state;
+        let mut raft_log = RaftLog::new(state);
+        raft_log.append(&bootstrap);
+        raft_log.commit_to(hs.commit);
         let tracker =
             ProgressTracker::new(&voters, raft_log.last_index() + 1, config.max_inflight_msgs);
         let mut r = Raft {
@@ -203,9 +223,9 @@ impl Raft {
         if let Some(p) = self.tracker.get_mut(self.id) {
             p.become_replicate();
         }
-        // No conf change until the no-op (and so everything before it) commits.
-        self.pending_conf_index = self.raft_log.last_index();
-        self.append_entry(vec![Entry::new(0, 0, Vec::new())]);
+        // No conf change until the no-op (and so everything before it) is
+        // applied: the membership of earlier terms must settle first.
+        self.pending_conf_index = self.append_entry(vec![Entry::new(0, 0, Vec::new())]);
     }
 
     fn append_entry(&mut self, mut ents: Vec<Entry>) -> u64 {
@@ -305,12 +325,15 @@ impl Raft {
         }
         let lo = self.raft_log.applied() + 1;
         let hi = self.raft_log.committed();
-        if self
-            .raft_log
-            .slice(lo, hi)
-            .iter()
-            .any(|e| e.entry_type == EntryType::ConfChange)
-        {
+        let changes_membership = |e: &Entry| {
+            e.entry_type == EntryType::ConfChange
+                && match ConfChange::decode(&e.data) {
+                    Ok(ConfChange::AddNode(id)) => !self.tracker.is_voter(id),
+                    Ok(ConfChange::RemoveNode(id)) => self.tracker.is_voter(id),
+                    Err(_) => false,
+                }
+        };
+        if self.raft_log.slice(lo, hi).iter().any(changes_membership) {
             // Membership may change under us: apply it first.
             return;
         }

@@ -53,8 +53,9 @@ impl RawNode {
     /// campaigns while not a voter). Committed entries after the snapshot are
     /// re-delivered by [`RawNode::ready`].
     pub fn new(config: &Config, state: PersistedState, initial_voters: &[NodeId]) -> Result<Self> {
+        // What is on disk; anything else (a fresh node's bootstrap) is new.
+        let prev_hs = state.hard_state;
         let raft = Raft::new(config, state, initial_voters)?;
-        let prev_hs = raft.hard_state();
         let prev_ss = raft.soft_state();
         Ok(RawNode {
             raft,
