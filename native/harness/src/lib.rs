@@ -254,6 +254,9 @@ impl Network {
 
     /// Crashes `id`: everything not saved in its storage is lost.
     pub fn crash(&mut self, id: NodeId) {
+        if std::env::var_os("HARNESS_TRACE").is_some() {
+            eprintln!("crash {id}");
+        }
         self.nodes.remove(&id);
     }
 
@@ -341,6 +344,24 @@ impl Network {
             }
             let mut rd = node.raw.ready();
             let term = node.raw.status().hard_state.term;
+            if std::env::var_os("HARNESS_TRACE").is_some() {
+                eprintln!(
+                    "ready {id}: hs={:?} snap={:?} ents={:?} committed={:?} msgs={}",
+                    rd.hard_state,
+                    rd.snapshot
+                        .as_ref()
+                        .map(|s| (s.metadata.index, s.metadata.term)),
+                    rd.entries
+                        .iter()
+                        .map(|e| (e.index, e.term))
+                        .collect::<Vec<_>>(),
+                    rd.committed_entries
+                        .iter()
+                        .map(|e| e.index)
+                        .collect::<Vec<_>>(),
+                    rd.messages.len()
+                );
+            }
             let storage = self.storages.get_mut(&id).expect("storage");
             if let Some(s) = &rd.snapshot {
                 storage.save_snapshot(s);
@@ -458,6 +479,9 @@ impl Network {
     pub fn compact(&mut self, id: NodeId) -> bedrock_raft::Result<Snapshot> {
         let node = self.nodes.get_mut(&id).expect("node not running");
         let snap = node.raw.create_snapshot(node.sm.encode())?;
+        if std::env::var_os("HARNESS_TRACE").is_some() {
+            eprintln!("compact {id}: at {}", snap.metadata.index);
+        }
         self.storages
             .get_mut(&id)
             .expect("storage")

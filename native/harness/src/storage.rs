@@ -40,7 +40,12 @@ impl Storage for MemStorage {
             );
             ents.retain(|e| e.index < first.index);
             let last = ents.last().map_or(si, |e| e.index);
-            assert_eq!(last + 1, first.index, "hole in saved log");
+            assert_eq!(
+                last + 1,
+                first.index,
+                "hole in saved log (snapshot {si}, {} entries)",
+                entries.len()
+            );
             ents.extend_from_slice(entries);
         }
         if let Some(hs) = hard_state {
@@ -50,11 +55,17 @@ impl Storage for MemStorage {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) {
         let (si, st) = (snapshot.metadata.index, snapshot.metadata.term);
-        let keeps_tail = self
+        let same_snapshot = self
             .state
-            .entries
-            .iter()
-            .any(|e| e.index == si && e.term == st);
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| (s.metadata.index, s.metadata.term) == (si, st));
+        let keeps_tail = same_snapshot
+            || self
+                .state
+                .entries
+                .iter()
+                .any(|e| e.index == si && e.term == st);
         if keeps_tail {
             self.state.entries.retain(|e| e.index > si);
         } else {
