@@ -15,7 +15,7 @@
 //! `RAFT_SEEDS=n` runs seeds `0..n` (default 500); `RAFT_SEED=s` replays one.
 //! Ends with a liveness check: once faults stop, a leader commits.
 
-use bedrock_raft::{EntryType, HardState, NodeId, Role, INVALID_ID};
+use bedrock_raft::{ConfChange, EntryType, HardState, NodeId, Role, INVALID_ID};
 use bedrock_raft_harness::{mix, test_config, Event, Network, Rng};
 use std::collections::BTreeMap;
 
@@ -176,7 +176,7 @@ fn run(seed: u64) {
     let check_quorum = rng.chance(80);
     let inflight = 1 + rng.below(4) as usize;
     let msg_size = 32 + rng.below(200);
-    let mut net = Network::with_config(&ids, |id| {
+    let cfg = move |id| {
         let mut c = test_config(id, seed);
         c.heartbeat_tick = 2;
         c.pre_vote = pre_vote;
@@ -185,7 +185,11 @@ fn run(seed: u64) {
         c.max_size_per_msg = msg_size;
         c.max_committed_size_per_ready = 128;
         c
-    });
+    };
+    let mut net = Network::with_config(&ids, cfg);
+    // Ids that may join later (each proposed at most once, never re-added).
+    let mut spares: Vec<NodeId> = vec![n + 1, n + 2];
+    let mut all_ids = ids.clone();
     net.record = true;
     let mut ck = Checker::default();
     let mut crashed: Vec<NodeId> = Vec::new();
@@ -245,10 +249,10 @@ fn run(seed: u64) {
             76..=78 => {
                 net.heal();
                 if rng.chance(50) {
-                    net.isolate(pick(&mut rng, &ids).unwrap());
+                    net.isolate(pick(&mut rng, &all_ids).unwrap());
                 } else {
                     let (a, b): (Vec<NodeId>, Vec<NodeId>) =
-                        ids.iter().partition(|_| rng.chance(50));
+                        all_ids.iter().partition(|_| rng.chance(50));
                     net.partition(&[a, b]);
                 }
             }
@@ -268,6 +272,24 @@ fn run(seed: u64) {
                 if let (Some(on), Some(dead)) = (pick(&mut rng, &live(&net)), pick(&mut rng, &ids))
                 {
                     net.raw(on).peer_unreachable(dead);
+                }
+            }
+            90..=91 => {
+                let leaders: Vec<NodeId> = live(&net)
+                    .into_iter()
+                    .filter(|id| net.node(*id).raw.status().soft_state.role == Role::Leader)
+                    .collect();
+                if let Some(l) = pick(&mut rng, &leaders) {
+                    let voters = net.node(l).raw.status().voters;
+                    if rng.chance(50) && !spares.is_empty() {
+                        let id = spares.remove(0);
+                        net.start_node(id, cfg(id), vec![]);
+                        all_ids.push(id);
+                        let _ = net.raw(l).propose_conf_change(ConfChange::AddNode(id));
+                    } else if voters.len() as u64 >= n {
+                        let v = pick(&mut rng, &voters).unwrap();
+                        let _ = net.raw(l).propose_conf_change(ConfChange::RemoveNode(v));
+                    }
                 }
             }
             88..=89 => {
@@ -310,10 +332,26 @@ fn run(seed: u64) {
     }
     let mut committed_on_all = false;
     let mut proposed: Option<u64> = None;
+    let mut voters: Vec<NodeId> = ids.clone();
     for round in 0..400 {
         net.tick_all();
         net.stabilize();
         ck.on_events(&mut net);
+        // Only members run: a removed node that never learned it was
+        // removed would keep campaigning (a known limit of single-server
+        // changes without pre-vote).
+        if let Some(l) = net.leader() {
+            voters = net.node(l).raw.status().voters;
+            for id in &all_ids {
+                let running = net.nodes.contains_key(id);
+                if voters.contains(id) && !running {
+                    net.restart(*id);
+                    ck.check_restart(&net, *id);
+                } else if !voters.contains(id) && running {
+                    net.crash(*id);
+                }
+            }
+        }
         // (Re)propose until it sticks: a proposal can be lost with its leader.
         if proposed.is_none() || round % 50 == 49 {
             if let Some(l) = net.leader() {
@@ -321,9 +359,11 @@ fn run(seed: u64) {
             }
         }
         if proposed.is_some()
-            && ids
-                .iter()
-                .all(|id| net.node(*id).sm.data.last().is_some_and(|d| d == b"final"))
+            && voters.iter().all(|id| {
+                net.nodes
+                    .get(id)
+                    .is_some_and(|n| n.sm.data.last().is_some_and(|d| d == b"final"))
+            })
         {
             committed_on_all = true;
             break;
@@ -331,7 +371,7 @@ fn run(seed: u64) {
     }
     ck.on_events(&mut net);
     if !committed_on_all {
-        for id in &ids {
+        for id in net.nodes.keys() {
             let st = net.node(*id).raw.status();
             eprintln!(
                 "{id}: {:?} {:?} applied={} last={} first={} voters={:?} progress={:?} data={:?}",
@@ -347,7 +387,7 @@ fn run(seed: u64) {
         }
     }
     assert!(committed_on_all, "liveness: no commit after faults stopped");
-    let digests: Vec<(u64, u64)> = ids
+    let digests: Vec<(u64, u64)> = voters
         .iter()
         .map(|id| (net.node(*id).sm.applied, net.node(*id).sm.digest))
         .collect();
@@ -357,10 +397,11 @@ fn run(seed: u64) {
     );
     if std::env::var_os("RAFT_STATS").is_some() {
         eprintln!(
-            "seed {seed}: {n} nodes, {} terms with leaders, {} committed, {} snapshots",
+            "seed {seed}: {n} nodes, voters {voters:?}, {} terms with leaders, {} committed, {} snapshots",
             ck.leaders.len(),
             ck.committed.len(),
-            ids.iter()
+            voters
+                .iter()
                 .map(|id| net.node(*id).raw.raft_log().snapshot_index())
                 .max()
                 .unwrap_or(0)

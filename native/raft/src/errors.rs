@@ -6,6 +6,7 @@ use thiserror::Error;
 
 /// Everything a call into the Raft core can refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Only the leader accepts this; `leader` is the known leader (or 0).
     #[error("not the leader (leader is {leader})")]

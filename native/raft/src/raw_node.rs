@@ -53,9 +53,15 @@ impl RawNode {
     /// campaigns while not a voter). Committed entries after the snapshot are
     /// re-delivered by [`RawNode::ready`].
     pub fn new(config: &Config, state: PersistedState, initial_voters: &[NodeId]) -> Result<Self> {
-        // What is on disk; anything else (a fresh node's bootstrap) is new.
-        let prev_hs = state.hard_state;
+        // A fresh node's bootstrap state is new and must be persisted; a
+        // recovered node's is already on disk.
+        let fresh = state.is_empty();
         let raft = Raft::new(config, state, initial_voters)?;
+        let prev_hs = if fresh {
+            HardState::default()
+        } else {
+            raft.hard_state()
+        };
         let prev_ss = raft.soft_state();
         Ok(RawNode {
             raft,
