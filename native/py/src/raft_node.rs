@@ -212,7 +212,7 @@ impl PyRaftNode {
         cfg.seed = seed;
         let state = match wal {
             None => PersistedState::default(),
-            Some(mut w) => w.take_recovered()?,
+            Some(mut w) => w.take_state()?,
         };
         let node = catch_unwind(AssertUnwindSafe(|| RawNode::new(&cfg, state, &voters)))
             .map_err(|p| {

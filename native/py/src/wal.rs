@@ -31,7 +31,7 @@ impl PyWal {
     }
 
     /// Hands the recovered state to a new RaftNode (once).
-    pub fn take_recovered(&mut self) -> PyResult<PersistedState> {
+    pub fn take_state(&mut self) -> PyResult<PersistedState> {
         self.recovered.take().ok_or_else(|| {
             PyValueError::new_err(
                 "this Wal's recovered state was already taken (one RaftNode per opened Wal)",
@@ -112,7 +112,7 @@ impl PyWal {
         &mut self,
         py: Python<'_>,
     ) -> PyResult<(PyHardState, Option<PySnapshot>, Vec<PyEntry>)> {
-        let st = PyWal::take_recovered(self)?;
+        let st = self.take_state()?;
         Ok((
             st.hard_state.into(),
             st.snapshot.map(|inner| PySnapshot { inner }),
