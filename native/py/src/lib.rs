@@ -47,6 +47,9 @@ fn _bedrock_cp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WalCorruptError", py.get_type::<errors::WalCorruptError>())?;
     m.add("WalForeignError", py.get_type::<errors::WalForeignError>())?;
     m.add("WalFatalError", py.get_type::<errors::WalFatalError>())?;
-    m.add("NativePanicError", py.get_type::<errors::NativePanicError>())?;
+    m.add(
+        "NativePanicError",
+        py.get_type::<errors::NativePanicError>(),
+    )?;
     Ok(())
 }

@@ -116,7 +116,10 @@ impl PyWal {
         Ok((
             st.hard_state.into(),
             st.snapshot.map(|inner| PySnapshot { inner }),
-            st.entries.iter().map(|e| PyEntry::from_entry(py, e)).collect(),
+            st.entries
+                .iter()
+                .map(|e| PyEntry::from_entry(py, e))
+                .collect(),
         ))
     }
 

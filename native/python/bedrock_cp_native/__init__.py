@@ -33,7 +33,8 @@ def _leader(self: NotLeaderError) -> int:
     return int(self.args[1]) if len(self.args) > 1 else 0
 
 
-NotLeaderError.leader = property(_leader)  # type: ignore[attr-defined]
+# The native exception type gains a read-only view of its args[1].
+setattr(NotLeaderError, "leader", property(_leader))  # noqa: B010
 
 __all__ = [
     "ConfChangePendingError",
