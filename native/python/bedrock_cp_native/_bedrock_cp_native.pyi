@@ -1,12 +1,37 @@
 """Stub of the compiled module (Rust, PyO3). Kept in step with native/py/src."""
 
 import os
+from pathlib import Path
 from typing import Literal, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "__version__",
+    "build_profile",
+    "RaftNode",
+    "Ready",
+    "Entry",
+    "HardState",
+    "Snapshot",
+    "Wal",
+    "NativeError",
+    "RaftError",
+    "NotLeaderError",
+    "ProposalDroppedError",
+    "ConfChangePendingError",
+    "MessageDecodeError",
+    "WalError",
+    "WalCorruptError",
+    "WalForeignError",
+    "WalFatalError",
+    "NativePanicError",
+]
 
 __version__: str
 build_profile: Literal["debug", "release"]
 
-Role = Literal["follower", "pre_candidate", "candidate", "leader"]
+_Role = Literal["follower", "pre_candidate", "candidate", "leader"]
 
 class NativeError(Exception): ...
 class RaftError(NativeError): ...
@@ -29,13 +54,13 @@ class Entry:
     index: int
     term: int
     data: bytes
-    def __init__(
-        self,
+    def __new__(
+        cls,
         index: int,
         term: int,
         data: bytes,
         kind: Literal["normal", "conf_change"] = "normal",
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def kind(self) -> Literal["normal", "conf_change"]: ...
     @property
@@ -46,7 +71,7 @@ class HardState:
     term: int
     vote: int
     commit: int
-    def __init__(self, term: int = 0, vote: int = 0, commit: int = 0) -> None: ...
+    def __new__(cls, term: int = 0, vote: int = 0, commit: int = 0) -> Self: ...
 
 @final
 class Snapshot:
@@ -70,7 +95,7 @@ class Ready:
     @property
     def hard_state(self) -> HardState | None: ...
     @property
-    def soft_state(self) -> tuple[int, Role] | None: ...
+    def soft_state(self) -> tuple[int, _Role] | None: ...
     @property
     def snapshot(self) -> Snapshot | None: ...
     @property
@@ -80,8 +105,8 @@ class Ready:
 
 @final
 class RaftNode:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         id: int,
         voters: list[int],
         wal: Wal | None = None,
@@ -94,7 +119,7 @@ class RaftNode:
         max_inflight_msgs: int = 256,
         max_committed_size_per_ready: int = ...,
         seed: int = 0,
-    ) -> None: ...
+    ) -> Self: ...
     def tick(self) -> None: ...
     def step(self, data: bytes) -> None: ...
     def propose(self, data: bytes) -> int: ...
@@ -115,7 +140,7 @@ class RaftNode:
     @property
     def leader_id(self) -> int: ...
     @property
-    def role(self) -> Role: ...
+    def role(self) -> _Role: ...
 
 @final
 class Wal:
@@ -141,6 +166,6 @@ class Wal:
     @property
     def sync_count(self) -> int: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path: ...
     def close(self) -> None: ...
     def _inject_sync_failure(self) -> None: ...
