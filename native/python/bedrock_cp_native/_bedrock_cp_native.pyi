@@ -2,30 +2,28 @@
 
 import os
 from pathlib import Path
-from typing import Literal, final
-
-from typing_extensions import Self
+from typing import Literal, Self, final
 
 __all__ = [
-    "__version__",
-    "build_profile",
-    "RaftNode",
-    "Ready",
+    "ConfChangePendingError",
     "Entry",
     "HardState",
-    "Snapshot",
-    "Wal",
+    "MessageDecodeError",
     "NativeError",
-    "RaftError",
+    "NativePanicError",
     "NotLeaderError",
     "ProposalDroppedError",
-    "ConfChangePendingError",
-    "MessageDecodeError",
-    "WalError",
+    "RaftError",
+    "RaftNode",
+    "Ready",
+    "Snapshot",
+    "Wal",
     "WalCorruptError",
-    "WalForeignError",
+    "WalError",
     "WalFatalError",
-    "NativePanicError",
+    "WalForeignError",
+    "__version__",
+    "build_profile",
 ]
 
 __version__: str
