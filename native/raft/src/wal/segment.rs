@@ -34,10 +34,9 @@ pub(crate) fn file_name(first_index: u64) -> String {
 /// The first index encoded in a segment file name, if `name` is one.
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(SUFFIX)?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
+    let first = u64::from_str_radix(hex, 16).ok()?;
+    // Only the exact spelling we write, so the name maps back to this file.
+    (file_name(first) == name).then_some(first)
 }
 
 fn encode_header(first_index: u64, id: &Identity) -> Vec<u8> {
@@ -245,6 +244,8 @@ mod tests {
         assert_eq!(parse_file_name(&file_name(0xabc)), Some(0xabc));
         assert_eq!(parse_file_name("1.wal"), None);
         assert_eq!(parse_file_name("000000000000000g.wal"), None);
+        assert_eq!(parse_file_name("000000000000000A.wal"), None);
+        assert_eq!(parse_file_name("+00000000000000a.wal"), None);
         assert!(file_name(9) < file_name(10));
     }
 }
