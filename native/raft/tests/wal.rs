@@ -557,6 +557,21 @@ fn sync_failure_is_fatal_forever() {
         wal.save(Some(&HardState::default()), &[]),
         Err(WalError::Fatal { .. })
     ));
+
+    // A failure in the middle of a snapshot restart leaves a usable, poisoned WAL.
+    let d = TempDir::new("eio-snap");
+    let (mut wal, _) = Wal::open(d.path(), WalOptions::new(CLUSTER, 1)).unwrap();
+    wal.save(None, &entries(1, 1..=2)).unwrap();
+    wal.inject_sync_failure();
+    assert!(matches!(
+        wal.save_snapshot(&snapshot(10, 1)),
+        Err(WalError::Fatal { .. })
+    ));
+    let _ = (wal.first_index(), wal.last_index(), wal.hard_state());
+    assert!(matches!(
+        wal.save(None, &entries(1, 3..=3)),
+        Err(WalError::Fatal { .. })
+    ));
 }
 
 #[test]

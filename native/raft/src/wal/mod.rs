@@ -158,34 +158,10 @@ impl Wal {
             .as_ref()
             .map_or((0, 0), |s| (s.metadata.index, s.metadata.term));
 
-        let (mut segments, mut entries) = load_segments(dir, &listing.segments, &id, &mut durable)?;
-        if let Some(first) = segments.first() {
-            if first.first_index > snapshot_index + 1 {
-                return Err(WalError::corrupt(
-                    &first.path,
-                    0,
-                    format!(
-                        "log starts at entry {} but the snapshot ends at {snapshot_index}: \
-                         entries are missing",
-                        first.first_index
-                    ),
-                ));
-            }
-        }
-
-        let hs_path = dir.join(hard_state::FILE_NAME);
-        let hard_state = if listing.has_hard_state {
-            HardStateFile::open(hs_path, &mut durable)?
-        } else if snapshot.is_none() && entries.is_empty() {
-            // Only an interrupted initialization leaves no hard state file.
-            HardStateFile::create(dir, &mut durable)?
-        } else {
-            return Err(WalError::corrupt(
-                hs_path,
-                0,
-                "hard state file missing from a WAL that holds entries",
-            ));
-        };
+        let (mut segments, mut entries) =
+            load_segments(dir, &listing.segments, &id, snapshot_index, &mut durable)?;
+        let log_is_empty = snapshot.is_none() && entries.is_empty();
+        let hard_state = open_hard_state(dir, listing.has_hard_state, log_is_empty, &mut durable)?;
 
         // A fresh WAL, or one whose restart after a snapshot was interrupted.
         let active = match segments.last() {
@@ -415,22 +391,19 @@ impl Wal {
 
     /// Physically removes entries `index..` so the file ends at `index - 1`.
     ///
-    /// Later segments go first (newest first, then a directory sync) so a
-    /// crash never leaves a gap; the truncation is synced before anything new
-    /// is written, so old and new records can never mix after a crash.
+    /// Later segments go first, newest first, so a crash never leaves a gap;
+    /// the truncation is synced before anything new is written, so old and
+    /// new records can never mix after a crash.
     fn truncate_from(&mut self, index: u64) -> Result<(), WalError> {
-        let mut removed = false;
-        while self.last_segment().first_index > index {
-            debug_assert!(
-                self.segments.len() > 1,
-                "first segment starts at or below the snapshot"
-            );
-            let seg = self.segments.pop().expect("a WAL always has a segment");
-            durable::remove_file(&seg.path)?;
-            removed = true;
-        }
-        if removed {
-            self.durable.sync_dir(&self.dir)?;
+        if self.last_segment().first_index > index {
+            while self.last_segment().first_index > index {
+                debug_assert!(
+                    self.segments.len() > 1,
+                    "first segment starts at or below the snapshot"
+                );
+                let seg = self.segments.pop().expect("a WAL always has a segment");
+                self.remove_segment_file(&seg.path)?;
+            }
             self.active = self.last_segment().open_for_write()?;
         }
         let seg = self
@@ -477,61 +450,99 @@ impl Wal {
     /// starts after the snapshot. Otherwise only segments wholly at or below
     /// the snapshot index go (oldest first).
     fn compact(&mut self, restart: bool) -> Result<(), WalError> {
-        let before = self.segments.len();
         if restart {
-            while let Some(seg) = self.segments.pop() {
-                durable::remove_file(&seg.path)?;
+            // The in-memory list keeps its segments until the new one exists,
+            // so a failure halfway (which poisons the WAL) never leaves it empty.
+            for i in (0..self.segments.len()).rev() {
+                let path = self.segments[i].path.clone();
+                self.remove_segment_file(&path)?;
             }
-        } else {
-            let keep_from = self
-                .segments
-                .iter()
-                .rposition(|s| s.first_index <= self.snapshot_index + 1)
-                .unwrap_or(0);
-            for seg in self.segments.drain(..keep_from) {
-                durable::remove_file(&seg.path)?;
-            }
-        }
-        if self.segments.len() != before {
-            self.durable.sync_dir(&self.dir)?;
-        }
-        if self.segments.is_empty() {
             let (seg, file) = Segment::create(
                 &self.dir,
                 self.snapshot_index + 1,
                 &self.id,
                 &mut self.durable,
             )?;
-            self.segments.push(seg);
+            self.segments = vec![seg];
             self.active = file;
+        } else {
+            let keep_from = self
+                .segments
+                .iter()
+                .rposition(|s| s.first_index <= self.snapshot_index + 1)
+                .unwrap_or(0);
+            let removed: Vec<Segment> = self.segments.drain(..keep_from).collect();
+            for seg in &removed {
+                self.remove_segment_file(&seg.path)?;
+            }
         }
         Ok(())
     }
+
+    /// Removes a segment file and syncs the directory at once: removals must
+    /// reach the disk in the order made, or a crash could leave a gap.
+    fn remove_segment_file(&mut self, path: &Path) -> Result<(), WalError> {
+        durable::remove_file(path)?;
+        self.durable.sync_dir(&self.dir)
+    }
 }
 
-/// Loads every segment in `firsts` (sorted), checking that indexes run on
-/// from one segment to the next and truncating a torn tail of the last one.
+/// Opens the hard state file, or creates it when an interrupted
+/// initialization left none (only possible while the log is still empty).
+fn open_hard_state(
+    dir: &Path,
+    exists: bool,
+    log_is_empty: bool,
+    durable: &mut Durability,
+) -> Result<HardStateFile, WalError> {
+    let path = dir.join(hard_state::FILE_NAME);
+    if exists {
+        HardStateFile::open(path, durable)
+    } else if log_is_empty {
+        HardStateFile::create(dir, durable)
+    } else {
+        Err(WalError::corrupt(
+            path,
+            0,
+            "hard state file missing from a WAL that holds entries",
+        ))
+    }
+}
+
+/// Loads every segment in `firsts` (sorted), checking that the log starts at
+/// or before `snapshot_index + 1` and that indexes run on from one segment to
+/// the next, and truncating a torn tail of the last one.
 fn load_segments(
     dir: &Path,
     firsts: &[u64],
     id: &Identity,
+    snapshot_index: u64,
     durable: &mut Durability,
 ) -> Result<(Vec<Segment>, Vec<Entry>), WalError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(firsts.len());
     let mut entries = Vec::new();
     for (i, &first) in firsts.iter().enumerate() {
         let path = dir.join(segment::file_name(first));
-        if let Some(prev) = segments.last() {
-            if prev.next_index() != first {
-                return Err(WalError::corrupt(
-                    &path,
-                    0,
-                    format!(
-                        "segment starts at entry {first} but the previous one ends at {}",
-                        prev.next_index() - 1
-                    ),
-                ));
-            }
+        let expected = segments
+            .last()
+            .map_or(snapshot_index + 1, Segment::next_index);
+        let gap = match segments.last() {
+            None => first > expected,
+            Some(_) => first != expected,
+        };
+        if gap {
+            return Err(WalError::corrupt(
+                &path,
+                0,
+                format!(
+                    "segment starts at entry {first}, expected {expected}: {}",
+                    if first > expected {
+                        "entries are missing"
+                    } else {
+                        "segments overlap"
+                    }
+                ),
+            ));
         }
         let is_last = i + 1 == firsts.len();
         let loaded = Segment::load(path, first, id, is_last)?;
