@@ -120,8 +120,8 @@ pub(crate) fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Atomically creates or replaces `dir/name` with `bytes`: write a temporary
 /// file, sync it, rename it over the target, sync the directory. A crash
-/// leaves either the old file or the new one, plus perhaps a `.tmp` that
-/// [`remove_tmp_files`](super) cleans up on open.
+/// leaves either the old file or the new one, plus perhaps a `.tmp` file
+/// that the next open removes.
 ///
 /// Returns the new file, open for reading and writing.
 pub(crate) fn replace_file(
