@@ -38,6 +38,7 @@
 mod durable;
 mod error;
 mod hard_state;
+mod listing;
 mod meta;
 mod record;
 mod segment;
@@ -51,6 +52,7 @@ use crate::types::{Entry, HardState, PersistedState, Snapshot};
 
 use self::durable::Durability;
 use self::hard_state::HardStateFile;
+use self::listing::Listing;
 use self::meta::Identity;
 use self::segment::Segment;
 
@@ -558,69 +560,4 @@ fn load_segments(
         entries.extend(loaded.entries);
     }
     Ok((segments, entries))
-}
-
-/// The classified contents of a WAL directory.
-#[derive(Debug, Default)]
-struct Listing {
-    has_meta: bool,
-    has_hard_state: bool,
-    has_snapshot: bool,
-    /// First indexes of the segment files, sorted.
-    segments: Vec<u64>,
-}
-
-impl Listing {
-    /// Lists `dir`, removing leftover `.tmp` files and refusing anything unknown.
-    fn read(dir: &Path, durable: &mut Durability) -> Result<Listing, WalError> {
-        let mut listing = Listing::default();
-        let mut removed_tmp = false;
-        let entries = fs::read_dir(dir).map_err(|e| WalError::io("list directory", dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| WalError::io("list directory", dir, e))?;
-            let path = entry.path();
-            let is_file = entry
-                .file_type()
-                .map_err(|e| WalError::io("stat", &path, e))?
-                .is_file();
-            if !is_file {
-                return Err(WalError::corrupt(
-                    path,
-                    0,
-                    "unexpected non-file entry in the WAL directory",
-                ));
-            }
-            let name = entry.file_name();
-            let name = name.to_str().unwrap_or("");
-            match name {
-                meta::FILE_NAME => listing.has_meta = true,
-                hard_state::FILE_NAME => listing.has_hard_state = true,
-                snapshot_file::FILE_NAME => listing.has_snapshot = true,
-                _ if name.ends_with(".tmp") => {
-                    durable::remove_file(&path)?;
-                    removed_tmp = true;
-                }
-                _ => match segment::parse_file_name(name) {
-                    Some(first) => listing.segments.push(first),
-                    None => {
-                        return Err(WalError::corrupt(
-                            path,
-                            0,
-                            "unexpected file in the WAL directory",
-                        ))
-                    }
-                },
-            }
-        }
-        if removed_tmp {
-            durable.sync_dir(dir)?;
-        }
-        listing.segments.sort_unstable();
-        Ok(listing)
-    }
-
-    /// True when no WAL file is present.
-    fn is_empty(&self) -> bool {
-        !self.has_meta && !self.has_hard_state && !self.has_snapshot && self.segments.is_empty()
-    }
 }
