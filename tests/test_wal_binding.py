@@ -11,6 +11,7 @@ from bedrock_cp_native import (
     HardState,
     Wal,
     WalCorruptError,
+    WalError,
     WalFatalError,
     WalForeignError,
 )
@@ -98,3 +99,11 @@ def test_non_consecutive_entries_are_refused(tmp_path: Path) -> None:
 def test_entry_kind_is_validated() -> None:
     with pytest.raises(ValueError, match="normal"):
         Entry(1, 1, b"", kind="bogus")  # type: ignore[arg-type]
+
+
+def test_a_wal_directory_is_locked_while_open(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    with pytest.raises(WalError, match="in use by another process"):
+        Wal.open(tmp_path, "c", 1)
+    wal.close()
+    Wal.open(tmp_path, "c", 1).close()

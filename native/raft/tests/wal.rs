@@ -720,3 +720,14 @@ fn interrupted_snapshot_compaction_is_finished_on_open() {
     assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+    let dir = TempDir::new("lock");
+    let (wal, _) = open(dir.path());
+    let err = open_err(dir.path());
+    assert!(matches!(err, WalError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(wal);
+    open(dir.path());
+}

@@ -51,6 +51,12 @@ pub enum WalError {
         /// What failed, ending in "the node must stop".
         reason: String,
     },
+    /// Another process (or another `Wal` in this one) has this WAL open.
+    #[error("WAL at {path} is in use by another process (its lock is held)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The caller broke the API contract (non-consecutive entries, entries
     /// beyond the end of the log or at/below the snapshot, ...). Nothing was written.
     #[error("invalid WAL argument: {0}")]

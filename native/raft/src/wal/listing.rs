@@ -43,6 +43,7 @@ impl Listing {
             let name = entry.file_name();
             let name = name.to_str().unwrap_or("");
             match name {
+                super::LOCK_FILE_NAME => {}
                 meta::FILE_NAME => listing.has_meta = true,
                 hard_state::FILE_NAME => listing.has_hard_state = true,
                 snapshot_file::FILE_NAME => listing.has_snapshot = true,

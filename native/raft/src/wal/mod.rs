@@ -113,6 +113,28 @@ pub struct Wal {
     snapshot_term: u64,
     /// Sync policy, sync counter and poisoning.
     durable: Durability,
+    /// Holds an exclusive lock on the directory's `LOCK` file while open, so
+    /// two processes can never append to the same WAL.
+    _lock: File,
+}
+
+/// Name of the lock file inside a WAL directory.
+pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes the exclusive lock of the WAL in `dir`, or says who holds it.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WalError::io("open lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(WalError::Locked { path }),
+        Err(fs::TryLockError::Error(e)) => Err(WalError::io("lock", &path, e)),
+    }
 }
 
 impl Wal {
@@ -136,6 +158,7 @@ impl Wal {
         };
         let mut durable = Durability::new(opts.sync);
         fs::create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
+        let lock = lock_dir(dir)?;
         let listing = Listing::read(dir, &mut durable)?;
 
         let meta_path = dir.join(meta::FILE_NAME);
@@ -194,6 +217,7 @@ impl Wal {
             snapshot_index,
             snapshot_term,
             durable,
+            _lock: lock,
         };
         wal.compact(restart)?;
         if restart {
