@@ -1,0 +1,7 @@
+"""``python -m bedrock_cp``: the same as the ``bedrock-cp`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

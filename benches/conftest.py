@@ -1,0 +1,46 @@
+"""Benchmark setup: refuse debug builds; pair each of ours with its peer as a ratio.
+
+A benchmark that compares with a peer sets ``benchmark.extra_info["side"]`` to
+"ours" or "peer" and shares a ``benchmark.group`` with its counterpart; the
+JSON output then gains ``ratios``: peer mean / our mean per group (> 1 means we
+are faster), printed at the end of the run as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import bedrock_cp_native
+
+_ratios: dict[str, float] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if bedrock_cp_native.build_profile != "release":
+        raise pytest.UsageError(
+            "benchmarks refuse a debug build of bedrock_cp_native: run `make setup` (release)"
+        )
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
+) -> None:
+    groups: dict[str, dict[str, float]] = {}
+    for b in output_json.get("benchmarks", []):
+        side = b.get("extra_info", {}).get("side")
+        if side in ("ours", "peer") and b.get("group"):
+            groups.setdefault(b["group"], {})[side] = b["stats"]["mean"]
+    for group, sides in groups.items():
+        if "ours" in sides and "peer" in sides and sides["ours"] > 0:
+            _ratios[group] = round(sides["peer"] / sides["ours"], 3)
+    output_json["ratios"] = dict(_ratios)
+    output_json["native_build_profile"] = bedrock_cp_native.build_profile
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _ratios:
+        terminalreporter.write_line("peer/ours time ratios (> 1: bedrock_cp faster):")
+        for group, ratio in sorted(_ratios.items()):
+            terminalreporter.write_line(f"  {group}: {ratio}")

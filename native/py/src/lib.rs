@@ -1,0 +1,55 @@
+//! `bedrock_cp_native._bedrock_cp_native`: a thin PyO3 layer over
+//! `bedrock-raft`. All logic lives in the pure-Rust crate; this crate only
+//! converts types, releases the GIL around disk I/O, and makes sure a Rust
+//! panic surfaces as a Python exception instead of unwinding into Python.
+
+mod errors;
+mod raft_node;
+mod types;
+mod wal;
+
+use pyo3::prelude::*;
+
+/// Build profile of this binary: benchmarks refuse to measure "debug".
+const BUILD_PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+#[pymodule]
+fn _bedrock_cp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("build_profile", BUILD_PROFILE)?;
+    m.add_class::<raft_node::PyRaftNode>()?;
+    m.add_class::<raft_node::PyReady>()?;
+    m.add_class::<types::PyEntry>()?;
+    m.add_class::<types::PyHardState>()?;
+    m.add_class::<types::PySnapshot>()?;
+    m.add_class::<wal::PyWal>()?;
+    m.add("NativeError", py.get_type::<errors::NativeError>())?;
+    m.add("RaftError", py.get_type::<errors::RaftError>())?;
+    m.add("NotLeaderError", py.get_type::<errors::NotLeaderError>())?;
+    m.add(
+        "ProposalDroppedError",
+        py.get_type::<errors::ProposalDroppedError>(),
+    )?;
+    m.add(
+        "ConfChangePendingError",
+        py.get_type::<errors::ConfChangePendingError>(),
+    )?;
+    m.add(
+        "MessageDecodeError",
+        py.get_type::<errors::MessageDecodeError>(),
+    )?;
+    m.add("WalError", py.get_type::<errors::WalError>())?;
+    m.add("WalCorruptError", py.get_type::<errors::WalCorruptError>())?;
+    m.add("WalForeignError", py.get_type::<errors::WalForeignError>())?;
+    m.add("WalFatalError", py.get_type::<errors::WalFatalError>())?;
+    m.add(
+        "NativePanicError",
+        py.get_type::<errors::NativePanicError>(),
+    )?;
+    Ok(())
+}

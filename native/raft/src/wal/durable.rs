@@ -1,0 +1,158 @@
+//! Making bytes durable: fsync of files and directories, atomic replacement,
+//! and the poisoning rule for fsync failures.
+//!
+//! After a failed fsync the kernel may already have dropped the dirty pages and
+//! cleared the error, so a retry can "succeed" without the data being on disk.
+//! The only safe reaction is to stop: the first failure poisons the WAL and
+//! every later call reports [`WalError::Fatal`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::WalError;
+
+/// `EIO`, the error an injected sync failure imitates (same value on every Unix).
+const EIO: i32 = 5;
+
+/// Issues (or, when disabled, skips) syncs, counts them, and remembers the
+/// first fatal failure.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    /// Whether syncs are issued at all (false only in tests and simulation).
+    enabled: bool,
+    /// Number of fsync/fdatasync calls issued, on files and directories.
+    count: u64,
+    /// Test hook: the next sync point fails with `EIO`, even when disabled.
+    fail_next: bool,
+    /// Set by the first fatal failure. Invariant: once set, never cleared.
+    poisoned: Option<String>,
+}
+
+impl Durability {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Durability {
+            enabled,
+            count: 0,
+            fail_next: false,
+            poisoned: None,
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub(crate) fn inject_failure(&mut self) {
+        self.fail_next = true;
+    }
+
+    /// Fails with [`WalError::Fatal`] once poisoned.
+    pub(crate) fn check(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(reason) => Err(WalError::Fatal {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the WAL after a failed write: the file may now hold a partial
+    /// record the in-memory view does not know about.
+    pub(crate) fn poison_after(&mut self, err: &WalError) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(format!(
+                "WAL write failed ({err}); on-disk state is uncertain — the node must stop"
+            ));
+        }
+    }
+
+    /// `fdatasync` of a file's data (and the metadata needed to read it back).
+    pub(crate) fn sync_data(&mut self, file: &File, path: &Path) -> Result<(), WalError> {
+        self.sync_with("fdatasync", path, || file.sync_data())
+    }
+
+    /// `fsync` of a file, including all its metadata (used for new files).
+    pub(crate) fn sync_all(&mut self, file: &File, path: &Path) -> Result<(), WalError> {
+        self.sync_with("fsync", path, || file.sync_all())
+    }
+
+    /// `fsync` of a directory, making creates, renames and removals in it durable.
+    pub(crate) fn sync_dir(&mut self, dir: &Path) -> Result<(), WalError> {
+        if !self.enabled && !self.fail_next {
+            return Ok(());
+        }
+        let d = File::open(dir).map_err(|e| WalError::io("open directory", dir, e))?;
+        self.sync_with("fsync directory", dir, || d.sync_all())
+    }
+
+    fn sync_with(
+        &mut self,
+        op: &str,
+        path: &Path,
+        f: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), WalError> {
+        self.check()?;
+        let result = if self.fail_next {
+            self.fail_next = false;
+            Err(io::Error::from_raw_os_error(EIO))
+        } else if self.enabled {
+            self.count += 1;
+            f()
+        } else {
+            Ok(())
+        };
+        result.map_err(|e| {
+            let reason = format!(
+                "fsync failed: {op} {}: {e} — the node must stop",
+                path.display()
+            );
+            self.poisoned = Some(reason.clone());
+            WalError::Fatal { reason }
+        })
+    }
+}
+
+/// The temporary name used while `name` is being written.
+pub(crate) fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.tmp"))
+}
+
+/// Atomically creates or replaces `dir/name` with `bytes`: write a temporary
+/// file, sync it, rename it over the target, sync the directory. A crash
+/// leaves either the old file or the new one, plus perhaps a `.tmp` file
+/// that the next open removes.
+///
+/// Returns the new file, open for reading and writing.
+pub(crate) fn replace_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durable: &mut Durability,
+) -> Result<File, WalError> {
+    let tmp = tmp_path(dir, name);
+    let target = dir.join(name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| WalError::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| WalError::io("write", &tmp, e))?;
+    durable.sync_all(&file, &tmp)?;
+    fs::rename(&tmp, &target).map_err(|e| WalError::io("rename", &tmp, e))?;
+    durable.sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Removes `path`, mapping the error.
+pub(crate) fn remove_file(path: &Path) -> Result<(), WalError> {
+    fs::remove_file(path).map_err(|e| WalError::io("remove", path, e))
+}
+
+/// Reads a whole file, mapping the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WalError> {
+    fs::read(path).map_err(|e| WalError::io("read", path, e))
+}

@@ -1,0 +1,13 @@
+"""Shared fixtures. Tests run against the installed wheels (make test builds them)."""
+
+from __future__ import annotations
+
+import pytest
+
+import bedrock_cp_native
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_is_release() -> None:
+    # Tests of timing-sensitive behaviour assume the optimized core that users get.
+    assert bedrock_cp_native.build_profile == "release", "run `make setup`: native is a debug build"

@@ -1,0 +1,45 @@
+"""The two wheels are installed in lockstep and ship their type information."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+import bedrock_cp
+import bedrock_cp_native
+from bedrock_cp._native import NativeVersionError, check_native_version
+
+
+def test_versions_match_exactly() -> None:
+    assert bedrock_cp.__version__ == bedrock_cp_native.__version__
+
+
+def test_a_mismatched_native_version_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(NativeVersionError) as err:
+        check_native_version("0.0.9", expected="0.1.0")
+    message = str(err.value)
+    assert "bedrock-cp-native==0.1.0" in message
+    assert "0.0.9 is installed" in message
+
+
+def test_native_package_ships_stub_and_marker() -> None:
+    files = {p.name for p in resources.files("bedrock_cp_native").iterdir()}
+    assert "py.typed" in files
+    assert "_bedrock_cp_native.pyi" in files
+
+
+def test_python_package_ships_stubs_for_its_cython_modules() -> None:
+    files = {p.name for p in resources.files("bedrock_cp").iterdir()}
+    assert {"py.typed", "_framing.pyi", "_timers.pyi", "_framing.pxd", "_timers.pxd"} <= files
+
+
+def test_exception_hierarchy() -> None:
+    n = bedrock_cp_native
+    assert issubclass(n.NotLeaderError, n.RaftError)
+    assert issubclass(n.RaftError, n.NativeError)
+    assert issubclass(n.WalCorruptError, n.WalError)
+    assert issubclass(n.WalFatalError, n.WalError)
+    assert issubclass(n.NativePanicError, n.NativeError)
+    # A native panic must be catchable as an ordinary Exception (unlike pyo3's PanicException).
+    assert issubclass(n.NativePanicError, Exception)

@@ -1,0 +1,48 @@
+"""Tick clock and failure detector (Cython)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bedrock_cp._timers import FailureDetector, TickClock
+
+
+def test_ticks_fall_on_a_fixed_grid() -> None:
+    clock = TickClock(0.010, start=100.0)
+    assert clock.due(100.005) == 0
+    assert clock.due(100.010) == 1
+    assert clock.due(100.019) == 0
+    # Waking late by half a tick does not shift the grid.
+    assert clock.due(100.025) == 1
+    assert clock.next_deadline() == pytest.approx(100.030)
+    assert clock.ticks == 2
+
+
+def test_a_long_stall_delivers_at_most_max_burst_ticks() -> None:
+    clock = TickClock(0.010, start=0.0, max_burst=2)
+    assert clock.due(5.0) == 2
+    assert clock.dropped == 498
+    assert clock.due(5.005) == 0
+    assert clock.due(5.010) == 1
+
+
+def test_invalid_parameters_are_refused() -> None:
+    with pytest.raises(ValueError):
+        TickClock(0.0, start=0.0)
+    with pytest.raises(ValueError):
+        TickClock(0.01, start=0.0, max_burst=0)
+    with pytest.raises(ValueError):
+        FailureDetector(0.0)
+
+
+def test_failure_detector_suspects_silent_peers_only() -> None:
+    fd = FailureDetector(0.2)
+    fd.heard(1, 10.0)
+    fd.heard(2, 10.0)
+    fd.heard(2, 10.15)
+    assert fd.suspects(10.1) == []
+    assert fd.suspects(10.25) == [1]
+    assert fd.silence(2, 10.25) == pytest.approx(0.1)
+    assert fd.silence(3, 10.25) == float("inf")
+    fd.forget(1)
+    assert fd.suspects(11.0) == [2]

@@ -1,0 +1,109 @@
+"""The WAL through the binding: durability, refusals with clear messages, fatal fsync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bedrock_cp_native import (
+    Entry,
+    HardState,
+    Wal,
+    WalCorruptError,
+    WalError,
+    WalFatalError,
+    WalForeignError,
+)
+
+
+def _entries(first: int, n: int, term: int = 1) -> list[Entry]:
+    return [Entry(i, term, f"e{i}".encode()) for i in range(first, first + n)]
+
+
+def test_append_then_reopen_returns_everything(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c1", 7)
+    wal.append(_entries(1, 100), HardState(term=1, vote=7, commit=50))
+    assert wal.last_index == 100
+    wal.close()
+    wal = Wal.open(tmp_path, "c1", 7)
+    hs, snap, entries = wal.take_recovered()
+    assert hs == HardState(term=1, vote=7, commit=50)
+    assert snap is None
+    assert [e.data for e in entries] == [f"e{i}".encode() for i in range(1, 101)]
+
+
+def test_one_fsync_covers_a_batch(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c1", 1)
+    before = wal.sync_count
+    wal.append(_entries(1, 500))
+    assert wal.sync_count - before == 1
+
+
+def test_foreign_cluster_and_node_are_refused_by_name(tmp_path: Path) -> None:
+    Wal.open(tmp_path, "alpha", 1).append(_entries(1, 3))
+    with pytest.raises(WalForeignError, match="alpha") as err:
+        Wal.open(tmp_path, "beta", 1)
+    assert "beta" in str(err.value)
+    with pytest.raises(WalForeignError):
+        Wal.open(tmp_path, "alpha", 2)
+
+
+def test_a_flipped_bit_in_a_middle_record_refuses_to_open(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append(_entries(1, 50))
+    wal.close()
+    segments = sorted(p for p in tmp_path.iterdir() if p.suffix == ".wal")
+    assert segments, "no segment file found"
+    seg = segments[0]
+    raw = bytearray(seg.read_bytes())
+    pos = len(raw) // 2
+    raw[pos] ^= 0x10
+    seg.write_bytes(bytes(raw))
+    with pytest.raises(WalCorruptError) as err:
+        Wal.open(tmp_path, "c", 1)
+    assert seg.name in str(err.value)
+    assert "offset" in str(err.value)
+
+
+def test_a_torn_tail_is_truncated_and_earlier_records_survive(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append(_entries(1, 10))
+    wal.close()
+    seg = sorted(p for p in tmp_path.iterdir() if p.suffix == ".wal")[-1]
+    seg.write_bytes(seg.read_bytes()[:-3])
+    wal = Wal.open(tmp_path, "c", 1)
+    _, _, entries = wal.take_recovered()
+    assert [e.index for e in entries] == list(range(1, 10))
+    wal.append(_entries(10, 1))
+    assert wal.last_index == 10
+
+
+def test_an_fsync_failure_is_fatal_for_every_later_call(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append(_entries(1, 1))
+    wal._inject_sync_failure()
+    with pytest.raises(WalFatalError, match="fsync"):
+        wal.append(_entries(2, 1))
+    with pytest.raises(WalFatalError):
+        wal.append(_entries(2, 1))
+
+
+def test_non_consecutive_entries_are_refused(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append(_entries(1, 3))
+    with pytest.raises(ValueError):
+        wal.append(_entries(10, 1))
+
+
+def test_entry_kind_is_validated() -> None:
+    with pytest.raises(ValueError, match="normal"):
+        Entry(1, 1, b"", kind="bogus")  # type: ignore[arg-type]
+
+
+def test_a_wal_directory_is_locked_while_open(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    with pytest.raises(WalError, match="in use by another process"):
+        Wal.open(tmp_path, "c", 1)
+    wal.close()
+    Wal.open(tmp_path, "c", 1).close()
