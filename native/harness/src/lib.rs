@@ -4,7 +4,7 @@
 
 pub mod storage;
 
-pub use storage::{MemStorage, Storage};
+pub use storage::{MemStorage, Storage, WalStorage};
 
 use bedrock_raft::{Config, Entry, EntryType, Message, NodeId, RawNode, ReadState, Role, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -262,7 +262,7 @@ impl Network {
 
     /// (Re)starts `id` from its storage.
     pub fn restart(&mut self, id: NodeId) {
-        let state = self.storages[&id].load();
+        let state = self.storages.get_mut(&id).expect("storage").load();
         let sm = match &state.snapshot {
             Some(s) => StateMachine::decode(&s.data),
             None => StateMachine::default(),

@@ -16,7 +16,9 @@
 //! Ends with a liveness check: once faults stop, a leader commits.
 
 use bedrock_raft::{ConfChange, EntryType, HardState, NodeId, Role, INVALID_ID};
-use bedrock_raft_harness::{mix, test_config, Event, Network, Rng};
+use bedrock_raft_harness::{
+    mix, test_config, Event, MemStorage, Network, Rng, Storage, WalStorage,
+};
 use std::collections::BTreeMap;
 
 const STEPS: usize = 3000;
@@ -186,7 +188,19 @@ fn run(seed: u64) {
         c.max_committed_size_per_ready = 128;
         c
     };
-    let mut net = Network::with_config(&ids, cfg);
+    // Some seeds run on the real WAL (see `storage_kind`).
+    let wal_dir = use_wal(seed).then(|| {
+        std::env::temp_dir().join(format!("bedrock-raft-rand-{}-{seed}", std::process::id()))
+    });
+    let factory: Box<dyn FnMut(NodeId) -> Box<dyn Storage>> = match &wal_dir {
+        Some(dir) => {
+            let _ = std::fs::remove_dir_all(dir);
+            let dir = dir.clone();
+            Box::new(move |id| Box::new(WalStorage::new(dir.join(format!("node-{id}")), id)))
+        }
+        None => Box::new(|_| Box::new(MemStorage::new())),
+    };
+    let mut net = Network::with_storage(&ids, cfg, factory);
     // Ids that may join later (each proposed at most once, never re-added).
     let mut spares: Vec<NodeId> = vec![n + 1, n + 2];
     let mut all_ids = ids.clone();
@@ -406,6 +420,20 @@ fn run(seed: u64) {
                 .max()
                 .unwrap_or(0)
         );
+    }
+    drop(net);
+    if let Some(dir) = wal_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Which seeds use the real WAL: `RAFT_STORAGE=mem|wal`, default every
+/// fifth seed (file I/O is slower than memory).
+fn use_wal(seed: u64) -> bool {
+    match std::env::var("RAFT_STORAGE").as_deref() {
+        Ok("mem") => false,
+        Ok("wal") => true,
+        _ => seed.is_multiple_of(5),
     }
 }
 
