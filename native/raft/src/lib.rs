@@ -18,6 +18,40 @@
 //!
 //! Term and vote are therefore durable before any vote or term-bearing reply
 //! leaves the node, and nothing is acknowledged before a quorum has it on disk.
+//!
+//! ## Membership
+//!
+//! A founding member (fresh storage, non-empty `initial_voters`) writes the
+//! initial membership into its log as committed `AddNode` entries of term 0
+//! at indexes `1..=n` — identical on every founder — so a node added later
+//! (started with no voters) learns the whole membership by replaying the
+//! log. The first leader's no-op therefore lands at index `n + 1`. Later
+//! changes are single-server `ConfChange` entries that take effect when
+//! applied (in `advance`), one pending at a time.
+//!
+//! ## Example: a single-node group
+//!
+//! ```
+//! use bedrock_raft::{Config, EntryType, PersistedState, RawNode};
+//!
+//! let mut node = RawNode::new(&Config::new(1), PersistedState::default(), &[1]).unwrap();
+//! node.campaign().unwrap();
+//! let index = node.propose(b"hello".to_vec()).unwrap();
+//! let mut applied = Vec::new();
+//! while node.has_ready() {
+//!     let rd = node.ready();
+//!     // 1. persist rd.snapshot, rd.entries, rd.hard_state (fsync if rd.must_sync)
+//!     // 2. send rd.messages (none here: a single node)
+//!     // 3. apply, in order
+//!     for e in &rd.committed_entries {
+//!         if e.entry_type == EntryType::Normal && !e.data.is_empty() {
+//!             applied.push((e.index, e.data.clone()));
+//!         }
+//!     }
+//!     node.advance(rd);
+//! }
+//! assert_eq!(applied, vec![(index, b"hello".to_vec())]);
+//! ```
 
 pub mod codec;
 pub mod config;

@@ -40,7 +40,8 @@ pub enum MessageType {
     ReadIndex,
     /// Leader -> follower: the read index (`index`) for request `context`.
     ReadIndexResponse,
-    /// Follower -> leader: please transfer leadership to `from`.
+    /// Follower -> leader: please transfer leadership to `index` (to
+    /// `from` when `index` is 0).
     TransferLeader,
 }
 
