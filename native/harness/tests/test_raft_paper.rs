@@ -800,3 +800,25 @@ fn odd_messages_never_panic() {
         }
     }
 }
+
+/// Reference: section 5.1. A request with a stale term is refused with the
+/// current term, so the stale candidate catches up (found by the
+/// randomized test: a candidate whose membership reaches no node with a
+/// higher term could otherwise never learn it).
+#[test]
+fn stale_vote_request_is_refused_with_current_term() {
+    let mut net = Network::with_config(&[1, 2, 3], plain_config);
+    net.elect(1);
+    net.elect(2);
+    assert_eq!(term(&net, 2), 2);
+    let mut m = Message::new(MessageType::RequestVote, 3, 2, 1);
+    m.index = 100;
+    m.log_term = 9;
+    net.raw(2).step(m).unwrap();
+    let rd = net.raw(2).ready();
+    let r = &rd.messages[0];
+    assert_eq!(
+        (r.msg_type, r.reject, r.term),
+        (MessageType::RequestVoteResponse, true, 2)
+    );
+}

@@ -456,13 +456,16 @@ impl Raft {
                     r.reject = false;
                     self.send(r);
                 }
-                MessageType::RequestPreVote => {
-                    let mut r = Message::new(
-                        MessageType::RequestPreVoteResponse,
-                        self.id,
-                        m.from,
-                        self.term,
-                    );
+                MessageType::RequestPreVote | MessageType::RequestVote => {
+                    // Refuse with our term (Raft's RequestVote reply): a
+                    // candidate whose config no longer reaches anyone with a
+                    // higher term would otherwise never learn it.
+                    let t = if m.msg_type == MessageType::RequestVote {
+                        MessageType::RequestVoteResponse
+                    } else {
+                        MessageType::RequestPreVoteResponse
+                    };
+                    let mut r = Message::new(t, self.id, m.from, self.term);
                     r.reject = true;
                     self.send(r);
                 }
