@@ -104,12 +104,20 @@ def test_single_node_group_commits_alone(tmp_path: Path) -> None:
         while node.has_ready():
             rd = node.ready()
             wal.save(rd)
-            applied += [e.data for e in rd.committed_entries if e.data]
+            applied += [e.data for e in rd.committed_entries if e.kind == "normal" and e.data]
             node.advance(rd)
         if node.role == "leader" and not applied:
             node.propose(b"solo")
     assert node.role == "leader"
     assert applied == [b"solo"]
+
+
+def test_founders_log_their_initial_membership_as_committed_conf_changes(tmp_path: Path) -> None:
+    node = RaftNode(2, [1, 2, 3], Wal.open(tmp_path, "c", 2, sync=False))
+    rd = node.ready()
+    changes = [e.conf_change for e in rd.committed_entries]
+    assert changes == [("add", 1), ("add", 2), ("add", 3)]
+    assert [e.term for e in rd.committed_entries] == [0, 0, 0]
 
 
 def test_a_wal_feeds_only_one_node(tmp_path: Path) -> None:

@@ -410,6 +410,61 @@ fn peer_unreachable_elects_without_timeout_when_leader_dead() {
     assert_eq!(term(&net, l), 2);
 }
 
+/// Every survivor sees the dead leader's connection break at the same
+/// moment. They must not all campaign at once (a split vote would cost an
+/// election timeout): the lowest-ranked survivor campaigns, the others wait.
+#[test]
+fn peer_unreachable_on_all_survivors_at_once_elects_one_leader_without_ticks() {
+    for size in [3u64, 5] {
+        let ids: Vec<NodeId> = (1..=size).collect();
+        let mut net = Network::new(&ids);
+        net.elect(1);
+        net.crash(1);
+        for id in 2..=size {
+            net.raw(id).peer_unreachable(1);
+        }
+        net.stabilize();
+        assert_eq!(
+            net.leader(),
+            Some(2),
+            "{size} nodes: rank 0 (node 2) wins at once"
+        );
+        for id in 2..=size {
+            assert_eq!(
+                term(&net, id),
+                2,
+                "{size} nodes: one election, no split vote"
+            );
+        }
+    }
+}
+
+/// If the first-ranked survivor cannot win (here it is cut off too), the
+/// next one takes over after a couple of ticks, well inside an election
+/// timeout.
+#[test]
+fn peer_unreachable_falls_back_to_the_next_rank_quickly() {
+    let mut net = Network::new(&[1, 2, 3, 4, 5]);
+    net.elect(1);
+    net.crash(1);
+    net.isolate(2);
+    for id in 2..=5 {
+        net.raw(id).peer_unreachable(1);
+    }
+    net.stabilize();
+    assert_eq!(net.leader(), None);
+    let mut ticks = 0;
+    while net.leader().is_none() && ticks < 10 {
+        for id in 2..=5 {
+            net.tick(id);
+        }
+        net.stabilize();
+        ticks += 1;
+    }
+    assert_eq!(net.leader(), Some(3));
+    assert!(ticks <= 4, "took {ticks} ticks; the election timeout is 10");
+}
+
 /// On the leader, an unreachable follower goes back to probing.
 #[test]
 fn peer_unreachable_on_leader_probes_follower() {

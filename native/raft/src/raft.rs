@@ -79,6 +79,22 @@ pub struct Raft {
     check_quorum: bool,
     pre_vote: bool,
     rng: SplitMix64,
+    /// Set when the transport reported the leader's connection broken: until
+    /// a leader is known again (or an election timeout passes), elections
+    /// retry on a short timer staggered by rank, so the survivors elect a new
+    /// leader within a few round trips instead of an election timeout, and do
+    /// not all campaign at once (which would split the vote).
+    fast_election: Option<FastElection>,
+}
+
+/// See [`Raft::peer_unreachable`].
+#[derive(Debug, Clone, Copy)]
+struct FastElection {
+    /// Position of this node among the voters other than the lost leader;
+    /// rank 0 campaigns at once, rank r after `1 + 2r` ticks.
+    rank: usize,
+    /// Ticks since the leader was reported lost.
+    elapsed: usize,
 }
 
 impl Raft {
@@ -140,6 +156,7 @@ impl Raft {
             check_quorum: config.check_quorum,
             pre_vote: config.pre_vote,
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
+            fast_election: None,
         };
         r.become_follower(r.term, INVALID_ID);
         Ok(r)
@@ -173,6 +190,10 @@ impl Raft {
     }
 
     fn reset_randomized_election_timeout(&mut self) {
+        if let Some(f) = self.fast_election {
+            self.randomized_election_timeout = 1 + 2 * f.rank;
+            return;
+        }
         let span = self.election_timeout as u64;
         self.randomized_election_timeout =
             self.election_timeout + (self.rng.next() % span) as usize;
@@ -217,6 +238,7 @@ impl Raft {
     }
 
     fn become_leader(&mut self) {
+        self.fast_election = None;
         self.reset(self.term);
         self.lead = self.id;
         self.role = Role::Leader;
@@ -274,6 +296,15 @@ impl Raft {
     }
 
     fn tick_election(&mut self) {
+        if let Some(f) = &mut self.fast_election {
+            f.elapsed += 1;
+            if self.lead != INVALID_ID || f.elapsed > self.election_timeout {
+                // A leader is known again, or the fast path failed: back to
+                // ordinary randomized timeouts.
+                self.fast_election = None;
+                self.reset_randomized_election_timeout();
+            }
+        }
         self.election_elapsed += 1;
         if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
@@ -1001,14 +1032,34 @@ impl Raft {
         }
     }
 
-    /// The transport saw the connection to `id` break.
+    /// The transport saw the connection to `id` break (EOF/RST).
+    ///
+    /// On a follower whose leader is `id`: the leader is forgotten (its lease
+    /// no longer protects it) and fast elections start: the lowest-ranked
+    /// surviving voter pre-votes at once, the others retry on short staggered
+    /// timers (see [`FastElection`]). Peers grant such a pre-vote only if they
+    /// too lost the leader or their election timeout elapsed. On a leader, the
+    /// follower `id` goes back to probing.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => {
-                // Its lease no longer protects it: ask around at once.
+                // Its lease no longer protects it. Every survivor sees the
+                // same EOF at about the same moment; ranking them by id lets
+                // the first campaign at once and the others only if it fails.
                 self.lead = INVALID_ID;
+                let rank = self
+                    .tracker
+                    .voters()
+                    .into_iter()
+                    .filter(|v| *v != id)
+                    .position(|v| v == self.id)
+                    .unwrap_or(0);
+                self.fast_election = Some(FastElection { rank, elapsed: 0 });
                 self.election_elapsed = 0;
-                self.pre_campaign();
+                self.reset_randomized_election_timeout();
+                if rank == 0 {
+                    self.pre_campaign();
+                }
             }
             Role::Leader => {
                 if let Some(pr) = self.tracker.get_mut(id) {
