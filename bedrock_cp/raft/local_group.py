@@ -173,6 +173,7 @@ class LocalGroup:
 
     def wait_for_leader(self, max_ticks: int = 1_000) -> int:
         """Tick until a leader is known to every live member; return its id."""
+        self.pump()
         for _ in range(max_ticks):
             lead = self.leader()
             if lead is not None and all(
