@@ -9,6 +9,7 @@ import pytest
 from bedrock_cp.raft import LocalGroup
 from bedrock_cp_native import (
     MessageDecodeError,
+    NativePanicError,
     NotLeaderError,
     RaftNode,
     Wal,
@@ -118,6 +119,17 @@ def test_founders_log_their_initial_membership_as_committed_conf_changes(tmp_pat
     changes = [e.conf_change for e in rd.committed_entries]
     assert changes == [("add", 1), ("add", 2), ("add", 3)]
     assert [e.term for e in rd.committed_entries] == [0, 0, 0]
+
+
+def test_a_panic_in_the_core_is_an_exception_and_poisons_the_node(tmp_path: Path) -> None:
+    node = RaftNode(1, [1], Wal.open(tmp_path, "c", 1, sync=False))
+    with pytest.raises(NativePanicError, match="injected panic"):
+        node._inject_panic()
+    # The core's invariants may be broken: every later call is refused.
+    with pytest.raises(NativePanicError, match="unusable"):
+        node.tick()
+    with pytest.raises(NativePanicError, match="unusable"):
+        node.propose(b"x")
 
 
 def test_a_wal_feeds_only_one_node(tmp_path: Path) -> None:

@@ -366,6 +366,12 @@ impl PyRaftNode {
         Ok(d)
     }
 
+    /// Test hook: panic inside the core's call boundary, to prove that a
+    /// panic surfaces as `NativePanicError` and poisons the node.
+    fn _inject_panic(&mut self) -> PyResult<()> {
+        self.run(|_| panic!("injected panic (test hook)"))
+    }
+
     /// This node's id.
     #[getter]
     fn id(&self) -> u64 {

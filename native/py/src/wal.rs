@@ -2,14 +2,15 @@
 //! the disk releases the GIL, so other Python threads (and an asyncio loop
 //! calling through an executor) keep running during an fsync.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use bedrock_raft::wal::{Wal, WalOptions};
+use bedrock_raft::wal::{Wal, WalError as WalErr, WalOptions};
 use bedrock_raft::{Entry, HardState, PersistedState};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::{wal_err, WalError};
+use crate::errors::{panic_message, wal_err, NativePanicError, WalError};
 use crate::raft_node::PyReady;
 use crate::types::{PyEntry, PyHardState, PySnapshot};
 
@@ -20,6 +21,18 @@ pub struct PyWal {
     /// What `open` found on disk, until a RaftNode (or `take_recovered`) takes it.
     recovered: Option<PersistedState>,
     path: PathBuf,
+}
+
+/// Runs a WAL operation, mapping its error, and turning a panic into
+/// `NativePanicError` rather than letting it unwind into Python.
+fn guarded<T>(f: impl FnOnce() -> Result<T, WalErr>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(wal_err),
+        Err(p) => Err(NativePanicError::new_err(format!(
+            "internal error in the WAL: {}",
+            panic_message(p)
+        ))),
+    }
 }
 
 impl PyWal {
@@ -59,7 +72,7 @@ impl PyWal {
         opts.sync = sync;
         opts.segment_bytes = segment_bytes;
         let dir = path.clone();
-        let (wal, state) = py.detach(|| Wal::open(&dir, opts)).map_err(wal_err)?;
+        let (wal, state) = py.detach(|| guarded(|| Wal::open(&dir, opts)))?;
         Ok(PyWal {
             wal: Some(wal),
             recovered: Some(state),
@@ -73,15 +86,16 @@ impl PyWal {
         let rd = ready.get()?;
         let wal = self.wal()?;
         py.detach(|| {
-            if let Some(s) = &rd.snapshot {
-                wal.save_snapshot(s)?;
-            }
-            if rd.hard_state.is_some() || !rd.entries.is_empty() {
-                wal.save(rd.hard_state.as_ref(), &rd.entries)?;
-            }
-            Ok(())
+            guarded(|| {
+                if let Some(s) = &rd.snapshot {
+                    wal.save_snapshot(s)?;
+                }
+                if rd.hard_state.is_some() || !rd.entries.is_empty() {
+                    wal.save(rd.hard_state.as_ref(), &rd.entries)?;
+                }
+                Ok(())
+            })
         })
-        .map_err(wal_err)
     }
 
     /// Append entries (consecutive; a lower first index replaces the tail)
@@ -96,15 +110,14 @@ impl PyWal {
         let entries: Vec<Entry> = entries.iter().map(|e| e.to_entry(py)).collect();
         let hs: Option<HardState> = hard_state.map(HardState::from);
         let wal = self.wal()?;
-        py.detach(|| wal.save(hs.as_ref(), &entries))
-            .map_err(wal_err)
+        py.detach(|| guarded(|| wal.save(hs.as_ref(), &entries)))
     }
 
     /// Durably replace the snapshot and drop the log up to its index.
     fn save_snapshot(&mut self, py: Python<'_>, snapshot: PyRef<'_, PySnapshot>) -> PyResult<()> {
         let snap = &snapshot.inner;
         let wal = self.wal()?;
-        py.detach(|| wal.save_snapshot(snap)).map_err(wal_err)
+        py.detach(|| guarded(|| wal.save_snapshot(snap)))
     }
 
     /// What open() recovered: (hard_state, snapshot or None, entries). Taken once.
