@@ -121,6 +121,20 @@ impl PyReady {
             .collect())
     }
 
+    /// True when this Ready carries anything to persist (entries, hard
+    /// state or a snapshot); False lets a driver skip the WAL entirely.
+    #[getter]
+    fn persist_needed(&self) -> PyResult<bool> {
+        let r = self.get()?;
+        Ok(!r.entries.is_empty() || r.hard_state.is_some() || r.snapshot.is_some())
+    }
+
+    /// Number of committed entries to apply (without building them).
+    #[getter]
+    fn committed_count(&self) -> PyResult<usize> {
+        Ok(self.get()?.committed_entries.len())
+    }
+
     /// True when persisting this Ready needs an fsync.
     #[getter]
     fn must_sync(&self) -> PyResult<bool> {

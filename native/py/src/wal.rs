@@ -136,6 +136,16 @@ impl PyWal {
         ))
     }
 
+    /// The snapshot open() found, without taking the recovered state: a node
+    /// restores its state machine from it before building its RaftNode.
+    #[getter]
+    fn recovered_snapshot(&self) -> Option<PySnapshot> {
+        self.recovered
+            .as_ref()
+            .and_then(|st| st.snapshot.clone())
+            .map(|inner| PySnapshot { inner })
+    }
+
     /// First entry index held.
     #[getter]
     fn first_index(&mut self) -> PyResult<u64> {

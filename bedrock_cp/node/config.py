@@ -1,0 +1,175 @@
+"""Node configuration: TOML decoded into msgspec types, strictly.
+
+An unknown key is an error that names it (a typo must not silently fall back
+to a default), and so is a value of the wrong type. Times are in milliseconds.
+
+```toml
+id = 1
+cluster = "bedrock"
+data_dir = "/var/lib/bedrock/1"
+listen = "127.0.0.1:7001"
+fsync = true
+
+[coordinators]        # the founding members: id -> host:port
+1 = "127.0.0.1:7001"
+2 = "127.0.0.1:7002"
+3 = "127.0.0.1:7003"
+
+[timers]
+tick_ms = 10
+heartbeat_ms = 50
+election_timeout_ms = 200   # randomized in [200, 400)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the key."""
+
+
+class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Raft timing. Each election timeout is randomized in [election, 2 x election)."""
+
+    tick_ms: int = 10
+    heartbeat_ms: int = 50
+    election_timeout_ms: int = 200
+
+    def validate(self) -> None:
+        if self.tick_ms < 1:
+            raise ConfigError(f"timers.tick_ms must be >= 1, not {self.tick_ms}")
+        if self.heartbeat_ms < self.tick_ms:
+            raise ConfigError(
+                f"timers.heartbeat_ms ({self.heartbeat_ms}) must be >= tick_ms ({self.tick_ms})"
+            )
+        if self.election_timeout_ms <= self.heartbeat_ms:
+            raise ConfigError(
+                f"timers.election_timeout_ms ({self.election_timeout_ms}) must exceed "
+                f"heartbeat_ms ({self.heartbeat_ms})"
+            )
+
+    @property
+    def heartbeat_ticks(self) -> int:
+        return max(1, round(self.heartbeat_ms / self.tick_ms))
+
+    @property
+    def election_ticks(self) -> int:
+        return max(self.heartbeat_ticks + 1, round(self.election_timeout_ms / self.tick_ms))
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Everything one node process needs."""
+
+    id: int
+    data_dir: str
+    listen: str
+    coordinators: dict[str, str]
+    cluster: str = "bedrock"
+    join: bool = False
+    fsync: bool = True
+    timers: Timers = Timers()
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if self.id < 1:
+            raise ConfigError(f"id must be a positive integer, not {self.id}")
+        if not self.cluster or len(self.cluster) > 128:
+            raise ConfigError("cluster must be a non-empty name of at most 128 characters")
+        parse_address(self.listen, what="listen")
+        for key, addr in self.coordinators.items():
+            coordinator_id(key)
+            parse_address(addr, what=f"coordinators.{key}")
+        if not self.join and str(self.id) not in self.coordinators:
+            raise ConfigError(
+                f"node {self.id} is not listed in [coordinators]; "
+                "list it, or set join = true to be added to a running cluster"
+            )
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log_level must be debug, info, warning or error, not {self.log_level!r}"
+            )
+        self.timers.validate()
+
+    def coordinator_map(self) -> dict[int, str]:
+        return {coordinator_id(k): v for k, v in self.coordinators.items()}
+
+
+def coordinator_id(key: str) -> int:
+    try:
+        value = int(key)
+    except ValueError:
+        raise ConfigError(f"coordinator id {key!r} is not an integer") from None
+    if value < 1:
+        raise ConfigError(f"coordinator id {key!r} must be positive")
+    return value
+
+
+def parse_address(address: str, *, what: str = "address") -> tuple[str, int]:
+    """Split ``host:port``; raise ConfigError naming ``what`` if it is not one."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: {address!r} is not host:port")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{what}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what}: port {port} is out of range")
+    return host, port
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node's TOML file."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return config_from_dict(raw, source=str(p))
+
+
+def config_from_dict(raw: dict[str, object], *, source: str = "config") -> NodeConfig:
+    try:
+        cfg = msgspec.convert(raw, NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def dump_config(cfg: NodeConfig) -> str:
+    """Render a config as TOML (what `cluster up` writes for each node)."""
+    lines = [
+        f"id = {cfg.id}",
+        f"cluster = {json.dumps(cfg.cluster)}",
+        f"data_dir = {json.dumps(cfg.data_dir)}",
+        f"listen = {json.dumps(cfg.listen)}",
+        f"join = {'true' if cfg.join else 'false'}",
+        f"fsync = {'true' if cfg.fsync else 'false'}",
+        f'log_level = "{cfg.log_level}"',
+        "",
+        "[coordinators]",
+        *(
+            f"{json.dumps(k)} = {json.dumps(v)}"
+            for k, v in sorted(cfg.coordinators.items(), key=lambda kv: int(kv[0]))
+        ),
+        "",
+        "[timers]",
+        f"tick_ms = {cfg.timers.tick_ms}",
+        f"heartbeat_ms = {cfg.timers.heartbeat_ms}",
+        f"election_timeout_ms = {cfg.timers.election_timeout_ms}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""A fault-injecting TCP proxy for integration tests.
+
+One :class:`Link` forwards one direction of node-to-node traffic (``A -> B``):
+node A's configuration names the link's address as B's. Each link can pass
+traffic, hold it (``blackhole``: bytes are read and discarded, connections stay
+open — a partition *without* a reset, so only timeouts can detect it), reset it
+(``cut``: close every connection and refuse new ones — like a dead host), or
+delay it. The proxy runs its own event loop on a background thread so that
+plain synchronous tests can drive real node processes around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Literal
+
+Mode = Literal["pass", "blackhole", "cut"]
+
+
+class Link:
+    """Forwards connections accepted on ``port`` to ``target``, subject to ``mode``."""
+
+    def __init__(self, proxy: FaultProxy, target: tuple[str, int]) -> None:
+        self.proxy = proxy
+        self.target = target
+        self.mode: Mode = "pass"
+        self.delay = 0.0
+        self.port = 0
+        self.bytes_forwarded = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "cut":
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+        self._writers -= {writer, up_writer}
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self.mode == "blackhole":
+                    continue
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                self.bytes_forwarded += len(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _set_mode(self, mode: Mode) -> None:
+        self.mode = mode
+        if mode == "cut":
+            for w in list(self._writers):
+                w.transport.abort()
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+
+    # -- thread-safe controls -----------------------------------------------------
+
+    def set_mode(self, mode: Mode) -> None:
+        self.proxy.call(self._set_mode(mode))
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
+
+
+class FaultProxy:
+    """Owns the proxy thread and every link."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.links: list[Link] = []
+
+    def call(self, coro: object) -> object:
+        fut: Future[object] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        return fut.result(timeout=10)
+
+    def link(self, target: tuple[str, int]) -> Link:
+        link = Link(self, target)
+        self.call(link._start())
+        self.links.append(link)
+        return link
+
+    def close(self) -> None:
+        for link in self.links:
+            with contextlib.suppress(Exception):
+                self.call(link._close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def fault_proxy() -> Iterator[FaultProxy]:
+    proxy = FaultProxy()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
