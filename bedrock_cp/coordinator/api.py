@@ -111,7 +111,7 @@ class PingReply(msgspec.Struct, tag="pong", array_like=True, frozen=True, gc=Fal
     state: str
 
 
-class NodeStatusReply(msgspec.Struct, tag="status", array_like=True, frozen=True, gc=False):
+class NodeStatusReply(msgspec.Struct, tag="status_reply", array_like=True, frozen=True, gc=False):
     """One coordinator's status; ``recovery`` holds the Director's state and phase."""
 
     node_id: int
@@ -219,3 +219,33 @@ def write_reply(result: ApplyResult) -> WriteOk | Rejected:
     if isinstance(result, Applied):
         return WriteOk(result.index, result.value)
     return Rejected(result.reason)
+
+
+# Service and ServiceRecord are part of these bodies, so clients get them here too.
+__all__ = [
+    "AddCoordinator",
+    "ApiRequest",
+    "ApiResponse",
+    "Deregister",
+    "ListServices",
+    "NodeStatus",
+    "NodeStatusReply",
+    "NotLeader",
+    "Ping",
+    "PingReply",
+    "Register",
+    "RegisterNodeRequest",
+    "Rejected",
+    "RemoveCoordinator",
+    "Service",
+    "ServiceRecord",
+    "ServicesReply",
+    "Unavailable",
+    "WriteOk",
+    "WriteRequest",
+    "decode_request",
+    "decode_response",
+    "encode",
+    "write_proposal",
+    "write_reply",
+]
