@@ -345,17 +345,18 @@ class CoordinatorState:
 
     @property
     def coordinators(self) -> Mapping[int, str]:
-        """Coordinator id -> address (read-only view)."""
+        """Coordinator id -> address (read-only; iteration order is not canonical)."""
         return MappingProxyType(self._coordinators)
 
     @property
     def directory(self) -> Mapping[str, ServiceRecord]:
-        """Service id -> record (read-only view)."""
+        """Service id -> record (read-only; iteration order is not canonical: a restored
+        replica iterates in id order; use :meth:`services` for a stable order)."""
         return MappingProxyType(self._directory)
 
     @property
     def nodes(self) -> Mapping[str, NodeRecord]:
-        """Node -> what it last declared (read-only view)."""
+        """Node -> what it last declared (read-only; iteration order is not canonical)."""
         return MappingProxyType(self._nodes)
 
     @property
