@@ -1,0 +1,251 @@
+"""Client-facing request and response bodies of the coordinator service.
+
+The transport carries these as opaque msgpack bodies; the coordinator service
+decodes a request with :func:`decode_request`, and a client decodes the answer with
+:func:`decode_response`. Both decode strictly: anything but a well-typed body
+raises :class:`msgspec.DecodeError` (the caller drops the request, never the node).
+
+Writes carry a session ``(client_id, seq)`` (``client_id == 0``: no session, no
+exactly-once on retry). :func:`write_proposal` turns a write request into the
+:class:`~bedrock_cp.coordinator.commands.Proposal` the leader proposes, and
+:func:`write_reply` turns the apply result into the reply sent after commit.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .commands import (
+    Command,
+    DeregisterServices,
+    DropCoordinator,
+    Proposal,
+    RegisterNode,
+    RegisterServices,
+    Service,
+    SetCoordinator,
+)
+from .records import ServiceRecord
+from .results import Applied, ApplyResult
+
+# ---------------------------------------------------------------- requests
+
+
+class Ping(msgspec.Struct, tag="ping", array_like=True, frozen=True, gc=False):
+    """Who leads, in which term and epoch; any coordinator answers (:class:`PingReply`)."""
+
+
+class NodeStatus(msgspec.Struct, tag="status", array_like=True, frozen=True, gc=False):
+    """This coordinator's own view (:class:`NodeStatusReply`)."""
+
+
+class ListServices(msgspec.Struct, tag="list", array_like=True, frozen=True, gc=False):
+    """The directory; linearizable (ReadIndex on the leader) unless ``stale``."""
+
+    stale: bool = False
+
+
+class Register(msgspec.Struct, tag="reg", array_like=True, frozen=True, gc=False):
+    """Register one service; ``node == ""`` lets the coordinator name the node."""
+
+    service_id: str
+    kind: str
+    address: str
+    node: str = ""
+    client_id: int = 0
+    seq: int = 0
+
+
+class Deregister(msgspec.Struct, tag="dereg", array_like=True, frozen=True, gc=False):
+    """Remove one service (no error if it is not registered)."""
+
+    service_id: str
+    client_id: int = 0
+    seq: int = 0
+
+
+class RegisterNodeRequest(msgspec.Struct, tag="reg_node", array_like=True, frozen=True, gc=False):
+    """A gateway declares its node's capabilities and all its services in one write."""
+
+    node: str
+    address: str
+    capabilities: list[str]
+    services: list[Service]
+    client_id: int = 0
+    seq: int = 0
+
+
+class AddCoordinator(msgspec.Struct, tag="add_coord", array_like=True, frozen=True, gc=False):
+    """Add coordinator ``id`` listening at ``address`` (membership change + address)."""
+
+    id: int
+    address: str
+    client_id: int = 0
+    seq: int = 0
+
+
+class RemoveCoordinator(msgspec.Struct, tag="rm_coord", array_like=True, frozen=True, gc=False):
+    """Remove coordinator ``id``."""
+
+    id: int
+    client_id: int = 0
+    seq: int = 0
+
+
+WriteRequest = Register | Deregister | RegisterNodeRequest | AddCoordinator | RemoveCoordinator
+ApiRequest = Ping | NodeStatus | ListServices | WriteRequest
+
+
+# --------------------------------------------------------------- responses
+
+
+class PingReply(msgspec.Struct, tag="pong", array_like=True, frozen=True, gc=False):
+    """``leader_id == 0``: no known leader. ``state``: follower, candidate,
+    waiting_consensus or ready (see DESIGN §3, leader readiness)."""
+
+    node_id: int
+    term: int
+    epoch: int
+    leader_id: int
+    leader_address: str
+    state: str
+
+
+class NodeStatusReply(msgspec.Struct, tag="status_reply", array_like=True, frozen=True, gc=False):
+    """One coordinator's status; ``recovery`` holds the Director's state and phase."""
+
+    node_id: int
+    address: str
+    role: str
+    term: int
+    commit_index: int
+    applied_index: int
+    leader_id: int
+    epoch: int
+    state: str
+    pid: int
+    services: int
+    recovery: dict[str, str | int]
+
+
+class ServicesReply(msgspec.Struct, tag="services", array_like=True, frozen=True, gc=False):
+    """The directory as of applied ``index``, sorted by id."""
+
+    index: int
+    services: list[ServiceRecord]
+
+
+class WriteOk(msgspec.Struct, tag="ok", array_like=True, frozen=True, gc=False):
+    """The write committed and applied at ``index``; ``value`` is its result, if any."""
+
+    index: int
+    value: int | None
+
+
+class NotLeader(msgspec.Struct, tag="not_leader", array_like=True, frozen=True, gc=False):
+    """Ask the leader instead (``leader_id == 0``: none known yet; retry later)."""
+
+    leader_id: int
+    leader_address: str
+
+
+class Rejected(msgspec.Struct, tag="rejected", array_like=True, frozen=True, gc=False):
+    """The request is invalid (or the write was rejected on apply); do not retry it."""
+
+    reason: str
+
+
+class Unavailable(msgspec.Struct, tag="unavailable", array_like=True, frozen=True, gc=False):
+    """The coordinator cannot serve now (no quorum, shutting down); retry later."""
+
+    reason: str
+
+
+ApiResponse = (
+    PingReply | NodeStatusReply | ServicesReply | WriteOk | NotLeader | Rejected | Unavailable
+)
+
+
+# ----------------------------------------------------------------- helpers
+
+_encoder = msgspec.msgpack.Encoder()
+# Annotated: mypy cannot infer a Decoder's type from a union.
+_request_decoder: msgspec.msgpack.Decoder[ApiRequest] = msgspec.msgpack.Decoder(ApiRequest)
+_response_decoder: msgspec.msgpack.Decoder[ApiResponse] = msgspec.msgpack.Decoder(ApiResponse)
+
+
+def encode(body: ApiRequest | ApiResponse) -> bytes:
+    """The msgpack body of a request or response."""
+    return _encoder.encode(body)
+
+
+def decode_request(data: bytes) -> ApiRequest:
+    """Decode a request body strictly (raises :class:`msgspec.DecodeError`)."""
+    return _request_decoder.decode(data)
+
+
+def decode_response(data: bytes) -> ApiResponse:
+    """Decode a response body strictly (raises :class:`msgspec.DecodeError`)."""
+    return _response_decoder.decode(data)
+
+
+def write_proposal(request: WriteRequest, at_ms: int, default_node: str) -> Proposal:
+    """The Proposal the leader commits for a write request.
+
+    ``at_ms`` is the leader's clock (stored as registered_at); ``default_node``
+    names the node of a :class:`Register` that leaves ``node`` empty. Validation
+    happens on apply, identically on every coordinator.
+    """
+    match request:
+        case Register():
+            node = request.node or default_node
+            service = Service(request.service_id, request.kind, node, request.address)
+            command: Command = RegisterServices([service], at_ms)
+        case Deregister():
+            command = DeregisterServices([request.service_id])
+        case RegisterNodeRequest():
+            command = RegisterNode(
+                request.node, request.address, request.capabilities, request.services, at_ms
+            )
+        case AddCoordinator():
+            command = SetCoordinator(request.id, request.address)
+        case RemoveCoordinator():
+            command = DropCoordinator(request.id)
+    return Proposal(request.client_id, request.seq, command)
+
+
+def write_reply(result: ApplyResult) -> WriteOk | Rejected:
+    """The reply to a committed write."""
+    if isinstance(result, Applied):
+        return WriteOk(result.index, result.value)
+    return Rejected(result.reason)
+
+
+# Service and ServiceRecord are part of these bodies, so clients get them here too.
+__all__ = [
+    "AddCoordinator",
+    "ApiRequest",
+    "ApiResponse",
+    "Deregister",
+    "ListServices",
+    "NodeStatus",
+    "NodeStatusReply",
+    "NotLeader",
+    "Ping",
+    "PingReply",
+    "Register",
+    "RegisterNodeRequest",
+    "Rejected",
+    "RemoveCoordinator",
+    "Service",
+    "ServiceRecord",
+    "ServicesReply",
+    "Unavailable",
+    "WriteOk",
+    "WriteRequest",
+    "decode_request",
+    "decode_response",
+    "encode",
+    "write_proposal",
+    "write_reply",
+]
