@@ -92,7 +92,14 @@ class FramedProtocol(asyncio.Protocol):
             except WireError as e:
                 self.fail("undecodable", str(e))
                 return
-            self.frame_received(frame)
+            try:
+                self.frame_received(frame)
+            except Exception:
+                # A bug in a handler must cost this connection, not the node.
+                name = type(frame).__name__
+                log.exception("handling a %s frame from %s failed", name, self.who())
+                self.fail("internal", f"internal error handling a {name} frame")
+                return
             if self.closing:
                 return
         if not self.handshake_done and self._decoder.buffered() > HANDSHAKE_MAX_BYTES:

@@ -86,7 +86,9 @@ def decode(body: bytes) -> Frame:
     """
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError as e:  # ValidationError is a DecodeError
+    # ValidationError is a DecodeError; bad UTF-8 in a str raises UnicodeDecodeError
+    # (a ValueError); deep nesting inside a Raw body raises RecursionError.
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
         raise WireError(f"undecodable frame: {e}") from None
 
 
@@ -109,7 +111,7 @@ def decode_body(raw: msgspec.Raw | bytes, type: Any) -> Any:
         dec = _body_decoders[type] = msgspec.msgpack.Decoder(type)
     try:
         return dec.decode(raw)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
         raise WireError(f"undecodable body: {e}") from None
 
 
