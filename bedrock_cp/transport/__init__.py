@@ -1,0 +1,31 @@
+"""The TCP transport (asyncio Protocols, uvloop-ready): handshake, Raft links, RPC.
+
+- :mod:`.transport` — :class:`Transport`: a node's listener and its peer links.
+- :mod:`.rpc_client` — :class:`RpcClient`: request/response calls to a node.
+- :mod:`.peer_link` — one outbound, batching, reconnecting link per peer.
+- :mod:`.inbound` — one accepted connection: handshake, then Raft or requests.
+- :mod:`.handshake` — the Hello/Welcome rules; :class:`ConnInfo`.
+- :mod:`.connector`, :mod:`.protocol` — the shared Protocol machinery.
+- :mod:`.backoff`, :mod:`.address`, :mod:`.errors` — small helpers and exceptions.
+
+Every connection logs to ``bedrock_cp.transport``; a bad frame closes that
+connection only, and ``stats`` counts each close by reason.
+"""
+
+from .address import split_address
+from .backoff import Backoff
+from .errors import ConnectionLost, HandshakeRefused, RemoteError
+from .handshake import ConnInfo
+from .rpc_client import RpcClient
+from .transport import Transport
+
+__all__ = [
+    "Backoff",
+    "ConnInfo",
+    "ConnectionLost",
+    "HandshakeRefused",
+    "RemoteError",
+    "RpcClient",
+    "Transport",
+    "split_address",
+]

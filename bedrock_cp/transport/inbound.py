@@ -1,0 +1,199 @@
+"""InboundConnection: one accepted connection, from a peer or from a client.
+
+Until the handshake is done only a :class:`Hello` is accepted, within
+``handshake_timeout``; a bad or missing Hello is answered with ``Refused`` and
+the connection closed. Afterwards a peer may only send :class:`RaftBatch`
+(delivered to the host) and a client only :class:`Request` (served as a task
+under the request's deadline, answered with :class:`Response`). Any other frame
+closes this connection, never the node.
+
+Memory per connection is bounded (DESIGN I9): the frame decoder by the frame
+cap, requests by ``max_inflight`` (beyond it the answer is ``overloaded``), and
+responses by pausing reads while the client is not reading its answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Final, Protocol
+
+import msgspec
+
+from ..wire import (
+    INTERNAL,
+    OVERLOADED,
+    PROTOCOL_VERSION,
+    TIMEOUT,
+    Frame,
+    Hello,
+    RaftBatch,
+    Request,
+    Response,
+    TransportError,
+    Welcome,
+    WireError,
+    encode_body,
+)
+from .handshake import ConnInfo, Problem
+from .protocol import FramedProtocol
+
+log = logging.getLogger("bedrock_cp.transport")
+
+#: Longest deadline a request may ask for; a larger ``timeout_ms`` is cut to this.
+MAX_REQUEST_TIMEOUT_MS: Final = 60_000
+#: Unread responses beyond this pause reading requests from that client.
+RESPONSE_BUFFER_HIGH: Final = 4 * 1024 * 1024
+
+
+class InboundHost(Protocol):
+    """What an accepted connection needs from its node (the Transport)."""
+
+    node_id: int
+    cluster_id: str
+    stats: Counter[str]
+    max_frame: int
+    handshake_timeout: float
+    max_inflight: int
+
+    def check_hello(self, hello: Hello) -> Problem | None: ...
+    def inbound_opened(self, conn: InboundConnection) -> None: ...
+    def inbound_closed(self, conn: InboundConnection, remote_broke: bool) -> None: ...
+    def peer_up(self, peer_id: int) -> None: ...
+    def raft_received(self, peer_id: int, messages: list[bytes]) -> None: ...
+    def handle_request(self, request: Request, info: ConnInfo) -> Awaitable[msgspec.Raw]: ...
+
+
+class InboundConnection(FramedProtocol):
+    """The acceptor's side of one connection."""
+
+    def __init__(self, host: InboundHost) -> None:
+        super().__init__(max_frame=host.max_frame, stats=host.stats)
+        self._host = host
+        self.info: ConnInfo | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def who(self) -> str:
+        info = self.info
+        if info is None:
+            return f"connection {self.peername}"
+        if info.kind == "peer":
+            return f"peer {info.node_id} {self.peername}"
+        return f"client {self.peername}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.set_write_buffer_limits(high=RESPONSE_BUFFER_HIGH)
+        self._host.stats["accepted"] += 1
+        self._host.inbound_opened(self)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._host.handshake_timeout, self._handshake_expired)
+
+    def _handshake_expired(self) -> None:
+        self.fail(
+            "handshake_timeout", f"no Hello within {self._host.handshake_timeout}s", refuse=True
+        )
+
+    def frame_received(self, frame: Frame) -> None:
+        info = self.info
+        if info is None:
+            self._hello_received(frame)
+        elif info.kind == "peer":
+            if type(frame) is RaftBatch:
+                self._host.raft_received(info.node_id, frame.messages)
+            else:
+                name = type(frame).__name__
+                self.fail("unexpected_frame", f"unexpected {name} frame from a peer")
+        elif type(frame) is Request:
+            self._request_received(frame)
+        else:
+            self.fail("unexpected_frame", f"unexpected {type(frame).__name__} frame from a client")
+
+    def _hello_received(self, frame: Frame) -> None:
+        if type(frame) is not Hello:
+            self.fail("not_hello", f"expected Hello, got {type(frame).__name__}", refuse=True)
+            return
+        problem = self._host.check_hello(frame)
+        if problem is not None:
+            code, reason = problem
+            self.fail(code, reason, refuse=True, who=f"{frame.kind} {self.peername}")
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.info = ConnInfo(kind=frame.kind, node_id=frame.node_id, address=self.peername)
+        self.handshake_done = True
+        self.loss_is_news = frame.kind == "peer"
+        self.write(Welcome(PROTOCOL_VERSION, self._host.cluster_id, self._host.node_id))
+        log.debug("accepted %s", self.who())
+        if frame.kind == "peer":
+            self._host.peer_up(frame.node_id)
+
+    # -- requests -------------------------------------------------------------
+
+    def _request_received(self, request: Request) -> None:
+        if len(self._tasks) >= self._host.max_inflight:
+            self.stats["requests.overloaded"] += 1
+            self._respond(
+                request.id,
+                TransportError(
+                    OVERLOADED, f"more than {self._host.max_inflight} requests in flight"
+                ),
+            )
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, request: Request) -> None:
+        assert self.info is not None
+        timeout_ms = min(max(request.timeout_ms, 0), MAX_REQUEST_TIMEOUT_MS)
+        answer: msgspec.Raw | TransportError
+        try:
+            async with asyncio.timeout(timeout_ms / 1000) as deadline:
+                answer = await self._host.handle_request(request, self.info)
+        except TimeoutError:
+            # A TimeoutError the handler raised itself is a failure, not our deadline.
+            if not deadline.expired():
+                answer = self._internal(request)
+            else:
+                self.stats["requests.timeout"] += 1
+                answer = TransportError(TIMEOUT, f"no answer within {timeout_ms} ms")
+        except Exception:
+            answer = self._internal(request)
+        self._respond(request.id, answer)
+
+    def _internal(self, request: Request) -> TransportError:
+        self.stats["requests.internal"] += 1
+        log.exception("request %d from %s failed", request.id, self.who())
+        return TransportError(INTERNAL, "the request handler failed; see the server log")
+
+    def _respond(self, request_id: int, answer: msgspec.Raw | TransportError) -> None:
+        body = encode_body(answer) if isinstance(answer, TransportError) else answer
+        try:
+            self.write(Response(request_id, body))
+        except WireError as e:
+            self.stats["requests.internal"] += 1
+            log.error("response %d to %s not sent: %s", request_id, self.who(), e)
+            self.write(Response(request_id, encode_body(TransportError(INTERNAL, str(e)))))
+
+    # Backpressure: a client that does not read its answers stops being read.
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def on_closed(self, remote_broke: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._tasks:
+            task.cancel()
+        self._host.inbound_closed(self, remote_broke)

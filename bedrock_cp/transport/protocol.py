@@ -1,0 +1,186 @@
+"""FramedProtocol: the asyncio Protocol under every transport connection.
+
+It splits the byte stream into frames with the Cython :class:`FrameDecoder`
+(length checked before allocation), decodes each strictly, and hands frames to
+:meth:`FramedProtocol.frame_received`. Anything malformed closes *this*
+connection with a logged reason and a ``stats["closed.<reason>"]`` count; the
+node and its other connections carry on (DESIGN I9).
+
+A close is either *ours* (:meth:`fail`, :meth:`close`: deliberate) or the
+remote's (EOF, reset, socket error). :attr:`closed` resolves to True when the
+remote broke the connection — the fast failure signal for peers — and False
+when we closed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections import Counter
+from typing import Final, cast
+
+from .._framing import FrameDecoder, FrameError
+from ..wire import Frame, Refused, WireError, decode, encode
+
+log = logging.getLogger("bedrock_cp.transport")
+
+#: Before the handshake only a tiny Hello/Welcome is legitimate: never buffer more.
+HANDSHAKE_MAX_BYTES: Final = 64 * 1024
+
+_LINGER_RST: Final = struct.pack("ii", 1, 0)
+
+
+class FramedProtocol(asyncio.Protocol):
+    """Framing, strict decoding, close-with-reason; subclasses handle frames."""
+
+    def __init__(self, *, max_frame: int, stats: Counter[str]) -> None:
+        self._decoder = FrameDecoder(max_frame)
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.peername = "?"
+        self.handshake_done = False
+        #: Whether losing this connection is worth an INFO line (peers: yes; clients: no).
+        self.loss_is_news = True
+        #: Set once we decided to close; later frames are ignored.
+        self.closing = False
+        self._eof = False
+        #: Why the connection closed (for errors raised to callers).
+        self.close_reason = ""
+        #: True if the remote broke the connection, False if we closed it.
+        self.closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    # -- subclass interface ---------------------------------------------------
+
+    def who(self) -> str:
+        """Who is at the other end, for log lines (e.g. ``"peer 2 127.0.0.1:5432"``)."""
+        return f"connection {self.peername}"
+
+    def frame_received(self, frame: Frame) -> None:
+        """Handle one decoded frame."""
+        raise NotImplementedError
+
+    def on_closed(self, remote_broke: bool) -> None:
+        """Called once, from ``connection_lost``."""
+
+    # -- asyncio.Protocol -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Raft messages are small and latency-bound: never wait for Nagle.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peername = f"{peer[0]}:{peer[1]}"
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            bodies = self._decoder.feed(data)
+        except FrameError as e:
+            self.fail("frame_too_large", str(e))
+            return
+        for body in bodies:
+            try:
+                frame = decode(body)
+            except WireError as e:
+                self.fail("undecodable", str(e))
+                return
+            try:
+                self.frame_received(frame)
+            except Exception:
+                # A bug in a handler must cost this connection, not the node.
+                name = type(frame).__name__
+                log.exception("handling a %s frame from %s failed", name, self.who())
+                self.fail("internal", f"internal error handling a {name} frame")
+                return
+            if self.closing:
+                return
+        if not self.handshake_done and self._decoder.buffered() > HANDSHAKE_MAX_BYTES:
+            self.fail("handshake_too_large", f"over {HANDSHAKE_MAX_BYTES} bytes before handshake")
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        n = self._decoder.buffered()
+        if n and not self.closing:
+            self.fail("truncated", f"EOF inside a frame ({n} bytes of it received)")
+        return None  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        remote_broke = self._eof or not self.closing
+        if not self.closing:
+            self.closing = True
+            if exc is None:
+                code = "eof"
+            elif isinstance(exc, ConnectionResetError):
+                code = "reset"
+            else:
+                code = "error"
+            self.close_reason = "connection closed by the remote" if exc is None else str(exc)
+            self.stats[f"closed.{code}"] += 1
+            log.log(
+                logging.INFO if self.handshake_done and self.loss_is_news else logging.DEBUG,
+                "lost %s: %s",
+                self.who(),
+                self.close_reason,
+            )
+        self.on_closed(remote_broke)
+        if not self.closed.done():
+            self.closed.set_result(remote_broke)
+
+    # -- writing and closing --------------------------------------------------
+
+    def write(self, frame: Frame) -> None:
+        """Encode and send ``frame`` (dropped silently once closing)."""
+        transport = self.transport
+        if transport is not None and not self.closing:
+            transport.write(encode(frame))
+
+    def fail(self, code: str, detail: str, *, refuse: bool = False, who: str | None = None) -> None:
+        """Close this connection for ``detail``: log it, count ``closed.<code>``.
+
+        With ``refuse``, send ``Refused(detail)`` first so the other side learns why.
+        """
+        if self.closing:
+            return
+        self.stats[f"closed.{code}"] += 1
+        self.close_reason = detail
+        log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
+        if refuse:
+            self.write(Refused(detail))
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self, reason: str = "closed locally") -> None:
+        """Close deliberately and quietly (shutdown, membership change)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, *, rst: bool = False) -> None:
+        """Drop the connection at once, discarding unsent data.
+
+        With ``rst`` the kernel sends a TCP reset, as when a process is killed with
+        unread data; used to simulate crashes.
+        """
+        self.closing = True
+        self.close_reason = "aborted locally"
+        transport = self.transport
+        if transport is None:
+            return
+        if rst:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        transport.abort()

@@ -1,0 +1,130 @@
+"""Encoding frames to length-prefixed bytes and decoding frame bodies, strictly.
+
+One msgspec Encoder and one Decoder are built once and reused (building them is
+the expensive part). :func:`encode` writes the msgpack body straight into a
+reused buffer after 4 reserved bytes and fills in the length, so a frame costs
+one encode and one copy. The layout is ``u32 little-endian length | body``, the
+same as :func:`bedrock_cp._framing.encode_frame`, so :class:`FrameDecoder`
+splits what this writes. :func:`decode` turns every msgspec failure into a
+:class:`WireError` whose message says what was wrong.
+
+Not thread-safe: each event loop thread must use its own :class:`FrameEncoder`
+(the module-level :func:`encode` is for the thread running the transport).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final, TypeVar, overload
+
+import msgspec
+
+from .frames import Frame, TransportError
+
+T = TypeVar("T")
+
+#: Default cap on a frame body, checked by senders and (before allocation) by receivers.
+MAX_FRAME: Final = 16 * 1024 * 1024
+HEADER_SIZE: Final = 4
+
+# A buffer that grew past this for one big frame is not kept: idle memory stays small.
+_KEEP_BUFFER: Final = 1024 * 1024
+
+_pack_len = struct.Struct("<I").pack_into
+
+
+class WireError(ValueError):
+    """A frame could not be encoded or decoded; the message says why."""
+
+
+class FrameEncoder:
+    """Encodes frames into a reused buffer; one per thread."""
+
+    __slots__ = ("_buf", "_encoder", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._buf = bytearray(256)
+        self.max_frame = max_frame
+
+    def encode(self, frame: Frame) -> bytes:
+        """Return the whole frame: 4-byte little-endian length, then the msgpack body."""
+        buf = self._buf
+        self._encoder.encode_into(frame, buf, HEADER_SIZE)
+        n = len(buf) - HEADER_SIZE
+        if n > self.max_frame:
+            self._buf = bytearray(256)
+            raise WireError(
+                f"{type(frame).__name__} frame of {n} bytes exceeds the {self.max_frame} byte limit"
+            )
+        _pack_len(buf, 0, n)
+        out = bytes(buf)
+        if len(buf) > _KEEP_BUFFER:
+            self._buf = bytearray(256)
+        return out
+
+
+_frame_encoder = FrameEncoder()
+_body_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Frame] = msgspec.msgpack.Decoder(Frame)
+_body_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def encode(frame: Frame) -> bytes:
+    """Return ``frame`` as length-prefixed bytes ready for ``transport.write``.
+
+    Raises :class:`WireError` if the body would exceed :data:`MAX_FRAME`.
+    """
+    return _frame_encoder.encode(frame)
+
+
+def decode(body: bytes) -> Frame:
+    """Decode one frame body (without its length prefix); strict types.
+
+    Raises :class:`WireError` naming the problem for anything that is not a
+    well-formed frame (bad msgpack, unknown tag, wrong field types, trailing bytes).
+    """
+    try:
+        return _decoder.decode(body)
+    # ValidationError is a DecodeError; bad UTF-8 in a str raises UnicodeDecodeError
+    # (a ValueError); deep nesting inside a Raw body raises RecursionError.
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
+        raise WireError(f"undecodable frame: {e}") from None
+
+
+def encode_body(obj: Any) -> msgspec.Raw:
+    """Encode a request or response body for :class:`Request`/:class:`Response`."""
+    return msgspec.Raw(_body_encoder.encode(obj))
+
+
+@overload
+def decode_body(raw: msgspec.Raw | bytes, type: type[T]) -> T: ...
+@overload
+def decode_body(raw: msgspec.Raw | bytes, type: Any) -> Any: ...
+def decode_body(raw: msgspec.Raw | bytes, type: Any) -> Any:
+    """Decode a body as ``type`` (a Struct, a union of tagged Structs, ...), strictly.
+
+    Raises :class:`WireError` naming the problem. Decoders are cached per type.
+    """
+    dec = _body_decoders.get(type)
+    if dec is None:
+        dec = _body_decoders[type] = msgspec.msgpack.Decoder(type)
+    try:
+        return dec.decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
+        raise WireError(f"undecodable body: {e}") from None
+
+
+# TransportError encodes as a msgpack fixarray [tag, code, message]: a body starts
+# with these bytes exactly when it is a TransportError (no other type uses the tag).
+_TRANSPORT_ERROR_PREFIX: Final = bytes([0x90 | (1 + len(TransportError.__struct_fields__))]) + (
+    msgspec.msgpack.encode("transport_error")
+)
+
+
+def transport_error_of(raw: msgspec.Raw | bytes) -> TransportError | None:
+    """Return the :class:`TransportError` in a response body, or None if it is not one."""
+    if memoryview(raw)[: len(_TRANSPORT_ERROR_PREFIX)] != _TRANSPORT_ERROR_PREFIX:
+        return None
+    result: TransportError = decode_body(raw, TransportError)
+    return result
