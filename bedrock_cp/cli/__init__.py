@@ -1,7 +1,8 @@
 """The ``bedrock-cp`` command line (also ``python -m bedrock_cp``).
 
-Expected failures (bad arguments, a failed check) end with one line on stderr
-and a non-zero exit, never a traceback.
+Expected failures (bad arguments or config, an unreachable cluster, no leader
+in time, a refused request) end with one line on stderr and exit status 1,
+never a traceback. ``--json`` output is one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -21,23 +22,68 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bedrock-cp", description=__doc__)
     p.add_argument("--version", action="version", version=f"bedrock-cp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
     demo = sub.add_parser(
-        "demo",
-        help="run an in-process cluster of the Raft core: elect, write, kill the leader, verify",
+        "demo", help="in-process group of the Raft core: elect, write, kill the leader, verify"
     )
     demo.add_argument("--nodes", type=int, default=3, help="group size (default 3)")
-    demo.add_argument(
-        "--writes", type=int, default=300, help="writes before and after the failover"
-    )
-    demo.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    demo.add_argument(
-        "--no-fsync", action="store_true", help="skip fdatasync (faster, not durable)"
-    )
+    demo.add_argument("--writes", type=int, default=300, help="writes before and after failover")
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.add_argument("--no-fsync", action="store_true", help="skip fdatasync (not durable)")
+
+    node = sub.add_parser("node", help="run one node (coordinator if listed)")
+    node.add_argument("--config", help="node TOML file")
+    node.add_argument("--id", type=int)
+    node.add_argument("--data-dir")
+    node.add_argument("--listen", help="host:port")
+    node.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
+    node.add_argument("--cluster-name", default="bedrock")
+    node.add_argument("--join", action="store_true", help="join a running cluster")
+
+    cluster = sub.add_parser("cluster", help="local clusters of node processes")
+    csub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = csub.add_parser("up", help="start N local nodes in the background")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--dir", required=True)
+    up.add_argument("--base-port", type=int)
+    up.add_argument("--name", default="bedrock", help="cluster name (id)")
+    up.add_argument("--timeout", type=float, default=30.0)
+    down = csub.add_parser("down", help="stop the nodes of a local cluster")
+    down.add_argument("--dir", required=True)
+
+    def with_cluster(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "--cluster", required=True, help="DIR/cluster.toml, DIR, or host:port,host:port"
+        )
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
+        sp.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        return sp
+
+    with_cluster(sub.add_parser("status", help="leader, term, epoch, every node"))
+    svc = with_cluster(sub.add_parser("services", help="the service directory"))
+    svc.add_argument("--stale", action="store_true", help="any coordinator may answer")
+    reg = with_cluster(sub.add_parser("register", help="register a service (linearizable)"))
+    reg.add_argument("--id", required=True)
+    reg.add_argument("--kind", required=True)
+    reg.add_argument("--address", required=True)
+    reg.add_argument("--node", default="")
+    dereg = with_cluster(sub.add_parser("deregister", help="remove a service"))
+    dereg.add_argument("--id", required=True)
+    coord = sub.add_parser("coordinators", help="add or remove a coordinator")
+    coord_sub = coord.add_subparsers(dest="coord_command", required=True)
+    add = with_cluster(coord_sub.add_parser("add", help="add a running node as a coordinator"))
+    add.add_argument("--id", type=int, required=True)
+    add.add_argument("--address", required=True)
+    rm = with_cluster(coord_sub.add_parser("remove", help="remove a coordinator"))
+    rm.add_argument("--id", type=int, required=True)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from ..client import ClientError
+    from ..node.config import ConfigError
+
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -45,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(
                 nodes=args.nodes, writes=args.writes, as_json=args.json, sync=not args.no_fsync
             )
-        raise CliError(f"unknown command {args.command!r}")
-    except CliError as exc:
+        from . import commands
+
+        return commands.run(args)
+    except (CliError, ConfigError, ClientError) as exc:
         print(f"bedrock-cp: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

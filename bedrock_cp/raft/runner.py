@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -94,10 +95,8 @@ class RaftRunner:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            try:
+            with contextlib.suppress(Exception):  # already logged by _run
                 await self._task
-            except Exception:  # already logged by _run
-                pass
         if self._owns_executor:
             self._executor.shutdown(wait=True)
 
@@ -198,8 +197,9 @@ class RaftRunner:
                 self.applied_index = entry.index
         # 4. Advance, then tell the host about reads and role changes (after
         #    advance, so a host reacting by proposing sees a consistent node).
+        read_states = rd.read_states
         node.advance(rd)
-        for index, ctx in rd.read_states:
+        for index, ctx in read_states:
             host.on_read_state(index, ctx)
         if soft is not None:
             host.on_soft_state(soft[0], soft[1])

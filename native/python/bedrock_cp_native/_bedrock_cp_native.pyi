@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Literal, Self, final
+from typing import Literal, Self, TypedDict, final
 
 __all__ = [
     "ConfChangePendingError",
@@ -46,6 +46,28 @@ class WalCorruptError(WalError): ...
 class WalForeignError(WalError): ...
 class WalFatalError(WalError): ...
 class NativePanicError(NativeError): ...
+
+class _Progress(TypedDict):
+    id: int
+    match: int
+    next: int
+    state: Literal["probe", "replicate", "snapshot"]
+    recent_active: bool
+
+class _Status(TypedDict):
+    id: int
+    term: int
+    vote: int
+    commit: int
+    leader_id: int
+    role: _Role
+    applied: int
+    first_index: int
+    last_index: int
+    voters: list[int]
+    pending_conf_index: int
+    lead_transferee: int
+    progress: list[_Progress]
 
 @final
 class Entry:
@@ -135,7 +157,7 @@ class RaftNode:
     def advance(self, ready: Ready) -> None: ...
     def create_snapshot(self, data: bytes) -> Snapshot: ...
     def _inject_panic(self) -> None: ...
-    def status(self) -> dict[str, object]: ...
+    def status(self) -> _Status: ...
     @property
     def id(self) -> int: ...
     @property

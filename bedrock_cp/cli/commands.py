@@ -1,0 +1,246 @@
+"""The CLI commands other than the demo: node, cluster up/down, and client calls."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .._native import native
+from ..client import Client, connect, read_cluster_file
+from ..cluster.local import LocalCluster, stop_pids
+from ..node import Node, NodeConfig, load_config
+from ..node.config import config_from_dict
+from . import CliError
+from .logs import setup_logging
+
+
+def run(args: argparse.Namespace) -> int:
+    match args.command:
+        case "node":
+            return run_node(_node_config(args))
+        case "cluster":
+            return _cluster_up(args) if args.cluster_command == "up" else _cluster_down(args)
+        case "status":
+            return _client_command(args, _status)
+        case "services":
+            return _client_command(args, _services)
+        case "register":
+            return _client_command(args, _register)
+        case "deregister":
+            return _client_command(args, _deregister)
+        case "coordinators":
+            return _client_command(args, _coordinators)
+    raise CliError(f"unknown command {args.command!r}")
+
+
+# -- node ---------------------------------------------------------------------------------
+
+
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    if args.config:
+        if args.id or args.data_dir or args.listen or args.peer:
+            raise CliError("give either --config or the --id/--data-dir/--listen/--peer flags")
+        return load_config(args.config)
+    missing = [f for f in ("id", "data_dir", "listen") if getattr(args, f) is None]
+    if missing:
+        raise CliError(
+            "node needs --config, or --id, --data-dir and --listen: missing --"
+            + ", --".join(m.replace("_", "-") for m in missing)
+        )
+    coordinators = {str(args.id): args.listen}
+    for peer in args.peer:
+        key, sep, address = peer.partition("=")
+        if not sep:
+            raise CliError(f"--peer {peer!r} is not ID=HOST:PORT")
+        coordinators[key] = address
+    return config_from_dict(
+        {
+            "id": args.id,
+            "data_dir": args.data_dir,
+            "listen": args.listen,
+            "coordinators": coordinators,
+            "cluster": args.cluster_name,
+            "join": args.join,
+        },
+        source="flags",
+    )
+
+
+def run_node(config: NodeConfig) -> int:
+    """Run one node until SIGTERM/SIGINT; exit 0 after a clean stop."""
+    setup_logging(config.log_level, config.id)
+    import uvloop
+
+    return uvloop.run(_serve(config))
+
+
+async def _serve(config: NodeConfig) -> int:
+    try:
+        node = await Node.start(config)
+    except native.WalError as exc:
+        print(f"bedrock-cp: node {config.id} cannot start: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"bedrock-cp: node {config.id} cannot listen on {config.listen}: {exc}", file=sys.stderr
+        )
+        return 1
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(node.stop()))
+    await node.wait_stopped()
+    if node.fatal is not None:
+        print(
+            f"bedrock-cp: node {config.id} stopped on a fatal error: {node.fatal}", file=sys.stderr
+        )
+        return 2
+    return 0
+
+
+# -- cluster up / down ------------------------------------------------------------------------
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    if not 1 <= args.nodes <= 9:
+        raise CliError(f"--nodes must be between 1 and 9, not {args.nodes}")
+    directory = Path(args.dir)
+    if (directory / "cluster.toml").exists():
+        cf = read_cluster_file(directory / "cluster.toml")
+        if stop_pids_alive(n.pid for n in cf.nodes):
+            raise CliError(f"{directory} already holds a running cluster: cluster down first")
+    cluster = LocalCluster(
+        args.nodes, directory=directory, base_port=args.base_port, cluster=args.name
+    )
+    cluster.start()
+
+    async def wait() -> int:
+        return await cluster.wait_ready(args.timeout)
+
+    try:
+        leader = asyncio.run(wait())
+    except (TimeoutError, RuntimeError) as exc:
+        cluster.stop()
+        raise CliError(f"cluster did not become ready: {str(exc).splitlines()[0]}") from None
+    print(f"cluster {args.name!r}: {args.nodes} nodes up, leader node {leader}")
+    print(f"  cluster file: {cluster.cluster_file}")
+    for node_id, address in sorted(cluster.addresses.items()):
+        print(
+            f"  node {node_id}: {address} pid {cluster.procs[node_id].pid} "
+            f"config {cluster.config_path(node_id)} log {cluster.log_path(node_id)}"
+        )
+    return 0
+
+
+def stop_pids_alive(pids: Any) -> bool:
+    from ..cluster.local import pid_is_node
+
+    return any(pid_is_node(p) for p in pids if p)
+
+
+def _cluster_down(args: argparse.Namespace) -> int:
+    cf = read_cluster_file(Path(args.dir) / "cluster.toml")
+    stopped = stop_pids([n.pid for n in cf.nodes])
+    print(f"stopped {len(stopped)} node process(es) of {args.dir}")
+    return 0
+
+
+# -- client commands ----------------------------------------------------------------------------
+
+ClientFn = Callable[[Client, argparse.Namespace], Awaitable[dict[str, Any]]]
+
+
+def _client_command(args: argparse.Namespace, fn: ClientFn) -> int:
+    async def go() -> dict[str, Any]:
+        client = await connect(
+            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+        )
+        try:
+            return await fn(client, args)
+        finally:
+            await client.close()
+
+    result = asyncio.run(go())
+    text = result.pop("_text", None)
+    if args.json or text is None:
+        print(json.dumps(result, default=_json_default))
+    else:
+        print(text)
+    return 0
+
+
+def _fields(obj: msgspec.Struct) -> dict[str, Any]:
+    """A Struct as a JSON object (the wire encoding is array-like; people want names)."""
+    return {f: getattr(obj, f) for f in obj.__struct_fields__}
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, msgspec.Struct):
+        return _fields(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+async def _status(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    st = await client.status(timeout=min(args.timeout, 2.0))
+    lines = [
+        f"leader: node {st['leader']} ({st['leader_state']})" if st["leader"] else "leader: none",
+        f"term: {st['term']}   epoch: {st['epoch']}   services: {st['services']}",
+        f"recovery: {st['recovery']['state']}",
+        "nodes:",
+    ]
+    for n in st["nodes"]:
+        if n["reachable"]:
+            lines.append(
+                f"  {n['id']:>3} {n['address']:<21} {n['role']:<13} term {n['term']} "
+                f"commit {n['commit_index']} applied {n['applied_index']} pid {n['pid']}"
+            )
+        else:
+            lines.append(f"  {n['id'] or '?':>3} {n['address']:<21} unreachable ({n['error']})")
+    st["_text"] = "\n".join(lines)
+    return st
+
+
+async def _services(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    services = await client.services(stale=args.stale)
+    rows = [_fields(s) for s in services]
+    text = (
+        "\n".join(f"{s.id}\t{s.kind}\t{s.node}\t{s.address}" for s in services) or "(no services)"
+    )
+    return {"services": rows, "_text": text}
+
+
+async def _register(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    index = await client.register(args.id, kind=args.kind, address=args.address, node=args.node)
+    return {
+        "registered": args.id,
+        "index": index,
+        "_text": f"registered {args.id} at index {index}",
+    }
+
+
+async def _deregister(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    index = await client.deregister(args.id)
+    return {
+        "deregistered": args.id,
+        "index": index,
+        "_text": f"deregistered {args.id} at index {index}",
+    }
+
+
+async def _coordinators(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    if args.coord_command == "add":
+        index = await client.add_coordinator(args.id, args.address)
+        return {"added": args.id, "index": index, "_text": f"node {args.id} is a coordinator"}
+    index = await client.remove_coordinator(args.id)
+    return {
+        "removed": args.id,
+        "index": index,
+        "_text": f"node {args.id} is no longer a coordinator",
+    }

@@ -1,0 +1,318 @@
+"""The coordinator client: ``client = await bedrock_cp.connect(cluster)``.
+
+It finds the leader (pings every coordinator, takes the answer with the highest
+term that names a leader), sends writes there, follows ``NotLeader`` answers and
+broken connections to the new leader, and retries until the request's deadline.
+Every write carries this client's session (a random client id and a sequence
+number fixed per logical write), so a retry after a lost reply or a failover is
+applied exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..coordinator import ServiceRecord, api
+from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcClient
+from .cluster_file import ClusterFile, resolve_cluster
+
+
+class ClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class ClusterUnavailable(ClientError):
+    """No leader could be reached before the deadline."""
+
+
+class RequestRejected(ClientError):
+    """The cluster refused the request; the message says why."""
+
+
+_RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
+
+
+async def connect(
+    cluster: str | Path,
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - bounds the first contact, not one await
+    request_timeout: float = 10.0,
+) -> Client:
+    """A client for ``cluster`` (a cluster.toml path or ``host:port,...``).
+
+    Raises ClusterUnavailable if no coordinator answers within ``timeout``.
+    """
+    cf = resolve_cluster(cluster)
+    client = Client(cf, request_timeout=request_timeout)
+    try:
+        await client.ping_any(timeout)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+class Client:
+    """See the module docstring. Create with :func:`connect`."""
+
+    def __init__(self, cluster: ClusterFile, *, request_timeout: float = 10.0) -> None:
+        self.cluster = cluster
+        self.addresses = list(cluster.coordinators)
+        self.cluster_id: str | None = cluster.cluster or None
+        self.request_timeout = request_timeout
+        self.client_id = random.getrandbits(62) | 1
+        self._seq = itertools.count(1)
+        self._conns: dict[str, RpcClient] = {}
+        self._leader: str | None = None
+        self._lock = asyncio.Lock()
+
+    # -- public API -------------------------------------------------------------------
+
+    async def register(self, service_id: str, *, kind: str, address: str, node: str = "") -> int:
+        """Register a service; returns the commit index of the write."""
+        body = api.Register(service_id, kind, address, node, self.client_id, next(self._seq))
+        return await self._write(body)
+
+    async def deregister(self, service_id: str) -> int:
+        body = api.Deregister(service_id, self.client_id, next(self._seq))
+        return await self._write(body)
+
+    async def services(self, *, stale: bool = False) -> list[ServiceRecord]:
+        """The directory; linearizable unless ``stale`` (then any coordinator answers)."""
+        body = api.ListServices(stale)
+        if stale:
+            reply = await self._any(body)
+        else:
+            reply = await self._leader_call(body)
+        if not isinstance(reply, api.ServicesReply):
+            raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+        return reply.services
+
+    async def add_coordinator(self, node_id: int, address: str) -> int:
+        body = api.AddCoordinator(node_id, address, self.client_id, next(self._seq))
+        return await self._write(body)
+
+    async def remove_coordinator(self, node_id: int) -> int:
+        body = api.RemoveCoordinator(node_id, self.client_id, next(self._seq))
+        return await self._write(body)
+
+    async def ping_any(self, timeout: float) -> api.PingReply:  # noqa: ASYNC109
+        replies = await self._ping_all(timeout)
+        for reply in replies.values():
+            if isinstance(reply, api.PingReply):
+                return reply
+        raise ClusterUnavailable(
+            f"no coordinator answered within {timeout:g}s (tried {', '.join(self.addresses)})"
+        )
+
+    async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The cluster as every coordinator reports it (DESIGN §8 status fields)."""
+        body = msgspec.Raw(api.encode(api.NodeStatus()))
+        results = await asyncio.gather(
+            *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+        )
+        by_address = {n.address: n for n in self.cluster.nodes}
+        nodes: list[dict[str, Any]] = []
+        best: api.NodeStatusReply | None = None
+        for address, result in zip(self.addresses, results, strict=True):
+            entry = by_address.get(address)
+            if isinstance(result, api.NodeStatusReply):
+                r = result
+                nodes.append(
+                    {
+                        "id": r.node_id,
+                        "address": address,
+                        "role": r.role,
+                        "state": r.state,
+                        "term": r.term,
+                        "commit_index": r.commit_index,
+                        "applied_index": r.applied_index,
+                        "leader": r.leader_id,
+                        "epoch": r.epoch,
+                        "pid": r.pid,
+                        "reachable": True,
+                    }
+                )
+                if best is None or (r.term, r.applied_index) > (best.term, best.applied_index):
+                    best = r
+            else:
+                nodes.append(
+                    {
+                        "id": entry.id if entry else None,
+                        "address": address,
+                        "role": None,
+                        "state": None,
+                        "term": None,
+                        "commit_index": None,
+                        "applied_index": None,
+                        "leader": None,
+                        "epoch": None,
+                        "pid": entry.pid if entry else None,
+                        "reachable": False,
+                        "error": _describe(result),
+                    }
+                )
+        if best is None:
+            raise ClusterUnavailable(
+                f"no coordinator answered within {timeout:g}s (tried {', '.join(self.addresses)})"
+            )
+        leader_reply = next(
+            (
+                n
+                for n in nodes
+                if n["reachable"] and n["role"] == "leader" and n["term"] == best.term
+            ),
+            None,
+        )
+        leader_id = leader_reply["id"] if leader_reply else (best.leader_id or None)
+        return {
+            "cluster": self.cluster.cluster or None,
+            "leader": leader_id,
+            "leader_state": leader_reply["state"] if leader_reply else None,
+            "term": best.term,
+            "epoch": max(n["epoch"] or 0 for n in nodes),
+            # The Director arrives in a later issue: until then no recovery runs.
+            "recovery": {
+                "state": "none",
+                "phase": None,
+                "last_duration_ms": None,
+                "timeline": [],
+            },
+            "nodes": sorted(nodes, key=lambda n: (n["id"] is None, n["id"] or 0, n["address"])),
+            "services": best.services,
+        }
+
+    async def close(self) -> None:
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- leader following -----------------------------------------------------------------
+
+    async def _write(self, body: api.WriteRequest) -> int:
+        reply = await self._leader_call(body)
+        if isinstance(reply, api.WriteOk):
+            return reply.index
+        raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+
+    async def _leader_call(self, body: api.ApiRequest) -> api.ApiResponse:
+        """Send to the leader, following redirects and failovers until the deadline."""
+        raw = msgspec.Raw(api.encode(body))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        delay = 0.005
+        last_problem = "no leader known"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ClusterUnavailable(
+                    f"no leader completed the request within {self.request_timeout:g}s "
+                    f"({last_problem})"
+                )
+            address = self._leader or await self._discover(min(remaining, 1.0))
+            if address is None:
+                last_problem = "no coordinator names a leader"
+            else:
+                try:
+                    reply = await self._raw_call(address, raw, remaining)
+                except _RETRYABLE as exc:
+                    last_problem = f"{address}: {_describe(exc)}"
+                    self._leader = None
+                else:
+                    match reply:
+                        case api.NotLeader(leader_address=leader_address):
+                            last_problem = f"{address} is not the leader"
+                            self._leader = leader_address or None
+                            if leader_address and leader_address != address:
+                                continue
+                        case api.Unavailable(reason=reason):
+                            last_problem = f"{address}: {reason}"
+                        case api.Rejected(reason=reason):
+                            raise RequestRejected(reason)
+                        case _:
+                            self._leader = address
+                            return reply
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, 0.1)
+
+    async def _discover(self, timeout: float) -> str | None:  # noqa: ASYNC109
+        replies = await self._ping_all(timeout)
+        best: tuple[int, str] | None = None
+        for address, reply in replies.items():
+            if not isinstance(reply, api.PingReply) or not reply.leader_id:
+                continue
+            leader_address = address if reply.leader_id == reply.node_id else reply.leader_address
+            if leader_address and (best is None or reply.term > best[0]):
+                best = (reply.term, leader_address)
+        self._leader = best[1] if best else None
+        return self._leader
+
+    async def _ping_all(self, timeout: float) -> dict[str, api.ApiResponse | BaseException]:  # noqa: ASYNC109
+        body = msgspec.Raw(api.encode(api.Ping()))
+        results = await asyncio.gather(
+            *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+        )
+        return dict(zip(self.addresses, results, strict=True))
+
+    async def _any(self, body: api.ApiRequest) -> api.ApiResponse:
+        raw = msgspec.Raw(api.encode(body))
+        problems = []
+        for address in [*([self._leader] if self._leader else []), *self.addresses]:
+            try:
+                return await self._raw_call(address, raw, self.request_timeout)
+            except _RETRYABLE as exc:
+                problems.append(f"{address}: {_describe(exc)}")
+        raise ClusterUnavailable("no coordinator answered: " + "; ".join(problems))
+
+    async def _raw_call(
+        self,
+        address: str,
+        raw: msgspec.Raw,
+        timeout: float,  # noqa: ASYNC109
+    ) -> api.ApiResponse:
+        async with asyncio.timeout(timeout):
+            conn = await self._connection(address)
+            try:
+                reply = await conn.call(raw, timeout)
+            except ConnectionLost:
+                self._conns.pop(address, None)
+                raise
+        return api.decode_response(bytes(reply))
+
+    async def _connection(self, address: str) -> RpcClient:
+        conn = self._conns.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        try:
+            conn = await RpcClient.connect(address, self.cluster_id, timeout=2.0)
+        except HandshakeRefused as exc:
+            raise RequestRejected(f"{address} refused the connection: {exc.reason}") from None
+        if self.cluster_id is None:
+            # The first coordinator reached names the cluster; hold the others to it.
+            self.cluster_id = conn.remote_cluster_id
+        self._conns[address] = conn
+        return conn
+
+
+def _describe(exc: object) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, BaseException):
+        return str(exc) or type(exc).__name__
+    return repr(exc)

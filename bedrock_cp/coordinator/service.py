@@ -1,0 +1,419 @@
+"""The coordinator role of a node: the replicated state on Raft, and its API.
+
+:class:`Coordinator` is the :class:`~bedrock_cp.raft.runner.RaftHost` of the
+node's :class:`~bedrock_cp.raft.runner.RaftRunner`: committed entries are applied
+to :class:`~bedrock_cp.coordinator.state.CoordinatorState`, and client requests
+(:mod:`~bedrock_cp.coordinator.api`) are answered from it.
+
+- **Writes** are proposed on the leader and answered only after they commit and
+  apply (with the state machine's result). A follower answers ``NotLeader`` with
+  the leader's address. Every write carries the client's session (id, seq), so a
+  retry after a lost reply or a failover is applied exactly once.
+- **Reads** are linearizable by default (ReadIndex, answered once applied up to
+  the read index); ``stale`` reads are served by any coordinator from its state.
+- **Readiness**: ``follower -> waiting_consensus -> ready``. A new leader
+  accepts writes at once, but is *ready* only after the first entry of its term
+  (its no-op) has committed and applied — then it has applied everything before
+  it — and then it commits ``BeginEpoch`` (the Director of a later issue starts
+  with that epoch).
+- **Membership**: adding a coordinator commits its address, then the Raft
+  configuration change; removing one does the reverse. A leader asked to remove
+  itself first hands leadership to the most up-to-date voter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import msgspec
+
+from .._native import native
+from ..raft.runner import RaftRunner
+from ..transport import ConnInfo
+from ..wire import Request
+from . import api
+from .commands import BeginEpoch, Proposal, SetCoordinator, encode_proposal
+from .results import Applied, ApplyResult
+from .results import Rejected as ApplyRejected
+from .state import CoordinatorState
+
+log = logging.getLogger("bedrock_cp.coordinator")
+
+# Internal commands of the leader carry no client session.
+_NO_SESSION = 0
+
+
+class Network(Protocol):
+    """The part of the transport the coordinator needs."""
+
+    def send_raft(self, to: int, data: bytes) -> None: ...
+
+    def set_peers(self, peers: Mapping[int, str]) -> None: ...
+
+
+class _Retry(Exception):
+    """A write or read did not complete here; the client should retry."""
+
+    def __init__(self, reply: api.NotLeader | api.Unavailable) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class Coordinator:
+    """Replicated coordinator state, its Raft runner and its request handlers."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        address: str,
+        configured: Mapping[int, str],
+        node: native.RaftNode,
+        wal: native.Wal,
+        network: Network,
+        tick_interval: float,
+        snapshot: native.Snapshot | None = None,
+        compact_every: int = 10_000,
+        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.node_id = node_id
+        self.address = address
+        # How this node reaches each configured coordinator (tests put proxies here).
+        self.configured = dict(configured)
+        self.network = network
+        self.wall_clock_ms = wall_clock_ms
+        if snapshot is not None:
+            self.state = CoordinatorState.restore(snapshot.data)
+        else:
+            self.state = CoordinatorState()
+        self.runner = RaftRunner(
+            node, wal, self, tick_interval=tick_interval, compact_every=compact_every
+        )
+        self.runner.applied_index = self.state.applied_index
+        self.runner.snapshot_index = self.state.applied_index
+        self.role = "follower"
+        self.leader_id = 0
+        self.readiness = "follower"
+        self.leader_term = 0
+        self._writes: dict[int, tuple[int, asyncio.Future[ApplyResult]]] = {}
+        self._conf_waiters: dict[int, asyncio.Future[None]] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_ids = itertools.count()
+        self._read_ids = itertools.count(1)
+        self._peers: dict[int, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._update_peers()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        for task in list(self._background):
+            task.cancel()
+        self._fail_pending(api.Unavailable("node stopping; retry on another coordinator"))
+
+    # -- RaftHost ------------------------------------------------------------------------
+
+    def send_raft(self, to: int, data: bytes) -> None:
+        self.network.send_raft(to, data)
+
+    def apply(self, entry: native.Entry) -> None:
+        index = entry.index
+        if entry.kind == "conf_change":
+            self.state.apply_noop(index)
+            waiter = self._conf_waiters.pop(index, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif not entry.data:
+            self.state.apply_noop(index)
+            if (
+                self.role == "leader"
+                and entry.term == self.leader_term
+                and self.readiness == "waiting_consensus"
+            ):
+                self.readiness = "ready"
+                self._spawn(self._on_ready(entry.term))
+        else:
+            result = self.state.apply(index, entry.data)
+            pending = self._writes.pop(index, None)
+            if pending is not None:
+                term, fut = pending
+                if not fut.done():
+                    if term == entry.term:
+                        fut.set_result(result)
+                    else:
+                        fut.set_exception(
+                            _Retry(api.Unavailable("the write was overwritten by a new leader"))
+                        )
+            if isinstance(result, Applied) and self.state.coordinators != self._known_coordinators:
+                self._update_peers()
+        self._release_applied(index)
+
+    def restore(self, snapshot: native.Snapshot) -> None:
+        self.state = CoordinatorState.restore(snapshot.data)
+        self._update_peers()
+        self._release_applied(snapshot.index)
+
+    def on_read_state(self, index: int, ctx: bytes) -> None:
+        fut = self._reads.pop(ctx, None)
+        if fut is not None and not fut.done():
+            fut.set_result(index)
+
+    def on_soft_state(self, leader_id: int, role: str) -> None:
+        was_leader = self.role == "leader"
+        self.leader_id = leader_id
+        self.role = role
+        if role == "leader":
+            if not was_leader:
+                self.leader_term = self.runner.node.term
+                self.readiness = "waiting_consensus"
+                log.info("node %d leads term %d", self.node_id, self.leader_term)
+        else:
+            self.readiness = "candidate" if role in ("candidate", "pre_candidate") else "follower"
+            if was_leader:
+                log.info("node %d lost leadership (leader now %d)", self.node_id, leader_id)
+                # Pending requests may still commit, but this node cannot tell the
+                # client: fail them as retryable; sessions make the retry exactly-once.
+                self._fail_pending(self._not_leader())
+
+    def snapshot_data(self) -> bytes:
+        return self.state.snapshot()
+
+    # -- leader duties ------------------------------------------------------------------
+
+    async def _on_ready(self, term: int) -> None:
+        """Runs once per term on the leader, after its no-op applied."""
+        if self.state.coordinators.get(self.node_id) != self.address:
+            await self._propose_internal(SetCoordinator(self.node_id, self.address), term)
+        reply = await self._propose_internal(BeginEpoch(str(self.node_id)), term)
+        if isinstance(reply, Applied):
+            log.info("node %d began epoch %s (term %d)", self.node_id, reply.value, term)
+
+    async def _propose_internal(
+        self, command: BeginEpoch | SetCoordinator, term: int
+    ) -> ApplyResult | None:
+        if self.role != "leader" or self.leader_term != term:
+            return None
+        try:
+            return await self._commit(Proposal(_NO_SESSION, 0, command))
+        except _Retry:
+            return None
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def handle(self, request: Request, info: ConnInfo) -> msgspec.Raw:
+        """Transport entry point: decode, dispatch, encode."""
+        try:
+            body = api.decode_request(bytes(request.body))
+        except msgspec.DecodeError as exc:
+            return msgspec.Raw(api.encode(api.Rejected(f"bad request: {exc}")))
+        try:
+            reply = await self._dispatch(body)
+        except _Retry as retry:
+            reply = retry.reply
+        return msgspec.Raw(api.encode(reply))
+
+    async def _dispatch(self, body: api.ApiRequest) -> api.ApiResponse:
+        match body:
+            case api.Ping():
+                return self.ping()
+            case api.NodeStatus():
+                return self.node_status()
+            case api.ListServices(stale=stale):
+                if not stale:
+                    await self.linearizable_barrier()
+                return api.ServicesReply(self.state.applied_index, self.state.services())
+            case api.AddCoordinator():
+                return await self._add_coordinator(body)
+            case api.RemoveCoordinator():
+                return await self._remove_coordinator(body)
+            case api.Register() | api.Deregister() | api.RegisterNodeRequest():
+                proposal = api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+                return api.write_reply(await self._commit(proposal))
+        return api.Rejected(f"unsupported request {type(body).__name__}")
+
+    def ping(self) -> api.PingReply:
+        return api.PingReply(
+            self.node_id,
+            self.runner.node.term,
+            self.state.epoch,
+            self.leader_id,
+            self.advertised_address(self.leader_id),
+            self.readiness,
+        )
+
+    def node_status(self) -> api.NodeStatusReply:
+        st = self.runner.node.status()
+        return api.NodeStatusReply(
+            self.node_id,
+            self.address,
+            st["role"],
+            st["term"],
+            st["commit"],
+            self.state.applied_index,
+            self.leader_id,
+            self.state.epoch,
+            self.readiness,
+            os.getpid(),
+            self.state.service_count,
+            {"state": "running" if self.state.epoch else "none", "epoch": self.state.epoch},
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _commit(self, proposal: Proposal) -> ApplyResult:
+        """Propose on this leader and wait until the entry is applied here."""
+        if self.role != "leader":
+            raise _Retry(self._not_leader())
+        try:
+            index = self.runner.propose(encode_proposal(proposal))
+        except native.NotLeaderError:
+            raise _Retry(self._not_leader()) from None
+        except native.ProposalDroppedError as exc:
+            raise _Retry(api.Unavailable(f"{exc}; retry")) from None
+        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        self._writes[index] = (self.runner.node.term, fut)
+        return await fut
+
+    async def _conf_change(self, kind: str, node_id: int) -> None:
+        if self.role != "leader":
+            raise _Retry(self._not_leader())
+        try:
+            index = self.runner.propose_conf_change(kind, node_id)
+        except native.ConfChangePendingError:
+            raise _Retry(api.Unavailable("a membership change is in progress; retry")) from None
+        except native.NotLeaderError:
+            raise _Retry(self._not_leader()) from None
+        except native.ProposalDroppedError as exc:
+            raise _Retry(api.Unavailable(f"{exc}; retry")) from None
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._conf_waiters[index] = fut
+        await fut
+
+    def voters(self) -> list[int]:
+        return self.runner.node.status()["voters"]
+
+    async def _add_coordinator(self, body: api.AddCoordinator) -> api.ApiResponse:
+        result = await self._commit(
+            api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+        )
+        if isinstance(result, ApplyRejected):
+            return api.write_reply(result)
+        if body.id not in self.voters():
+            await self._conf_change("add", body.id)
+        return api.WriteOk(self.state.applied_index, None)
+
+    async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.ApiResponse:
+        if body.id == self.node_id and self.role == "leader":
+            target = self._best_successor()
+            if target is None:
+                return api.Rejected("cannot remove the only coordinator")
+            self.runner.transfer_leader(target)
+            raise _Retry(
+                api.Unavailable(f"handing leadership to node {target} before removing {body.id}")
+            )
+        if body.id in self.voters():
+            if len(self.voters()) == 1:
+                return api.Rejected("cannot remove the only coordinator")
+            await self._conf_change("remove", body.id)
+        if body.id in self.state.coordinators:
+            result = await self._commit(
+                api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+            )
+            return api.write_reply(result)
+        return api.WriteOk(self.state.applied_index, None)
+
+    def _best_successor(self) -> int | None:
+        progress = self.runner.node.status()["progress"]
+        best: tuple[int, int] | None = None
+        for p in progress:
+            if p["id"] == self.node_id:
+                continue
+            key = (p["match"], -p["id"])
+            if best is None or key > best:
+                best = key
+        return None if best is None else -best[1]
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def linearizable_barrier(self) -> None:
+        """Return once this leader's state reflects every write committed before the call."""
+        if self.role != "leader":
+            raise _Retry(self._not_leader())
+        ctx = next(self._read_ids).to_bytes(8, "little")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = fut
+        self.runner.read_index(ctx)
+        index = await fut
+        await self.wait_applied(index)
+
+    async def wait_applied(self, index: int) -> None:
+        if self.state.applied_index >= index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._applied_waiters, (index, next(self._waiter_ids), fut))
+        await fut
+
+    def _release_applied(self, applied: int) -> None:
+        waiters = self._applied_waiters
+        while waiters and waiters[0][0] <= applied:
+            _, _, fut = heapq.heappop(waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @property
+    def _known_coordinators(self) -> dict[int, str]:
+        return self._peers_source
+
+    def _update_peers(self) -> None:
+        """Dial configured coordinators at their configured address, others at the
+        replicated one (so a test can route a peer through a proxy)."""
+        self._peers_source = dict(self.state.coordinators)
+        peers = {**self._peers_source, **self.configured}
+        peers.pop(self.node_id, None)
+        if peers != self._peers:
+            self._peers = peers
+            self.network.set_peers(peers)
+
+    def advertised_address(self, node_id: int) -> str:
+        """The address clients should use for ``node_id`` (its own registration first)."""
+        if node_id == 0:
+            return ""
+        if node_id == self.node_id:
+            return self.address
+        return self.state.coordinators.get(node_id) or self.configured.get(node_id, "")
+
+    def _not_leader(self) -> api.NotLeader:
+        return api.NotLeader(self.leader_id, self.advertised_address(self.leader_id))
+
+    def _fail_pending(self, reply: api.NotLeader | api.Unavailable) -> None:
+        for _, fut in self._writes.values():
+            if not fut.done():
+                fut.set_exception(_Retry(reply))
+        self._writes.clear()
+        for ctx_fut in self._reads.values():
+            if not ctx_fut.done():
+                ctx_fut.set_exception(_Retry(reply))
+        self._reads.clear()
+        for conf_fut in self._conf_waiters.values():
+            if not conf_fut.done():
+                conf_fut.set_exception(_Retry(reply))
+        self._conf_waiters.clear()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
