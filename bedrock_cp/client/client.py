@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +62,27 @@ async def connect(
 class Client:
     """See the module docstring. Create with :func:`connect`."""
 
-    def __init__(self, cluster: ClusterFile, *, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        cluster: ClusterFile,
+        *,
+        request_timeout: float = 10.0,
+        attempt_timeout: float = 0.5,
+    ) -> None:
         self.cluster = cluster
         self.addresses = list(cluster.coordinators)
         self.cluster_id: str | None = cluster.cluster or None
         self.request_timeout = request_timeout
-        self.client_id = random.getrandbits(62) | 1
-        self._seq = itertools.count(1)
+        # One try at one coordinator; a leader that is stopped or cut off (no
+        # reset) is only noticed this way. Retrying is safe: writes carry a session.
+        self.attempt_timeout = attempt_timeout
+        # Leader addresses that timed out recently, until when (loop time).
+        self._suspects: dict[str, float] = {}
+        # Sessions for exactly-once writes. The coordinators apply a session's
+        # writes in seq order and refuse an older seq, so each session carries
+        # one write at a time: concurrent writes each take a session of their own
+        # from this pool (session id -> last seq used).
+        self._free_sessions: list[tuple[int, int]] = []
         self._conns: dict[str, RpcClient] = {}
         self._leader: str | None = None
         self._lock = asyncio.Lock()
@@ -77,12 +91,12 @@ class Client:
 
     async def register(self, service_id: str, *, kind: str, address: str, node: str = "") -> int:
         """Register a service; returns the commit index of the write."""
-        body = api.Register(service_id, kind, address, node, self.client_id, next(self._seq))
-        return await self._write(body)
+        return await self._write(
+            lambda cid, seq: api.Register(service_id, kind, address, node, cid, seq)
+        )
 
     async def deregister(self, service_id: str) -> int:
-        body = api.Deregister(service_id, self.client_id, next(self._seq))
-        return await self._write(body)
+        return await self._write(lambda cid, seq: api.Deregister(service_id, cid, seq))
 
     async def services(self, *, stale: bool = False) -> list[ServiceRecord]:
         """The directory; linearizable unless ``stale`` (then any coordinator answers)."""
@@ -96,12 +110,10 @@ class Client:
         return reply.services
 
     async def add_coordinator(self, node_id: int, address: str) -> int:
-        body = api.AddCoordinator(node_id, address, self.client_id, next(self._seq))
-        return await self._write(body)
+        return await self._write(lambda cid, seq: api.AddCoordinator(node_id, address, cid, seq))
 
     async def remove_coordinator(self, node_id: int) -> int:
-        body = api.RemoveCoordinator(node_id, self.client_id, next(self._seq))
-        return await self._write(body)
+        return await self._write(lambda cid, seq: api.RemoveCoordinator(node_id, cid, seq))
 
     async def ping_any(self, timeout: float) -> api.PingReply:  # noqa: ASYNC109
         replies = await self._ping_all(timeout)
@@ -113,11 +125,29 @@ class Client:
         )
 
     async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """The cluster as every coordinator reports it (DESIGN §8 status fields)."""
+        """The cluster as every coordinator reports it (DESIGN §8 status fields).
+
+        Coordinators the answers name but this client did not know (added since
+        it connected) are asked too, and remembered.
+        """
         body = msgspec.Raw(api.encode(api.NodeStatus()))
-        results = await asyncio.gather(
-            *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+        results = list(
+            await asyncio.gather(
+                *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+            )
         )
+        new = {
+            address
+            for r in results
+            if isinstance(r, api.NodeStatusReply)
+            for address in r.members.values()
+            if address and address not in self.addresses
+        }
+        if new:
+            self.addresses.extend(sorted(new))
+            results += await asyncio.gather(
+                *(self._raw_call(a, body, timeout) for a in sorted(new)), return_exceptions=True
+            )
         by_address = {n.address: n for n in self.cluster.nodes}
         nodes: list[dict[str, Any]] = []
         best: api.NodeStatusReply | None = None
@@ -203,8 +233,17 @@ class Client:
 
     # -- leader following -----------------------------------------------------------------
 
-    async def _write(self, body: api.WriteRequest) -> int:
-        reply = await self._leader_call(body)
+    async def _write(self, make: Callable[[int, int], api.WriteRequest]) -> int:
+        """One logical write: a fixed (session, seq) across every retry."""
+        if self._free_sessions:
+            session, last = self._free_sessions.pop()
+        else:
+            session, last = random.getrandbits(62) | 1, 0
+        try:
+            reply = await self._leader_call(make(session, last + 1))
+        finally:
+            # Whatever the outcome, seq last+1 is spent; the next write uses last+2.
+            self._free_sessions.append((session, last + 1))
         if isinstance(reply, api.WriteOk):
             return reply.index
         raise RequestRejected(f"unexpected reply {type(reply).__name__}")
@@ -228,10 +267,12 @@ class Client:
                 last_problem = "no coordinator names a leader"
             else:
                 try:
-                    reply = await self._raw_call(address, raw, remaining)
+                    reply = await self._raw_call(address, raw, min(remaining, self.attempt_timeout))
                 except _RETRYABLE as exc:
                     last_problem = f"{address}: {_describe(exc)}"
                     self._leader = None
+                    if isinstance(exc, TimeoutError):
+                        self._suspects[address] = loop.time() + 4 * self.attempt_timeout
                 else:
                     match reply:
                         case api.NotLeader(leader_address=leader_address):
@@ -250,13 +291,21 @@ class Client:
             delay = min(delay * 2, 0.1)
 
     async def _discover(self, timeout: float) -> str | None:  # noqa: ASYNC109
-        replies = await self._ping_all(timeout)
+        """The leader named with the highest term, skipping recently silent ones."""
+        replies = await self._ping_all(min(timeout, self.attempt_timeout))
+        now = asyncio.get_running_loop().time()
+        self._suspects = {a: t for a, t in self._suspects.items() if t > now}
         best: tuple[int, str] | None = None
         for address, reply in replies.items():
-            if not isinstance(reply, api.PingReply) or not reply.leader_id:
+            if not isinstance(reply, api.PingReply):
+                continue
+            self._suspects.pop(address, None)  # it answered: it is not silent
+            if not reply.leader_id:
                 continue
             leader_address = address if reply.leader_id == reply.node_id else reply.leader_address
-            if leader_address and (best is None or reply.term > best[0]):
+            if not leader_address or leader_address in self._suspects:
+                continue
+            if best is None or reply.term > best[0]:
                 best = (reply.term, leader_address)
         self._leader = best[1] if best else None
         return self._leader

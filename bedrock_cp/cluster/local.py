@@ -57,6 +57,7 @@ class LocalCluster:
         timers: Timers | None = None,
         fsync: bool = True,
         log_level: str = "info",
+        snapshot_every: int = 10_000,
         peer_address: PeerAddress | None = None,
         python: str = sys.executable,
     ) -> None:
@@ -68,6 +69,7 @@ class LocalCluster:
         self.timers = timers or Timers()
         self.fsync = fsync
         self.log_level = log_level
+        self.snapshot_every = snapshot_every
         self.peer_address = peer_address
         self.python = python
         ports = [base_port + i for i in range(n)] if base_port else free_ports(n)
@@ -103,6 +105,7 @@ class LocalCluster:
             coordinators=coordinators,
             join=node_id in self.joining,
             fsync=self.fsync,
+            snapshot_every=self.snapshot_every,
             timers=self.timers,
             log_level=self.log_level,
         )

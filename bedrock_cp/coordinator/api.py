@@ -126,6 +126,9 @@ class NodeStatusReply(msgspec.Struct, tag="status_reply", array_like=True, froze
     pid: int
     services: int
     recovery: dict[str, str | int]
+    #: The voting coordinators this node knows, id -> advertised address, so
+    #: clients learn membership changes.
+    members: dict[int, str] = {}
 
 
 class ServicesReply(msgspec.Struct, tag="services", array_like=True, frozen=True, gc=False):

@@ -268,6 +268,7 @@ class Coordinator:
             os.getpid(),
             self.state.service_count,
             {"state": "running" if self.state.epoch else "none", "epoch": self.state.epoch},
+            {v: self.advertised_address(v) for v in st["voters"]},
         )
 
     # -- writes --------------------------------------------------------------------------------

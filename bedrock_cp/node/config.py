@@ -9,6 +9,7 @@ cluster = "bedrock"
 data_dir = "/var/lib/bedrock/1"
 listen = "127.0.0.1:7001"
 fsync = true
+snapshot_every = 10000      # entries applied between log compactions
 
 [coordinators]        # the founding members: id -> host:port
 1 = "127.0.0.1:7001"
@@ -74,6 +75,7 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     cluster: str = "bedrock"
     join: bool = False
     fsync: bool = True
+    snapshot_every: int = 10_000
     timers: Timers = Timers()
     log_level: str = "info"
 
@@ -91,6 +93,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"node {self.id} is not listed in [coordinators]; "
                 "list it, or set join = true to be added to a running cluster"
             )
+        if self.snapshot_every < 1:
+            raise ConfigError(f"snapshot_every must be >= 1, not {self.snapshot_every}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f"log_level must be debug, info, warning or error, not {self.log_level!r}"
@@ -158,6 +162,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"listen = {json.dumps(cfg.listen)}",
         f"join = {'true' if cfg.join else 'false'}",
         f"fsync = {'true' if cfg.fsync else 'false'}",
+        f"snapshot_every = {cfg.snapshot_every}",
         f'log_level = "{cfg.log_level}"',
         "",
         "[coordinators]",

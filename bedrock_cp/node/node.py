@@ -125,6 +125,7 @@ class Node:
                 network=network,
                 tick_interval=timers.tick_ms / 1000,
                 snapshot=snapshot,
+                compact_every=config.snapshot_every,
             )
             coordinator.runner.on_fatal = self._on_fatal
             self.coordinator = coordinator

@@ -184,8 +184,11 @@ class RaftRunner:
         host = self.host
         for to, data in rd.messages:
             host.send_raft(to, data)
-        # 3. Apply.
+        # 3. Apply — after telling the host about a role change, so that a new
+        #    leader whose no-op commits in this same Ready knows it leads.
         soft = rd.soft_state
+        if soft is not None:
+            host.on_soft_state(soft[0], soft[1])
         snapshot = rd.snapshot
         if snapshot is not None:
             host.restore(snapshot)
@@ -195,14 +198,11 @@ class RaftRunner:
             for entry in rd.committed_entries:
                 host.apply(entry)
                 self.applied_index = entry.index
-        # 4. Advance, then tell the host about reads and role changes (after
-        #    advance, so a host reacting by proposing sees a consistent node).
+        # 4. Advance, then release confirmed reads (they wait for the apply).
         read_states = rd.read_states
         node.advance(rd)
         for index, ctx in read_states:
             host.on_read_state(index, ctx)
-        if soft is not None:
-            host.on_soft_state(soft[0], soft[1])
         if self.applied_index - self.snapshot_index >= self.compact_every:
             await self._compact(loop)
 

@@ -1,0 +1,84 @@
+"""Helpers for tests that run real node processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bedrock_cp.client import Client, ClusterFile
+from bedrock_cp.cluster import LocalCluster
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: object = None
+    while loop.time() < deadline:
+        try:
+            result = await check()
+        except Exception as exc:  # the cluster may be mid-failover
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def direct_client(address: str, **kwargs: Any) -> Client:
+    """A client that talks to one coordinator only (no failover to others)."""
+    return Client(ClusterFile(cluster="bedrock", coordinators=[address]), **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running(cluster: LocalCluster) -> AsyncIterator[LocalCluster]:
+    """Start ``cluster``, wait for a ready leader; always stop it (logs kept on failure)."""
+    cluster.start()
+    try:
+        await cluster.wait_ready()
+        yield cluster
+    except BaseException:
+        _dump_logs(cluster)
+        raise
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
+def _dump_logs(cluster: LocalCluster) -> None:
+    for node_id in cluster.addresses:
+        path: Path = cluster.log_path(node_id)
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- node {node_id} log tail ---", *tail, sep="\n")
+
+
+async def leader_of(client: Client) -> tuple[int, int]:
+    """(leader id, its pid) as the cluster reports it now."""
+
+    async def check() -> tuple[int, int] | None:
+        st = await client.status(timeout=1.0)
+        if st["leader"] is None or st["leader_state"] != "ready":
+            return None
+        pid = next(n["pid"] for n in st["nodes"] if n["id"] == st["leader"])
+        return int(st["leader"]), int(pid)
+
+    return await eventually(check, what="a ready leader")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,162 @@
+"""Coordinators as real processes on 127.0.0.1: elections, failover, restarts.
+
+Every test starts real ``bedrock-cp node`` processes, kills them for real
+(SIGKILL, SIGSTOP) and checks what the cluster reports and what it still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from bedrock_cp.client import ClusterUnavailable
+from bedrock_cp.cluster import LocalCluster
+
+from .clusters import direct_client, eventually, leader_of, running
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("n", [3, 5])
+async def test_exactly_one_leader_and_every_node_agrees(n: int) -> None:
+    async with running(LocalCluster(n)) as cluster:
+        client = await cluster.client()
+        try:
+            leader, _ = await leader_of(client)
+            for node_id, address in cluster.addresses.items():
+                one = direct_client(address)
+                try:
+                    st = await one.status()
+                    me = next(x for x in st["nodes"] if x["id"] == node_id)
+                    assert me["leader"] == leader, f"node {node_id} follows {me['leader']}"
+                    assert (me["role"] == "leader") == (node_id == leader)
+                finally:
+                    await one.close()
+            st = await client.status()
+            roles = [x["role"] for x in st["nodes"]]
+            assert roles.count("leader") == 1
+            assert len({x["term"] for x in st["nodes"]}) == 1
+            assert all(x["reachable"] for x in st["nodes"])
+            assert st["epoch"] >= 1
+        finally:
+            await client.close()
+
+
+async def test_kill_9_leader_then_restart_it_and_catch_up_through_a_snapshot() -> None:
+    cluster = LocalCluster(3, snapshot_every=50)
+    async with running(cluster):
+        client = await cluster.client()
+        try:
+            registered = []
+            for i in range(20):
+                await client.register(f"before-{i}", kind="log", address=f"127.0.0.1:{9000 + i}")
+                registered.append(f"before-{i}")
+            leader, _ = await leader_of(client)
+            cluster.kill(leader, signal.SIGKILL)
+
+            await client.register("after-failover", kind="log", address="127.0.0.1:9999")
+            registered.append("after-failover")
+            new_leader, _ = await leader_of(client)
+            assert new_leader != leader
+            # Enough writes for the survivors to compact past what the dead node has.
+            for i in range(120):
+                await client.register(f"while-down-{i}", kind="storage", address="127.0.0.1:1")
+                registered.append(f"while-down-{i}")
+            ids = {s.id for s in await client.services()}
+            assert set(registered) <= ids
+
+            cluster.restart(leader)
+            target = (await client.status())["nodes"]
+
+            async def caught_up() -> bool:
+                st = await direct_client(cluster.addresses[leader]).status()
+                me = next(x for x in st["nodes"] if x["id"] == leader)
+                best = max(x["applied_index"] or 0 for x in target)
+                return bool(me["applied_index"] >= best and me["leader"] == new_leader)
+
+            await eventually(caught_up, timeout=15, what="restarted node caught up")
+            restarted = direct_client(cluster.addresses[leader])
+            try:
+                stale = {s.id for s in await restarted.services(stale=True)}
+            finally:
+                await restarted.close()
+            assert set(registered) <= stale
+            log = cluster.log_path(new_leader).read_text()
+            assert "compacted its log" in log, "the leader never compacted: no snapshot path"
+        finally:
+            await client.close()
+
+
+async def test_sigstop_leader_steps_down_and_loses_no_acknowledged_write() -> None:
+    async with running(LocalCluster(3)) as cluster:
+        client = await cluster.client()
+        try:
+            acked = []
+            for i in range(10):
+                await client.register(f"s{i}", kind="log", address="127.0.0.1:1")
+                acked.append(f"s{i}")
+            old, _ = await leader_of(client)
+            cluster.pause(old)
+            try:
+                await client.register("during-stop", kind="log", address="127.0.0.1:2")
+                acked.append("during-stop")
+                new, _ = await leader_of(client)
+                assert new != old
+                # Well past the election timeout while stopped.
+                await asyncio.sleep(0.6)
+            finally:
+                cluster.resume(old)
+
+            async def old_stepped_down() -> bool:
+                st = await direct_client(cluster.addresses[old]).status()
+                me = next(x for x in st["nodes"] if x["id"] == old)
+                return bool(me["role"] == "follower" and me["leader"] == new)
+
+            await eventually(old_stepped_down, what="old leader stepped down")
+            ids = {s.id for s in await client.services()}
+            assert set(acked) <= ids
+        finally:
+            await client.close()
+
+
+async def test_restart_of_all_nodes_preserves_directory_epoch_and_term() -> None:
+    cluster = LocalCluster(3)
+    async with running(cluster):
+        client = await cluster.client()
+        try:
+            for i in range(15):
+                await client.register(f"keep-{i}", kind="log", address="127.0.0.1:1")
+            before = await client.status()
+            before_ids = {s.id for s in await client.services()}
+        finally:
+            await client.close()
+
+        cluster.stop()
+        for node_id in cluster.addresses:
+            cluster.restart(node_id)
+        await cluster.wait_ready()
+        client = await cluster.client()
+        try:
+            assert {s.id for s in await client.services()} == before_ids
+
+            async def newer_epoch() -> dict[str, object] | None:
+                st = await client.status()
+                return st if st["epoch"] > before["epoch"] else None
+
+            # The new leader commits BeginEpoch right after it becomes ready.
+            after = await eventually(newer_epoch, what="a newer epoch")
+            assert after["term"] >= before["term"]
+            assert after["services"] == before["services"] == 15
+        finally:
+            await client.close()
+
+
+async def test_unreachable_cluster_is_a_clear_error() -> None:
+    from bedrock_cp import connect
+    from bedrock_cp.cluster import free_ports
+
+    port = free_ports(1)[0]
+    with pytest.raises(ClusterUnavailable, match="no coordinator answered"):
+        await connect(f"127.0.0.1:{port}", timeout=0.5)
