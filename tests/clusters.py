@@ -16,7 +16,10 @@ T = TypeVar("T")
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not one await
+    what: str = "condition",
 ) -> T:
     """Poll ``check`` until it returns something truthy, or fail after ``timeout``."""
     loop = asyncio.get_running_loop()

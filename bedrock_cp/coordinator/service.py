@@ -24,6 +24,7 @@ to :class:`~bedrock_cp.coordinator.state.CoordinatorState`, and client requests
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import logging
@@ -82,6 +83,7 @@ class Coordinator:
         snapshot: native.Snapshot | None = None,
         compact_every: int = 10_000,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.node_id = node_id
         self.address = address
@@ -94,7 +96,12 @@ class Coordinator:
         else:
             self.state = CoordinatorState()
         self.runner = RaftRunner(
-            node, wal, self, tick_interval=tick_interval, compact_every=compact_every
+            node,
+            wal,
+            self,
+            tick_interval=tick_interval,
+            compact_every=compact_every,
+            executor=executor,
         )
         self.runner.applied_index = self.state.applied_index
         self.runner.snapshot_index = self.state.applied_index

@@ -13,6 +13,7 @@ object with the :class:`~bedrock_cp.coordinator.service.Network` shape (built by
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -90,15 +91,21 @@ class Node:
         *,
         rng: random.Random | None = None,
         network_factory: NetworkFactory = tcp_network,
+        executor: concurrent.futures.Executor | None = None,
+        wall_clock_ms: Callable[[], int] | None = None,
     ) -> Node:
-        """Open the WAL, restore the state, start the network and the Raft loop."""
+        """Open the WAL, restore the state, start the network and the Raft loop.
+
+        ``executor`` runs blocking disk work (default: a dedicated WAL thread);
+        the simulator passes an inline one. ``wall_clock_ms`` stamps registrations.
+        """
         rng = rng or random.Random()
         self = cls(config)
         loop = asyncio.get_running_loop()
         wal_dir = Path(config.data_dir) / "raft"
         # Opening reads every segment: keep it off the event loop.
         wal = await loop.run_in_executor(
-            None, lambda: native.Wal.open(wal_dir, config.cluster, config.id, sync=config.fsync)
+            executor, lambda: native.Wal.open(wal_dir, config.cluster, config.id, sync=config.fsync)
         )
         self._wal = wal
         try:
@@ -126,6 +133,8 @@ class Node:
                 tick_interval=timers.tick_ms / 1000,
                 snapshot=snapshot,
                 compact_every=config.snapshot_every,
+                executor=executor,
+                **({"wall_clock_ms": wall_clock_ms} if wall_clock_ms else {}),
             )
             coordinator.runner.on_fatal = self._on_fatal
             self.coordinator = coordinator
@@ -153,6 +162,19 @@ class Node:
                 self._wal.close()
             self._stopped.set()
             log.info("node %d stopped", self.id)
+
+    def abort(self) -> None:
+        """Stop at once, as kill -9 would: no clean shutdown of anything.
+
+        What the WAL wrote stays (a crash loses only what was never written);
+        the simulator uses this to crash nodes.
+        """
+        self._stopping = True
+        if self.coordinator is not None:
+            self.coordinator.runner.abort()
+        if self._wal is not None:
+            self._wal.close()
+        self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

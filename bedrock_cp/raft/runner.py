@@ -100,6 +100,14 @@ class RaftRunner:
         if self._owns_executor:
             self._executor.shutdown(wait=True)
 
+    def abort(self) -> None:
+        """Stop the loop at once, persisting nothing more (a simulated crash)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)
+
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()

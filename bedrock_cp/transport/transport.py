@@ -202,9 +202,12 @@ class Transport:
         self._lost_reported.discard(peer_id)
 
     def link_broken(self, peer_id: int) -> None:
-        # One report per failure: the inbound and outbound connections of a dead
-        # peer break together, and the second break says nothing new.
-        if self._stopped or peer_id in self._lost_reported:
+        # One report per failure, and only once no connection with the peer is
+        # left: a dead peer's inbound and outbound connections break together,
+        # and messages it sent just before dying may still be read from the
+        # inbound one. Reporting on the first break could let such a late
+        # heartbeat revive the dead leader's lease in the Raft core.
+        if self._stopped or peer_id in self._lost_reported or self._still_connected(peer_id):
             return
         self._lost_reported.add(peer_id)
         self.stats["peers_lost"] += 1
@@ -212,6 +215,15 @@ class Transport:
             self._on_peer_lost(peer_id)
         except Exception:
             log.exception("on_peer_lost(%d) failed", peer_id)
+
+    def _still_connected(self, peer_id: int) -> bool:
+        link = self._links.get(peer_id)
+        if link is not None and link.connected:
+            return True
+        return any(
+            c.info is not None and c.info.kind == "peer" and c.info.node_id == peer_id
+            for c in self._inbound
+        )
 
     def raft_received(self, peer_id: int, messages: list[bytes]) -> None:
         self.stats["raft.batches_received"] += 1
