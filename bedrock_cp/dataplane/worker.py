@@ -1,0 +1,37 @@
+"""What every data-plane worker is, and how workers reach each other.
+
+A worker is an asyncio object inside a node process (the node is one failure
+domain). The node routes each request to the worker it names; a worker calls
+other workers through a :class:`Dialer`, which the node provides (over TCP) and
+tests may replace with an in-process one that runs the same worker objects.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .api import DataRequest, DataResponse
+from .types import WorkerRef
+
+
+class Dialer(Protocol):
+    """Sends a request to the worker ``ref`` and returns its answer.
+
+    Raises ConnectionError/OSError if the worker's node cannot be reached and
+    TimeoutError after ``timeout`` seconds.
+    """
+
+    async def call(self, ref: WorkerRef, body: DataRequest, timeout: float) -> DataResponse: ...  # noqa: ASYNC109
+
+
+class Worker(Protocol):
+    """A running worker."""
+
+    ref: WorkerRef
+
+    async def handle(self, body: DataRequest) -> DataResponse:
+        """Answer one request addressed to this worker (never raises for bad input:
+        answers ``Failed``/``NewerEpoch``/``Locked`` instead)."""
+
+    async def stop(self) -> None:
+        """Stop background tasks and close files."""
