@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bedrock_cp.client import Client
+from bedrock_cp.client import Client, resolve_cluster
 from bedrock_cp.cluster import LocalCluster
 
 from . import etcd
@@ -49,9 +49,13 @@ class OursSide:
 
     name = "ours"
 
-    def __init__(self, runner: asyncio.Runner, directory: Path) -> None:
+    def __init__(
+        self, runner: asyncio.Runner, directory: Path, *, attempt_timeout: float | None = None
+    ) -> None:
         self.runner = runner
         self.cluster = LocalCluster(3, directory=directory, fsync=True)
+        # None: the client's default (what users get).
+        self.attempt_timeout = attempt_timeout
         self.client: Client | None = None
         self.down: int | None = None  # node killed or stopped by the last trial
         self.down_signal = signal.SIGKILL
@@ -66,12 +70,18 @@ class OursSide:
             "election_timeout_ms": f"{t.election_timeout_ms}-{2 * t.election_timeout_ms}",
             "fsync": self.cluster.fsync,
             "nodes": len(self.cluster.addresses),
+            "client_attempt_timeout_s": self.attempt_timeout or "default",
         }
 
     def start(self) -> None:
         self.cluster.start()
         self.runner.run(self.cluster.wait_ready())
-        self.client = self.runner.run(self.cluster.client())
+        if self.attempt_timeout is None:
+            self.client = self.runner.run(self.cluster.client())
+        else:
+            cf = resolve_cluster(self.cluster.cluster_file)
+            self.client = Client(cf, attempt_timeout=self.attempt_timeout)
+            self.runner.run(self.client.ping_any(5.0))
 
     def stop(self) -> None:
         try:

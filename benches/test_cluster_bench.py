@@ -17,6 +17,8 @@ fsyncs its WAL. The settings in force are in each result's ``extra_info``.
   acknowledged by the survivors (the clock starts at the kill).
 - partition failover: SIGSTOP the leader (no reset: its connections stay
   open), same clock; SIGCONT after the trial.
+- the same with our client's attempt timeout cut to 0.1 s (ours only, not
+  paired): separates the client's share of partition failover from the cluster's.
 - write latency: one client, one write at a time, to a settled cluster.
 - write throughput: 64 concurrent writers x 16 writes per round; writes/s in
   ``extra_info``. Ours: 64 concurrent ``register`` calls on one client (one
@@ -49,6 +51,7 @@ CRASH_TRIALS = 25
 PARTITION_TRIALS = 12
 LATENCY_ROUNDS = 300
 THROUGHPUT_ROUNDS = 12
+SHORT_ATTEMPT_TIMEOUT = 0.1
 
 SIDES: dict[str, Callable[[asyncio.Runner, Path], Side]] = {"ours": OursSide, "peer": EtcdSide}
 
@@ -111,6 +114,24 @@ def test_crash_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> N
 def test_partition_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
     _label(benchmark, side, "partition failover (SIGSTOP leader -> write acked)")
     _failover(benchmark, runner, side, signal.SIGSTOP, PARTITION_TRIALS)
+
+
+def test_partition_failover_ours_short_attempt_timeout(
+    benchmark: Any, runner: asyncio.Runner, tmp_path: Path
+) -> None:
+    """Diagnostic, not paired: how much of our partition failover is the client's.
+
+    A stopped leader is only noticed by the client's attempt timeout (default
+    0.5 s); this variant uses 0.1 s to separate the client's share from the
+    cluster's (the survivors elect within one election timeout, 200-400 ms).
+    """
+    s = OursSide(runner, tmp_path / "ours-short", attempt_timeout=SHORT_ATTEMPT_TIMEOUT)
+    try:
+        s.start()
+        _label(benchmark, s, "partition failover, ours, client attempt_timeout 0.1 s (diagnostic)")
+        _failover(benchmark, runner, s, signal.SIGSTOP, PARTITION_TRIALS)
+    finally:
+        s.stop()
 
 
 def test_write_latency(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
