@@ -48,8 +48,9 @@ rust-test:
 pytest:
 	$(BIN)/pytest
 
-## bench: pytest-benchmark suites; JSON results in benches/results/
+## bench: pytest-benchmark suites (installs etcd, the cluster benches' peer); JSON in benches/results/
 bench: setup
+	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
 	mkdir -p benches/results
 	$(BIN)/pytest benches -p no:randomly --benchmark-only \
 		--benchmark-json=benches/results/latest.json

@@ -1,0 +1,161 @@
+"""Coordinators as a real 3-node cluster on 127.0.0.1, side by side with etcd.
+
+Each measure runs twice in the same session, once against bedrock_cp
+(``side="ours"``: 3 ``bedrock-cp node`` processes, fsync on, default timers:
+tick 10 ms, heartbeat 50 ms, election timeout 200-400 ms; writes are
+``Client.register`` through the product's own client) and once against a real
+3-member etcd 3.4 cluster (``side="peer"``: ``PUT`` of the same content through
+the v3 HTTP/JSON gateway). Only one cluster runs at a time. ``benches/conftest.py``
+turns each pair into a ratio, peer time / our time (> 1: we are faster).
+
+etcd settings: heartbeat 40 ms, election timeout 200 ms. etcd refuses an
+election timeout below 5 x the heartbeat (so 50/200 is illegal); 40/200 keeps
+our lower bound, and etcd randomizes each timeout over 200-360 ms. etcd always
+fsyncs its WAL. The settings in force are in each result's ``extra_info``.
+
+- crash failover: SIGKILL the leader, then time until the first write is
+  acknowledged by the survivors (the clock starts at the kill).
+- partition failover: SIGSTOP the leader (no reset: its connections stay
+  open), same clock; SIGCONT after the trial.
+- the same with our client's attempt timeout cut to 0.1 s (ours only, not
+  paired): separates the client's share of partition failover from the cluster's.
+- write latency: one client, one write at a time, to a settled cluster.
+- write throughput: 64 concurrent writers x 16 writes per round; writes/s in
+  ``extra_info``. Ours: 64 concurrent ``register`` calls on one client (one
+  multiplexed connection); etcd: 64 keep-alive HTTP connections to the leader.
+
+Between failover trials (untimed, in each round's setup) the lost node is
+restarted or resumed and the bench waits until a leader is ready and every node
+has applied a fresh write. During a failover our side writes with its client
+as users would (follow the leader, retry until ``request_timeout``); etcd gets
+the most favourable client we could write: a new attempt every 10 ms,
+round-robin over the survivors, earlier attempts left running, first success
+wins. So the failover times of etcd are the time until it *can* commit, plus
+at most ~10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from .cluster_sides import WRITERS, WRITES_PER_WRITER, EtcdSide, OursSide, Side, percentiles
+
+CRASH_TRIALS = 25
+PARTITION_TRIALS = 12
+LATENCY_ROUNDS = 300
+THROUGHPUT_ROUNDS = 12
+SHORT_ATTEMPT_TIMEOUT = 0.1
+
+SIDES: dict[str, Callable[[asyncio.Runner, Path], Side]] = {"ours": OursSide, "peer": EtcdSide}
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+        yield r
+
+
+@pytest.fixture(params=["ours", "peer"])
+def side(request: pytest.FixtureRequest, runner: asyncio.Runner, tmp_path: Path) -> Iterator[Side]:
+    """A started cluster of one side; every process it started is stopped afterwards."""
+    s = SIDES[request.param](runner, tmp_path / request.param)
+    try:
+        s.start()
+        yield s
+    except BaseException:
+        _print_logs(s)
+        raise
+    finally:
+        s.stop()
+
+
+def _print_logs(s: Side) -> None:
+    if isinstance(s, EtcdSide):
+        print(s.cluster.log_tails())
+        return
+    for node_id in s.cluster.addresses:
+        path = s.cluster.log_path(node_id)
+        if path.exists():
+            print(f"--- node {node_id} log tail ---")
+            print("\n".join(path.read_text(errors="replace").splitlines()[-15:]))
+
+
+def _label(benchmark: Any, s: Side, group: str) -> None:
+    benchmark.group = group
+    benchmark.extra_info["side"] = s.name
+    benchmark.extra_info["settings"] = s.settings
+
+
+def _failover(benchmark: Any, runner: asyncio.Runner, s: Side, sig: int, trials: int) -> None:
+    def setup() -> tuple[tuple[int], dict[str, Any]]:
+        return (runner.run(s.settle()),), {}
+
+    def trial(leader: int) -> None:
+        s.lose_leader(leader, sig)
+        runner.run(s.write_after_failover())
+
+    benchmark.pedantic(trial, setup=setup, rounds=trials, warmup_rounds=0)
+    assert benchmark.stats is not None
+    benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))
+
+
+def test_crash_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
+    _label(benchmark, side, "crash failover (SIGKILL leader -> write acked)")
+    _failover(benchmark, runner, side, signal.SIGKILL, CRASH_TRIALS)
+
+
+def test_partition_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
+    _label(benchmark, side, "partition failover (SIGSTOP leader -> write acked)")
+    _failover(benchmark, runner, side, signal.SIGSTOP, PARTITION_TRIALS)
+
+
+def test_partition_failover_ours_short_attempt_timeout(
+    benchmark: Any, runner: asyncio.Runner, tmp_path: Path
+) -> None:
+    """Diagnostic, not paired: how much of our partition failover is the client's.
+
+    A stopped leader is only noticed by the client's attempt timeout (default
+    0.5 s); this variant uses 0.1 s to separate the client's share from the
+    cluster's (the survivors elect within one election timeout, 200-400 ms).
+    """
+    s = OursSide(runner, tmp_path / "ours-short", attempt_timeout=SHORT_ATTEMPT_TIMEOUT)
+    try:
+        s.start()
+        _label(benchmark, s, "partition failover, ours, client attempt_timeout 0.1 s (diagnostic)")
+        _failover(benchmark, runner, s, signal.SIGSTOP, PARTITION_TRIALS)
+    finally:
+        s.stop()
+
+
+def test_write_latency(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
+    _label(benchmark, side, "directory write latency (1 client, sequential)")
+    runner.run(side.settle())
+
+    def one() -> None:
+        runner.run(side.write())
+
+    benchmark.pedantic(one, rounds=LATENCY_ROUNDS, warmup_rounds=10)
+    assert benchmark.stats is not None
+    benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))
+
+
+def test_write_throughput(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
+    _label(benchmark, side, f"directory write throughput ({WRITERS} writers)")
+    runner.run(side.settle())
+    total = WRITERS * WRITES_PER_WRITER
+
+    def many() -> None:
+        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
+
+    benchmark.pedantic(many, rounds=THROUGHPUT_ROUNDS, warmup_rounds=1)
+    assert benchmark.stats is not None
+    benchmark.extra_info["writers"] = WRITERS
+    benchmark.extra_info["writes_per_round"] = total
+    benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
