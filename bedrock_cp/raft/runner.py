@@ -82,17 +82,24 @@ class RaftRunner:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._clock: TickClock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_error: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._clock = TickClock(self.tick_interval, loop.time())
+        self._tick_handle = loop.call_at(self._clock.next_deadline(), self._on_tick)
         self._task = loop.create_task(self._run(), name=f"raft-{self.node.id}")
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(Exception):  # already logged by _run
@@ -103,6 +110,8 @@ class RaftRunner:
     def abort(self) -> None:
         """Stop the loop at once, persisting nothing more (a simulated crash)."""
         self._stopping = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
         if self._task is not None:
             self._task.cancel()
         if self._owns_executor:
@@ -148,33 +157,41 @@ class RaftRunner:
 
     # -- the loop ---------------------------------------------------------------------
 
+    def _on_tick(self) -> None:
+        """Timer callback: deliver the ticks that fell due; wake the loop only if
+        they produced work. An idle node costs one cheap callback per tick."""
+        loop, clock = self._loop, self._clock
+        assert loop is not None and clock is not None
+        try:
+            for _ in range(clock.due(loop.time())):
+                self.node.tick()
+            ready = self.node.has_ready()
+        except Exception as exc:  # a poisoned core: let the loop task fail
+            self._tick_error = exc
+            self._wake.set()
+            return
+        if not self._stopping:
+            self._tick_handle = loop.call_at(clock.next_deadline(), self._on_tick)
+            if ready:
+                self._wake.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        clock = self._clock
-        assert clock is not None
         try:
             while not self._stopping:
-                for _ in range(clock.due(loop.time())):
-                    self.node.tick()
-                while self.node.has_ready() and not self._stopping:
-                    await self._handle_ready(loop)
-                    for _ in range(clock.due(loop.time())):
-                        self.node.tick()
-                if self._stopping:
-                    break
-                delay = clock.next_deadline() - loop.time()
-                if delay > 0 and not self._wake.is_set():
-                    try:
-                        async with asyncio.timeout(delay):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
+                await self._wake.wait()
                 self._wake.clear()
+                if self._tick_error is not None:
+                    raise self._tick_error
+                while not self._stopping and self.node.has_ready():
+                    await self._handle_ready(loop)
         except Exception as exc:
             # A WAL failure (fsync error, corruption) or a broken core: the node
             # must stop rather than keep running on state it cannot trust.
             log.critical("raft loop of node %d stopped: %s", self.node.id, exc, exc_info=True)
             self.fatal = exc
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
             if self.on_fatal is not None:
                 self.on_fatal(exc)
             raise
