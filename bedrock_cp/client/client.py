@@ -36,6 +36,14 @@ class RequestRejected(ClientError):
     """The cluster refused the request; the message says why."""
 
 
+class _Redirect(Exception):
+    """A newer leader was found while a try was still waiting."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
+
+
 _RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
 
 
@@ -76,6 +84,10 @@ class Client:
         # One try at one coordinator; a leader that is stopped or cut off (no
         # reset) is only noticed this way. Retrying is safe: writes carry a session.
         self.attempt_timeout = attempt_timeout
+        # While a try is slow, ask the others this often whether a newer leader
+        # exists (a stopped leader sends no reset; only its peers can tell).
+        self.hedge_after = 0.05
+        self._hedge: tuple[float, str, asyncio.Future[str | None]] | None = None
         # Leader addresses that timed out recently, until when (loop time).
         self._suspects: dict[str, float] = {}
         # Sessions for exactly-once writes. The coordinators apply a session's
@@ -267,7 +279,12 @@ class Client:
                 last_problem = "no coordinator names a leader"
             else:
                 try:
-                    reply = await self._raw_call(address, raw, min(remaining, self.attempt_timeout))
+                    reply = await self._attempt(address, raw, min(remaining, self.attempt_timeout))
+                except _Redirect as redirect:
+                    last_problem = f"{address} was replaced by {redirect.address}"
+                    self._suspects[address] = loop.time() + 4 * self.attempt_timeout
+                    self._leader = redirect.address
+                    continue
                 except _RETRYABLE as exc:
                     last_problem = f"{address}: {_describe(exc)}"
                     self._leader = None
@@ -290,9 +307,65 @@ class Client:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, 0.1)
 
+    async def _attempt(
+        self,
+        address: str,
+        raw: msgspec.Raw,
+        timeout: float,  # noqa: ASYNC109
+    ) -> api.ApiResponse:
+        """One try at ``address``. While it is slow to answer, ask the others
+        whether a newer leader exists (a stopped or cut-off leader sends no
+        reset, so only the others can tell): if one does, go there at once."""
+        call = asyncio.ensure_future(self._raw_call(address, raw, timeout))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=self.hedge_after)
+                if done:
+                    return call.result()
+                newer = await self._newer_leader(address)
+                if newer is not None:
+                    raise _Redirect(newer)
+        finally:
+            if not call.done():
+                call.cancel()
+
+    async def _newer_leader(self, current: str) -> str | None:
+        """A leader other than ``current`` that a coordinator names, if any.
+
+        Concurrent slow tries share one round of pings (no amplification under load).
+        """
+        loop = asyncio.get_running_loop()
+        cached = self._hedge
+        if (
+            cached is not None
+            and cached[1] == current
+            and loop.time() - cached[0] < self.hedge_after
+        ):
+            return await asyncio.shield(cached[2])
+        fut = asyncio.ensure_future(self._ask_others(current))
+        self._hedge = (loop.time(), current, fut)
+        return await asyncio.shield(fut)
+
+    async def _ask_others(self, current: str) -> str | None:
+        others = [a for a in self.addresses if a != current]
+        replies = await self._ping(others, self.hedge_after, need=len(others))
+        for address, reply in sorted(
+            replies.items(), key=lambda kv: -kv[1].term if isinstance(kv[1], api.PingReply) else 0
+        ):
+            if isinstance(reply, api.PingReply) and reply.leader_id:
+                leader = address if reply.leader_id == reply.node_id else reply.leader_address
+                if leader and leader != current:
+                    return leader
+        return None
+
     async def _discover(self, timeout: float) -> str | None:  # noqa: ASYNC109
-        """The leader named with the highest term, skipping recently silent ones."""
-        replies = await self._ping_all(min(timeout, self.attempt_timeout))
+        """The leader named with the highest term, skipping recently silent ones.
+
+        Returns as soon as a majority answered and one of them names a leader,
+        without waiting for a silent (stopped, partitioned) coordinator.
+        """
+        majority = len(self.addresses) // 2 + 1
+        replies = await self._ping(self.addresses, min(timeout, self.attempt_timeout), majority)
         now = asyncio.get_running_loop().time()
         self._suspects = {a: t for a, t in self._suspects.items() if t > now}
         best: tuple[int, str] | None = None
@@ -309,6 +382,33 @@ class Client:
                 best = (reply.term, leader_address)
         self._leader = best[1] if best else None
         return self._leader
+
+    async def _ping(
+        self,
+        addresses: list[str],
+        timeout: float,  # noqa: ASYNC109
+        need: int,
+    ) -> dict[str, api.ApiResponse | BaseException]:
+        """Ping ``addresses`` concurrently; stop waiting once ``need`` answered and
+        one of the answers names a leader (or when ``timeout`` passes)."""
+        body = msgspec.Raw(api.encode(api.Ping()))
+        tasks = {asyncio.ensure_future(self._raw_call(a, body, timeout)): a for a in addresses}
+        out: dict[str, api.ApiResponse | BaseException] = {}
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    exc = t.exception()
+                    out[tasks[t]] = exc if exc is not None else t.result()
+                answered = [r for r in out.values() if isinstance(r, api.PingReply)]
+                if len(answered) >= need and any(r.leader_id for r in answered):
+                    break
+        finally:
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+        return out
 
     async def _ping_all(self, timeout: float) -> dict[str, api.ApiResponse | BaseException]:  # noqa: ASYNC109
         body = msgspec.Raw(api.encode(api.Ping()))

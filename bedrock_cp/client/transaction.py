@@ -110,7 +110,10 @@ class Database:
         return Transaction(self)
 
     async def attempts(
-        self, *, max_attempts: int = 100, timeout: float = 30.0  # noqa: ASYNC109
+        self,
+        *,
+        max_attempts: int = 100,
+        timeout: float = 30.0,  # noqa: ASYNC109
     ) -> AsyncIterator[Transaction]:
         """Yield a fresh transaction until one is used in ``async with`` and commits."""
         loop = asyncio.get_running_loop()
@@ -157,7 +160,9 @@ class Database:
         try:
             reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
         except (OSError, ConnectionError, TimeoutError) as exc:
-            raise _retryable("unavailable", f"{ref.kind} {ref.id} at {ref.address}: {exc}") from None
+            raise _retryable(
+                "unavailable", f"{ref.kind} {ref.id} at {ref.address}: {exc}"
+            ) from None
         match reply:
             case api.NewerEpoch(epoch=epoch):
                 raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is at epoch {epoch}")
@@ -213,7 +218,9 @@ class Transaction:
     async def _snapshot(self) -> tuple[Layout, int]:
         if self._read_version is None:
             layout = await self.db.current_layout()
-            reply = await self.db.call(layout.sequencer, api.GetReadVersion(layout.sequencer.id, layout.epoch))
+            reply = await self.db.call(
+                layout.sequencer, api.GetReadVersion(layout.sequencer.id, layout.epoch)
+            )
             if not isinstance(reply, api.ReadVersion):
                 raise _fatal("internal", f"unexpected {type(reply).__name__} for a read version")
             self._layout = layout
@@ -285,7 +292,9 @@ class Transaction:
             if lo >= hi:
                 continue
             reply = await self._storage_call(
-                layout, lo, lambda worker, lo=lo, hi=hi: api.StorageGetRange(worker, lo, hi, version, limit)
+                layout,
+                lo,
+                lambda worker, lo=lo, hi=hi: api.StorageGetRange(worker, lo, hi, version, limit),
             )
             if not isinstance(reply, api.Values):
                 raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
@@ -343,7 +352,9 @@ class Transaction:
             return None
         layout, version = await self._snapshot()
         writes = [
-            KeyRange(m.key, m.param) if m.kind == MutationKind.CLEAR_RANGE else KeyRange.single(m.key)
+            KeyRange(m.key, m.param)
+            if m.kind == MutationKind.CLEAR_RANGE
+            else KeyRange.single(m.key)
             for m in self._mutations
         ]
         proxy = random.choice(layout.proxies)
