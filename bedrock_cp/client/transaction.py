@@ -154,7 +154,7 @@ class Database:
             except TransactionError:
                 self.layout = None  # fetch whatever is current next time
 
-    # -- plumbing ---------------------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------
 
     async def call(self, ref: WorkerRef, body: api.DataRequest) -> api.DataResponse:
         try:
@@ -213,7 +213,7 @@ class Transaction:
             return self._swallow and exc.retryable
         return False
 
-    # -- reads ---------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------
 
     async def _snapshot(self) -> tuple[Layout, int]:
         if self._read_version is None:
@@ -311,7 +311,7 @@ class Transaction:
                 rows[key] = value
         return sorted(rows.items())[:limit]
 
-    # -- writes -------------------------------------------------------------------------------------
+    # -- writes --------------------------------------------------------------------
 
     def set(self, key: bytes, value: bytes) -> None:
         _check_key(key)
@@ -343,7 +343,7 @@ class Transaction:
             )
         self._mutations.append(m)
 
-    # -- commit ---------------------------------------------------------------------------------------
+    # -- commit --------------------------------------------------------------------
 
     async def commit(self) -> int | None:
         """Commit; return the commit version (None for a read-only transaction)."""
