@@ -112,7 +112,9 @@ class RemoveCoordinator(msgspec.Struct, tag="rm_coord", array_like=True, frozen=
     seq: int = 0
 
 
-class StoreLayoutRequest(msgspec.Struct, tag="store_layout", array_like=True, frozen=True, gc=False):
+class StoreLayoutRequest(
+    msgspec.Struct, tag="store_layout", array_like=True, frozen=True, gc=False
+):
     """Store the layout of ``epoch`` (the Director's last step); rejected on apply
     unless ``epoch`` is the current one, so a superseded Director cannot overwrite it."""
 
