@@ -31,6 +31,10 @@ from .results import Applied, ApplyResult
 
 # ---------------------------------------------------------------- requests
 
+#: The owner of services registered without a node: no Gateway declares it, so
+#: a node's registration never replaces them.
+CLIENT_NODE = "clients"
+
 
 class Ping(msgspec.Struct, tag="ping", array_like=True, frozen=True, gc=False):
     """Who leads, in which term and epoch; any coordinator answers (:class:`PingReply`)."""
@@ -66,7 +70,12 @@ class WatchLayout(msgspec.Struct, tag="watch_layout", array_like=True, frozen=Tr
 
 
 class Register(msgspec.Struct, tag="reg", array_like=True, frozen=True, gc=False):
-    """Register one service; ``node == ""`` lets the coordinator name the node."""
+    """Register one service; ``node == ""`` files it under :data:`CLIENT_NODE`.
+
+    Name the node when the service lives on one: a node's Gateway declares all
+    of its node's services in one ``RegisterNodeRequest``, which replaces every
+    entry of that node (including ones registered here).
+    """
 
     service_id: str
     kind: str
@@ -291,6 +300,7 @@ def write_reply(result: ApplyResult) -> WriteOk | Rejected:
 
 # Service and ServiceRecord are part of these bodies, so clients get them here too.
 __all__ = [
+    "CLIENT_NODE",
     "AddCoordinator",
     "ApiRequest",
     "ApiResponse",

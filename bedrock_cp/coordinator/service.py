@@ -274,7 +274,7 @@ class Coordinator:
                 | api.RegisterNodeRequest()
                 | api.StoreLayoutRequest()
             ):
-                proposal = api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+                proposal = api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
                 return api.write_reply(await self._commit(proposal))
         return api.Rejected(f"unsupported request {type(body).__name__}")
 
@@ -377,9 +377,7 @@ class Coordinator:
         return self.runner.node.status()["voters"]
 
     async def _add_coordinator(self, body: api.AddCoordinator) -> api.ApiResponse:
-        result = await self._commit(
-            api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
-        )
+        result = await self._commit(api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
         if isinstance(result, ApplyRejected):
             return api.write_reply(result)
         if body.id not in self.voters():
@@ -401,7 +399,7 @@ class Coordinator:
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
             result = await self._commit(
-                api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+                api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
             )
             return api.write_reply(result)
         return api.WriteOk(self.state.applied_index, None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import logging
 import shutil
 import time
@@ -108,6 +109,7 @@ class Foreman:
         roles: Mapping[str, RoleFactory] | None = None,
         on_change: Callable[[], None] | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.node = node
         self.address = address
@@ -117,6 +119,8 @@ class Foreman:
         #: Called after the set of running workers changed (the Gateway re-registers).
         self.on_change = on_change
         self.wall_clock_ms = wall_clock_ms
+        #: Runs the blocking disk work (fsyncs, deletes); the simulator's is inline.
+        self.executor = executor
         self._entries: dict[str, _Entry] = {}
 
     # -- queries -----------------------------------------------------------------------
@@ -173,7 +177,7 @@ class Foreman:
             format=MANIFEST_FORMAT, id=worker_id, kind=kind, created_at_ms=self.wall_clock_ms()
         )
         try:
-            await loop.run_in_executor(None, self._make_directory, directory, manifest)
+            await loop.run_in_executor(self.executor, self._make_directory, directory, manifest)
         except BaseException as exc:
             del self._entries[worker_id]
             if isinstance(exc, FileExistsError):
@@ -184,7 +188,7 @@ class Foreman:
         try:
             worker = await self.factories[kind](ref, directory)
         except BaseException as exc:
-            await loop.run_in_executor(None, self._delete_directory, directory)
+            await loop.run_in_executor(self.executor, self._delete_directory, directory)
             del self._entries[worker_id]
             if isinstance(exc, Exception):
                 raise StartFailed(f"worker {worker_id!r} ({kind}) did not start: {exc!r}") from exc
@@ -209,7 +213,7 @@ class Foreman:
             if entry.persistent:
                 directory = self.workers_dir / worker_id
                 await asyncio.get_running_loop().run_in_executor(
-                    None, self._delete_directory, directory
+                    self.executor, self._delete_directory, directory
                 )
         finally:
             del self._entries[worker_id]
@@ -224,7 +228,7 @@ class Foreman:
         it never keeps the others from starting.
         """
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, self._scan)
+        found = await loop.run_in_executor(self.executor, self._scan)
         starts = []
         for worker_id, manifest_or_error in found:
             if worker_id in self._entries:

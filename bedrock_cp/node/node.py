@@ -201,6 +201,7 @@ class Node:
                 Path(config.data_dir),
                 factories,
                 roles=registry.role_factories() if role_factories is None else role_factories,
+                executor=executor,
             )
             if wall_clock_ms is not None:
                 foreman.wall_clock_ms = wall_clock_ms
