@@ -228,3 +228,20 @@ async def test_roles_are_listed_and_not_persisted(tmp_path: Path) -> None:
     assert fm.list() == []
     assert await fm.handle(dp.ListWorkers()) == dp.Workers([])
     await fm.stop()
+
+
+async def test_a_node_refuses_a_capability_its_build_lacks(tmp_path: Path) -> None:
+    from bedrock_cp.node import Node
+    from bedrock_cp.node.config import ConfigError, config_from_dict
+
+    config = config_from_dict(
+        {
+            "id": 1,
+            "data_dir": str(tmp_path),
+            "listen": "127.0.0.1:1",
+            "coordinators": {"1": "127.0.0.1:1"},
+            "capabilities": ["log"],
+        }
+    )
+    with pytest.raises(ConfigError, match="'log' are not worker kinds of this build"):
+        await Node.start(config)

@@ -16,9 +16,11 @@ import pytest
 from bedrock_cp.client import Client, RequestRejected
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.coordinator import api
+from bedrock_cp.dataplane import api as dp
 from bedrock_cp.dataplane.types import Layout, WorkerRef, encode_layout
 from bedrock_cp.gateway import GetLayout
 from bedrock_cp.gateway.api import encode
+from bedrock_cp.transport import RpcClient
 
 from .clusters import direct_client, eventually, leader_of, running
 
@@ -34,6 +36,14 @@ async def get_layout(address: str) -> api.LayoutReply:
         await one.close()
     assert isinstance(reply, api.LayoutReply), reply
     return reply
+
+
+async def data_call(address: str, body: dp.DataRequest) -> dp.DataResponse:
+    conn = await RpcClient.connect(address, "bedrock")
+    try:
+        return dp.decode_response(bytes(await conn.call(msgspec.Raw(dp.encode(body)), 1.0)))
+    finally:
+        await conn.close()
 
 
 async def store(client: Client, recovery_version: int) -> tuple[int, bytes]:
@@ -92,6 +102,25 @@ async def test_gateways_register_and_receive_the_layout() -> None:
 
             with pytest.raises(RequestRejected, match=f"but the current epoch is {epoch}"):
                 await client.store_layout(epoch - 1, raw)
+
+            # Only the leader answers layout watches.
+            leader, _ = await leader_of(client)
+            follower = next(i for i in cluster.addresses if i != leader)
+            one = direct_client(cluster.addresses[follower])
+            try:
+                body = msgspec.Raw(api.encode(api.WatchLayout(0, 100)))
+                watch = await one._raw_call(cluster.addresses[follower], body, 1.0)
+            finally:
+                await one.close()
+            assert isinstance(watch, api.NotLeader) and watch.leader_id == leader
+
+            # The node routes data-plane bodies: Foreman requests, and workers by id.
+            address = cluster.addresses[follower]
+            assert await data_call(address, dp.ListWorkers()) == dp.Workers([])
+            missing = await data_call(address, dp.StorageStatus("nope"))
+            assert isinstance(missing, dp.Failed) and missing.code == "no_such_worker"
+            refused = await data_call(address, dp.CreateWorker("log", "log-1"))
+            assert isinstance(refused, dp.Failed) and "does not offer" in refused.message
         finally:
             await client.close()
 
