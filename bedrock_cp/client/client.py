@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ..coordinator import ServiceRecord, api
+from ..coordinator import NodeRecord, ServiceRecord, api
 from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcClient
 from .cluster_file import ClusterFile, resolve_cluster
 
@@ -120,6 +120,18 @@ class Client:
         if not isinstance(reply, api.ServicesReply):
             raise RequestRejected(f"unexpected reply {type(reply).__name__}")
         return reply.services
+
+    async def nodes(self, *, stale: bool = False) -> list[NodeRecord]:
+        """What every node's Gateway registered; linearizable unless ``stale``."""
+        body = api.ListNodes(stale)
+        reply = await (self._any(body) if stale else self._leader_call(body))
+        if not isinstance(reply, api.NodesReply):
+            raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+        return reply.nodes
+
+    async def store_layout(self, epoch: int, layout: bytes) -> int:
+        """Store the layout of ``epoch``; RequestRejected unless it is the current epoch."""
+        return await self._write(lambda cid, seq: api.StoreLayoutRequest(epoch, layout, cid, seq))
 
     async def add_coordinator(self, node_id: int, address: str) -> int:
         return await self._write(lambda cid, seq: api.AddCoordinator(node_id, address, cid, seq))

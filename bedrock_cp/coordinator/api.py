@@ -24,11 +24,16 @@ from .commands import (
     RegisterServices,
     Service,
     SetCoordinator,
+    StoreLayout,
 )
-from .records import ServiceRecord
+from .records import NodeRecord, ServiceRecord
 from .results import Applied, ApplyResult
 
 # ---------------------------------------------------------------- requests
+
+#: The owner of services registered without a node: no Gateway declares it, so
+#: a node's registration never replaces them.
+CLIENT_NODE = "clients"
 
 
 class Ping(msgspec.Struct, tag="ping", array_like=True, frozen=True, gc=False):
@@ -45,8 +50,32 @@ class ListServices(msgspec.Struct, tag="list", array_like=True, frozen=True, gc=
     stale: bool = False
 
 
+class ListNodes(msgspec.Struct, tag="list_nodes", array_like=True, frozen=True, gc=False):
+    """What every node declared in its last registration (:class:`NodesReply`);
+    linearizable unless ``stale``, like :class:`ListServices`."""
+
+    stale: bool = False
+
+
+class WatchLayout(msgspec.Struct, tag="watch_layout", array_like=True, frozen=True, gc=False):
+    """Long poll for the layout (TSL), answered by the leader only.
+
+    Answered with :class:`LayoutReply` as soon as the stored layout's epoch is
+    above ``after_epoch``, or after ``wait_ms`` (capped by the leader) with the
+    current one. Followers answer ``NotLeader``. Gateways keep one outstanding.
+    """
+
+    after_epoch: int
+    wait_ms: int
+
+
 class Register(msgspec.Struct, tag="reg", array_like=True, frozen=True, gc=False):
-    """Register one service; ``node == ""`` lets the coordinator name the node."""
+    """Register one service; ``node == ""`` files it under :data:`CLIENT_NODE`.
+
+    Name the node when the service lives on one: a node's Gateway declares all
+    of its node's services in one ``RegisterNodeRequest``, which replaces every
+    entry of that node (including ones registered here).
+    """
 
     service_id: str
     kind: str
@@ -92,8 +121,27 @@ class RemoveCoordinator(msgspec.Struct, tag="rm_coord", array_like=True, frozen=
     seq: int = 0
 
 
-WriteRequest = Register | Deregister | RegisterNodeRequest | AddCoordinator | RemoveCoordinator
-ApiRequest = Ping | NodeStatus | ListServices | WriteRequest
+class StoreLayoutRequest(
+    msgspec.Struct, tag="store_layout", array_like=True, frozen=True, gc=False
+):
+    """Store the layout of ``epoch`` (the Director's last step); rejected on apply
+    unless ``epoch`` is the current one, so a superseded Director cannot overwrite it."""
+
+    epoch: int
+    layout: bytes
+    client_id: int = 0
+    seq: int = 0
+
+
+WriteRequest = (
+    Register
+    | Deregister
+    | RegisterNodeRequest
+    | AddCoordinator
+    | RemoveCoordinator
+    | StoreLayoutRequest
+)
+ApiRequest = Ping | NodeStatus | ListServices | ListNodes | WatchLayout | WriteRequest
 
 
 # --------------------------------------------------------------- responses
@@ -138,6 +186,22 @@ class ServicesReply(msgspec.Struct, tag="services", array_like=True, frozen=True
     services: list[ServiceRecord]
 
 
+class NodesReply(msgspec.Struct, tag="nodes", array_like=True, frozen=True, gc=False):
+    """The registered nodes as of applied ``index``, sorted by name."""
+
+    index: int
+    nodes: list[NodeRecord]
+
+
+class LayoutReply(msgspec.Struct, tag="layout", array_like=True, frozen=True, gc=False):
+    """The stored layout: ``epoch`` is the epoch it was stored for (0 and ``layout``
+    None: none stored yet). ``leader_id`` is the leader as the answering node knows it."""
+
+    epoch: int
+    layout: bytes | None
+    leader_id: int
+
+
 class WriteOk(msgspec.Struct, tag="ok", array_like=True, frozen=True, gc=False):
     """The write committed and applied at ``index``; ``value`` is its result, if any."""
 
@@ -165,7 +229,15 @@ class Unavailable(msgspec.Struct, tag="unavailable", array_like=True, frozen=Tru
 
 
 ApiResponse = (
-    PingReply | NodeStatusReply | ServicesReply | WriteOk | NotLeader | Rejected | Unavailable
+    PingReply
+    | NodeStatusReply
+    | ServicesReply
+    | NodesReply
+    | LayoutReply
+    | WriteOk
+    | NotLeader
+    | Rejected
+    | Unavailable
 )
 
 
@@ -214,6 +286,8 @@ def write_proposal(request: WriteRequest, at_ms: int, default_node: str) -> Prop
             command = SetCoordinator(request.id, request.address)
         case RemoveCoordinator():
             command = DropCoordinator(request.id)
+        case StoreLayoutRequest():
+            command = StoreLayout(request.epoch, request.layout)
     return Proposal(request.client_id, request.seq, command)
 
 
@@ -226,13 +300,18 @@ def write_reply(result: ApplyResult) -> WriteOk | Rejected:
 
 # Service and ServiceRecord are part of these bodies, so clients get them here too.
 __all__ = [
+    "CLIENT_NODE",
     "AddCoordinator",
     "ApiRequest",
     "ApiResponse",
     "Deregister",
+    "LayoutReply",
+    "ListNodes",
     "ListServices",
+    "NodeRecord",
     "NodeStatus",
     "NodeStatusReply",
+    "NodesReply",
     "NotLeader",
     "Ping",
     "PingReply",
@@ -243,7 +322,9 @@ __all__ = [
     "Service",
     "ServiceRecord",
     "ServicesReply",
+    "StoreLayoutRequest",
     "Unavailable",
+    "WatchLayout",
     "WriteOk",
     "WriteRequest",
     "decode_request",

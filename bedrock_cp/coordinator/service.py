@@ -16,6 +16,10 @@ to :class:`~bedrock_cp.coordinator.state.CoordinatorState`, and client requests
   (its no-op) has committed and applied — then it has applied everything before
   it — and then it commits ``BeginEpoch`` (the Director of a later issue starts
   with that epoch).
+- **Layout watches**: a gateway long-polls the leader with ``WatchLayout``; the
+  waiter is woken when a ``StoreLayout`` (or a snapshot) changes the layout, or
+  answered with the current layout when its wait ends. Waiters are bounded
+  (:data:`MAX_LAYOUT_WATCHERS`) and fail as retryable when leadership is lost.
 - **Membership**: adding a coordinator commits its address, then the Raft
   configuration change; removing one does the reverse. A leader asked to remove
   itself first hands leadership to the most up-to-date voter.
@@ -49,6 +53,10 @@ log = logging.getLogger("bedrock_cp.coordinator")
 
 # Internal commands of the leader carry no client session.
 _NO_SESSION = 0
+#: Most ``WatchLayout`` long polls one leader holds at once (one per gateway).
+MAX_LAYOUT_WATCHERS = 10_000
+#: Longest a ``WatchLayout`` waits before answering with the current layout.
+MAX_LAYOUT_WAIT_MS = 30_000
 
 
 class Network(Protocol):
@@ -113,6 +121,7 @@ class Coordinator:
         self._conf_waiters: dict[int, asyncio.Future[None]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._layout_waiters: set[asyncio.Future[None]] = set()
         self._waiter_ids = itertools.count()
         self._read_ids = itertools.count(1)
         self._peers: dict[int, str] = {}
@@ -152,7 +161,10 @@ class Coordinator:
                 self.readiness = "ready"
                 self._spawn(self._on_ready(entry.term))
         else:
+            layout_before = self.state.layout
             result = self.state.apply(index, entry.data)
+            if self.state.layout is not layout_before:
+                self._wake_layout_waiters()
             pending = self._writes.pop(index, None)
             if pending is not None:
                 term, fut = pending
@@ -171,6 +183,7 @@ class Coordinator:
         self.state = CoordinatorState.restore(snapshot.data)
         self._update_peers()
         self._release_applied(snapshot.index)
+        self._wake_layout_waiters()
 
     def on_read_state(self, index: int, ctx: bytes) -> None:
         fut = self._reads.pop(ctx, None)
@@ -225,11 +238,14 @@ class Coordinator:
             body = api.decode_request(bytes(request.body))
         except msgspec.DecodeError as exc:
             return msgspec.Raw(api.encode(api.Rejected(f"bad request: {exc}")))
+        return msgspec.Raw(api.encode(await self.handle_body(body)))
+
+    async def handle_body(self, body: api.ApiRequest) -> api.ApiResponse:
+        """Answer one decoded request (the node decodes a wider union and calls this)."""
         try:
-            reply = await self._dispatch(body)
+            return await self._dispatch(body)
         except _Retry as retry:
-            reply = retry.reply
-        return msgspec.Raw(api.encode(reply))
+            return retry.reply
 
     async def _dispatch(self, body: api.ApiRequest) -> api.ApiResponse:
         match body:
@@ -241,12 +257,24 @@ class Coordinator:
                 if not stale:
                     await self.linearizable_barrier()
                 return api.ServicesReply(self.state.applied_index, self.state.services())
+            case api.ListNodes(stale=stale):
+                if not stale:
+                    await self.linearizable_barrier()
+                nodes = sorted(self.state.nodes.values(), key=lambda n: n.node)
+                return api.NodesReply(self.state.applied_index, nodes)
+            case api.WatchLayout():
+                return await self._watch_layout(body)
             case api.AddCoordinator():
                 return await self._add_coordinator(body)
             case api.RemoveCoordinator():
                 return await self._remove_coordinator(body)
-            case api.Register() | api.Deregister() | api.RegisterNodeRequest():
-                proposal = api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+            case (
+                api.Register()
+                | api.Deregister()
+                | api.RegisterNodeRequest()
+                | api.StoreLayoutRequest()
+            ):
+                proposal = api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
                 return api.write_reply(await self._commit(proposal))
         return api.Rejected(f"unsupported request {type(body).__name__}")
 
@@ -277,6 +305,42 @@ class Coordinator:
             {"state": "running" if self.state.epoch else "none", "epoch": self.state.epoch},
             {v: self.advertised_address(v) for v in st["voters"]},
         )
+
+    # -- layout watches ----------------------------------------------------------------------
+
+    def layout_reply(self) -> api.LayoutReply:
+        """The stored layout as this coordinator has applied it."""
+        record = self.state.layout
+        if record is None:
+            return api.LayoutReply(0, None, self.leader_id)
+        return api.LayoutReply(record.epoch, record.layout, self.leader_id)
+
+    async def _watch_layout(self, body: api.WatchLayout) -> api.ApiResponse:
+        if self.role != "leader":
+            raise _Retry(self._not_leader())
+        record = self.state.layout
+        if record is not None and record.epoch > body.after_epoch:
+            return self.layout_reply()
+        if len(self._layout_waiters) >= MAX_LAYOUT_WATCHERS:
+            return api.Unavailable(f"more than {MAX_LAYOUT_WATCHERS} layout watches; retry")
+        wait = min(max(body.wait_ms, 0), MAX_LAYOUT_WAIT_MS) / 1000
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._layout_waiters.add(fut)
+        try:
+            # asyncio.wait does not raise on timeout (the request's own deadline may).
+            await asyncio.wait((fut,), timeout=wait)
+        finally:
+            self._layout_waiters.discard(fut)
+        failure = fut.exception() if fut.done() else None
+        if failure is not None:
+            raise failure
+        return self.layout_reply()
+
+    def _wake_layout_waiters(self) -> None:
+        waiters, self._layout_waiters = self._layout_waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -313,9 +377,7 @@ class Coordinator:
         return self.runner.node.status()["voters"]
 
     async def _add_coordinator(self, body: api.AddCoordinator) -> api.ApiResponse:
-        result = await self._commit(
-            api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
-        )
+        result = await self._commit(api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
         if isinstance(result, ApplyRejected):
             return api.write_reply(result)
         if body.id not in self.voters():
@@ -337,7 +399,7 @@ class Coordinator:
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
             result = await self._commit(
-                api.write_proposal(body, self.wall_clock_ms(), str(self.node_id))
+                api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
             )
             return api.write_reply(result)
         return api.WriteOk(self.state.applied_index, None)
@@ -420,6 +482,10 @@ class Coordinator:
             if not conf_fut.done():
                 conf_fut.set_exception(_Retry(reply))
         self._conf_waiters.clear()
+        layout_waiters, self._layout_waiters = self._layout_waiters, set()
+        for layout_fut in layout_waiters:
+            if not layout_fut.done():
+                layout_fut.set_exception(_Retry(reply))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]

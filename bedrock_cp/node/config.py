@@ -10,6 +10,7 @@ data_dir = "/var/lib/bedrock/1"
 listen = "127.0.0.1:7001"
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
+capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 
 [coordinators]        # the founding members: id -> host:port
 1 = "127.0.0.1:7001"
@@ -78,6 +79,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     snapshot_every: int = 10_000
     timers: Timers = Timers()
     log_level: str = "info"
+    #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
+    #: its Gateway still registers it and follows the layout).
+    capabilities: list[str] = []
 
     def validate(self) -> None:
         if self.id < 1:
@@ -99,6 +103,11 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ConfigError(
                 f"log_level must be debug, info, warning or error, not {self.log_level!r}"
             )
+        for kind in self.capabilities:
+            if not kind or len(kind) > 64:
+                raise ConfigError(f"capabilities: {kind!r} is not a worker kind name")
+        if len(set(self.capabilities)) != len(self.capabilities):
+            raise ConfigError("capabilities: a kind is listed twice")
         self.timers.validate()
 
     def coordinator_map(self) -> dict[int, str]:
@@ -164,6 +173,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"fsync = {'true' if cfg.fsync else 'false'}",
         f"snapshot_every = {cfg.snapshot_every}",
         f'log_level = "{cfg.log_level}"',
+        f"capabilities = {json.dumps(list(cfg.capabilities))}",
         "",
         "[coordinators]",
         *(

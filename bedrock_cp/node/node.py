@@ -1,8 +1,14 @@
-"""One bedrock_cp node: the transport, and the coordinator role on its Raft log.
+"""One bedrock_cp node: the transport, the coordinator role, the Foreman, the Gateway.
 
 ``node = await Node.start(config)`` runs inside the caller's event loop (a host
 application embeds a node this way); ``await node.stop()`` shuts it down
-cleanly. Later issues add the Foreman and the Gateway beside the coordinator.
+cleanly.
+
+Requests arriving on the node's listener are decoded once, as the union of the
+coordinator API, the data-plane API and the Gateway's ``GetLayout`` (their tags
+are distinct), and routed: coordinator bodies to the coordinator, ``fm_*``
+bodies to the Foreman, ``GetLayout`` to the Gateway's cache, and every other
+data-plane body to the worker it names (unknown: ``Failed("no_such_worker")``).
 
 The seams of the deterministic simulation (DESIGN §1) are explicit here: time
 is the running loop's clock, randomness comes from ``rng``, the network is any
@@ -24,12 +30,41 @@ from typing import Protocol
 import msgspec
 
 from .._native import native
+from ..coordinator import Service, api
 from ..coordinator.service import Coordinator
+from ..dataplane import api as dp
+from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
+from ..gateway import CoordinatorCaller, Gateway, GetLayout, TcpCaller
 from ..transport import ConnInfo, Transport
 from ..wire import Request
-from .config import NodeConfig, parse_address
+from .config import ConfigError, NodeConfig, parse_address
 
 log = logging.getLogger("bedrock_cp.node")
+
+#: Everything a node's listener may receive (tags are unique across the three APIs).
+NodeRequest = api.ApiRequest | dp.DataRequest | GetLayout
+_request_decoder: msgspec.msgpack.Decoder[NodeRequest] = msgspec.msgpack.Decoder(NodeRequest)
+_encoder = msgspec.msgpack.Encoder()
+_COORDINATOR_BODIES = (
+    api.Ping,
+    api.NodeStatus,
+    api.ListServices,
+    api.ListNodes,
+    api.WatchLayout,
+    api.Register,
+    api.Deregister,
+    api.RegisterNodeRequest,
+    api.AddCoordinator,
+    api.RemoveCoordinator,
+    api.StoreLayoutRequest,
+)
+_FOREMAN_BODIES = (
+    dp.CreateWorker,
+    dp.RemoveWorker,
+    dp.ListWorkers,
+    dp.StartRole,
+    dp.StopRole,
+)
 
 
 class NodeNetwork(Protocol):
@@ -79,6 +114,8 @@ class Node:
         self.id = config.id
         self.coordinator: Coordinator | None = None
         self.network: NodeNetwork | None = None
+        self.foreman: Foreman | None = None
+        self.gateway: Gateway | None = None
         self._wal: native.Wal | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -93,15 +130,34 @@ class Node:
         network_factory: NetworkFactory = tcp_network,
         executor: concurrent.futures.Executor | None = None,
         wall_clock_ms: Callable[[], int] | None = None,
+        worker_factories: Mapping[str, WorkerFactory] | None = None,
+        role_factories: Mapping[str, RoleFactory] | None = None,
+        gateway_caller: CoordinatorCaller | None = None,
     ) -> Node:
-        """Open the WAL, restore the state, start the network and the Raft loop.
+        """Open the WAL, restore the state, start the network and the Raft loop,
+        boot the Foreman's workers and start the Gateway.
 
         ``executor`` runs blocking disk work (default: a dedicated WAL thread);
         the simulator passes an inline one. ``wall_clock_ms`` stamps registrations.
+        ``worker_factories`` is the registry of worker kinds (default: this build's,
+        :mod:`bedrock_cp.foreman.registry`); the node offers the kinds
+        ``config.capabilities`` lists (a kind missing from the registry is a
+        ConfigError). The Gateway calls coordinators through ``gateway_caller``;
+        without one it runs over TCP when the network is TCP, and not at all on
+        another network (the simulator has no client connections).
         """
         rng = rng or random.Random()
         self = cls(config)
         loop = asyncio.get_running_loop()
+        try:
+            factories = registry.offered(
+                list(config.capabilities),
+                registry.worker_factories() if worker_factories is None else worker_factories,
+            )
+        except KeyError as exc:
+            raise ConfigError(f"node {config.id}: {exc.args[0]}") from None
+        if gateway_caller is None and network_factory is tcp_network:
+            gateway_caller = TcpCaller(config.cluster)
         wal_dir = Path(config.data_dir) / "raft"
         # Opening reads every segment: keep it off the event loop.
         wal = await loop.run_in_executor(
@@ -138,9 +194,40 @@ class Node:
             )
             coordinator.runner.on_fatal = self._on_fatal
             self.coordinator = coordinator
+            node_name = str(config.id)
+            foreman = Foreman(
+                node_name,
+                config.listen,
+                Path(config.data_dir),
+                factories,
+                roles=registry.role_factories() if role_factories is None else role_factories,
+                executor=executor,
+            )
+            if wall_clock_ms is not None:
+                foreman.wall_clock_ms = wall_clock_ms
+            self.foreman = foreman
+            if gateway_caller is not None:
+                self.gateway = Gateway(
+                    node_name,
+                    config.listen,
+                    [a for _, a in sorted(config.coordinator_map().items())],
+                    config.cluster,
+                    capabilities=foreman.capabilities,
+                    services=self._services,
+                    rng=random.Random(rng.getrandbits(64)),
+                    caller=gateway_caller,
+                )
+                foreman.on_change = self.gateway.refresh
             await network.start()
             coordinator.start()
+            await foreman.boot()
+            if self.gateway is not None:
+                self.gateway.start()
         except BaseException:
+            if self.foreman is not None:
+                await self.foreman.stop()
+            if gateway_caller is not None:
+                await gateway_caller.close()
             wal.close()
             raise
         log.info("node %d started on %s (cluster %r)", config.id, config.listen, config.cluster)
@@ -153,6 +240,10 @@ class Node:
             return
         self._stopping = True
         try:
+            if self.gateway is not None:
+                await self.gateway.stop()
+            if self.foreman is not None:
+                await self.foreman.stop()
             if self.coordinator is not None:
                 await self.coordinator.stop()
             if self.network is not None:
@@ -170,6 +261,8 @@ class Node:
         the simulator uses this to crash nodes.
         """
         self._stopping = True
+        if self.gateway is not None:
+            self.gateway.abort()
         if self.coordinator is not None:
             self.coordinator.runner.abort()
         if self._wal is not None:
@@ -199,8 +292,40 @@ class Node:
             self.coordinator.runner.peer_unreachable(peer)
 
     async def _on_request(self, request: Request, info: ConnInfo) -> msgspec.Raw:
-        assert self.coordinator is not None
-        return await self.coordinator.handle(request, info)
+        try:
+            body = _request_decoder.decode(bytes(request.body))
+        except msgspec.DecodeError as exc:
+            return msgspec.Raw(_encoder.encode(api.Rejected(f"bad request: {exc}")))
+        return msgspec.Raw(_encoder.encode(await self.handle(body)))
+
+    async def handle(self, body: NodeRequest) -> api.ApiResponse | dp.DataResponse:
+        """Route one decoded request (see the module docstring)."""
+        if isinstance(body, _COORDINATOR_BODIES):
+            assert self.coordinator is not None
+            return await self.coordinator.handle_body(body)
+        if isinstance(body, GetLayout):
+            if self.gateway is None:
+                return api.Unavailable("this node runs no gateway")
+            return self.gateway.layout_reply()
+        foreman = self.foreman
+        if foreman is None or self._stopping:
+            return dp.Failed("unavailable", "the node is stopping")
+        if isinstance(body, _FOREMAN_BODIES):
+            return await foreman.handle(body)
+        worker = foreman.route(body.worker)
+        if worker is None:
+            return dp.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
+        try:
+            return await worker.handle(body)
+        except Exception as exc:
+            log.exception("worker %s failed on %s", body.worker, type(body).__name__)
+            return dp.Failed("internal", f"worker {body.worker!r}: {exc!r}")
+
+    def _services(self) -> list[Service]:
+        """What the Gateway registers: every running worker and role of the Foreman."""
+        if self.foreman is None:
+            return []
+        return [Service(r.id, r.kind, r.node, r.address) for r in self.foreman.running_refs()]
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.fatal = exc

@@ -1,0 +1,290 @@
+"""The Gateway of a node: finds the leader, registers the node, follows the layout.
+
+One per node (DESIGN §5). Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
+
+1. **Discovery** — ping every coordinator concurrently; take the answer with the
+   highest epoch that names a leader (ties: highest term). While none does, retry
+   with capped exponential backoff and jitter.
+2. **Following** the leader found, three bounded loops run together until one of
+   them sees the leader go: the *registration* loop sends one
+   ``RegisterNodeRequest`` (capabilities + services, in the Gateway's session) and
+   again on every :meth:`Gateway.refresh`; the *watch* loop long-polls
+   ``WatchLayout``; the *ping* loop checks the leader still leads within
+   ``attempt_timeout`` (a stopped or cut-off leader answers nothing at all).
+   A lost connection, a timeout, a ``NotLeader`` answer, a reply naming another
+   leader or a higher epoch ends the follow: back to 1, then re-registration.
+
+The layout is cached as received (:meth:`current_layout`, :meth:`layout_reply`
+for ``GetLayout``); each new epoch's layout is decoded strictly and handed to
+``on_layout``. A corrupt one is logged with the reason and not applied (nor
+asked for again: the watch moves past its epoch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+import msgspec
+
+from ..coordinator import Service, api
+from ..dataplane.types import Layout, decode_layout
+from ..transport import Backoff, ConnectionLost, RemoteError
+from .caller import CoordinatorCaller, TcpCaller
+
+log = logging.getLogger("bedrock_cp.gateway")
+
+_UNREACHABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
+
+
+class _LeaderLost(Exception):
+    """The leader being followed is gone (or no longer leads); rediscover."""
+
+
+class Gateway:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        node: str,
+        address: str,
+        coordinators: list[str],
+        cluster_id: str,
+        *,
+        capabilities: Callable[[], list[str]],
+        services: Callable[[], list[Service]],
+        on_layout: Callable[[Layout], None] | None = None,
+        rng: random.Random | None = None,
+        caller: CoordinatorCaller | None = None,
+        attempt_timeout: float = 0.5,
+        write_timeout: float = 2.0,
+        watch_wait_ms: int = 5_000,
+        ping_interval: float = 0.25,
+        backoff_base: float = 0.02,
+        backoff_cap: float = 1.0,
+    ) -> None:
+        if not coordinators:
+            raise ValueError("a gateway needs at least one coordinator address")
+        self.node = node
+        self.address = address
+        self.coordinators = list(coordinators)
+        self.capabilities = capabilities
+        self.services = services
+        self.on_layout = on_layout
+        self.rng = rng or random.Random()
+        self.caller: CoordinatorCaller = caller or TcpCaller(cluster_id)
+        self.attempt_timeout = attempt_timeout
+        self.write_timeout = write_timeout
+        self.watch_wait_ms = watch_wait_ms
+        self.ping_interval = ping_interval
+        self.backoff = Backoff(backoff_base, backoff_cap, self.rng)
+        # The registration session: one write at a time, seq numbered from 1.
+        self._session = self.rng.getrandbits(62) | 1
+        self._seq = 0
+        self._leader: tuple[int, str] | None = None
+        self._epoch = 0  # the highest coordinator epoch seen in any reply
+        self._layout_seen = 0  # the newest layout epoch received (even if corrupt)
+        self._layout: Layout | None = None
+        self._layout_record = api.LayoutReply(0, None, 0)
+        self._refresh = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Successful registrations so far, and the index of the last one.
+        self.registrations = 0
+        self.registered_index = 0
+
+    # -- public ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.caller.close()
+
+    def abort(self) -> None:
+        """Stop at once (the node is crashing): cancel the loop, close nothing."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def refresh(self) -> None:
+        """Re-register the node (its capabilities or services changed)."""
+        self._refresh.set()
+
+    def leader(self) -> tuple[int, str] | None:
+        """(id, address) of the leader being followed, or None while discovering."""
+        return self._leader
+
+    def current_layout(self) -> Layout | None:
+        """The newest valid layout received, or None."""
+        return self._layout
+
+    def layout_reply(self) -> api.LayoutReply:
+        """The answer to ``GetLayout``: the cached layout as stored, and the leader."""
+        leader_id = self._leader[0] if self._leader else 0
+        return api.LayoutReply(self._layout_record.epoch, self._layout_record.layout, leader_id)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            registrations = self.registrations
+            try:
+                leader = await self._discover()
+                if leader is not None:
+                    self._leader = leader
+                    log.info("node %s follows leader %d at %s", self.node, *leader)
+                    await self._follow(*leader)
+            except* _LeaderLost as group:
+                log.info("node %s: leader lost: %s", self.node, group.exceptions[0])
+            except* Exception:
+                log.exception("node %s: gateway loop failed; retrying", self.node)
+            self._leader = None
+            if self.registrations != registrations:
+                attempt = 0  # that leader served us: look for the next one at once
+            await asyncio.sleep(self.backoff.delay(attempt))
+            attempt += 1
+
+    async def _discover(self) -> tuple[int, str] | None:
+        """Ping every coordinator; the leader named with the highest (epoch, term)."""
+        replies = await asyncio.gather(
+            *(self.caller.call(a, api.Ping(), self.attempt_timeout) for a in self.coordinators),
+            return_exceptions=True,
+        )
+        best: tuple[tuple[int, int], int, str] | None = None
+        for address, reply in zip(self.coordinators, replies, strict=True):
+            if not isinstance(reply, api.PingReply):
+                continue
+            self._epoch = max(self._epoch, reply.epoch)
+            if not reply.leader_id:
+                continue
+            at = address if reply.leader_id == reply.node_id else reply.leader_address
+            if not at:
+                continue
+            key = (reply.epoch, reply.term)
+            if best is None or key > best[0]:
+                best = (key, reply.leader_id, at)
+        return None if best is None else (best[1], best[2])
+
+    async def _follow(self, leader_id: int, address: str) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._register_loop(address))
+            tg.create_task(self._watch_loop(leader_id, address))
+            tg.create_task(self._ping_loop(leader_id, address))
+
+    async def _call(
+        self,
+        address: str,
+        body: api.ApiRequest,
+        timeout: float,  # noqa: ASYNC109
+    ) -> api.ApiResponse:
+        try:
+            reply = await self.caller.call(address, body, timeout)
+        except _UNREACHABLE as exc:
+            raise _LeaderLost(f"{address}: {exc!r}") from None
+        if isinstance(reply, api.NotLeader):
+            raise _LeaderLost(f"{address} is not the leader (it names {reply.leader_id})")
+        return reply
+
+    # -- registration ---------------------------------------------------------------------------
+
+    async def _register_loop(self, address: str) -> None:
+        while True:
+            self._refresh.clear()
+            await self._register(address)
+            await self._refresh.wait()
+
+    async def _register(self, address: str) -> None:
+        self._seq += 1
+        body = api.RegisterNodeRequest(
+            self.node,
+            self.address,
+            sorted(self.capabilities()),
+            self.services(),
+            self._session,
+            self._seq,
+        )
+        attempt = 0
+        while True:
+            # A retry keeps the seq: the coordinators apply it exactly once.
+            reply = await self._call(address, body, self.write_timeout)
+            match reply:
+                case api.WriteOk(index=index):
+                    self.registrations += 1
+                    self.registered_index = index
+                    log.info(
+                        "node %s registered (%d capabilities, %d services) at index %d",
+                        self.node,
+                        len(body.capabilities),
+                        len(body.services),
+                        index,
+                    )
+                    return
+                case api.Rejected(reason=reason):
+                    # Retrying the same declaration cannot help; wait for a refresh.
+                    log.error("node %s: registration rejected: %s", self.node, reason)
+                    return
+                case _:
+                    await asyncio.sleep(self.backoff.delay(attempt))
+                    attempt += 1
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    async def _watch_loop(self, leader_id: int, address: str) -> None:
+        attempt = 0
+        while True:
+            body = api.WatchLayout(self._layout_seen, self.watch_wait_ms)
+            timeout = self.watch_wait_ms / 1000 + self.attempt_timeout
+            reply = await self._call(address, body, timeout)
+            if isinstance(reply, api.LayoutReply):
+                if reply.leader_id and reply.leader_id != leader_id:
+                    raise _LeaderLost(f"{address} now names leader {reply.leader_id}")
+                self._accept_layout(reply)
+                attempt = 0
+            else:  # Unavailable (too many watchers), or a Rejected from an older build
+                await asyncio.sleep(self.backoff.delay(attempt))
+                attempt += 1
+
+    def _accept_layout(self, reply: api.LayoutReply) -> None:
+        if reply.epoch <= self._layout_seen or reply.layout is None:
+            return
+        self._layout_seen = reply.epoch
+        try:
+            layout = decode_layout(reply.layout)
+        except msgspec.DecodeError as exc:
+            log.error(
+                "node %s: the layout of epoch %d is corrupt and was not applied: %s",
+                self.node,
+                reply.epoch,
+                exc,
+            )
+            return
+        self._layout = layout
+        self._layout_record = reply
+        log.info("node %s: layout of epoch %d", self.node, reply.epoch)
+        if self.on_layout is not None:
+            try:
+                self.on_layout(layout)
+            except Exception:
+                log.exception("node %s: on_layout failed", self.node)
+
+    # -- leader health ----------------------------------------------------------------------------
+
+    async def _ping_loop(self, leader_id: int, address: str) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            reply = await self._call(address, api.Ping(), self.attempt_timeout)
+            if not isinstance(reply, api.PingReply):
+                continue
+            if reply.leader_id != leader_id:
+                raise _LeaderLost(f"{address} now names leader {reply.leader_id}")
+            if reply.epoch > self._epoch:
+                self._epoch = reply.epoch
+                raise _LeaderLost(f"epoch advanced to {reply.epoch}")
