@@ -20,6 +20,9 @@ from typing import Any
 import msgspec
 
 from ..coordinator import NodeRecord, ServiceRecord, api
+from ..dataplane.types import Layout, decode_layout
+from ..gateway import api as gateway_api
+from ..gateway.api import GetLayout
 from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcClient
 from .cluster_file import ClusterFile, resolve_cluster
 
@@ -128,6 +131,24 @@ class Client:
         if not isinstance(reply, api.NodesReply):
             raise RequestRejected(f"unexpected reply {type(reply).__name__}")
         return reply.nodes
+
+    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None:  # noqa: ASYNC109
+        """The newest transaction system layout any node's Gateway holds (None: none yet).
+
+        Gateways cache the layout the leader pushes, so this never loads the leader.
+        """
+        raw = msgspec.Raw(gateway_api.encode(GetLayout()))
+        results = await asyncio.gather(
+            *(self._raw_call(a, raw, timeout) for a in self.addresses), return_exceptions=True
+        )
+        replies = [r for r in results if isinstance(r, api.LayoutReply) and r.layout is not None]
+        for reply in sorted(replies, key=lambda r: -r.epoch):
+            assert reply.layout is not None
+            try:
+                return decode_layout(reply.layout)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # a corrupt TSL: gateways log it; try an older one
+        return None
 
     async def store_layout(self, epoch: int, layout: bytes) -> int:
         """Store the layout of ``epoch``; RequestRejected unless it is the current epoch."""

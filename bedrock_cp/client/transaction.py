@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -292,9 +293,7 @@ class Transaction:
             if lo >= hi:
                 continue
             reply = await self._storage_call(
-                layout,
-                lo,
-                lambda worker, lo=lo, hi=hi: api.StorageGetRange(worker, lo, hi, version, limit),
+                layout, lo, functools.partial(_range_request, lo, hi, version, limit)
             )
             if not isinstance(reply, api.Values):
                 raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
@@ -368,6 +367,12 @@ class Transaction:
             case api.NotCommitted(reason=reason):
                 raise _retryable("not_committed", reason)
         raise _fatal("internal", f"unexpected {type(reply).__name__} for a commit")
+
+
+def _range_request(
+    begin: bytes, end: bytes, version: int, limit: int, worker: str
+) -> api.DataRequest:
+    return api.StorageGetRange(worker, begin, end, version, limit)
 
 
 def _check_key(key: bytes) -> None:
