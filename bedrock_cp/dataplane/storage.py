@@ -101,6 +101,7 @@ class StorageWorker:
         cluster_id: str,
         fsync: bool = True,
         read_wait: float = 1.0,
+        compact_interval: float = COMPACT_INTERVAL,
     ) -> None:
         self.ref = ref
         self.directory = directory
@@ -108,6 +109,7 @@ class StorageWorker:
         self._dialer = dialer
         self._fsync = fsync
         self._read_wait = read_wait
+        self._compact_interval = compact_interval
         directory.mkdir(parents=True, exist_ok=True)
         self._state = statefile.load(self._state_path, StorageFileState) or StorageFileState()
         self._wal = native.Wal.open(directory / "wal", cluster_id, 1, sync=fsync)
@@ -225,7 +227,7 @@ class StorageWorker:
                 continue
             self._apply(req.after, resp)
             now = asyncio.get_running_loop().time()
-            if now - last_compact >= COMPACT_INTERVAL:
+            if now - last_compact >= self._compact_interval:
                 last_compact = now
                 self._compact()
 
