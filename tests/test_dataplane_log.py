@@ -159,3 +159,17 @@ async def test_pull_long_polls_until_a_batch_is_durable(tmp_path: Path) -> None:
     resp = await asyncio.wait_for(waiting, 1.0)
     assert isinstance(resp, LogBatches) and [b.version for b in resp.batches] == [10]
     await log.stop()
+
+
+async def test_an_empty_recovery_starts_the_chain_at_last(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    assert await log.handle(LogLock("log", 1)) == LogLocked(0, 0, 0)
+    assert await log.handle(LogRecover("log", 2, [], 101, 100)) == LogRecovered(101, 100, 0)
+    stale = await log.handle(push(0, 10, epoch=2))
+    assert isinstance(stale, Failed) and stale.code == "invalid"
+    assert await log.handle(push(100, 110, epoch=2)) == LogPushed(110, 110)
+    await log.stop()
+    log = open_log(tmp_path)
+    assert (log.last, log.epoch, log.locked) == (110, 2, False)
+    assert await pull_all(log, 100) == [110]
+    await log.stop()

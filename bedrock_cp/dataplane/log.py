@@ -239,7 +239,9 @@ class LogWorker:
             # A retry of a batch already here is acknowledged; anything else is a fork.
             i = bisect.bisect_left(self._versions, batch.version)
             if i == len(self._versions) or self._batches[i] != batch:
-                return Failed("invalid", f"a different batch is logged at or after {batch.version}")
+                return Failed(
+                    "invalid", f"batch {batch.version} is not the one logged (log at {self._last})"
+                )
         elif batch.prev_version != self._last:
             return Failed(
                 "invalid", f"batch chains from {batch.prev_version}, log is at {self._last}"
