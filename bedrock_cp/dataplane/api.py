@@ -48,7 +48,13 @@ class LogLock(msgspec.Struct, tag="dp_lock", **_S):
 
 
 class LogRecover(msgspec.Struct, tag="dp_recover", **_S):
-    """Copy exactly the batches ``[first, last]`` from ``sources`` (old-generation logs)."""
+    """Copy exactly the batches ``[first, last]`` from ``sources`` (old-generation logs).
+
+    The log then holds exactly that range (its previous content is replaced),
+    belongs to ``epoch`` (unlocked), and the next batch chains from ``last``. An
+    empty range (``first == last + 1``, no sources needed) starts an empty log at
+    ``last``.
+    """
 
     worker: str
     epoch: int
@@ -202,7 +208,12 @@ class Committed(msgspec.Struct, tag="dp_ok", **_S):
 
 
 class NotCommitted(msgspec.Struct, tag="dp_conflict", **_S):
-    """A conflict: something read was written by a transaction committed after the read."""
+    """The transaction did not commit (retryable with a new read version).
+
+    ``reason``: ``conflict`` (something read was written by a transaction
+    committed after the read) or ``too_old`` (the read version is older than the
+    MVCC window or than the epoch's recovery version).
+    """
 
     reason: str
 
@@ -289,7 +300,8 @@ class Failed(msgspec.Struct, tag="dp_failed", **_S):
 
     Codes: ``no_such_worker``, ``invalid`` (bad input: key outside the key space,
     over a size limit, ...), ``future_version``, ``version_too_old``, ``gap``
-    (a missing earlier version), ``unavailable`` (retryable), ``internal``.
+    (a missing earlier version), ``wrong_shard`` (a storage read of a key this
+    replica does not serve), ``unavailable`` (retryable), ``internal``.
     """
 
     code: str

@@ -1,0 +1,36 @@
+"""The reference data plane (DESIGN §6): a small but real transactional key-value store.
+
+- :mod:`.types`, :mod:`.api` — shared records and every request/response body.
+- :mod:`.worker` — the ``Worker`` and ``Dialer`` protocols.
+- :mod:`.log` — :class:`LogWorker`: durable chained commit batches on the native WAL.
+- :mod:`.storage` — :class:`StorageWorker`: MVCC reads, persists committed versions.
+- :mod:`.sequencer` — :class:`Sequencer`: commit and read versions of one epoch.
+- :mod:`.resolver` — :class:`Resolver`: read-write conflicts for one key range.
+- :mod:`.commit_proxy` — :class:`CommitProxy`: batches, resolves, pushes, acknowledges.
+- :mod:`.loopback` — :class:`LoopbackDialer`: the in-process network of tests.
+- helpers: :mod:`.mvcc` (versioned map), :mod:`.pulse` (long-poll wakeups),
+  :mod:`.statefile` (small durable records).
+"""
+
+from .commit_proxy import CommitProxy
+from .log import LogWorker
+from .loopback import LoopbackDialer, StoppableWorker
+from .resolver import Resolver
+from .sequencer import Sequencer
+from .storage import StorageWorker
+
+__all__ = [
+    "CommitProxy",
+    "LogWorker",
+    "LoopbackDialer",
+    "Resolver",
+    "Sequencer",
+    "StorageWorker",
+]
+
+
+def _conform(
+    log: LogWorker, storage: StorageWorker, seq: Sequencer, res: Resolver, proxy: CommitProxy
+) -> list[StoppableWorker]:
+    """Never called: mypy checks here that every worker class is a Worker."""
+    return [log, storage, seq, res, proxy]

@@ -1,0 +1,377 @@
+"""The commit proxy: turns client transactions into durable commit batches.
+
+Per batch (requests arriving within ``batch_interval`` of each other, in order):
+
+1. a commit version (and its predecessor) from the sequencer;
+2. conflict checks on every resolver (each gets every transaction, its ranges
+   clipped to the resolver's key range, so every resolver's version chain
+   advances); a transaction commits only if every resolver admits it;
+3. one :class:`~.types.CommitBatch` of the admitted transactions' mutations, in
+   order, pushed to EVERY log of the layout with the proxy's known committed
+   version;
+4. only once every log has made it durable: ``ReportCommitted`` to the
+   sequencer, then ``Committed(version)`` to the admitted transactions and
+   ``NotCommitted`` to the others (I3: nothing is acknowledged before it is
+   durable everywhere).
+
+Any failure of the sequencer, a resolver or a log fails the batch with the
+retryable ``unavailable`` and breaks the proxy for good (the versions chain is
+broken; the Director starts a new epoch). ``NewerEpoch`` from any component
+means this generation is superseded: the proxy stops and answers
+``NewerEpoch``. When idle for ``idle_interval`` it commits an empty batch, so a
+dead component is noticed quickly and the logs (and storage) learn the
+committed version.
+
+The proxy starts locked and is unlocked by the Director with its epoch's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+
+from .api import (
+    Commit,
+    Committed,
+    CommitVersion,
+    DataRequest,
+    DataResponse,
+    Done,
+    Failed,
+    GetCommitVersion,
+    Locked,
+    LogPush,
+    LogPushed,
+    NewerEpoch,
+    NotCommitted,
+    ReadVersion,
+    ReportCommitted,
+    Resolve,
+    Resolved,
+    ResolveTransaction,
+    UnlockProxy,
+)
+from .resolver import clip
+from .types import (
+    MAX_TRANSACTION_SIZE,
+    MAX_VALUE_SIZE,
+    MVCC_WINDOW_VERSIONS,
+    SYSTEM_PREFIX,
+    CommitBatch,
+    KeyRange,
+    Layout,
+    Mutation,
+    MutationKind,
+    WorkerRef,
+    check_user_key,
+)
+from .worker import Dialer
+
+log = logging.getLogger(__name__)
+
+#: Bounds on what waits in the proxy (I9) and on one batch's size.
+MAX_QUEUED = 10_000
+MAX_BATCH_BYTES = 8 << 20
+MAX_BATCH_TRANSACTIONS = 2_000
+_KINDS = frozenset(int(k) for k in MutationKind)
+
+
+class _Unavailable(Exception):
+    """A component failed or did not answer: the batch cannot be made durable."""
+
+
+class _Superseded(Exception):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"superseded by epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass
+class _Txn:
+    req: Commit
+    writes: list[KeyRange]
+    size: int
+    reply: asyncio.Future[DataResponse] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _mutation_range(m: Mutation) -> KeyRange:
+    return (
+        KeyRange(m.key, m.param) if m.kind == MutationKind.CLEAR_RANGE else KeyRange.single(m.key)
+    )
+
+
+def _check_range(r: KeyRange, what: str) -> str | None:
+    if r.begin > r.end:
+        return f"{what} range begins after its end"
+    if r.end > SYSTEM_PREFIX:
+        return f"{what} range ends outside the user key space"
+    if r.begin < r.end:
+        return check_user_key(r.begin)
+    return None
+
+
+def validate(req: Commit) -> str | None:
+    """Why ``req`` is not a valid transaction, or None."""
+    if req.read_version < 0:
+        return "negative read version"
+    size = 0
+    for m in req.mutations:
+        if m.kind not in _KINDS:
+            return f"unknown mutation kind {m.kind}"
+        if why := check_user_key(m.key):
+            return why
+        if m.kind == MutationKind.SET and len(m.param) > MAX_VALUE_SIZE:
+            return f"value of {len(m.param)} bytes exceeds the {MAX_VALUE_SIZE} byte limit"
+        if m.kind == MutationKind.CLEAR_RANGE and (
+            why := _check_range(_mutation_range(m), "clear")
+        ):
+            return why
+        size += len(m.key) + len(m.param)
+    for what, ranges in (("read", req.reads), ("write", req.writes)):
+        for r in ranges:
+            if why := _check_range(r, what):
+                return why
+            size += len(r.begin) + len(r.end)
+    if size > MAX_TRANSACTION_SIZE:
+        return f"transaction of {size} bytes exceeds the {MAX_TRANSACTION_SIZE} byte limit"
+    return None
+
+
+class CommitProxy:
+    def __init__(
+        self,
+        ref: WorkerRef,
+        epoch: int,
+        layout: Layout,
+        dialer: Dialer,
+        *,
+        token: bytes,
+        batch_interval: float = 0.002,
+        idle_interval: float = 0.05,
+        call_timeout: float = 5.0,
+    ) -> None:
+        self.ref = ref
+        self.epoch = epoch
+        self.layout = layout
+        self.stopped = False
+        self._dialer = dialer
+        self._token = token
+        self._batch_interval = batch_interval
+        self._idle_interval = idle_interval
+        self._call_timeout = call_timeout
+        self._locked = True
+        self._seen_epoch = epoch
+        self._broken: str | None = None
+        self._committed = layout.recovery_version  # durable on every log of the layout
+        self._queue: list[_Txn] = []
+        self._inflight: list[_Txn] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def broken(self) -> str | None:
+        """Why this proxy stopped committing, or None while it works."""
+        return self._broken
+
+    @property
+    def committed(self) -> int:
+        return self._committed
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def handle(self, body: DataRequest) -> DataResponse:
+        if isinstance(body, UnlockProxy):
+            return self._unlock(body)
+        if isinstance(body, Commit):
+            return await self._commit(body)
+        return Failed("invalid", f"a commit proxy does not handle {type(body).__name__}")
+
+    def _unlock(self, req: UnlockProxy) -> DataResponse:
+        if req.epoch < self._seen_epoch:
+            return NewerEpoch(self._seen_epoch)
+        if req.epoch != self.epoch or not hmac.compare_digest(req.token, self._token):
+            return Failed("invalid", "wrong epoch or unlock token")
+        if self.stopped:
+            return Failed("unavailable", f"proxy {self.ref.id} is stopped")
+        if self._locked:
+            self._locked = False
+            self._task = asyncio.get_running_loop().create_task(
+                self._batch_loop(), name=f"proxy-{self.ref.id}"
+            )
+        return Done()
+
+    def _refusal(self) -> DataResponse | None:
+        if self._seen_epoch > self.epoch:
+            return NewerEpoch(self._seen_epoch)
+        if self._broken is not None:
+            return Failed("unavailable", f"proxy {self.ref.id} is broken: {self._broken}")
+        if self.stopped:
+            return Failed("unavailable", f"proxy {self.ref.id} is stopped")
+        if self._locked:
+            return Locked(f"proxy {self.ref.id} awaits its unlock")
+        return None
+
+    async def _commit(self, req: Commit) -> DataResponse:
+        if refused := self._refusal():
+            return refused
+        if why := validate(req):
+            return Failed("invalid", why)
+        if len(self._queue) >= MAX_QUEUED:
+            return Failed("unavailable", f"proxy {self.ref.id} is overloaded")
+        writes = list(req.writes) + [_mutation_range(m) for m in req.mutations]
+        size = sum(len(m.key) + len(m.param) + 8 for m in req.mutations)
+        txn = _Txn(req, writes, size)
+        self._queue.append(txn)
+        self._wake.set()
+        return await asyncio.shield(txn.reply)
+
+    # -- batching ------------------------------------------------------------------------
+
+    async def _batch_loop(self) -> None:
+        while not self.stopped and self._broken is None and self._seen_epoch == self.epoch:
+            if not self._queue:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_interval)
+            self._wake.clear()
+            if self._queue and self._batch_interval > 0:
+                await asyncio.sleep(self._batch_interval)  # let concurrent requests join
+            self._inflight = self._take_batch()
+            await self._run_batch(self._inflight)
+            self._inflight = []
+
+    def _take_batch(self) -> list[_Txn]:
+        n, size = 0, 0
+        while n < len(self._queue) and n < MAX_BATCH_TRANSACTIONS:
+            size += self._queue[n].size
+            if n > 0 and size > MAX_BATCH_BYTES:
+                break
+            n += 1
+        batch, self._queue = self._queue[:n], self._queue[n:]
+        return batch
+
+    async def _run_batch(self, batch: list[_Txn]) -> None:
+        try:
+            answers = await self._commit_batch(batch)
+        except _Superseded as exc:
+            self._seen_epoch = max(self._seen_epoch, exc.epoch)
+            log.info("proxy %s: %s", self.ref.id, exc)
+            self._fail_all(batch, NewerEpoch(self._seen_epoch))
+            return
+        except _Unavailable as exc:
+            self._broken = str(exc)
+            log.warning("proxy %s: broken: %s", self.ref.id, exc)
+            self._fail_all(batch, Failed("unavailable", str(exc)))
+            return
+        except Exception as exc:  # a bug: fail safe, answer everyone
+            self._broken = f"{type(exc).__name__}: {exc}"
+            log.exception("proxy %s: batch failed", self.ref.id)
+            self._fail_all(batch, Failed("unavailable", self._broken))
+            return
+        for txn, answer in zip(batch, answers, strict=True):
+            if not txn.reply.done():
+                txn.reply.set_result(answer)
+
+    def _fail_all(self, batch: list[_Txn], answer: DataResponse) -> None:
+        waiting, self._queue = batch + self._queue, []
+        for txn in waiting:
+            if not txn.reply.done():
+                txn.reply.set_result(answer)
+
+    async def _call(self, target: WorkerRef, body: DataRequest) -> DataResponse:
+        try:
+            resp = await self._dialer.call(target, body, self._call_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise _Unavailable(f"{target.kind} {target.id}: {type(exc).__name__} {exc}") from exc
+        if isinstance(resp, NewerEpoch):
+            raise _Superseded(resp.epoch)
+        return resp
+
+    async def _all(self, calls: list[tuple[WorkerRef, DataRequest]]) -> list[DataResponse]:
+        results = await asyncio.gather(
+            *(self._call(target, body) for target, body in calls), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for err in errors:
+            if isinstance(err, _Superseded):
+                raise err
+        if errors:
+            raise errors[0]
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def _commit_batch(self, batch: list[_Txn]) -> list[DataResponse]:
+        layout = self.layout
+        cv = await self._call(layout.sequencer, GetCommitVersion(layout.sequencer.id, self.epoch))
+        if not isinstance(cv, CommitVersion):
+            raise _Unavailable(f"sequencer answered {cv}")
+        answers: list[DataResponse | None] = [None] * len(batch)
+        floor = max(layout.recovery_version, cv.version - MVCC_WINDOW_VERSIONS)
+        candidates: list[int] = []
+        for i, txn in enumerate(batch):
+            if txn.req.read_version >= cv.version:
+                answers[i] = Failed(
+                    "future_version",
+                    f"read version {txn.req.read_version} was never committed (now {cv.version})",
+                )
+            elif txn.req.reads and txn.req.read_version < floor:
+                answers[i] = NotCommitted("too_old")
+            else:
+                candidates.append(i)
+
+        resolves: list[tuple[WorkerRef, DataRequest]] = []
+        for assignment in layout.resolvers:
+            key_range = KeyRange(assignment.begin, assignment.end)
+            txns = [
+                ResolveTransaction(
+                    batch[i].req.read_version,
+                    clip(batch[i].req.reads, key_range),
+                    clip(batch[i].writes, key_range),
+                )
+                for i in candidates
+            ]
+            body = Resolve(assignment.worker.id, self.epoch, cv.prev_version, cv.version, txns)
+            resolves.append((assignment.worker, body))
+        admitted = [True] * len(candidates)
+        for resolved in await self._all(resolves):
+            if not isinstance(resolved, Resolved) or len(resolved.committed) != len(candidates):
+                raise _Unavailable(f"resolver answered {resolved}")
+            admitted = [a and b for a, b in zip(admitted, resolved.committed, strict=True)]
+
+        mutations: list[Mutation] = []
+        for i, ok in zip(candidates, admitted, strict=True):
+            if ok:
+                mutations.extend(batch[i].req.mutations)
+                answers[i] = Committed(cv.version)
+            else:
+                answers[i] = NotCommitted("conflict")
+        commit_batch = CommitBatch(cv.prev_version, cv.version, mutations)
+        pushes: list[tuple[WorkerRef, DataRequest]] = [
+            (target, LogPush(target.id, self.epoch, commit_batch, self._committed))
+            for target in layout.logs
+        ]
+        for pushed in await self._all(pushes):
+            if not isinstance(pushed, LogPushed):
+                raise _Unavailable(f"log answered {pushed}")
+        # Durable on every log: now (and only now) it is committed.
+        self._committed = max(self._committed, cv.version)
+        reported = await self._call(
+            layout.sequencer, ReportCommitted(layout.sequencer.id, self.epoch, cv.version)
+        )
+        if not isinstance(reported, ReadVersion):
+            raise _Unavailable(f"sequencer answered {reported}")
+        return [a if a is not None else Failed("internal", "no answer") for a in answers]
+
+    async def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._fail_all(self._inflight, Failed("unavailable", f"proxy {self.ref.id} is stopped"))

@@ -1,0 +1,78 @@
+"""The resolver: read-write conflicts within the window, strict version order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bedrock_cp.dataplane.api import Failed, Resolve, Resolved, ResolveTransaction
+from bedrock_cp.dataplane.resolver import Resolver
+from bedrock_cp.dataplane.types import MVCC_WINDOW_VERSIONS, KeyRange
+
+from .dataplane_pipeline import ref
+
+K = KeyRange.single
+
+
+def resolver(**kw: float) -> Resolver:
+    return Resolver(ref("res", "resolver"), 1, 0, KeyRange(b"", b"\xff"), **kw)
+
+
+def txn(rv: int, reads: list[bytes], writes: list[bytes]) -> ResolveTransaction:
+    return ResolveTransaction(rv, [K(k) for k in reads], [K(k) for k in writes])
+
+
+def resolve(prev: int, version: int, *txns: ResolveTransaction) -> Resolve:
+    return Resolve("res", 1, prev, version, list(txns))
+
+
+async def test_a_conflicting_transaction_is_aborted_and_others_admitted() -> None:
+    r = resolver()
+    assert await r.handle(resolve(0, 10, txn(0, [], [b"k"]))) == Resolved([True])
+    answer = await r.handle(
+        resolve(
+            10,
+            20,
+            txn(5, [b"k"], [b"x"]),  # read k at 5, k written at 10: conflict
+            txn(10, [b"k"], [b"y"]),  # read k after the write: fine
+            txn(5, [b"j"], [b"k"]),  # read something else: fine
+            txn(15, [b"k"], []),  # k was written earlier in this batch (at 20 > 15)
+        )
+    )
+    assert answer == Resolved([False, True, True, False])
+    # Writes of a refused transaction are not recorded: x is free.
+    assert await r.handle(resolve(20, 30, txn(12, [b"x"], []))) == Resolved([True])
+
+
+async def test_reads_outside_the_range_and_too_old_reads() -> None:
+    r = Resolver(ref("res", "resolver"), 1, 100, KeyRange(b"m", b"\xff"))
+    assert await r.handle(resolve(100, 110, txn(100, [], [b"a", b"n"]))) == Resolved([True])
+    # a is outside this resolver's range; n is not.
+    assert await r.handle(
+        resolve(110, 120, txn(105, [b"a"], []), txn(105, [b"n"], []))
+    ) == Resolved([True, False])
+    # Before the epoch's start the resolver has no history: too old.
+    assert await r.handle(resolve(120, 130, txn(50, [b"z"], []))) == Resolved([False])
+    late = 200 + MVCC_WINDOW_VERSIONS
+    assert await r.handle(
+        resolve(130, late, txn(150, [b"z"], []), txn(150, [], [b"z"]))
+    ) == Resolved([False, True])
+
+
+async def test_an_early_batch_waits_for_its_predecessor() -> None:
+    r = resolver()
+    second = asyncio.ensure_future(r.handle(resolve(10, 20, txn(5, [b"k"], []))))
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    assert await r.handle(resolve(0, 10, txn(0, [], [b"k"]))) == Resolved([True])
+    assert await second == Resolved([False])  # resolved after 10, so it sees the write
+    assert r.last == 20
+
+
+async def test_a_missing_predecessor_fails_and_a_replay_gets_the_same_answer() -> None:
+    r = resolver(order_wait=0.05)
+    gap = await r.handle(resolve(10, 20))
+    assert isinstance(gap, Failed) and gap.code == "gap"
+    first = await r.handle(resolve(0, 10, txn(0, [b"k"], [b"k"])))
+    assert await r.handle(resolve(0, 10, txn(0, [b"k"], [b"k"]))) == first
+    fork = await r.handle(resolve(5, 10))
+    assert isinstance(fork, Failed) and fork.code == "invalid"
