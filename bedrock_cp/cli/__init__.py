@@ -76,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--address", required=True)
     rm = with_cluster(coord_sub.add_parser("remove", help="remove a coordinator"))
     rm.add_argument("--id", type=int, required=True)
+    kv = sub.add_parser("kv", help="transactions on the data plane (UTF-8 keys and values)")
+    kv_sub = kv.add_subparsers(dest="kv_command", required=True)
+    get = with_cluster(kv_sub.add_parser("get", help="read a key"))
+    get.add_argument("key")
+    put = with_cluster(kv_sub.add_parser("put", help="write a key"))
+    put.add_argument("key")
+    put.add_argument("value")
+    delete = with_cluster(kv_sub.add_parser("delete", help="clear a key"))
+    delete.add_argument("key")
     return p
 
 

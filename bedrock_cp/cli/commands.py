@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from .._native import native
-from ..client import Client, connect, read_cluster_file
+from ..client import Client, Transaction, connect, read_cluster_file
 from ..cluster.local import LocalCluster, stop_pids
 from ..node import Node, NodeConfig, load_config
 from ..node.config import config_from_dict
@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
             return _client_command(args, _deregister)
         case "coordinators":
             return _client_command(args, _coordinators)
+        case "kv":
+            return _kv_command(args)
     raise CliError(f"unknown command {args.command!r}")
 
 
@@ -244,3 +246,52 @@ async def _coordinators(client: Client, args: argparse.Namespace) -> dict[str, A
         "index": index,
         "_text": f"node {args.id} is no longer a coordinator",
     }
+
+
+# -- kv ---------------------------------------------------------------------------------------
+
+
+def _kv_command(args: argparse.Namespace) -> int:
+    from ..client import open_database
+
+    async def go() -> dict[str, Any]:
+        db = await open_database(
+            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+        )
+        try:
+            # Arguments that are not UTF-8 arrive as surrogates: keep their raw bytes.
+            key = args.key.encode("utf-8", "surrogateescape")
+            if args.kv_command == "get":
+                async with db.transaction() as tr:
+                    value = await tr.get(key)
+                text = value.decode(errors="replace") if value is not None else "(not found)"
+                return {
+                    "key": args.key,
+                    "value": value.decode(errors="replace") if value is not None else None,
+                    "_text": text,
+                }
+
+            async def write(tr: Transaction) -> int | None:
+                if args.kv_command == "put":
+                    tr.set(key, args.value.encode("utf-8", "surrogateescape"))
+                else:
+                    tr.clear(key)
+                return None
+
+            async for tr in db.attempts(timeout=args.timeout):
+                async with tr:
+                    await write(tr)
+            version = tr.committed_version
+            verb = "put" if args.kv_command == "put" else "deleted"
+            return {
+                "key": args.key,
+                "version": version,
+                "_text": f"{verb} {args.key} at version {version}",
+            }
+        finally:
+            await db.close()
+
+    result = asyncio.run(go())
+    text = result.pop("_text")
+    print(json.dumps(result) if args.json else text)
+    return 0

@@ -67,7 +67,8 @@ def _fatal(code: str, message: str) -> TransactionError:
     return TransactionError(code, message, retryable=False)
 
 
-_RETRYABLE_FAILED = {"unavailable", "future_version", "version_too_old", "gap"}
+# A storage replica that has not yet seen the layout answers wrong_shard: retry.
+_RETRYABLE_FAILED = {"unavailable", "future_version", "version_too_old", "gap", "wrong_shard"}
 _CALL_TIMEOUT = 5.0
 
 
@@ -249,9 +250,9 @@ class Transaction:
             try:
                 return await self.db.call(ref, make(ref.id))
             except TransactionError as err:
-                if err.code != "unavailable":
+                if err.code not in ("unavailable", "wrong_shard"):
                     raise
-                last = err
+                last = err  # try another replica
         raise last or _retryable("unavailable", "no storage replica")
 
     def _buffered(self, key: bytes) -> tuple[bool, bytes | None]:

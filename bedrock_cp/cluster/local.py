@@ -58,6 +58,7 @@ class LocalCluster:
         fsync: bool = True,
         log_level: str = "info",
         snapshot_every: int = 10_000,
+        capabilities: tuple[str, ...] = ("log", "storage"),
         peer_address: PeerAddress | None = None,
         python: str = sys.executable,
     ) -> None:
@@ -70,6 +71,7 @@ class LocalCluster:
         self.fsync = fsync
         self.log_level = log_level
         self.snapshot_every = snapshot_every
+        self.capabilities = list(capabilities)
         self.peer_address = peer_address
         self.python = python
         ports = [base_port + i for i in range(n)] if base_port else free_ports(n)
@@ -106,6 +108,7 @@ class LocalCluster:
             join=node_id in self.joining,
             fsync=self.fsync,
             snapshot_every=self.snapshot_every,
+            capabilities=self.capabilities,
             timers=self.timers,
             log_level=self.log_level,
         )

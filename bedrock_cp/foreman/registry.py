@@ -1,26 +1,78 @@
 """The worker kinds this build can run: ``kind -> factory``.
 
 The node offers the kinds its configuration lists (``capabilities``), taken
-from this registry. It is empty until the data-plane workers are wired in
-(``log``, ``storage``); a node whose configuration lists a kind missing here
-refuses to start with an error naming it.
+from this registry; a kind missing here makes the node refuse to start with an
+error naming it. Persistent kinds (``log``, ``storage``) are created by the
+Foreman with a directory and a manifest; transaction roles (``sequencer``,
+``commit_proxy``, ``resolver``) are started per epoch from a ``StartRole``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
+from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
+from ..dataplane import api as dp
+from ..dataplane.types import KeyRange, Layout, WorkerRef, decode_layout
+from ..dataplane.worker import Dialer, Worker
 from .foreman import RoleFactory, WorkerFactory
 
 
-def worker_factories() -> dict[str, WorkerFactory]:
-    """The persistent worker kinds of this build."""
-    return {}
+@dataclass(frozen=True)
+class WorkerContext:
+    """What workers of this node share: cluster id, the dialer, fsync, the layout."""
+
+    cluster_id: str
+    dialer: Dialer
+    fsync: bool = True
+    #: The layout the node's Gateway holds now (storage starts following it).
+    current_layout: Callable[[], Layout | None] = lambda: None
 
 
-def role_factories() -> dict[str, RoleFactory]:
+def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
+    """The persistent worker kinds of this build (none without a context)."""
+    if ctx is None:
+        return {}
+
+    async def log(ref: WorkerRef, directory: Path) -> Worker:
+        return LogWorker(
+            ref, directory, cluster_id=ctx.cluster_id, fsync=ctx.fsync, dialer=ctx.dialer
+        )
+
+    async def storage(ref: WorkerRef, directory: Path) -> Worker:
+        worker = StorageWorker(
+            ref, directory, ctx.dialer, cluster_id=ctx.cluster_id, fsync=ctx.fsync
+        )
+        layout = ctx.current_layout()
+        if layout is not None:
+            worker.set_layout(layout)
+        return worker
+
+    return {"log": log, "storage": storage}
+
+
+def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
     """The transaction roles (sequencer, commit proxy, resolver) of this build."""
-    return {}
+    if ctx is None:
+        return {}
+
+    async def sequencer(ref: WorkerRef, req: dp.StartRole) -> Worker:
+        return Sequencer(ref, req.epoch, req.version, clock=time.monotonic)
+
+    async def resolver(ref: WorkerRef, req: dp.StartRole) -> Worker:
+        layout = decode_layout(req.layout)
+        mine = [r for r in layout.resolvers if r.worker.id == ref.id]
+        if not mine:
+            raise ValueError(f"resolver {ref.id} is not in the layout of epoch {layout.epoch}")
+        return Resolver(ref, req.epoch, req.version, KeyRange(mine[0].begin, mine[0].end))
+
+    async def commit_proxy(ref: WorkerRef, req: dp.StartRole) -> Worker:
+        return CommitProxy(ref, req.epoch, decode_layout(req.layout), ctx.dialer, token=req.token)
+
+    return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}
 
 
 def offered(

@@ -32,7 +32,10 @@ import msgspec
 from .._native import native
 from ..coordinator import Service, api
 from ..coordinator.service import Coordinator
+from ..dataplane import StorageWorker
 from ..dataplane import api as dp
+from ..dataplane.dialer import NetworkDialer
+from ..dataplane.types import Layout
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
 from ..gateway import CoordinatorCaller, Gateway, GetLayout, TcpCaller
 from ..transport import ConnInfo, Transport
@@ -116,6 +119,7 @@ class Node:
         self.network: NodeNetwork | None = None
         self.foreman: Foreman | None = None
         self.gateway: Gateway | None = None
+        self.dialer: NetworkDialer | None = None
         self._wal: native.Wal | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -149,10 +153,18 @@ class Node:
         rng = rng or random.Random()
         self = cls(config)
         loop = asyncio.get_running_loop()
+        # Workers reach other workers through the nodes' ports.
+        self.dialer = NetworkDialer(config.cluster)
+        ctx = registry.WorkerContext(
+            cluster_id=config.cluster,
+            dialer=self.dialer,
+            fsync=config.fsync,
+            current_layout=self._current_layout,
+        )
         try:
             factories = registry.offered(
                 list(config.capabilities),
-                registry.worker_factories() if worker_factories is None else worker_factories,
+                registry.worker_factories(ctx) if worker_factories is None else worker_factories,
             )
         except KeyError as exc:
             raise ConfigError(f"node {config.id}: {exc.args[0]}") from None
@@ -200,7 +212,7 @@ class Node:
                 config.listen,
                 Path(config.data_dir),
                 factories,
-                roles=registry.role_factories() if role_factories is None else role_factories,
+                roles=registry.role_factories(ctx) if role_factories is None else role_factories,
                 executor=executor,
             )
             if wall_clock_ms is not None:
@@ -214,6 +226,7 @@ class Node:
                     config.cluster,
                     capabilities=foreman.capabilities,
                     services=self._services,
+                    on_layout=self._on_layout,
                     rng=random.Random(rng.getrandbits(64)),
                     caller=gateway_caller,
                 )
@@ -248,6 +261,8 @@ class Node:
                 await self.coordinator.stop()
             if self.network is not None:
                 await self.network.stop()
+            if self.dialer is not None:
+                await self.dialer.close()
         finally:
             if self._wal is not None:
                 self._wal.close()
@@ -320,6 +335,18 @@ class Node:
         except Exception as exc:
             log.exception("worker %s failed on %s", body.worker, type(body).__name__)
             return dp.Failed("internal", f"worker {body.worker!r}: {exc!r}")
+
+    def _current_layout(self) -> Layout | None:
+        return self.gateway.current_layout() if self.gateway is not None else None
+
+    def _on_layout(self, layout: Layout) -> None:
+        """A new TSL reached this node: storage workers follow its logs and ranges."""
+        if self.foreman is None:
+            return
+        for ref in self.foreman.running_refs():
+            worker = self.foreman.get(ref.id)
+            if isinstance(worker, StorageWorker):
+                worker.set_layout(layout)
 
     def _services(self) -> list[Service]:
         """What the Gateway registers: every running worker and role of the Foreman."""
