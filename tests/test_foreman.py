@@ -240,8 +240,8 @@ async def test_a_node_refuses_a_capability_its_build_lacks(tmp_path: Path) -> No
             "data_dir": str(tmp_path),
             "listen": "127.0.0.1:1",
             "coordinators": {"1": "127.0.0.1:1"},
-            "capabilities": ["log"],
+            "capabilities": ["log", "tape"],
         }
     )
-    with pytest.raises(ConfigError, match="'log' are not worker kinds of this build"):
+    with pytest.raises(ConfigError, match="'tape' are not worker kinds of this build"):
         await Node.start(config)

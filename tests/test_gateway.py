@@ -88,7 +88,7 @@ async def test_gateways_register_and_receive_the_layout() -> None:
 
             nodes = await eventually(all_registered, what="every node registered")
             assert {n.address for n in nodes} == set(cluster.addresses.values())
-            assert all(n.capabilities == [] for n in nodes), "no worker kinds configured"
+            assert all(sorted(n.capabilities) == ["log", "storage"] for n in nodes)
 
             for node_id in cluster.addresses:
                 reply = await get_layout(cluster.addresses[node_id])
@@ -119,8 +119,10 @@ async def test_gateways_register_and_receive_the_layout() -> None:
             assert await data_call(address, dp.ListWorkers()) == dp.Workers([])
             missing = await data_call(address, dp.StorageStatus("nope"))
             assert isinstance(missing, dp.Failed) and missing.code == "no_such_worker"
-            refused = await data_call(address, dp.CreateWorker("log", "log-1"))
+            refused = await data_call(address, dp.CreateWorker("tape", "tape-1"))
             assert isinstance(refused, dp.Failed) and "does not offer" in refused.message
+            created = await data_call(address, dp.CreateWorker("log", "log-1"))
+            assert isinstance(created, dp.WorkerCreated) and created.ref.kind == "log"
         finally:
             await client.close()
 
