@@ -276,6 +276,13 @@ class WorkerCreated(msgspec.Struct, tag="fm_created", **_S):
     ref: WorkerRef
 
 
+class Health(msgspec.Struct, tag="dp_health", **_S):
+    """Is ``worker`` running on this node? Answered by the node: ``Done`` if it
+    runs, ``Failed("no_such_worker")`` if not; a dead node does not answer."""
+
+    worker: str
+
+
 class Done(msgspec.Struct, tag="dp_done", **_S):
     pass
 
@@ -328,6 +335,7 @@ DataRequest = (
     | CreateWorker
     | RemoveWorker
     | ListWorkers
+    | Health
 )
 
 DataResponse = (

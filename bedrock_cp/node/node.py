@@ -330,6 +330,8 @@ class Node:
         worker = foreman.route(body.worker)
         if worker is None:
             return dp.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
+        if isinstance(body, dp.Health):
+            return dp.Done()
         try:
             return await worker.handle(body)
         except Exception as exc:
