@@ -14,13 +14,14 @@ Embedding::
 
 from ._native import NativeVersionError, native
 from ._version import __version__
-from .client import Client, ClusterUnavailable, RequestRejected, connect
+from .client import Client, ClusterUnavailable, Database, RequestRejected, connect, open_database
 from .cluster import LocalCluster
 from .node import Node, NodeConfig, load_config
 
 __all__ = [
     "Client",
     "ClusterUnavailable",
+    "Database",
     "LocalCluster",
     "NativeVersionError",
     "Node",
@@ -30,4 +31,5 @@ __all__ = [
     "connect",
     "load_config",
     "native",
+    "open_database",
 ]
