@@ -194,6 +194,7 @@ class Client:
                 *(self._raw_call(a, body, timeout) for a in sorted(new)), return_exceptions=True
             )
         by_address = {n.address: n for n in self.cluster.nodes}
+        recovery_by_id: dict[int, dict[str, Any]] = {}
         nodes: list[dict[str, Any]] = []
         best: api.NodeStatusReply | None = None
         for address, result in zip(self.addresses, results, strict=True):
@@ -215,6 +216,7 @@ class Client:
                         "reachable": True,
                     }
                 )
+                recovery_by_id[r.node_id] = dict(r.recovery)
                 if best is None or (r.term, r.applied_index) > (best.term, best.applied_index):
                     best = r
             else:
@@ -253,13 +255,8 @@ class Client:
             "leader_state": leader_reply["state"] if leader_reply else None,
             "term": best.term,
             "epoch": max(n["epoch"] or 0 for n in nodes),
-            # The Director arrives in a later issue: until then no recovery runs.
-            "recovery": {
-                "state": "none",
-                "phase": None,
-                "last_duration_ms": None,
-                "timeline": [],
-            },
+            # What the leader's Director reports (it runs on the leader's node).
+            "recovery": _recovery(recovery_by_id.get(leader_id) if leader_id else None),
             "nodes": sorted(nodes, key=lambda n: (n["id"] is None, n["id"] or 0, n["address"])),
             "services": best.services,
         }
@@ -488,6 +485,19 @@ class Client:
             self.cluster_id = conn.remote_cluster_id
         self._conns[address] = conn
         return conn
+
+
+def _recovery(reported: dict[str, Any] | None) -> dict[str, Any]:
+    """The recovery section of ``status`` with every documented key present."""
+    out: dict[str, Any] = {
+        "state": "none",
+        "phase": None,
+        "attempt": None,
+        "last_duration_ms": None,
+        "timeline": [],
+    }
+    out.update(reported or {})
+    return out
 
 
 def _describe(exc: object) -> str:

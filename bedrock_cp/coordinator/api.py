@@ -13,6 +13,8 @@ exactly-once on retry). :func:`write_proposal` turns a write request into the
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from .commands import (
@@ -173,7 +175,7 @@ class NodeStatusReply(msgspec.Struct, tag="status_reply", array_like=True, froze
     state: str
     pid: int
     services: int
-    recovery: dict[str, str | int]
+    recovery: dict[str, Any]
     #: The voting coordinators this node knows, id -> advertised address, so
     #: clients learn membership changes.
     members: dict[int, str] = {}

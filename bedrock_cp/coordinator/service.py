@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -44,7 +44,17 @@ from ..raft.runner import RaftRunner
 from ..transport import ConnInfo
 from ..wire import Request
 from . import api
-from .commands import BeginEpoch, Proposal, SetCoordinator, encode_proposal
+from .commands import (
+    BeginEpoch,
+    DeregisterServices,
+    Proposal,
+    RegisterNode,
+    RegisterServices,
+    SetCoordinator,
+    StoreLayout,
+    decode_proposal,
+    encode_proposal,
+)
 from .results import Applied, ApplyResult
 from .results import Rejected as ApplyRejected
 from .state import CoordinatorState
@@ -65,6 +75,17 @@ class Network(Protocol):
     def send_raft(self, to: int, data: bytes) -> None: ...
 
     def set_peers(self, peers: Mapping[int, str]) -> None: ...
+
+
+class EpochListener(Protocol):
+    """Who runs the Director: told when this leader began an epoch, when it lost
+    leadership, and when the directory changed (a stalled recovery may now work)."""
+
+    def epoch_begun(self, epoch: int) -> None: ...
+
+    def leadership_lost(self) -> None: ...
+
+    def directory_changed(self) -> None: ...
 
 
 class _Retry(Exception):
@@ -126,6 +147,10 @@ class Coordinator:
         self._read_ids = itertools.count(1)
         self._peers: dict[int, str] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: Runs the Director of each epoch this leader begins (set by the node).
+        self.epoch_listener: EpochListener | None = None
+        #: The Director's status for ``NodeStatus`` (set by the node).
+        self.recovery_status: Callable[[], dict[str, Any]] | None = None
         self._update_peers()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -177,6 +202,10 @@ class Coordinator:
                         )
             if isinstance(result, Applied) and self.state.coordinators != self._known_coordinators:
                 self._update_peers()
+            if isinstance(result, Applied) and self.epoch_listener is not None:
+                command = decode_proposal(entry.data).command
+                if isinstance(command, RegisterNode | RegisterServices | DeregisterServices):
+                    self.epoch_listener.directory_changed()
         self._release_applied(index)
 
     def restore(self, snapshot: native.Snapshot) -> None:
@@ -203,6 +232,8 @@ class Coordinator:
             self.readiness = "candidate" if role in ("candidate", "pre_candidate") else "follower"
             if was_leader:
                 log.info("node %d lost leadership (leader now %d)", self.node_id, leader_id)
+                if self.epoch_listener is not None:
+                    self.epoch_listener.leadership_lost()
                 # Pending requests may still commit, but this node cannot tell the
                 # client: fail them as retryable; sessions make the retry exactly-once.
                 self._fail_pending(self._not_leader())
@@ -216,12 +247,25 @@ class Coordinator:
         """Runs once per term on the leader, after its no-op applied."""
         if self.state.coordinators.get(self.node_id) != self.address:
             await self._propose_internal(SetCoordinator(self.node_id, self.address), term)
+        await self.begin_epoch()
+
+    async def begin_epoch(self) -> int | None:
+        """Commit ``BeginEpoch`` as the leader; tell the listener. None if not leading."""
+        term = self.leader_term
         reply = await self._propose_internal(BeginEpoch(str(self.node_id)), term)
-        if isinstance(reply, Applied):
-            log.info("node %d began epoch %s (term %d)", self.node_id, reply.value, term)
+        if not isinstance(reply, Applied) or reply.value is None:
+            return None
+        log.info("node %d began epoch %s (term %d)", self.node_id, reply.value, term)
+        if self.epoch_listener is not None and self.role == "leader" and self.leader_term == term:
+            self.epoch_listener.epoch_begun(reply.value)
+        return reply.value
+
+    async def store_layout(self, epoch: int, layout: bytes) -> ApplyResult | None:
+        """Commit the layout of ``epoch`` (refused unless it is the current epoch)."""
+        return await self._propose_internal(StoreLayout(epoch, layout), self.leader_term)
 
     async def _propose_internal(
-        self, command: BeginEpoch | SetCoordinator, term: int
+        self, command: BeginEpoch | SetCoordinator | StoreLayout, term: int
     ) -> ApplyResult | None:
         if self.role != "leader" or self.leader_term != term:
             return None
@@ -302,7 +346,9 @@ class Coordinator:
             self.readiness,
             os.getpid(),
             self.state.service_count,
-            {"state": "running" if self.state.epoch else "none", "epoch": self.state.epoch},
+            self.recovery_status()
+            if self.recovery_status is not None
+            else {"state": "none", "epoch": self.state.epoch},
             {v: self.advertised_address(v) for v in st["voters"]},
         )
 
