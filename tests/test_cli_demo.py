@@ -18,7 +18,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_json_reports_no_loss() -> None:
-    proc = _run("demo", "--json", "--writes", "40")
+    proc = _run("demo", "--core", "--json", "--writes", "40")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is True
@@ -28,7 +28,7 @@ def test_demo_json_reports_no_loss() -> None:
 
 
 def test_bad_argument_is_one_line_without_traceback() -> None:
-    proc = _run("demo", "--nodes", "0")
+    proc = _run("demo", "--core", "--nodes", "0")
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert "--nodes must be between 1 and 9" in proc.stderr

@@ -24,12 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
-        "demo", help="in-process group of the Raft core: elect, write, kill the leader, verify"
+        "demo",
+        help="local cluster: load, kill -9 the leader+Director node, show recovery, verify",
     )
-    demo.add_argument("--nodes", type=int, default=3, help="group size (default 3)")
-    demo.add_argument("--writes", type=int, default=300, help="writes before and after failover")
+    demo.add_argument("--nodes", type=int, default=3, help="node processes (default 3)")
+    demo.add_argument("--seconds", type=float, default=4.0, help="load duration (default 4)")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
-    demo.add_argument("--no-fsync", action="store_true", help="skip fdatasync (not durable)")
+    demo.add_argument(
+        "--core", action="store_true", help="instead: the Raft core alone, in one process"
+    )
+    demo.add_argument("--writes", type=int, default=300, help="--core: writes per phase")
+    demo.add_argument("--no-fsync", action="store_true", help="--core: skip fdatasync")
 
     node = sub.add_parser("node", help="run one node (coordinator if listed)")
     node.add_argument("--config", help="node TOML file")
@@ -94,12 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..node.config import ConfigError
 
     try:
+        if args.command == "demo" and args.core:
+            from .core_demo import run_core_demo
+
+            return run_core_demo(
+                nodes=args.nodes, writes=args.writes, as_json=args.json, sync=not args.no_fsync
+            )
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo(
-                nodes=args.nodes, writes=args.writes, as_json=args.json, sync=not args.no_fsync
-            )
+            return run_demo(nodes=args.nodes, seconds=args.seconds, as_json=args.json)
         from . import commands
 
         return commands.run(args)
