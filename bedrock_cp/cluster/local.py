@@ -61,6 +61,7 @@ class LocalCluster:
         capabilities: tuple[str, ...] = ("log", "storage"),
         peer_address: PeerAddress | None = None,
         python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one node")
@@ -74,6 +75,8 @@ class LocalCluster:
         self.capabilities = list(capabilities)
         self.peer_address = peer_address
         self.python = python
+        #: Extra environment variables of every node process (test hooks).
+        self.env = dict(env or {})
         ports = [base_port + i for i in range(n)] if base_port else free_ports(n)
         self.addresses: dict[int, str] = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(ports)}
         self.joining: set[int] = set()
@@ -157,6 +160,7 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         self.procs[node_id] = proc
         return proc
