@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from bedrock_cp.dataplane import api as dp
-from bedrock_cp.director import Completed, Director, Failed, PhaseEvent, RecoveryStatus
+from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import PHASE_NAMES
 from bedrock_cp.director.phases.monitor import components
@@ -19,9 +19,12 @@ def _conforms(ctx: TestContext) -> RecoveryContext:
     return ctx  # mypy: the test context is a RecoveryContext
 
 
-async def _live(director: Director) -> asyncio.Task[object]:
-    """Run ``director`` in a task until its epoch is live."""
-    task: asyncio.Task[object] = asyncio.create_task(director.run())
+async def _live(
+    director: Director, task: asyncio.Task[object] | None = None
+) -> asyncio.Task[object]:
+    """Run ``director`` in a task (or wait for the running ``task``) until its epoch is live."""
+    if task is None:
+        task = asyncio.create_task(director.run())
     for _ in range(500):
         if director.layout is not None or task.done():
             break
@@ -76,16 +79,15 @@ async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> N
     high = bytes([0xF0]) + b"x"  # on the second resolver's range
     assert isinstance(await cluster.commit(layout1, high, b"hi"), dp.Committed)
     committed[high] = b"hi"
+    last_version = await cluster.read_version(layout1)
     await first.stop()
-    await task1 if not task1.done() else None
+    assert task1.cancelled()
 
     second = Director(cluster.context(2, node="n2"), status=status)
     task2 = await _live(second)
     layout2 = second.layout
     assert layout2 is not None and layout2.epoch == 2
-    assert layout2.recovery_version >= max(
-        (await cluster.read_version(layout1)) if False else 0, 1
-    )
+    assert layout2.recovery_version >= last_version
     assert not {r.id for r in layout1.logs} & {r.id for r in layout2.logs}
     assert layout2.sequencer.node == "n2"
     for key, value in committed.items():
@@ -103,7 +105,7 @@ async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> N
 async def test_a_stall_rolls_back_the_attempt_and_retries(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     director = Director(cluster.context(1), pause_before="monitor", backoff_base=0.01)
-    task = asyncio.create_task(director.run())
+    task: asyncio.Task[object] = asyncio.create_task(director.run())
     await asyncio.wait_for(director.paused.wait(), 5)
     attempt1 = set(cluster.running())
     assert len(attempt1) == 3 + 2 + 1 + 2 + 2  # logs, storage, sequencer, resolvers, proxies
@@ -112,8 +114,7 @@ async def test_a_stall_rolls_back_the_attempt_and_retries(tmp_path: Path) -> Non
     await cluster.workers[sequencer].stop()
     director.paused.clear()
     director.resume()
-    task2 = await _live(director)
-    assert task2 is not None
+    await _live(director, task)
     layout = director.layout
     assert layout is not None
     running = cluster.running()
@@ -167,7 +168,7 @@ async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Pa
     for name, info in cluster.nodes.items():
         cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
     director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
-    task = asyncio.create_task(director.run())
+    task: asyncio.Task[object] = asyncio.create_task(director.run())
     for _ in range(200):
         if director.status.state == "stalled":
             break
@@ -177,7 +178,7 @@ async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Pa
     for name, info in cluster.nodes.items():
         cluster.nodes[name] = NodeInfo(info.node, info.address, ["log", "storage"])
     director.directory_changed()
-    await _live(director)
+    await _live(director, task)
     assert director.status.attempt == 2
     await director.stop()
     assert task.done()
@@ -198,7 +199,8 @@ async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> 
     # The next epoch recovers without the dead log (a majority of logs is enough).
     nxt = Director(cluster.context(2))
     task2 = await _live(nxt)
-    assert isinstance(Completed(nxt.layout), Completed) if nxt.layout else False
+    assert nxt.layout is not None
+    assert layout.logs[1].id not in {r.id for r in nxt.layout.logs}
     await nxt.stop()
     task2.cancel()
     await cluster.close()

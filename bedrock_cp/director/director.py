@@ -98,6 +98,8 @@ class Director:
 
     async def run(self) -> Outcome:
         """Recover this epoch, then watch it; returns only when it fails (or is superseded)."""
+        if self._task is not None:
+            raise RuntimeError("a Director runs once")
         current = asyncio.current_task()
         assert current is not None
         self._task = current
