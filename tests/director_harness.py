@@ -10,10 +10,12 @@ epoch, which also plays the gateways (storage follows the stored layout).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bedrock_cp.dataplane import api as dp
@@ -34,6 +36,8 @@ from bedrock_cp.dataplane.types import (
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
 
 CLUSTER = "director-test"
+#: Every TestCluster not closed yet (see :func:`closes_clusters`).
+_LIVE: list[TestCluster] = []
 PARAMS = Parameters(
     desired_logs=3,
     storage_replicas=2,
@@ -42,6 +46,23 @@ PARAMS = Parameters(
     lock_timeout=0.5,
     call_timeout=2.0,
 )
+
+
+def closes_clusters(
+    test: Callable[[Path], Awaitable[None]],
+) -> Callable[[Path], Awaitable[None]]:
+    """Decorate an async test taking ``tmp_path``: its clusters are closed even if it
+    fails (a worker left running would keep the test's process from exiting)."""
+
+    @functools.wraps(test)
+    async def wrapper(tmp_path: Path) -> None:
+        try:
+            await test(tmp_path)
+        finally:
+            while _LIVE:
+                await _LIVE.pop().close()
+
+    return wrapper
 
 
 class HarnessDialer(LoopbackDialer):
@@ -79,6 +100,7 @@ class TestCluster:
         self.layout: bytes | None = None
         self.epoch = 0
         self.ids = itertools.count(1)
+        _LIVE.append(self)
 
     def context(self, epoch: int, node: str = "n1", parameters: Parameters = PARAMS) -> TestContext:
         """A Director's context for ``epoch`` (consensus begins that epoch)."""

@@ -12,7 +12,7 @@ from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import PHASE_NAMES
 from bedrock_cp.director.phases.monitor import components
 
-from .director_harness import TestCluster, TestContext
+from .director_harness import TestCluster, TestContext, closes_clusters
 
 
 def _conforms(ctx: TestContext) -> RecoveryContext:
@@ -33,9 +33,8 @@ async def _live(
     return task
 
 
-async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(
-    tmp_path: Path,
-) -> None:
+@closes_clusters
+async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     events: list[PhaseEvent] = []
     director = Director(cluster.context(1), on_event=events.append)
@@ -64,6 +63,7 @@ async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(
     await cluster.close()
 
 
+@closes_clusters
 async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     status = RecoveryStatus()
@@ -102,6 +102,7 @@ async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> N
     await cluster.close()
 
 
+@closes_clusters
 async def test_a_stall_rolls_back_the_attempt_and_retries(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     director = Director(cluster.context(1), pause_before="monitor", backoff_base=0.01)
@@ -129,9 +130,8 @@ async def test_a_stall_rolls_back_the_attempt_and_retries(tmp_path: Path) -> Non
     await cluster.close()
 
 
-async def test_stop_in_a_phase_rolls_back_everything_the_attempt_started(
-    tmp_path: Path,
-) -> None:
+@closes_clusters
+async def test_stop_in_a_phase_rolls_back_everything_the_attempt_started(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     director = Director(cluster.context(1), pause_before="build_layout")
     task = asyncio.create_task(director.run())
@@ -145,6 +145,7 @@ async def test_stop_in_a_phase_rolls_back_everything_the_attempt_started(
     await cluster.close()
 
 
+@closes_clusters
 async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     first = Director(cluster.context(1))
@@ -163,6 +164,7 @@ async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path:
     await cluster.close()
 
 
+@closes_clusters
 async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     for name, info in cluster.nodes.items():
@@ -185,6 +187,7 @@ async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Pa
     await cluster.close()
 
 
+@closes_clusters
 async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     director = Director(cluster.context(1), monitor_interval=0.02)
