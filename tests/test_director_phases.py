@@ -16,6 +16,7 @@ from bedrock_cp.dataplane.types import (
     SYSTEM_PREFIX,
     KeyRange,
     Layout,
+    Mutation,
     ResolverAssignment,
     StorageTeam,
     WorkerRef,
@@ -391,22 +392,18 @@ def test_layout_check_rejects_bad_layouts() -> None:
     )
     assert build_layout.check(good, epoch=2, old=None) is None
     bad = {
-        "epoch": good.__class__(**{**_fields(good), "epoch": 3}),
-        "resolvers": good.__class__(**{**_fields(good), "resolvers": good.resolvers[:1]}),
-        "storage": good.__class__(
-            **{**_fields(good), "storage": [StorageTeam(b"", SYSTEM_PREFIX, [])]}
+        "epoch": msgspec.structs.replace(good, epoch=3),
+        "resolvers": msgspec.structs.replace(good, resolvers=good.resolvers[:1]),
+        "storage": msgspec.structs.replace(good, storage=[StorageTeam(b"", SYSTEM_PREFIX, [])]),
+        "storage gap": msgspec.structs.replace(
+            good, storage=[StorageTeam(b"", b"m", [_ref("ss", "storage")])]
         ),
-        "old log": good.__class__(**{**_fields(good), "logs": [_ref("l1", "log")]}),
+        "duplicate id": msgspec.structs.replace(good, proxies=[_ref("s", "commit_proxy")]),
+        "old log": msgspec.structs.replace(good, logs=[_ref("l1", "log")]),
     }
-    old = good.__class__(
-        **{**_fields(good), "epoch": 1, "recovery_version": 5, "logs": [_ref("l1", "log")]}
-    )
+    old = msgspec.structs.replace(good, epoch=1, recovery_version=5, logs=[_ref("l1", "log")])
     for what, layout in bad.items():
         assert build_layout.check(layout, epoch=2, old=old) is not None, what
-
-
-def _fields(layout: Layout) -> dict[str, object]:
-    return {f: getattr(layout, f) for f in layout.__struct_fields__}
 
 
 # -- 10. monitor -------------------------------------------------------------------------------
@@ -443,7 +440,7 @@ async def test_persist_commits_the_system_txn_then_stores_the_layout(tmp_path: P
     pulled = await cluster.call(log, dp.LogPull(log.id, after=0))
     assert isinstance(pulled, dp.LogBatches)
     writes = [m for b in pulled.batches for m in b.mutations]
-    assert dp.Mutation(0, persist.EPOCH_KEY, b"1") in writes
+    assert Mutation(0, persist.EPOCH_KEY, b"1") in writes
     await cluster.close()
 
 
@@ -467,7 +464,7 @@ async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
     ctx = cluster.context(1)
     await _through(attempt, ctx, "end")
     proxy = attempt.proxies[0]
-    write = [dp.Mutation(0, b"\xff/x", b"y")]
+    write = [Mutation(0, b"\xff/x", b"y")]
     for token in (b"", b"guess"):
         answer = await cluster.call(proxy, dp.Commit(proxy.id, 0, [], [], write, token))
         assert isinstance(answer, dp.Failed) and answer.code == "invalid", token
