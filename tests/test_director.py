@@ -207,3 +207,13 @@ async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> 
     await nxt.stop()
     task2.cancel()
     await cluster.close()
+
+
+def test_the_status_keeps_the_last_ten_recoveries() -> None:
+    status = RecoveryStatus()
+    for i in range(12):
+        record = status.begin(epoch=i + 1, attempt=1, now=float(i))
+        record.outcome = "completed"
+    out = status.to_dict()
+    assert [r["epoch"] for r in out["timeline"]] == list(range(3, 13))
+    assert out["state"] == "recovering" and out["epoch"] == 12
