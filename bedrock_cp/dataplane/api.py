@@ -194,13 +194,19 @@ class Resolved(msgspec.Struct, tag="dp_resolved", **_S):
 
 
 class Commit(msgspec.Struct, tag="dp_commit", **_S):
-    """A client transaction: what it read (at ``read_version``) and what it writes."""
+    """A client transaction: what it read (at ``read_version``) and what it writes.
+
+    ``system`` is empty for every client. The Director's system transaction
+    (recovery phase 11) carries its epoch's proxy unlock token there: only such
+    a commit may write keys of the reserved ``0xff`` system key space.
+    """
 
     worker: str
     read_version: int
     reads: list[KeyRange]
     writes: list[KeyRange]
     mutations: list[Mutation]
+    system: bytes = b""
 
 
 class Committed(msgspec.Struct, tag="dp_ok", **_S):

@@ -23,6 +23,8 @@ dead component is noticed quickly and the logs (and storage) learn the
 committed version.
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
+The same token, carried in ``Commit.system``, is the only way to write keys of
+the reserved ``0xff`` space (the Director's system transaction, recovery phase 11).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from .api import (
 )
 from .resolver import clip
 from .types import (
+    MAX_KEY_SIZE,
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
@@ -115,15 +118,23 @@ def _check_range(r: KeyRange, what: str) -> str | None:
     return None
 
 
-def validate(req: Commit) -> str | None:
-    """Why ``req`` is not a valid transaction, or None."""
+def validate(req: Commit, *, system: bool = False) -> str | None:
+    """Why ``req`` is not a valid transaction, or None.
+
+    ``system``: the commit carries this epoch's unlock token (the Director's
+    system transaction), so its SET and CLEAR mutations may name ``0xff`` keys.
+    Everything else (ranges, sizes, reads) is checked as for any client.
+    """
     if req.read_version < 0:
         return "negative read version"
     size = 0
     for m in req.mutations:
         if m.kind not in _KINDS:
             return f"unknown mutation kind {m.kind}"
-        if why := check_user_key(m.key):
+        if system and m.kind != MutationKind.CLEAR_RANGE and m.key.startswith(SYSTEM_PREFIX):
+            if len(m.key) > MAX_KEY_SIZE:
+                return f"key of {len(m.key)} bytes exceeds the {MAX_KEY_SIZE} byte limit"
+        elif why := check_user_key(m.key):
             return why
         if m.kind == MutationKind.SET and len(m.param) > MAX_VALUE_SIZE:
             return f"value of {len(m.param)} bytes exceeds the {MAX_VALUE_SIZE} byte limit"
@@ -219,7 +230,10 @@ class CommitProxy:
     async def _commit(self, req: Commit) -> DataResponse:
         if refused := self._refusal():
             return refused
-        if why := validate(req):
+        system = bool(req.system) and hmac.compare_digest(req.system, self._token)
+        if req.system and not system:
+            return Failed("invalid", "wrong system token")
+        if why := validate(req, system=system):
             return Failed("invalid", why)
         if len(self._queue) >= MAX_QUEUED:
             return Failed("unavailable", f"proxy {self.ref.id} is overloaded")

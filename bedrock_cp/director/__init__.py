@@ -1,0 +1,32 @@
+"""The Director (DESIGN §4): one per epoch, rebuilds the transaction system.
+
+- :mod:`.context` — :class:`RecoveryContext`, the injected effects (and :class:`Parameters`).
+- :mod:`.attempt` — :class:`Attempt`, the phases' shared decisions; ``Stall``/``Fail``;
+  the outcomes :class:`Completed`, :class:`Stalled`, :class:`Failed`.
+- :mod:`.phases` — the eleven recovery phases, one module each, in order.
+- :mod:`.rollback` — undo an attempt (no orphan components).
+- :mod:`.director` — :class:`Director`: attempts, retries, events, fail-fast watching.
+- :mod:`.status` — :class:`RecoveryStatus`: state, phase and timeline for ``status --json``.
+"""
+
+from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
+from .context import NodeInfo, Parameters, RecoveryContext, Superseded
+from .director import Director
+from .status import RecoveryStatus
+
+__all__ = [
+    "Attempt",
+    "Completed",
+    "Director",
+    "Fail",
+    "Failed",
+    "NodeInfo",
+    "Outcome",
+    "Parameters",
+    "PhaseEvent",
+    "RecoveryContext",
+    "RecoveryStatus",
+    "Stall",
+    "Stalled",
+    "Superseded",
+]

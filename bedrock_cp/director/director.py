@@ -1,0 +1,220 @@
+"""The Director of one epoch: runs recovery attempts until the epoch is live,
+then watches it.
+
+:meth:`Director.run` runs the phases of :mod:`.phases` in order on a fresh
+:class:`~.attempt.Attempt`, timing each one (a :class:`~.attempt.PhaseEvent`
+to ``on_event`` and into :attr:`Director.status`). Then:
+
+- **stalled** — rollback (stop the roles, remove the workers this attempt
+  created), then a new attempt after a backoff (``backoff_base`` doubling up
+  to ``backoff_cap``, with jitter), or at once when the owner calls
+  :meth:`directory_changed`;
+- **failed** (superseded) — rollback and return :class:`~.attempt.Failed`;
+- **completed** — the layout is stored; the Director keeps checking every
+  transaction component (``Health`` every ``monitor_interval``) and returns
+  ``Failed("component X died")`` at the first death: the owner then starts the
+  Director of the next epoch (fail fast).
+
+:meth:`stop` cancels :meth:`run` cleanly, rolling back an attempt in flight.
+For tests, ``pause_before`` (or the environment variable
+:data:`PAUSE_ENV`) names a phase the Director waits before, with
+:attr:`Director.paused` set, until :meth:`resume` — so a test can stop or kill
+it in that exact phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Callable
+
+from ..dataplane.types import Layout
+from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
+from .context import RecoveryContext
+from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
+from .phases.monitor import components, dead
+from .rollback import rollback
+from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
+
+log = logging.getLogger(__name__)
+
+#: Test hook: the phase name a Director pauses before (see ``pause_before``).
+PAUSE_ENV = "BEDROCK_DIRECTOR_PAUSE_BEFORE"
+
+
+class Director:
+    def __init__(
+        self,
+        ctx: RecoveryContext,
+        *,
+        on_event: Callable[[PhaseEvent], None] | None = None,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 2.0,
+        monitor_interval: float = 0.05,
+        pause_before: str | None = None,
+        status: RecoveryStatus | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.status = status if status is not None else RecoveryStatus()
+        self.layout: Layout | None = None
+        self.paused = asyncio.Event()
+        self._on_event = on_event
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._monitor_interval = monitor_interval
+        self._pause_before = pause_before or os.environ.get(PAUSE_ENV) or None
+        if self._pause_before is not None and self._pause_before not in PHASE_NAMES:
+            raise ValueError(f"pause_before: no phase named {self._pause_before!r}")
+        self._rng = rng if rng is not None else random.Random()
+        self._resume = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._attempt: Attempt | None = None
+        self._task: asyncio.Task[Outcome] | None = None
+
+    # -- owner's controls ---------------------------------------------------------------
+
+    def directory_changed(self) -> None:
+        """The directory changed (a node came or went): retry a stalled attempt now."""
+        self._changed.set()
+
+    def resume(self) -> None:
+        """Go on past ``pause_before``."""
+        self._resume.set()
+
+    async def stop(self) -> None:
+        """Cancel :meth:`run` and wait until its in-flight attempt is rolled back."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        """Recover this epoch, then watch it; returns only when it fails (or is superseded)."""
+        if self._task is not None:
+            raise RuntimeError("a Director runs once")
+        current = asyncio.current_task()
+        assert current is not None
+        self._task = current
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            attempt, self._attempt = self._attempt, None
+            if attempt is not None:
+                leftovers = await rollback(attempt, self.ctx)
+                if leftovers:
+                    log.error("director: stopped; not rolled back: %s", "; ".join(leftovers))
+            self.status.state, self.status.reason = FAILED, "stopped"
+            raise
+
+    async def _run(self) -> Outcome:
+        number = 0
+        while True:
+            number += 1
+            self._changed.clear()
+            attempt = Attempt(number, self.ctx.epoch)
+            self._attempt = attempt
+            record = self.status.begin(self.ctx.epoch, number, self.ctx.clock())
+            outcome = await self._attempt_once(attempt, record)
+            record.duration_ms = (self.ctx.clock() - record.started) * 1000
+            if isinstance(outcome, Completed):
+                self._attempt = None
+                record.outcome = "completed"
+                self.layout = outcome.layout
+                self.status.state, self.status.phase, self.status.reason = RUNNING, None, ""
+                log.info("director: epoch %d live after %d attempt(s)", self.ctx.epoch, number)
+                return await self._watch(outcome.layout)
+            record.outcome = f"{'stalled' if isinstance(outcome, Stalled) else 'failed'}: "
+            record.outcome += outcome.reason
+            leftovers = await rollback(attempt, self.ctx)
+            self._attempt = None
+            if leftovers:
+                log.error("director: rollback left: %s", "; ".join(leftovers))
+            self.status.reason = outcome.reason
+            if isinstance(outcome, Failed):
+                self.status.state = FAILED
+                log.warning("director: epoch %d failed: %s", self.ctx.epoch, outcome.reason)
+                return outcome
+            self.status.state = STALLED
+            log.info("director: attempt %d stalled: %s", number, outcome.reason)
+            await self._backoff(number)
+
+    async def _attempt_once(self, attempt: Attempt, record: RecoveryRecord) -> Outcome:
+        for name, phase in PHASES:
+            self.status.phase = name
+            if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+                self._emit(
+                    attempt,
+                    record,
+                    PhaseEvent(attempt.number, name, self.ctx.clock(), 0.0, "skipped"),
+                )
+                continue
+            if name == self._pause_before:
+                self.paused.set()
+                await self._resume.wait()
+            started = self.ctx.clock()
+            result = "ok"
+            outcome: Outcome | None = None
+            try:
+                await phase(attempt, self.ctx)
+            except Stall as exc:
+                result, outcome = f"stalled: {exc.reason}", Stalled(exc.reason)
+            except Fail as exc:
+                result, outcome = f"failed: {exc.reason}", Failed(exc.reason)
+            except asyncio.CancelledError:
+                result = "cancelled"
+                raise
+            except Exception as exc:  # a bug or an unexpected answer: retry, never crash
+                log.exception("director: phase %s failed", name)
+                reason = f"{name}: {type(exc).__name__}: {exc}"
+                result, outcome = f"stalled: {reason}", Stalled(reason)
+            finally:
+                duration = (self.ctx.clock() - started) * 1000
+                self._emit(
+                    attempt, record, PhaseEvent(attempt.number, name, started, duration, result)
+                )
+            if outcome is not None:
+                return outcome
+        assert attempt.layout is not None
+        return Completed(attempt.layout)
+
+    def _emit(self, attempt: Attempt, record: RecoveryRecord, event: PhaseEvent) -> None:
+        attempt.events.append(event)
+        record.phases.append(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("director: on_event raised")
+
+    async def _backoff(self, number: int) -> None:
+        delay = min(self._backoff_cap, self._backoff_base * 2 ** (number - 1))
+        delay *= self._rng.uniform(0.5, 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), delay)
+
+    async def _watch(self, layout: Layout) -> Outcome:
+        """Fail fast: the first transaction component that dies ends this epoch."""
+        refs = components(layout, storage=False)
+        while True:
+            await asyncio.sleep(self._monitor_interval)
+            try:
+                missing = await dead(self.ctx, refs)
+            except Fail as exc:
+                missing = []
+                reason = exc.reason
+            else:
+                if not missing:
+                    continue
+                ref, why = missing[0]
+                reason = f"component {ref.kind} {ref.id} died ({why})"
+            self.status.state, self.status.reason = FAILED, reason
+            log.warning("director: epoch %d: %s", self.ctx.epoch, reason)
+            return Failed(reason)

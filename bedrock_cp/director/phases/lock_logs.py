@@ -1,0 +1,37 @@
+"""Phase 2 — locking: lock every log of the old layout with this epoch.
+
+All in parallel, each bounded by ``parameters.lock_timeout``. A locked log
+accepts no more pushes from older epochs, so from here on nothing can commit
+in the old generation (I6). A ``NewerEpoch`` answer means a newer Director
+exists: this one fails. A majority of the old logs must lock (a commit is
+acknowledged only once durable on every log, so any one locked log has every
+acknowledged version; the majority guards against an old layout we misread).
+"""
+
+from __future__ import annotations
+
+from ...dataplane.api import LogLock, LogLocked
+from ..attempt import Attempt, Stall
+from ..context import RecoveryContext
+from ._calls import call_all
+
+
+async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
+    assert attempt.old_layout is not None, "phase 1 decodes the old layout first"
+    logs = attempt.old_layout.logs
+    answers = await call_all(
+        ctx, [(ref, LogLock(ref.id, attempt.epoch)) for ref in logs], ctx.parameters.lock_timeout
+    )
+    attempt.locked = {}
+    missing: list[str] = []
+    for ref, answer in zip(logs, answers, strict=True):
+        if isinstance(answer, LogLocked):
+            attempt.locked[ref.id] = (ref, answer)
+        else:
+            missing.append(f"{ref.id}@{ref.node} ({answer})")
+    need = len(logs) // 2 + 1
+    if len(attempt.locked) < need:
+        raise Stall(
+            f"only {len(attempt.locked)} of {len(logs)} old logs locked (need {need}); "
+            f"did not lock: {', '.join(missing)}"
+        )

@@ -1,0 +1,40 @@
+"""Phase 10 — monitoring before going live: every component must answer ``Health``.
+
+The sequencer, resolvers, proxies, new logs and kept storage replicas. Any
+missing one stalls the attempt (rollback, retry) rather than storing a layout
+that is already broken. :func:`dead` is also what the Director polls once the
+epoch is live: a death then ends the Director (fail fast, the next epoch
+recovers).
+"""
+
+from __future__ import annotations
+
+from ...dataplane.api import Done, Health
+from ...dataplane.types import Layout, WorkerRef
+from ..attempt import Attempt, Stall
+from ..context import RecoveryContext
+from ._calls import call_all
+
+
+def components(layout: Layout, *, storage: bool = True) -> list[WorkerRef]:
+    """Every transaction component of ``layout`` (with the storage replicas if ``storage``)."""
+    refs = [layout.sequencer, *(r.worker for r in layout.resolvers), *layout.proxies]
+    refs += layout.logs
+    if storage:
+        refs += [r for team in layout.storage for r in team.replicas]
+    return refs
+
+
+async def dead(ctx: RecoveryContext, refs: list[WorkerRef]) -> list[tuple[WorkerRef, str]]:
+    """The components that do not answer ``Health`` with ``Done``, with why."""
+    answers = await call_all(ctx, [(r, Health(r.id)) for r in refs], ctx.parameters.call_timeout)
+    return [(r, str(a)) for r, a in zip(refs, answers, strict=True) if not isinstance(a, Done)]
+
+
+async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
+    assert attempt.layout is not None, "phase 8 composes the layout first"
+    missing = await dead(ctx, components(attempt.layout))
+    if missing:
+        raise Stall(
+            "components not running: " + "; ".join(f"{r.kind} {r.id}: {why}" for r, why in missing)
+        )

@@ -1,0 +1,35 @@
+"""Phase 7 — log replay: copy ``[first_version, recovery_version]`` into the new logs.
+
+``LogRecover`` on every new log in parallel, with the locked old logs as
+sources: each new log then holds exactly that range, chains its next batch
+from ``recovery_version`` and belongs to this epoch (an older Director can no
+longer push to it, I6). A new cluster's logs get the empty range ``[1, 0]``:
+they start empty at version 0 and are fenced by this epoch all the same.
+"""
+
+from __future__ import annotations
+
+from ...dataplane.api import LogRecover, LogRecovered
+from ..attempt import Attempt, Stall
+from ..context import RecoveryContext
+from ._calls import call_all
+
+#: Replay copies data: it gets this many call timeouts.
+REPLAY_TIMEOUTS = 10
+
+
+async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
+    sources = attempt.locked_logs()
+    first, last = attempt.first_version, attempt.recovery_version
+    answers = await call_all(
+        ctx,
+        [(ref, LogRecover(ref.id, attempt.epoch, sources, first, last)) for ref in attempt.logs],
+        ctx.parameters.call_timeout * REPLAY_TIMEOUTS,
+    )
+    failed = [
+        f"{ref.id}: {answer}"
+        for ref, answer in zip(attempt.logs, answers, strict=True)
+        if not isinstance(answer, LogRecovered)
+    ]
+    if failed:
+        raise Stall(f"log replay of [{first}, {last}] failed: {'; '.join(failed)}")

@@ -1,0 +1,38 @@
+"""Rollback: stop everything an attempt started, so a stalled or failed attempt
+leaves no orphan components.
+
+Roles first (a proxy must not push to a log being removed), newest first;
+then the workers the attempt created. Each removal is tried even if another
+fails; what could not be removed is returned (and reported by the Director).
+Old-generation logs are not touched: they are locked, and the next attempt
+(or epoch) reads from them again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .attempt import Attempt
+from .context import RecoveryContext
+
+log = logging.getLogger(__name__)
+
+
+async def rollback(attempt: Attempt, ctx: RecoveryContext) -> list[str]:
+    """Undo ``attempt``'s roles and workers; returns what could not be removed."""
+    leftovers: list[str] = []
+    for ref in reversed(attempt.started_roles):
+        try:
+            await ctx.stop_role(ref)
+        except Exception as exc:
+            log.warning("rollback: stop_role %s failed: %s", ref.id, exc)
+            leftovers.append(f"{ref.kind} {ref.id}: {exc}")
+    attempt.started_roles = []
+    for ref in reversed(attempt.created_workers):
+        try:
+            await ctx.remove_worker(ref)
+        except Exception as exc:
+            log.warning("rollback: remove_worker %s failed: %s", ref.id, exc)
+            leftovers.append(f"{ref.kind} {ref.id}: {exc}")
+    attempt.created_workers = []
+    return leftovers

@@ -1,0 +1,75 @@
+"""What a Director is doing, for ``status --json``: :class:`RecoveryStatus`.
+
+The state (``recovering``, ``running``, ``stalled``, ``failed``), the current
+phase and attempt, the last reason, and a timeline of the last
+:data:`TIMELINE_LENGTH` recovery attempts with per-phase durations. One status
+object may be shared by the successive Directors of a node, so the timeline
+spans epochs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attempt import PhaseEvent
+
+TIMELINE_LENGTH = 10
+
+RECOVERING = "recovering"
+RUNNING = "running"
+STALLED = "stalled"
+FAILED = "failed"
+
+
+@dataclass
+class RecoveryRecord:
+    """One recovery attempt: its phases, how long it took, how it ended."""
+
+    epoch: int
+    attempt: int
+    started: float
+    phases: list[PhaseEvent] = field(default_factory=list)
+    duration_ms: float = 0.0
+    outcome: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "attempt": self.attempt,
+            "started": self.started,
+            "duration_ms": round(self.duration_ms, 3),
+            "outcome": self.outcome,
+            "phases": [
+                {"phase": e.phase, "duration_ms": round(e.duration_ms, 3), "outcome": e.outcome}
+                for e in self.phases
+            ],
+        }
+
+
+@dataclass
+class RecoveryStatus:
+    state: str = RECOVERING
+    epoch: int = 0
+    phase: str | None = None
+    attempt: int = 0
+    reason: str = ""
+    timeline: deque[RecoveryRecord] = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))
+
+    def begin(self, epoch: int, attempt: int, now: float) -> RecoveryRecord:
+        """A new attempt starts: it becomes the newest entry of the timeline."""
+        record = RecoveryRecord(epoch, attempt, now)
+        self.timeline.append(record)
+        self.state, self.epoch, self.attempt, self.phase = RECOVERING, epoch, attempt, None
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "epoch": self.epoch,
+            "phase": self.phase,
+            "attempt": self.attempt,
+            "reason": self.reason,
+            "timeline": [r.to_dict() for r in self.timeline],
+        }

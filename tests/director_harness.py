@@ -1,0 +1,243 @@
+"""A real in-process RecoveryContext for Director tests.
+
+Real workers (:class:`LogWorker`, :class:`StorageWorker`, :class:`Sequencer`,
+:class:`Resolver`, :class:`CommitProxy`) in temp directories behind a
+:class:`LoopbackDialer`; nodes that can be taken down (unreachable, like a
+dead node); a fake "consensus" holding the stored layout and the current
+epoch, which also plays the gateways (storage follows the stored layout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bedrock_cp.dataplane import api as dp
+from bedrock_cp.dataplane.commit_proxy import CommitProxy
+from bedrock_cp.dataplane.log import LogWorker
+from bedrock_cp.dataplane.loopback import LoopbackDialer, StoppableWorker
+from bedrock_cp.dataplane.resolver import Resolver
+from bedrock_cp.dataplane.sequencer import Sequencer
+from bedrock_cp.dataplane.storage import StorageWorker
+from bedrock_cp.dataplane.types import (
+    KeyRange,
+    Layout,
+    Mutation,
+    MutationKind,
+    WorkerRef,
+    decode_layout,
+)
+from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
+
+CLUSTER = "director-test"
+#: Every TestCluster not closed yet (see :func:`closes_clusters`).
+_LIVE: list[TestCluster] = []
+PARAMS = Parameters(
+    desired_logs=3,
+    storage_replicas=2,
+    commit_proxies=2,
+    resolvers=2,
+    lock_timeout=0.5,
+    call_timeout=2.0,
+)
+
+
+def closes_clusters(
+    test: Callable[[Path], Awaitable[None]],
+) -> Callable[[Path], Awaitable[None]]:
+    """Decorate an async test taking ``tmp_path``: its clusters are closed even if it
+    fails (a worker left running would keep the test's process from exiting)."""
+
+    @functools.wraps(test)
+    async def wrapper(tmp_path: Path) -> None:
+        try:
+            await test(tmp_path)
+        finally:
+            while _LIVE:
+                await _LIVE.pop().close()
+
+    return wrapper
+
+
+class HarnessDialer(LoopbackDialer):
+    """The loopback network plus what a node does: dead nodes, and ``Health``."""
+
+    def __init__(self, cluster: TestCluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+        if ref.node in self.cluster.down:
+            raise ConnectionRefusedError(f"node {ref.node} is down")
+        if isinstance(body, dp.Health):
+            worker = self.cluster.workers.get(body.worker)
+            if worker is None or worker.stopped:
+                return dp.Failed("no_such_worker", body.worker)
+            return dp.Done()
+        return await super().call(ref, body, timeout)
+
+
+class TestCluster:
+    """Nodes ``n1..nN`` (capabilities log, storage), their workers, and consensus."""
+
+    __test__ = False
+
+    def __init__(self, root: Path, nodes: int = 3) -> None:
+        self.root = root
+        self.dialer = HarnessDialer(self)
+        self.workers: dict[str, StoppableWorker] = {}
+        self.nodes: dict[str, NodeInfo] = {
+            f"n{i}": NodeInfo(f"n{i}", f"127.0.0.1:{7000 + i}", ["log", "storage"])
+            for i in range(1, nodes + 1)
+        }
+        self.down: set[str] = set()
+        self.layout: bytes | None = None
+        self.epoch = 0
+        self.ids = itertools.count(1)
+        _LIVE.append(self)
+
+    def context(self, epoch: int, node: str = "n1", parameters: Parameters = PARAMS) -> TestContext:
+        """A Director's context for ``epoch`` (consensus begins that epoch)."""
+        self.epoch = max(self.epoch, epoch)
+        return TestContext(self, epoch, node, parameters)
+
+    def current(self) -> Layout | None:
+        return None if self.layout is None else decode_layout(self.layout)
+
+    def add(self, worker: StoppableWorker) -> None:
+        self.workers[worker.ref.id] = worker
+        self.dialer.register(worker)
+
+    async def remove(self, worker_id: str) -> None:
+        worker = self.workers.pop(worker_id, None)
+        self.dialer.unregister(worker_id)
+        if worker is not None:
+            await worker.stop()
+
+    def running(self) -> set[str]:
+        return {i for i, w in self.workers.items() if not w.stopped}
+
+    async def close(self) -> None:
+        for worker_id in list(self.workers):
+            await self.remove(worker_id)
+
+    # -- using a layout's pipeline --------------------------------------------------------
+
+    async def call(self, ref: WorkerRef, body: dp.DataRequest) -> dp.DataResponse:
+        return await self.dialer.call(ref, body, 5.0)
+
+    async def read_version(self, layout: Layout) -> int:
+        rv = await self.call(layout.sequencer, dp.GetReadVersion(layout.sequencer.id, layout.epoch))
+        assert isinstance(rv, dp.ReadVersion), rv
+        return rv.version
+
+    async def commit(self, layout: Layout, key: bytes, value: bytes) -> dp.DataResponse:
+        proxy = layout.proxies[0]
+        rv = await self.read_version(layout)
+        body = dp.Commit(
+            proxy.id, rv, [KeyRange.single(key)], [], [Mutation(MutationKind.SET, key, value)]
+        )
+        return await self.call(proxy, body)
+
+    async def get(self, layout: Layout, key: bytes) -> bytes | None:
+        """Read ``key`` at a current read version from the first replica that serves it."""
+        version = await self.read_version(layout)
+        team = next(t for t in layout.storage if t.begin <= key < t.end)
+        for _ in range(100):
+            answer = await self.call(
+                team.replicas[0], dp.StorageGet(team.replicas[0].id, key, version)
+            )
+            if isinstance(answer, dp.Value):
+                return answer.value
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"storage never served {key!r} at {version}")
+
+
+class TestContext:
+    """The :class:`~bedrock_cp.director.context.RecoveryContext` of one Director."""
+
+    __test__ = False
+
+    def __init__(self, cluster: TestCluster, epoch: int, node: str, parameters: Parameters) -> None:
+        self.cluster = cluster
+        self.epoch = epoch
+        self.node = node
+        self.address = cluster.nodes[node].address
+        self.parameters = parameters
+
+    async def stored_layout(self) -> bytes | None:
+        return self.cluster.layout
+
+    async def nodes(self) -> list[NodeInfo]:
+        return list(self.cluster.nodes.values())
+
+    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+        return await self.cluster.dialer.call(ref, body, timeout)
+
+    async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:
+        c = self.cluster
+        if node.node in c.down:
+            raise ConnectionRefusedError(f"node {node.node} is down")
+        ref = WorkerRef(worker_id, kind, node.node, node.address)
+        directory = c.root / node.node / worker_id
+        worker: LogWorker | StorageWorker
+        if kind == "log":
+            worker = LogWorker(ref, directory, cluster_id=CLUSTER, fsync=False, dialer=c.dialer)
+        elif kind == "storage":
+            worker = StorageWorker(ref, directory, c.dialer, cluster_id=CLUSTER, fsync=False)
+            if (layout := c.current()) is not None:
+                worker.set_layout(layout)
+        else:
+            raise ValueError(f"no worker kind {kind!r}")
+        c.add(worker)
+        return ref
+
+    async def remove_worker(self, ref: WorkerRef) -> None:
+        await self.cluster.remove(ref.id)
+        shutil.rmtree(self.cluster.root / ref.node / ref.id, ignore_errors=True)
+
+    async def start_role(
+        self, kind: str, worker_id: str, version: int, layout: bytes, token: bytes
+    ) -> WorkerRef:
+        ref = WorkerRef(worker_id, kind, self.node, self.address)
+        decoded = decode_layout(layout)
+        role: Sequencer | Resolver | CommitProxy
+        if kind == "sequencer":
+            role = Sequencer(ref, self.epoch, version, clock=time.monotonic)
+        elif kind == "resolver":
+            mine = next(r for r in decoded.resolvers if r.worker.id == worker_id)
+            role = Resolver(ref, self.epoch, version, KeyRange(mine.begin, mine.end))
+        elif kind == "commit_proxy":
+            role = CommitProxy(ref, self.epoch, decoded, self.cluster.dialer, token=token)
+        else:
+            raise ValueError(f"no role {kind!r}")
+        self.cluster.add(role)
+        return ref
+
+    async def stop_role(self, ref: WorkerRef) -> None:
+        await self.cluster.remove(ref.id)
+
+    async def store_layout(self, layout: bytes) -> None:
+        c = self.cluster
+        if c.epoch != self.epoch:
+            raise Superseded(f"epoch {self.epoch} is not current (now {c.epoch})")
+        c.layout = layout
+        decoded = decode_layout(layout)
+        for worker in c.workers.values():  # the gateways: storage follows the TSL
+            if isinstance(worker, StorageWorker):
+                worker.set_layout(decoded)
+
+    def clock(self) -> float:
+        return time.monotonic()
+
+    def random_token(self) -> bytes:
+        return os.urandom(16)
+
+    def new_worker_id(self, kind: str) -> str:
+        return f"{kind}-e{self.epoch}-{next(self.cluster.ids)}"

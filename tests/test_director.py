@@ -1,0 +1,219 @@
+"""The Director driver over real workers: completion, a second epoch over the
+first one's layout (I3), rollback and retry on a stall, stop, fail fast."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bedrock_cp.dataplane import api as dp
+from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
+from bedrock_cp.director.context import NodeInfo, RecoveryContext
+from bedrock_cp.director.phases import PHASE_NAMES
+from bedrock_cp.director.phases.monitor import components
+
+from .director_harness import TestCluster, TestContext, closes_clusters
+
+
+def _conforms(ctx: TestContext) -> RecoveryContext:
+    return ctx  # mypy: the test context is a RecoveryContext
+
+
+async def _live(
+    director: Director, task: asyncio.Task[object] | None = None
+) -> asyncio.Task[object]:
+    """Run ``director`` in a task (or wait for the running ``task``) until its epoch is live."""
+    if task is None:
+        task = asyncio.create_task(director.run())
+    for _ in range(500):
+        if director.layout is not None or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert director.layout is not None, task.result() if task.done() else "not live"
+    return task
+
+
+@closes_clusters
+async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    events: list[PhaseEvent] = []
+    director = Director(cluster.context(1), on_event=events.append)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None and layout.epoch == 1 and layout.recovery_version == 0
+    assert cluster.current() == layout
+    assert len(layout.logs) == 3 and len(layout.proxies) == 2 and len(layout.resolvers) == 2
+    assert len({r.node for r in layout.logs}) == 3  # round-robin over the nodes
+    assert len(layout.storage[0].replicas) == 2
+    assert [e.phase for e in events] == PHASE_NAMES
+    skipped = {e.phase for e in events if e.outcome == "skipped"}
+    assert skipped == {"lock_logs", "plan_log_recovery"}
+    assert all(e.outcome in ("ok", "skipped") for e in events)
+    status = director.status.to_dict()
+    assert status["state"] == "running" and status["epoch"] == 1
+    (record,) = status["timeline"]
+    assert record["outcome"] == "completed" and len(record["phases"]) == 11
+    assert record["duration_ms"] >= sum(p["duration_ms"] for p in record["phases"]) * 0.99
+    # The pipeline commits, and only the layout's workers exist (no orphans).
+    assert isinstance(await cluster.commit(layout, b"k", b"v"), dp.Committed)
+    assert await cluster.get(layout, b"k") == b"v"
+    assert cluster.running() == {r.id for r in components(layout)}
+    await director.stop()
+    assert task.cancelled()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    status = RecoveryStatus()
+    first = Director(cluster.context(1), status=status)
+    task1 = await _live(first)
+    layout1 = first.layout
+    assert layout1 is not None
+    committed: dict[bytes, bytes] = {}
+    for i in range(20):
+        key, value = f"key{i:02}".encode(), f"v{i}".encode()
+        assert isinstance(await cluster.commit(layout1, key, value), dp.Committed)
+        committed[key] = value
+    high = bytes([0xF0]) + b"x"  # on the second resolver's range
+    assert isinstance(await cluster.commit(layout1, high, b"hi"), dp.Committed)
+    committed[high] = b"hi"
+    last_version = await cluster.read_version(layout1)
+    await first.stop()
+    assert task1.cancelled()
+
+    second = Director(cluster.context(2, node="n2"), status=status)
+    task2 = await _live(second)
+    layout2 = second.layout
+    assert layout2 is not None and layout2.epoch == 2
+    assert layout2.recovery_version >= last_version
+    assert not {r.id for r in layout1.logs} & {r.id for r in layout2.logs}
+    assert layout2.sequencer.node == "n2"
+    for key, value in committed.items():
+        assert await cluster.get(layout2, key) == value, key
+    # The old generation is over; the new one commits and reads.
+    assert await cluster.commit(layout1, b"late", b"x") == dp.NewerEpoch(2)
+    assert isinstance(await cluster.commit(layout2, b"key00", b"new"), dp.Committed)
+    assert await cluster.get(layout2, b"key00") == b"new"
+    assert [r["epoch"] for r in status.to_dict()["timeline"]] == [1, 2]
+    await second.stop()
+    task2.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_stall_rolls_back_the_attempt_and_retries(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    director = Director(cluster.context(1), pause_before="monitor", backoff_base=0.01)
+    task: asyncio.Task[object] = asyncio.create_task(director.run())
+    await asyncio.wait_for(director.paused.wait(), 5)
+    attempt1 = set(cluster.running())
+    assert len(attempt1) == 3 + 2 + 1 + 2 + 2  # logs, storage, sequencer, resolvers, proxies
+    # A role dies before going live: monitoring stalls the attempt.
+    sequencer = next(i for i in attempt1 if i.startswith("sequencer"))
+    await cluster.workers[sequencer].stop()
+    director.paused.clear()
+    director.resume()
+    await _live(director, task)
+    layout = director.layout
+    assert layout is not None
+    running = cluster.running()
+    assert running == {r.id for r in components(layout)}
+    assert not running & attempt1, "attempt 1 left components behind"
+    timeline = director.status.to_dict()["timeline"]
+    assert [r["outcome"].split(":")[0] for r in timeline] == ["stalled", "completed"]
+    assert "sequencer" in timeline[0]["outcome"]
+    assert timeline[0]["phases"][-1]["phase"] == "monitor"
+    await director.stop()
+    assert task.cancelled() or task.done()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_stop_in_a_phase_rolls_back_everything_the_attempt_started(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    director = Director(cluster.context(1), pause_before="build_layout")
+    task = asyncio.create_task(director.run())
+    await asyncio.wait_for(director.paused.wait(), 5)
+    assert cluster.running()
+    await director.stop()
+    assert task.cancelled()
+    assert cluster.running() == set()
+    assert cluster.layout is None
+    assert director.status.state == "failed"
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    first = Director(cluster.context(1))
+    task1 = await _live(first)
+    await first.stop()
+    task1.cancel()
+    layout1 = cluster.current()
+    assert layout1 is not None
+    before = cluster.running()
+    # Epoch 3 locked the logs already; a late Director of epoch 2 is superseded.
+    for log in layout1.logs:
+        await cluster.call(log, dp.LogLock(log.id, 3))
+    outcome = await Director(cluster.context(2)).run()
+    assert outcome == Failed("superseded by epoch 3")
+    assert cluster.running() == before
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    for name, info in cluster.nodes.items():
+        cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
+    director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
+    task: asyncio.Task[object] = asyncio.create_task(director.run())
+    for _ in range(200):
+        if director.status.state == "stalled":
+            break
+        await asyncio.sleep(0.01)
+    assert director.status.state == "stalled"
+    assert "no node can host a log" in director.status.reason
+    for name, info in cluster.nodes.items():
+        cluster.nodes[name] = NodeInfo(info.node, info.address, ["log", "storage"])
+    director.directory_changed()
+    await _live(director, task)
+    assert director.status.attempt == 2
+    await director.stop()
+    assert task.done()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    director = Director(cluster.context(1), monitor_interval=0.02)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None
+    await cluster.workers[layout.logs[1].id].stop()
+    outcome = await asyncio.wait_for(task, 5)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason.startswith(f"component log {layout.logs[1].id} died")
+    assert director.status.state == "failed"
+    # The next epoch recovers without the dead log (a majority of logs is enough).
+    nxt = Director(cluster.context(2))
+    task2 = await _live(nxt)
+    assert nxt.layout is not None
+    assert layout.logs[1].id not in {r.id for r in nxt.layout.logs}
+    await nxt.stop()
+    task2.cancel()
+    await cluster.close()
+
+
+def test_the_status_keeps_the_last_ten_recoveries() -> None:
+    status = RecoveryStatus()
+    for i in range(12):
+        record = status.begin(epoch=i + 1, attempt=1, now=float(i))
+        record.outcome = "completed"
+    out = status.to_dict()
+    assert [r["epoch"] for r in out["timeline"]] == list(range(3, 13))
+    assert out["state"] == "recovering" and out["epoch"] == 12

@@ -1,0 +1,489 @@
+"""Each recovery phase alone, against the in-process context, with every stall
+and failure reason."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bedrock_cp.dataplane import api as dp
+from bedrock_cp.dataplane.types import (
+    SYSTEM_PREFIX,
+    KeyRange,
+    Layout,
+    Mutation,
+    ResolverAssignment,
+    StorageTeam,
+    WorkerRef,
+    decode_layout,
+    encode_layout,
+)
+from bedrock_cp.director import Attempt, Director, Fail, Stall
+from bedrock_cp.director.context import NodeInfo
+from bedrock_cp.director.phases import (
+    PHASES,
+    SKIPPED_FOR_NEW_CLUSTER,
+    build_layout,
+    monitor,
+    persist,
+    recruit_storage,
+    replay_logs,
+    vacancies,
+    validate_layout,
+)
+from bedrock_cp.director.rollback import rollback
+
+from .director_harness import TestCluster, TestContext, closes_clusters
+
+
+async def _through(attempt: Attempt, ctx: TestContext, before: str) -> None:
+    """Run the phases in order up to (not including) ``before``."""
+    for name, phase in PHASES:
+        if name == before:
+            return
+        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+            continue
+        await phase(attempt, ctx)
+    assert before == "end", f"no phase {before}"
+
+
+async def _epoch_one(cluster: TestCluster, commits: int = 5) -> Layout:
+    """A live epoch 1 (a Director over a new cluster) with ``commits`` transactions."""
+    director = Director(cluster.context(1))
+    task = asyncio.create_task(director.run())
+    for _ in range(500):
+        if director.layout is not None:
+            break
+        await asyncio.sleep(0.01)
+    layout = director.layout
+    assert layout is not None
+    for i in range(commits):
+        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), dp.Committed)
+    await director.stop()
+    assert task.cancelled()
+    return layout
+
+
+# -- 1. validate_layout ----------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_validate_no_layout_is_a_new_cluster(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    await validate_layout.run(attempt, cluster.context(1))
+    assert attempt.new_cluster and attempt.old_layout is None
+
+
+@closes_clusters
+async def test_validate_a_corrupt_layout_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    cluster.layout = b"\x93not a layout"
+    with pytest.raises(Stall, match=r"^corrupt layout: "):
+        await validate_layout.run(Attempt(1, 2), cluster.context(2))
+
+
+@closes_clusters
+async def test_validate_a_layout_of_this_epoch_or_newer_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    with pytest.raises(Stall, match="corrupt layout: the stored layout is of epoch 1"):
+        await validate_layout.run(Attempt(1, 1), cluster.context(1))
+    attempt = Attempt(1, 2)
+    await validate_layout.run(attempt, cluster.context(2))
+    assert attempt.old_layout == layout and not attempt.new_cluster
+    await cluster.close()
+
+
+# -- 2. lock_logs ------------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2)
+    await _through(attempt, ctx, "plan_log_recovery")
+    assert set(attempt.locked) == {r.id for r in layout.logs}
+    assert await cluster.commit(layout, b"x", b"y") == dp.NewerEpoch(2)
+    await cluster.close()
+
+
+@closes_clusters
+async def test_lock_a_newer_epoch_fails(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    await cluster.call(layout.logs[2], dp.LogLock(layout.logs[2].id, 7))
+    attempt = Attempt(1, 2)
+    with pytest.raises(Fail, match=r"^superseded by epoch 7$"):
+        await _through(attempt, cluster.context(2), "plan_log_recovery")
+    await cluster.close()
+
+
+@closes_clusters
+async def test_lock_too_few_logs_stalls_naming_them(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    cluster.down |= {layout.logs[1].node, layout.logs[2].node}
+    with pytest.raises(Stall, match="only 1 of 3 old logs locked") as info:
+        await _through(Attempt(1, 2), cluster.context(2), "plan_log_recovery")
+    assert layout.logs[1].id in info.value.reason and layout.logs[2].id in info.value.reason
+    assert layout.logs[0].id not in info.value.reason
+    # A majority is enough.
+    cluster.down = {layout.logs[2].node}
+    attempt = Attempt(2, 2)
+    await _through(attempt, cluster.context(2), "plan_log_recovery")
+    assert len(attempt.locked) == 2
+    await cluster.close()
+
+
+@closes_clusters
+async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    ctx = cluster.context(
+        2, parameters=dataclasses.replace(cluster.context(2).parameters, lock_timeout=0.1)
+    )
+    slow = cluster.workers[layout.logs[0].id]
+    original = slow.handle
+
+    async def hang(body: dp.DataRequest) -> dp.DataResponse:
+        await asyncio.sleep(5)
+        return await original(body)
+
+    slow.handle = hang  # type: ignore[method-assign]
+    attempt = Attempt(1, 2)
+    await _through(attempt, ctx, "plan_log_recovery")
+    assert layout.logs[0].id not in attempt.locked and len(attempt.locked) == 2
+    await cluster.close()
+
+
+# -- 3. plan_log_recovery ----------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster, commits=10)
+    acknowledged = await cluster.read_version(layout)
+    attempt = Attempt(1, 2)
+    await _through(attempt, cluster.context(2), "vacancies")
+    durables = [locked.durable for _, locked in attempt.locked.values()]
+    assert attempt.recovery_version == min(durables) >= acknowledged
+    assert 1 <= attempt.first_version <= attempt.recovery_version + 1
+    await cluster.close()
+
+
+@closes_clusters
+async def test_plan_a_storage_team_without_an_answering_replica_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    for replica in layout.storage[0].replicas:
+        await cluster.workers[replica.id].stop()
+    with pytest.raises(Stall, match="has no answering replica"):
+        await _through(Attempt(1, 2), cluster.context(2), "vacancies")
+    await cluster.close()
+
+
+@closes_clusters
+async def test_plan_a_range_no_locked_log_holds_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster, commits=5)
+    ctx = cluster.context(2)
+    # An old layout whose only log starts after version 1, and storage that has nothing.
+    source = layout.logs[0]
+    pulled = await cluster.call(source, dp.LogPull(source.id, after=0))
+    assert isinstance(pulled, dp.LogBatches) and len(pulled.batches) >= 3
+    node = cluster.nodes["n1"]
+    short = await ctx.create_worker(node, "log", "short-log")
+    first, last = pulled.batches[1].version, pulled.batches[-1].version
+    assert isinstance(
+        await cluster.call(short, dp.LogRecover(short.id, 1, [source], first, last)),
+        dp.LogRecovered,
+    )
+    stored, cluster.layout = cluster.layout, None  # a replica that follows no layout yet
+    empty = await ctx.create_worker(node, "storage", "empty-storage")
+    cluster.layout = stored
+    old = msgspec.structs.replace(
+        layout, logs=[short], storage=[StorageTeam(b"", SYSTEM_PREFIX, [empty])]
+    )
+    cluster.layout = encode_layout(old)
+    with pytest.raises(Stall, match=r"no locked log holds versions \[1, "):
+        await _through(Attempt(1, 2), ctx, "vacancies")
+    await cluster.close()
+
+
+# -- 4. vacancies ------------------------------------------------------------------------------
+
+
+def test_the_key_space_splits_into_contiguous_ranges() -> None:
+    for n in (1, 2, 3, 7, 64):
+        ranges = vacancies.split_key_space(n)
+        assert len(ranges) == n and ranges[0].begin == b"" and ranges[-1].end == SYSTEM_PREFIX
+        assert all(a.end == b.begin and a.begin < a.end for a, b in itertools.pairwise(ranges))
+    assert vacancies.split_key_space(1) == [KeyRange(b"", SYSTEM_PREFIX)]
+
+
+@closes_clusters
+async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1, node="n3")
+    await _through(attempt, ctx, "recruit_logs")
+    v = attempt.vacancies
+    assert v is not None
+    assert (v.logs, v.new_storage, v.proxies, len(v.resolver_ranges)) == (3, 2, 2, 2)
+    assert v.sequencer_node == "n3" and v.start_version == 0 and v.storage == []
+    layout = await _epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    await _through(attempt, cluster.context(2), "recruit_logs")
+    assert attempt.vacancies is not None
+    assert attempt.vacancies.storage == layout.storage and attempt.vacancies.new_storage == 0
+    assert attempt.vacancies.start_version == attempt.recovery_version > 0
+    await cluster.close()
+
+
+# -- 5. recruit_logs ---------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_recruit_logs_round_robin_with_new_ids(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(
+        2, parameters=dataclasses.replace(cluster.context(2).parameters, desired_logs=4)
+    )
+    await _through(attempt, ctx, "recruit_storage")
+    assert [r.node for r in attempt.logs] == ["n1", "n2", "n3", "n1"]
+    assert not {r.id for r in attempt.logs} & {r.id for r in layout.logs}
+    assert attempt.created_workers == attempt.logs
+    await cluster.close()
+
+
+@closes_clusters
+async def test_recruit_logs_without_capable_nodes_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    for name, info in list(cluster.nodes.items()):
+        cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
+    with pytest.raises(Stall, match="no node can host a log"):
+        await _through(Attempt(1, 1), cluster.context(1), "recruit_storage")
+
+
+@closes_clusters
+async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    base = cluster.context(1).parameters
+    ctx = cluster.context(1, parameters=dataclasses.replace(base, excluded_nodes=frozenset({"n2"})))
+    attempt = Attempt(1, 1)
+    await _through(attempt, ctx, "recruit_storage")
+    assert [r.node for r in attempt.logs] == ["n1", "n3", "n1"]
+    await cluster.close()
+
+
+# -- 6. recruit_storage ------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_recruit_storage_new_cluster_creates_one_team(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    await _through(attempt, cluster.context(1), "replay_logs")
+    (team,) = attempt.storage
+    assert (team.begin, team.end) == (b"", SYSTEM_PREFIX)
+    assert [r.node for r in team.replicas] == ["n1", "n2"]
+    assert set(team.replicas) <= set(attempt.created_workers)
+    await cluster.close()
+
+
+@closes_clusters
+async def test_recruit_storage_keeps_live_replicas_and_stalls_on_an_empty_team(
+    tmp_path: Path,
+) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    replicas = layout.storage[0].replicas
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2)
+    await _through(attempt, ctx, "recruit_storage")
+    await cluster.workers[replicas[0].id].stop()
+    await recruit_storage.run(attempt, ctx)
+    assert attempt.storage == [StorageTeam(b"", SYSTEM_PREFIX, [replicas[1]])]
+    await cluster.workers[replicas[1].id].stop()
+    with pytest.raises(Stall, match="has no live replica"):
+        await recruit_storage.run(attempt, ctx)
+    await cluster.close()
+
+
+# -- 7. replay_logs ----------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    await _epoch_one(cluster, commits=8)
+    attempt = Attempt(1, 2)
+    await _through(attempt, cluster.context(2), "start_roles")
+    first, last = attempt.first_version, attempt.recovery_version
+    for ref in attempt.logs:
+        pulled = await cluster.call(ref, dp.LogPull(ref.id, after=first - 1))
+        assert isinstance(pulled, dp.LogBatches)
+        assert pulled.last == last and pulled.committed == last
+        assert all(first <= b.version <= last for b in pulled.batches)
+        assert cluster.workers[ref.id].epoch == 2  # type: ignore[attr-defined]
+    await cluster.close()
+
+
+@closes_clusters
+async def test_replay_failure_stalls(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    await _epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2)
+    await _through(attempt, ctx, "replay_logs")
+    cluster.down.add(attempt.logs[0].node)
+    with pytest.raises(Stall, match="log replay of"):
+        await replay_logs.run(attempt, ctx)
+    await cluster.close()
+
+
+# -- 8-9. start_roles, build_layout --------------------------------------------------------------
+
+
+@closes_clusters
+async def test_roles_start_on_this_node_and_proxies_unlock(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1, node="n2")
+    await _through(attempt, ctx, "build_layout")
+    layout = attempt.layout
+    assert layout is not None and decode_layout(attempt.encoded_layout) == layout
+    assert {r.node for r in attempt.started_roles} == {"n2"}
+    assert len(attempt.started_roles) == 1 + 2 + 2 and len(attempt.token) >= 16
+    probe = dp.Commit(layout.proxies[0].id, 0, [], [], [])
+    assert isinstance(await cluster.call(layout.proxies[0], probe), dp.Locked)
+    await build_layout.run(attempt, ctx)
+    assert isinstance(await cluster.call(layout.proxies[0], probe), dp.Committed)
+    await cluster.close()
+
+
+def _ref(i: str, kind: str) -> WorkerRef:
+    return WorkerRef(i, kind, "n1", "a")
+
+
+def test_layout_check_rejects_bad_layouts() -> None:
+    good = Layout(
+        epoch=2,
+        recovery_version=10,
+        sequencer=_ref("s", "sequencer"),
+        proxies=[_ref("p", "commit_proxy")],
+        resolvers=[
+            ResolverAssignment(b"", b"m", _ref("r1", "resolver")),
+            ResolverAssignment(b"m", SYSTEM_PREFIX, _ref("r2", "resolver")),
+        ],
+        logs=[_ref("l2", "log")],
+        storage=[StorageTeam(b"", SYSTEM_PREFIX, [_ref("ss", "storage")])],
+    )
+    assert build_layout.check(good, epoch=2, old=None) is None
+    bad = {
+        "epoch": msgspec.structs.replace(good, epoch=3),
+        "resolvers": msgspec.structs.replace(good, resolvers=good.resolvers[:1]),
+        "storage": msgspec.structs.replace(good, storage=[StorageTeam(b"", SYSTEM_PREFIX, [])]),
+        "storage gap": msgspec.structs.replace(
+            good, storage=[StorageTeam(b"", b"m", [_ref("ss", "storage")])]
+        ),
+        "duplicate id": msgspec.structs.replace(good, proxies=[_ref("s", "commit_proxy")]),
+        "old log": msgspec.structs.replace(good, logs=[_ref("l1", "log")]),
+    }
+    old = msgspec.structs.replace(good, epoch=1, recovery_version=5, logs=[_ref("l1", "log")])
+    for what, layout in bad.items():
+        assert build_layout.check(layout, epoch=2, old=old) is not None, what
+
+
+# -- 10. monitor -------------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_monitor_stalls_when_a_component_is_missing(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await _through(attempt, ctx, "monitor")
+    await monitor.run(attempt, ctx)
+    assert attempt.layout is not None
+    resolver = attempt.layout.resolvers[1].worker
+    await cluster.workers[resolver.id].stop()
+    with pytest.raises(Stall, match=f"resolver {resolver.id}"):
+        await monitor.run(attempt, ctx)
+    await rollback(attempt, ctx)
+    assert cluster.running() == set()
+    await cluster.close()
+
+
+# -- 11. persist -------------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_persist_commits_the_system_txn_then_stores_the_layout(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await _through(attempt, ctx, "end")
+    assert cluster.layout == attempt.encoded_layout
+    log = attempt.logs[0]
+    pulled = await cluster.call(log, dp.LogPull(log.id, after=0))
+    assert isinstance(pulled, dp.LogBatches)
+    writes = [m for b in pulled.batches for m in b.mutations]
+    assert Mutation(0, persist.EPOCH_KEY, b"1") in writes
+    await cluster.close()
+
+
+@closes_clusters
+async def test_persist_superseded_fails(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await _through(attempt, ctx, "persist")
+    cluster.epoch = 2  # the coordinators began a newer epoch meanwhile
+    with pytest.raises(Fail, match="superseded while storing the layout"):
+        await persist.run(attempt, ctx)
+    assert cluster.layout is None
+    await cluster.close()
+
+
+@closes_clusters
+async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await _through(attempt, ctx, "end")
+    proxy = attempt.proxies[0]
+    write = [Mutation(0, b"\xff/x", b"y")]
+    for token in (b"", b"guess"):
+        answer = await cluster.call(proxy, dp.Commit(proxy.id, 0, [], [], write, token))
+        assert isinstance(answer, dp.Failed) and answer.code == "invalid", token
+    await cluster.close()
+
+
+# -- rollback ----------------------------------------------------------------------------------
+
+
+@closes_clusters
+async def test_rollback_removes_every_worker_and_role_of_the_attempt(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout = await _epoch_one(cluster)
+    before = cluster.running()
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2)
+    await _through(attempt, ctx, "monitor")
+    assert cluster.running() > before
+    assert await rollback(attempt, ctx) == []
+    assert cluster.running() == before
+    assert cluster.current() == layout
+    await cluster.close()
