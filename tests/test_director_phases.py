@@ -253,7 +253,7 @@ async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
 
 
 @closes_clusters
-async def test_recruit_logs_round_robin_with_new_ids(tmp_path: Path) -> None:
+async def test_recruit_logs_one_per_node_with_new_ids(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     layout = await _epoch_one(cluster)
     attempt = Attempt(1, 2)
@@ -261,10 +261,24 @@ async def test_recruit_logs_round_robin_with_new_ids(tmp_path: Path) -> None:
         2, parameters=dataclasses.replace(cluster.context(2).parameters, desired_logs=4)
     )
     await _through(attempt, ctx, "recruit_storage")
-    assert [r.node for r in attempt.logs] == ["n1", "n2", "n3", "n1"]
+    # A node is one failure domain: never two logs on one node (4 wanted, 3 nodes).
+    assert [r.node for r in attempt.logs] == ["n1", "n2", "n3"]
     assert not {r.id for r in attempt.logs} & {r.id for r in layout.logs}
     assert attempt.created_workers == attempt.logs
     await cluster.close()
+
+
+@closes_clusters
+async def test_recruit_logs_waits_for_the_expected_number_of_nodes(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    for name, info in list(cluster.nodes.items()):
+        if name != "n1":
+            cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
+    ctx = cluster.context(
+        1, parameters=dataclasses.replace(cluster.context(1).parameters, expected_nodes=3)
+    )
+    with pytest.raises(Stall, match="waiting for 3 nodes able to host a log; registered: n1"):
+        await _through(Attempt(1, 1), ctx, "recruit_storage")
 
 
 @closes_clusters
@@ -283,7 +297,7 @@ async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
     ctx = cluster.context(1, parameters=dataclasses.replace(base, excluded_nodes=frozenset({"n2"})))
     attempt = Attempt(1, 1)
     await _through(attempt, ctx, "recruit_storage")
-    assert [r.node for r in attempt.logs] == ["n1", "n3", "n1"]
+    assert [r.node for r in attempt.logs] == ["n1", "n3"]  # one per node, n2 excluded
     await cluster.close()
 
 

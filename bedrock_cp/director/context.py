@@ -45,10 +45,17 @@ class Parameters:
     lock_timeout: float = 1.0
     call_timeout: float = 2.0
     excluded_nodes: frozenset[str] = frozenset()
+    #: How many nodes the cluster is expected to have (its coordinators): new
+    #: workers wait until that many capable nodes registered (see _placement).
+    expected_nodes: int = 1
 
     @staticmethod
     def from_config(
-        config: ClusterConfig, *, lock_timeout: float = 1.0, call_timeout: float = 2.0
+        config: ClusterConfig,
+        *,
+        lock_timeout: float = 1.0,
+        call_timeout: float = 2.0,
+        expected_nodes: int = 1,
     ) -> Parameters:
         return Parameters(
             desired_logs=config.desired_logs,
@@ -58,6 +65,7 @@ class Parameters:
             lock_timeout=lock_timeout,
             call_timeout=call_timeout,
             excluded_nodes=frozenset(config.excluded_nodes),
+            expected_nodes=expected_nodes,
         )
 
 

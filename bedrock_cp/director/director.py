@@ -16,10 +16,10 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   Director of the next epoch (fail fast).
 
 :meth:`stop` cancels :meth:`run` cleanly, rolling back an attempt in flight.
-For tests, ``pause_before`` (or the environment variable
-:data:`PAUSE_ENV`) names a phase the Director waits before, with
+For tests, ``pause_before`` names a phase the Director waits before, with
 :attr:`Director.paused` set, until :meth:`resume` — so a test can stop or kill
-it in that exact phase.
+it in that exact phase. On a node, the environment variable :data:`PAUSE_ENV`
+(``phase@epoch``) sets it for the Director of that one epoch.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 from collections.abc import Callable
 
@@ -66,7 +65,7 @@ class Director:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
-        self._pause_before = pause_before or os.environ.get(PAUSE_ENV) or None
+        self._pause_before = pause_before
         if self._pause_before is not None and self._pause_before not in PHASE_NAMES:
             raise ValueError(f"pause_before: no phase named {self._pause_before!r}")
         self._rng = rng if rng is not None else random.Random()

@@ -41,6 +41,7 @@ from ..gateway import CoordinatorCaller, Gateway, GetLayout, TcpCaller
 from ..transport import ConnInfo, Transport
 from ..wire import Request
 from .config import ConfigError, NodeConfig, parse_address
+from .recovery import DirectorHost
 
 log = logging.getLogger("bedrock_cp.node")
 
@@ -120,6 +121,7 @@ class Node:
         self.foreman: Foreman | None = None
         self.gateway: Gateway | None = None
         self.dialer: NetworkDialer | None = None
+        self.recovery: DirectorHost | None = None
         self._wal: native.Wal | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -231,6 +233,10 @@ class Node:
                     caller=gateway_caller,
                 )
                 foreman.on_change = self.gateway.refresh
+                # The leader's Director runs here; it needs the gateway's network.
+                self.recovery = DirectorHost(coordinator, foreman, self.dialer)
+                coordinator.epoch_listener = self.recovery
+                coordinator.recovery_status = self.recovery.status_dict
             await network.start()
             coordinator.start()
             await foreman.boot()
@@ -253,6 +259,8 @@ class Node:
             return
         self._stopping = True
         try:
+            if self.recovery is not None:
+                await self.recovery.stop()
             if self.gateway is not None:
                 await self.gateway.stop()
             if self.foreman is not None:

@@ -1,4 +1,11 @@
-"""Round-robin placement of new workers over the nodes able to host them."""
+"""Placement of new workers: one per node (a node is one failure domain).
+
+Two logs (or two replicas of a team) on one node would die together, so each
+new worker of a kind goes to a different capable node. While fewer capable
+nodes are registered than the cluster is expected to have (its coordinator
+count), recruitment stalls and waits for them — placing everything on the
+first node to register would make that node a single point of failure.
+"""
 
 from __future__ import annotations
 
@@ -23,18 +30,43 @@ async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
 async def create_round_robin(
     attempt: Attempt, ctx: RecoveryContext, kind: str, count: int
 ) -> list[WorkerRef]:
-    """Create ``count`` workers of ``kind`` over the capable nodes, recording each at once."""
+    """Create up to ``count`` workers of ``kind``, each on a different capable node,
+    recording each at once (a rollback removes it).
+
+    A new cluster waits until ``min(count, expected_nodes)`` capable nodes have
+    registered. A recovering cluster uses the capable nodes that answer (a dead
+    node may still be registered): it needs a majority of ``min(count,
+    expected_nodes)``, so a cluster that lost a minority of its nodes recovers.
+    """
     nodes = await capable(ctx, kind)
     if not nodes:
         raise Stall(f"no node can host a {kind} (none registered with the {kind!r} capability)")
+    target = min(count, ctx.parameters.expected_nodes)
+    if attempt.new_cluster:
+        minimum = target
+        if len(nodes) < minimum:
+            raise Stall(
+                f"waiting for {minimum} nodes able to host a {kind}; registered: "
+                f"{', '.join(n.node for n in nodes)}"
+            )
+    else:
+        minimum = target // 2 + 1
     refs: list[WorkerRef] = []
-    for i in range(count):
-        node = nodes[i % len(nodes)]
+    problems: list[str] = []
+    for node in nodes:
+        if len(refs) == count:
+            break
         worker_id = ctx.new_worker_id(kind)
         try:
             ref = await ctx.create_worker(node, kind, worker_id)
         except Exception as exc:
-            raise Stall(f"could not create {kind} {worker_id} on {node.node}: {exc}") from exc
+            problems.append(f"{node.node}: {exc}")
+            continue
         attempt.created_workers.append(ref)
         refs.append(ref)
+    if len(refs) < minimum:
+        raise Stall(
+            f"only {len(refs)} {kind} worker(s) created, {minimum} needed; "
+            f"failed: {'; '.join(problems) or 'no other capable node'}"
+        )
     return refs

@@ -1,0 +1,201 @@
+"""The leader's Director host: runs one Director per epoch on this node.
+
+The coordinator tells the host (an
+:class:`~bedrock_cp.coordinator.service.EpochListener`) when this leader began
+an epoch, lost leadership, or saw the directory change. The host starts a
+:class:`~bedrock_cp.director.Director` for the epoch with a real
+:class:`NodeRecoveryContext` (the node's dialer, Foreman and consensus), stops
+it at once on leadership loss, and when it ends in failure (superseded aside)
+begins the next epoch, backing off with jitter while attempts keep failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import time
+from typing import Any
+
+from ..coordinator.results import Applied
+from ..coordinator.service import Coordinator
+from ..dataplane import api as dp
+from ..dataplane.types import WorkerRef
+from ..dataplane.worker import Dialer
+from ..director import Director, NodeInfo, Parameters, RecoveryStatus, Superseded
+from ..director.director import PAUSE_ENV
+from ..foreman import Foreman
+
+log = logging.getLogger("bedrock_cp.recovery")
+
+
+def _pause_before(epoch: int) -> str | None:
+    """Test hook: ``BEDROCK_DIRECTOR_PAUSE_BEFORE=phase@epoch`` pauses that epoch's Director."""
+    value = os.environ.get(PAUSE_ENV, "")
+    phase, _, at = value.partition("@")
+    return phase if phase and at.isdigit() and int(at) == epoch else None
+
+
+class NodeRecoveryContext:
+    """The Director's effects on a real node (see ``director/context.py``)."""
+
+    def __init__(
+        self,
+        *,
+        epoch: int,
+        coordinator: Coordinator,
+        foreman: Foreman,
+        dialer: Dialer,
+        parameters: Parameters,
+    ) -> None:
+        self.node = str(coordinator.node_id)
+        self.address = coordinator.address
+        self.epoch = epoch
+        self.parameters = parameters
+        self._coordinator = coordinator
+        self._foreman = foreman
+        self._dialer = dialer
+        self._ids = itertools.count(1)
+        self._nonce = os.urandom(3).hex()
+
+    async def stored_layout(self) -> bytes | None:
+        record = self._coordinator.state.layout
+        return None if record is None else record.layout
+
+    async def nodes(self) -> list[NodeInfo]:
+        return [
+            NodeInfo(n.node, n.address, list(n.capabilities))
+            for n in self._coordinator.state.nodes.values()
+        ]
+
+    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+        return await self._dialer.call(ref, body, timeout)
+
+    async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:
+        target = WorkerRef("", "node", node.node, node.address)
+        reply = await self._dialer.call(
+            target, dp.CreateWorker(kind, worker_id), self.parameters.call_timeout
+        )
+        if not isinstance(reply, dp.WorkerCreated):
+            raise ConnectionError(f"node {node.node} did not create {kind} {worker_id}: {reply}")
+        return reply.ref
+
+    async def remove_worker(self, ref: WorkerRef) -> None:
+        target = WorkerRef("", "node", ref.node, ref.address)
+        await self._dialer.call(target, dp.RemoveWorker(ref.id), self.parameters.call_timeout)
+
+    async def start_role(
+        self, kind: str, worker_id: str, version: int, layout: bytes, token: bytes
+    ) -> WorkerRef:
+        return await self._foreman.start_role(
+            dp.StartRole(kind, worker_id, self.epoch, version, layout, token)
+        )
+
+    async def stop_role(self, ref: WorkerRef) -> None:
+        await self._foreman.stop_role(dp.StopRole(ref.id))
+
+    async def store_layout(self, layout: bytes) -> None:
+        result = await self._coordinator.store_layout(self.epoch, layout)
+        if not isinstance(result, Applied):
+            raise Superseded(f"layout of epoch {self.epoch} not stored: {result}")
+
+    def clock(self) -> float:
+        return time.monotonic()  # uvloop's loop.time() has only millisecond resolution
+
+    def random_token(self) -> bytes:
+        return os.urandom(16)
+
+    def new_worker_id(self, kind: str) -> str:
+        return f"{kind}-e{self.epoch}-{self._nonce}-{next(self._ids)}"
+
+
+class DirectorHost:
+    """One Director per epoch while this node leads."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        foreman: Foreman,
+        dialer: Dialer,
+        *,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.foreman = foreman
+        self.dialer = dialer
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.rng = rng or random.Random()
+        self.status = RecoveryStatus()
+        self.director: Director | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+
+    # -- EpochListener ------------------------------------------------------------------
+
+    def epoch_begun(self, epoch: int) -> None:
+        self._stop_director()
+        self._task = asyncio.get_running_loop().create_task(self._run(epoch))
+
+    def leadership_lost(self) -> None:
+        self._stop_director()
+
+    def directory_changed(self) -> None:
+        if self.director is not None:
+            self.director.directory_changed()
+
+    # -- status -------------------------------------------------------------------------
+
+    def status_dict(self) -> dict[str, Any]:
+        out = self.status.to_dict()
+        done = [r for r in self.status.timeline if r.outcome == "completed"]
+        out["last_duration_ms"] = round(done[-1].duration_ms, 3) if done else None
+        return out
+
+    # -- running ------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop the Director (the node is shutting down)."""
+        task = self._task
+        self._stop_director()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _stop_director(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
+        self.director = None
+
+    async def _run(self, epoch: int) -> None:
+        config = self.coordinator.state.config
+        ctx = NodeRecoveryContext(
+            epoch=epoch,
+            coordinator=self.coordinator,
+            foreman=self.foreman,
+            dialer=self.dialer,
+            parameters=Parameters.from_config(
+                config, expected_nodes=len(self.coordinator.voters())
+            ),
+        )
+        director = Director(ctx, status=self.status, pause_before=_pause_before(epoch))
+        self.director = director
+        try:
+            outcome = await director.run()
+        except asyncio.CancelledError:
+            await director.stop()
+            raise
+        log.warning("director of epoch %d ended: %s", epoch, outcome)
+        # Back off only while epochs keep failing; one that went live resets it.
+        went_live = any(r.epoch == epoch and r.outcome == "completed" for r in self.status.timeline)
+        self._failures = 1 if went_live else self._failures + 1
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
+        await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
+        if self.coordinator.role == "leader":
+            await self.coordinator.begin_epoch()
