@@ -1,10 +1,9 @@
 """Transaction commit latency and throughput on 3 real node processes (fsync on).
 
-The layout is the test-only hand-wired one (``tests/handwired.py``: 3 logs,
-3 storage replicas, one sequencer, proxy and resolver on node 1) until the
-Director builds layouts. Each transaction reads a read version, writes one key
-(64-byte value) and commits: a commit is acknowledged only once every log
-fsync'd it.
+The layout is the one the Director of epoch 1 builds (3 logs and 3 storage
+replicas, one per node; sequencer, proxy and resolver on the leader). Each
+transaction reads a read version, writes one key (64-byte value) and commits:
+a commit is acknowledged only once every log fsync'd it.
 
 - latency: 1 client, one transaction at a time;
 - throughput: 32 concurrent clients (4 databases x 8 tasks), 8 transactions
@@ -22,7 +21,7 @@ import uvloop
 
 from bedrock_cp.client import Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.handwired import wire_fixed_layout
+from tests.clusters import recovered
 
 CLIENTS = 32
 DATABASES = 4
@@ -46,7 +45,7 @@ def databases(runner: asyncio.Runner) -> Iterator[list[Database]]:
             await cluster.wait_ready()
             client = await cluster.client()
             try:
-                await wire_fixed_layout(cluster, client)
+                await recovered(client)
             finally:
                 await client.close()
             for _ in range(DATABASES):

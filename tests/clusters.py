@@ -85,3 +85,24 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def recovered(
+    client: Client,
+    *,
+    newer_than: int = 0,
+    timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline
+) -> dict[str, Any]:
+    """Wait until the leader's Director reports a completed recovery of an epoch
+    newer than ``newer_than``; return that status."""
+
+    async def check() -> dict[str, Any] | None:
+        st = await client.status(timeout=1.0)
+        rec = st["recovery"]
+        if rec["state"] == "running" and int(rec["epoch"] or 0) > newer_than:
+            return st
+        return None
+
+    return await eventually(
+        check, timeout=timeout, what=f"a recovery newer than epoch {newer_than}"
+    )

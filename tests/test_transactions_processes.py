@@ -1,4 +1,4 @@
-"""Transactions end to end on 3 real node processes with a hand-wired layout."""
+"""Transactions end to end on 3 real node processes, on the layout the Director built."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.dataplane import api as dp
 from bedrock_cp.dataplane.types import MAX_TRANSACTION_SIZE
 
-from .clusters import running
-from .handwired import wire_fixed_layout
+from .clusters import recovered, running
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +25,7 @@ async def test_1000_transactions_from_8_clients_all_readable_and_a_counter_is_ex
     async with running(LocalCluster(3)) as cluster:
         client = await cluster.client()
         try:
-            await wire_fixed_layout(cluster, client)
+            await recovered(client)
         finally:
             await client.close()
         dbs = [await _database(cluster) for _ in range(8)]
@@ -70,10 +69,11 @@ async def test_bad_input_gets_clear_errors_and_nothing_else_is_affected() -> Non
     async with running(LocalCluster(3)) as cluster:
         client = await cluster.client()
         try:
-            layout = await wire_fixed_layout(cluster, client)
+            await recovered(client)
         finally:
             await client.close()
         db = await _database(cluster)
+        layout = await db.current_layout()
         try:
             async with db.transaction() as tr:
                 tr.set(b"good", b"1")
@@ -119,7 +119,7 @@ async def test_cli_kv_put_get_delete() -> None:
     async with running(LocalCluster(3)) as cluster:
         client = await cluster.client()
         try:
-            await wire_fixed_layout(cluster, client)
+            await recovered(client)
         finally:
             await client.close()
 

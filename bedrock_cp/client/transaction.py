@@ -170,6 +170,10 @@ class Database:
                 raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is at epoch {epoch}")
             case api.Locked(reason=reason):
                 raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is locked: {reason}")
+            case api.Failed(code="no_such_worker", message=message):
+                # The layout this client holds names a worker that is gone (its
+                # node restarted, or a newer epoch replaced it): refresh, retry.
+                raise _retryable("epoch_changed", message)
             case api.Failed(code=code, message=message):
                 if code in _RETRYABLE_FAILED:
                     raise _retryable(code, message)
