@@ -10,7 +10,7 @@ CARGO ?= cargo
 
 ## demo: set up, then run the main job
 demo: setup
-	$(BIN)/bedrock-cp demo --core
+	$(BIN)/bedrock-cp demo
 
 ## test: set up, lint (rustfmt, clippy, ruff, mypy), cargo test, pytest
 test: setup lint rust-test pytest

@@ -33,3 +33,23 @@ def test_bad_argument_is_one_line_without_traceback() -> None:
     assert proc.stderr.strip().count("\n") == 0
     assert "--nodes must be between 1 and 9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cluster_demo_json_loses_nothing_across_the_failover() -> None:
+    proc = _run("demo", "--json", "--seconds", "2")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for key in ("acknowledged", "verified", "lost", "failover_ms", "recovery_ms", "epochs"):
+        assert key in report, key
+    assert report["lost"] == 0
+    assert report["acknowledged"] == report["verified"] > 0
+    assert report["epochs"][1] > report["epochs"][0]
+    phases = [p["phase"] for p in report["timeline"]["phases"]]
+    assert phases[0] == "validate_layout" and phases[-1] == "persist"
+
+
+def test_cluster_demo_refuses_too_few_nodes() -> None:
+    proc = _run("demo", "--nodes", "2")
+    assert proc.returncode == 1
+    assert "between 3 and 9" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -99,6 +99,9 @@ class Attempt:
     # 3. plan_log_recovery: the range [first_version, recovery_version] to replay
     recovery_version: int = 0
     first_version: int = 1
+    #: Live storage workers outside the old teams that the logs can bring up to
+    #: date (a restarted node's replica): phase 6 puts them back in the team.
+    spares: list[WorkerRef] = field(default_factory=list)
     # 4. vacancies
     vacancies: Vacancies | None = None
     # 5-6. recruitment

@@ -32,6 +32,8 @@ class NodeInfo:
     node: str
     address: str
     capabilities: list[str] = field(default_factory=list)
+    #: The workers the node registered (its running log and storage workers).
+    workers: list[WorkerRef] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import logging
 import random
 from collections.abc import Callable
 
-from ..dataplane.types import Layout
+from ..dataplane.api import ListWorkers, Workers
+from ..dataplane.types import Layout, WorkerRef
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
@@ -200,10 +201,24 @@ class Director:
             await asyncio.wait_for(self._changed.wait(), delay)
 
     async def _watch(self, layout: Layout) -> Outcome:
-        """Fail fast: the first transaction component that dies ends this epoch."""
+        """Fail fast: the first transaction component that dies ends this epoch.
+
+        Also ends it when the layout is degraded (built while nodes were down:
+        fewer logs or storage replicas than wanted) and a directory change made a
+        better one possible — otherwise losing one more node could lose the
+        majority of the logs, or the last replica, although enough nodes are back.
+        """
         refs = components(layout, storage=False)
+        self._changed.clear()
         while True:
             await asyncio.sleep(self._monitor_interval)
+            if self._changed.is_set():
+                self._changed.clear()
+                better = await self._better_layout_possible(layout)
+                if better is not None:
+                    self.status.state, self.status.reason = FAILED, better
+                    log.info("director: epoch %d: %s", self.ctx.epoch, better)
+                    return Failed(better)
             try:
                 missing = await dead(self.ctx, refs)
             except Fail as exc:
@@ -217,3 +232,28 @@ class Director:
             self.status.state, self.status.reason = FAILED, reason
             log.warning("director: epoch %d: %s", self.ctx.epoch, reason)
             return Failed(reason)
+
+    async def _better_layout_possible(self, layout: Layout) -> str | None:
+        """Why a new epoch would get a fuller layout now, or None."""
+        p = self.ctx.parameters
+        registered = [n for n in await self.ctx.nodes() if n.node not in p.excluded_nodes]
+        # A dead node stays registered: count only nodes whose Foreman answers.
+        answers = await asyncio.gather(
+            *(
+                self.ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), 0.5)
+                for n in registered
+            ),
+            return_exceptions=True,
+        )
+        nodes = [n for n, a in zip(registered, answers, strict=True) if isinstance(a, Workers)]
+        can_log = sum(1 for n in nodes if "log" in n.capabilities)
+        can_store = sum(1 for n in nodes if "storage" in n.capabilities)
+        want_logs = min(p.desired_logs, can_log)
+        if len(layout.logs) < want_logs:
+            return f"layout degraded: {len(layout.logs)} logs, {want_logs} possible now"
+        if len(layout.storage) == 1:
+            want = min(p.storage_replicas, can_store)
+            have = len(layout.storage[0].replicas)
+            if have < want:
+                return f"layout degraded: {have} storage replicas, {want} possible now"
+        return None

@@ -66,9 +66,19 @@ class NodeRecoveryContext:
         return None if record is None else record.layout
 
     async def nodes(self) -> list[NodeInfo]:
+        state = self._coordinator.state
         return [
-            NodeInfo(n.node, n.address, list(n.capabilities))
-            for n in self._coordinator.state.nodes.values()
+            NodeInfo(
+                n.node,
+                n.address,
+                list(n.capabilities),
+                [
+                    WorkerRef(s.id, s.kind, s.node, s.address)
+                    for s in state.services(n.node)
+                    if s.kind in ("log", "storage")
+                ],
+            )
+            for n in state.nodes.values()
         ]
 
     async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109

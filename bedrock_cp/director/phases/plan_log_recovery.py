@@ -47,10 +47,53 @@ async def storage_floor(attempt: Attempt, ctx: RecoveryContext) -> int:
     return floor or 0
 
 
+async def spares(attempt: Attempt, ctx: RecoveryContext, floor: int) -> tuple[list[WorkerRef], int]:
+    """Storage workers registered outside the old teams (a restarted node's
+    replica) that the locked logs can bring up to date, and the lowest durable
+    version among them (``floor`` if none). Only for the single full-range team
+    the reference data plane builds: a spare holds that range's data."""
+    assert attempt.old_layout is not None
+    teams = attempt.old_layout.storage
+    if len(teams) != 1:
+        return [], floor
+    in_team = {r.id for r in teams[0].replicas}
+    candidates = [
+        w
+        for n in await ctx.nodes()
+        for w in n.workers
+        if w.kind == "storage" and w.id not in in_team
+    ]
+    if not candidates:
+        return [], floor
+    answers = await call_all(
+        ctx, [(r, StorageStatus(r.id)) for r in candidates], ctx.parameters.call_timeout
+    )
+    logs = attempt.locked_logs()
+    chosen: list[WorkerRef] = []
+    low = floor
+    for ref, answer in zip(candidates, answers, strict=True):
+        if not isinstance(answer, StorageState):
+            continue
+        if answer.durable < floor:
+            # Older than the team: only if a locked log still holds what it misses.
+            pulls = await call_all(
+                ctx,
+                [(log, LogPull(log.id, after=answer.durable, limit=1)) for log in logs],
+                ctx.parameters.call_timeout,
+            )
+            if not any(isinstance(p, LogBatches) for p in pulls):
+                continue
+            low = min(low, answer.durable)
+        chosen.append(ref)
+    return chosen, low
+
+
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     assert attempt.locked, "phase 2 locks the old logs first"
     recovery = min(locked.durable for _, locked in attempt.locked.values())
-    first = min(await storage_floor(attempt, ctx) + 1, recovery + 1)
+    floor = await storage_floor(attempt, ctx)
+    attempt.spares, floor = await spares(attempt, ctx, floor)
+    first = min(floor + 1, recovery + 1)
     attempt.recovery_version = recovery
     attempt.first_version = first
     if first > recovery:

@@ -37,4 +37,16 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
                 f"({', '.join(r.id for r in team.replicas)})"
             )
         teams.append(StorageTeam(team.begin, team.end, kept))
+    if len(teams) == 1 and attempt.spares:
+        # Put restarted replicas back, up to the wanted number (one per node).
+        team = teams[0]
+        nodes = {r.node for r in team.replicas}
+        replicas = list(team.replicas)
+        for spare in attempt.spares:
+            if len(replicas) >= ctx.parameters.storage_replicas:
+                break
+            if spare.node not in nodes:
+                replicas.append(spare)
+                nodes.add(spare.node)
+        teams = [StorageTeam(team.begin, team.end, replicas)]
     attempt.storage = teams
