@@ -4,9 +4,11 @@
   acknowledged only once durable on EVERY log of its layout, so every
   acknowledged version is at or below each log's durable version (I3); versions
   above it were never acknowledged and are dropped (storage rolls them back).
-- ``first_version`` = the oldest version storage still needs: one above the
+- ``first_version`` = the oldest version storage still needs — one above the
   lowest ``durable`` among the answering replicas of each team (a team with no
-  answering replica stalls: its data would be unreachable).
+  answering replica stalls: its data would be unreachable) — or older: the
+  oldest version the locked logs hold, so the new generation keeps all history
+  and a replica that was down can rejoin later.
 - Every version in the range must be readable from at least one locked log: a
   log whose chain starts at or below ``first_version - 1`` holds all of it (its
   batches chain without gaps up to its last version, which is at least its
@@ -93,7 +95,12 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     recovery = min(locked.durable for _, locked in attempt.locked.values())
     floor = await storage_floor(attempt, ctx)
     attempt.spares, floor = await spares(attempt, ctx, floor)
-    first = min(floor + 1, recovery + 1)
+    # Carry over everything the old generation held, not only what today's
+    # replicas need: a replica that was down during this recovery (and so
+    # could not report how far it got) can then still catch up when its node
+    # returns. (Logs are never compacted yet; see the notes.)
+    held = [locked.oldest for _, locked in attempt.locked.values() if locked.oldest > 0]
+    first = min(floor + 1, recovery + 1, *held)
     attempt.recovery_version = recovery
     attempt.first_version = first
     if first > recovery:
