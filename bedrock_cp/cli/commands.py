@@ -194,7 +194,7 @@ async def _status(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     lines = [
         f"leader: node {st['leader']} ({st['leader_state']})" if st["leader"] else "leader: none",
         f"term: {st['term']}   epoch: {st['epoch']}   services: {st['services']}",
-        f"recovery: {st['recovery']['state']}",
+        _recovery_line(st["recovery"]),
         "nodes:",
     ]
     for n in st["nodes"]:
@@ -207,6 +207,25 @@ async def _status(client: Client, args: argparse.Namespace) -> dict[str, Any]:
             lines.append(f"  {n['id'] or '?':>3} {n['address']:<21} unreachable ({n['error']})")
     st["_text"] = "\n".join(lines)
     return st
+
+
+def _recovery_line(rec: dict[str, Any]) -> str:
+    line = f"recovery: {rec['state']}"
+    if rec.get("epoch"):
+        line += f" (epoch {rec['epoch']}, attempt {rec.get('attempt')}"
+        if rec["state"] != "running" and rec.get("phase"):
+            line += f", phase {rec['phase']}"
+        line += ")"
+    if rec.get("last_duration_ms") is not None:
+        line += f"; last recovery {rec['last_duration_ms']} ms"
+    if rec.get("reason") and rec["state"] != "running":
+        line += f"; {rec['reason']}"
+    timeline = rec.get("timeline") or []
+    if timeline:
+        last = timeline[-1]
+        phases = ", ".join(f"{p['phase']} {p['duration_ms']}" for p in last.get("phases", []))
+        line += f"\n  last attempt (epoch {last['epoch']}, {last['outcome']}): {phases}"
+    return line
 
 
 async def _services(client: Client, args: argparse.Namespace) -> dict[str, Any]:
