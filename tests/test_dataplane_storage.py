@@ -193,3 +193,38 @@ def test_key_ranges_merge() -> None:
     assert _merge([KeyRange(b"c", b"d"), KeyRange(b"a", b"c"), KeyRange(b"x", b"x")]) == [
         KeyRange(b"a", b"d")
     ]
+
+
+async def test_a_replica_outside_every_team_stands_still_and_keeps_its_data_honest(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path)
+    await w.push(0, 10, [set_(b"a", b"1")], 0)
+    w.storage.set_layout(layout([w.log.ref]))
+    assert await w.get(b"a", 10) == Value(b"1", 10)
+    # A layout whose team no longer lists this replica (its node was down).
+    other = ref("other", "storage")
+    out = Layout(
+        2, 10, ref("seq", "sequencer"), [], [], [w.log.ref], [StorageTeam(b"", b"\xff", [other])]
+    )
+    w.storage.set_layout(out)
+    await w.push(10, 20, [set_(b"a", b"2")], 10)
+    await w.push(20, 30, [set_(b"b", b"3")], 20)
+    state = await w.storage.handle(StorageStatus("ss"))
+    assert isinstance(state, StorageState)
+    # It must not claim versions whose mutations it did not keep.
+    assert state.applied == 10, state
+    # Taken back into the team, it catches up from the log with the real data.
+    back = Layout(
+        3,
+        30,
+        ref("seq", "sequencer"),
+        [],
+        [],
+        [w.log.ref],
+        [StorageTeam(b"", b"\xff", [SS, other])],
+    )
+    w.storage.set_layout(back)
+    assert await w.get(b"a", 30) == Value(b"2", 30)
+    assert await w.get(b"b", 30) == Value(b"3", 30)
+    await w.dialer.stop_all()

@@ -186,6 +186,13 @@ class StorageWorker:
         )
         if self._puller is not None:
             self._puller.cancel()  # safe: batches are applied between awaits, never halfway
+            self._puller = None
+        if not self._ranges:
+            # Not in any team of this layout: stand still. Pulling would advance
+            # `applied` past versions whose mutations it keeps none of, and a
+            # later layout that takes this replica back (a spare) would then
+            # serve reads at versions whose data it never stored.
+            return
         loop = asyncio.get_running_loop()
         self._puller = loop.create_task(
             self._pull_loop(list(layout.logs)), name=f"pull-{self.ref.id}"
