@@ -11,7 +11,6 @@ applied exactly once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..coordinator import NodeRecord, ServiceRecord, api
 from ..dataplane.types import Layout, decode_layout
 from ..gateway import api as gateway_api
 from ..gateway.api import GetLayout
-from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcClient
+from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcPool
 from .cluster_file import ClusterFile, resolve_cluster
 
 
@@ -82,7 +81,6 @@ class Client:
     ) -> None:
         self.cluster = cluster
         self.addresses = list(cluster.coordinators)
-        self.cluster_id: str | None = cluster.cluster or None
         self.request_timeout = request_timeout
         # One try at one coordinator; a leader that is stopped or cut off (no
         # reset) is only noticed this way. Retrying is safe: writes carry a session.
@@ -98,7 +96,7 @@ class Client:
         # one write at a time: concurrent writes each take a session of their own
         # from this pool (session id -> last seq used).
         self._free_sessions: list[tuple[int, int]] = []
-        self._conns: dict[str, RpcClient] = {}
+        self._pool = RpcPool(cluster.cluster or None, connect_timeout=2.0)
         self._leader: str | None = None
         self._lock = asyncio.Lock()
 
@@ -262,10 +260,7 @@ class Client:
         }
 
     async def close(self) -> None:
-        conns, self._conns = self._conns, {}
-        for conn in conns.values():
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await self._pool.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -463,28 +458,16 @@ class Client:
         raw: msgspec.Raw,
         timeout: float,  # noqa: ASYNC109
     ) -> api.ApiResponse:
-        async with asyncio.timeout(timeout):
-            conn = await self._connection(address)
-            try:
-                reply = await conn.call(raw, timeout)
-            except ConnectionLost:
-                self._conns.pop(address, None)
-                raise
-        return api.decode_response(bytes(reply))
-
-    async def _connection(self, address: str) -> RpcClient:
-        conn = self._conns.get(address)
-        if conn is not None and not conn.closed:
-            return conn
         try:
-            conn = await RpcClient.connect(address, self.cluster_id, timeout=2.0)
+            reply = await self._pool.call(address, raw, timeout)
         except HandshakeRefused as exc:
             raise RequestRejected(f"{address} refused the connection: {exc.reason}") from None
-        if self.cluster_id is None:
-            # The first coordinator reached names the cluster; hold the others to it.
-            self.cluster_id = conn.remote_cluster_id
-        self._conns[address] = conn
-        return conn
+        return api.decode_response(bytes(reply))
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id: given, or learned from the first coordinator reached."""
+        return self._pool.cluster_id
 
 
 def _recovery(reported: dict[str, Any] | None) -> dict[str, Any]:

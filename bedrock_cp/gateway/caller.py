@@ -6,14 +6,12 @@ own); :class:`TcpCaller` is the real one, over :class:`~bedrock_cp.transport.Rpc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Protocol
 
 import msgspec
 
 from ..coordinator import api
-from ..transport import ConnectionLost, RpcClient
+from ..transport import RpcPool
 
 
 class CoordinatorCaller(Protocol):
@@ -29,40 +27,15 @@ class CoordinatorCaller(Protocol):
 
 
 class TcpCaller:
-    """A connection per coordinator address, opened on first use and after a loss."""
+    """Coordinator calls over a pool of TCP connections (one per address)."""
 
     def __init__(self, cluster_id: str, *, connect_timeout: float = 1.0) -> None:
         self.cluster_id = cluster_id
-        self.connect_timeout = connect_timeout
-        self._conns: dict[str, RpcClient] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._pool = RpcPool(cluster_id, connect_timeout=connect_timeout)
 
     async def call(self, address: str, body: api.ApiRequest, timeout: float) -> api.ApiResponse:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout):
-            conn = await self._connection(address)
-            try:
-                raw = await conn.call(msgspec.Raw(api.encode(body)), timeout)
-            except ConnectionLost:
-                self._conns.pop(address, None)
-                raise
+        raw = await self._pool.call(address, msgspec.Raw(api.encode(body)), timeout)
         return api.decode_response(bytes(raw))
 
-    async def _connection(self, address: str) -> RpcClient:
-        conn = self._conns.get(address)
-        if conn is not None and not conn.closed:
-            return conn
-        lock = self._locks.setdefault(address, asyncio.Lock())
-        async with lock:  # one connect per address, however many callers wait
-            conn = self._conns.get(address)
-            if conn is None or conn.closed:
-                conn = await RpcClient.connect(
-                    address, self.cluster_id, timeout=self.connect_timeout
-                )
-                self._conns[address] = conn
-            return conn
-
     async def close(self) -> None:
-        conns, self._conns = self._conns, {}
-        for conn in conns.values():
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await self._pool.close()

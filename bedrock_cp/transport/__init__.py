@@ -16,6 +16,7 @@ from .address import split_address
 from .backoff import Backoff
 from .errors import ConnectionLost, HandshakeRefused, RemoteError
 from .handshake import ConnInfo
+from .pool import RpcPool
 from .rpc_client import RpcClient
 from .transport import Transport
 
@@ -26,6 +27,7 @@ __all__ = [
     "HandshakeRefused",
     "RemoteError",
     "RpcClient",
+    "RpcPool",
     "Transport",
     "split_address",
 ]
