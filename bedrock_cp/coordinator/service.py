@@ -46,13 +46,9 @@ from ..wire import Request
 from . import api
 from .commands import (
     BeginEpoch,
-    DeregisterServices,
     Proposal,
-    RegisterNode,
-    RegisterServices,
     SetCoordinator,
     StoreLayout,
-    decode_proposal,
     encode_proposal,
 )
 from .results import Applied, ApplyResult
@@ -187,6 +183,7 @@ class Coordinator:
                 self._spawn(self._on_ready(entry.term))
         else:
             layout_before = self.state.layout
+            directory_before = self.state.directory_changes
             result = self.state.apply(index, entry.data)
             if self.state.layout is not layout_before:
                 self._wake_layout_waiters()
@@ -202,10 +199,8 @@ class Coordinator:
                         )
             if isinstance(result, Applied) and self.state.coordinators != self._known_coordinators:
                 self._update_peers()
-            if isinstance(result, Applied) and self.epoch_listener is not None:
-                command = decode_proposal(entry.data).command
-                if isinstance(command, RegisterNode | RegisterServices | DeregisterServices):
-                    self.epoch_listener.directory_changed()
+            if self.state.directory_changes != directory_before and self.epoch_listener:
+                self.epoch_listener.directory_changed()
         self._release_applied(index)
 
     def restore(self, snapshot: native.Snapshot) -> None:

@@ -100,6 +100,7 @@ class CoordinatorState:
         "_nodes",
         "_sessions",
         "applied_index",
+        "directory_changes",
     )
 
     def __init__(
@@ -107,6 +108,9 @@ class CoordinatorState:
     ) -> None:
         """An empty state. Every replica must be built with the same arguments."""
         self.applied_index = 0
+        #: Directory writes applied by this replica since it started (a local
+        #: counter, not replicated state: not in snapshots, not in digests).
+        self.directory_changes = 0
         self._config = config if config is not None else ClusterConfig()
         self._coordinators: dict[int, str] = {}
         self._directory: dict[str, ServiceRecord] = {}
@@ -176,6 +180,8 @@ class CoordinatorState:
         # A handler returns the reason (str) to reject, or the value it applied with.
         if isinstance(outcome, str):
             return Rejected(index, outcome)
+        if isinstance(command, RegisterNode | RegisterServices | DeregisterServices):
+            self.directory_changes += 1
         return Applied(index, outcome)
 
     # -------------------------------------------------------------- commands
