@@ -51,6 +51,9 @@ class FramedProtocol(asyncio.Protocol):
         self.close_reason = ""
         #: True if the remote broke the connection, False if we closed it.
         self.closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Frames written during one loop iteration leave in one send (see write).
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
 
     # -- subclass interface ---------------------------------------------------
 
@@ -137,10 +140,25 @@ class FramedProtocol(asyncio.Protocol):
     # -- writing and closing --------------------------------------------------
 
     def write(self, frame: Frame) -> None:
-        """Encode and send ``frame`` (dropped silently once closing)."""
+        """Encode and queue ``frame``; it is sent at the end of this loop iteration
+        together with every other frame queued meanwhile (one syscall for many
+        responses: a Ready that commits 64 writes answers them in one send).
+        Dropped silently once closing."""
+        if self.transport is None or self.closing:
+            return
+        self._out.append(encode(frame))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send every queued frame now."""
+        self._flush_scheduled = False
+        out, self._out = self._out, []
         transport = self.transport
-        if transport is not None and not self.closing:
-            transport.write(encode(frame))
+        if not out or transport is None or transport.is_closing():
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def fail(self, code: str, detail: str, *, refuse: bool = False, who: str | None = None) -> None:
         """Close this connection for ``detail``: log it, count ``closed.<code>``.
@@ -154,6 +172,7 @@ class FramedProtocol(asyncio.Protocol):
         log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
         if refuse:
             self.write(Refused(detail))
+        self.flush()  # what was queued (the refusal) goes out before the close
         self.closing = True
         if self.transport is not None:
             self.transport.close()
@@ -162,6 +181,7 @@ class FramedProtocol(asyncio.Protocol):
         """Close deliberately and quietly (shutdown, membership change)."""
         if self.closing:
             return
+        self.flush()  # a graceful close still delivers what was written
         self.closing = True
         self.close_reason = reason
         if self.transport is not None:
