@@ -35,7 +35,8 @@ cdef class TickClock:
         A wake-up up to ``EARLY`` seconds before the deadline counts as on time:
         event loops round timers to whole milliseconds, and treating such a
         wake-up as "not yet" would make the caller re-arm the same timer and
-        spin until the deadline passes (measured: ~9 % of a core per idle node).
+        spin until the deadline passes (seen by hand: ~9 % of a core per idle node
+        before this rule; benches/test_idle_bench.py measures idle nodes now).
         """
         cdef double behind
         cdef long long n

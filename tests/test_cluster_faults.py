@@ -115,7 +115,13 @@ async def test_add_two_coordinators_under_load_then_remove_the_leader() -> None:
             await client.remove_coordinator(leader)
             new_leader, _ = await leader_of(client)
             assert new_leader != leader
-            await asyncio.sleep(0.2)  # let the load run across the change
+            # The load keeps committing across the change: 20 more writes.
+            target = len(acked) + 20
+
+            async def load_went_on() -> bool:
+                return len(acked) >= target
+
+            await eventually(load_went_on, what="20 more writes after the removal")
         finally:
             stop.set()
             await loader

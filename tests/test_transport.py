@@ -559,15 +559,17 @@ def test_client_deadline_raises_timeout_error(run: Run) -> None:
 
 def test_connection_loss_fails_every_pending_call(run: Run) -> None:
     async def main() -> None:
+        arrived = []
+
         async def never(request: Request, info: ConnInfo) -> msgspec.Raw:
+            arrived.append(request.id)
             await asyncio.sleep(10)
             raise AssertionError("unreachable")
 
         n = await serving_node(on_request=never)
         client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
         calls = [asyncio.ensure_future(client.call(encode_body(i), 5.0)) for i in range(3)]
-        await until(lambda: len(client._proto.pending) == 3)
-        await asyncio.sleep(0.02)  # let the requests reach the server
+        await until(lambda: len(arrived) == 3)  # every request reached the server
         n.t.abort()
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert all(isinstance(r, ConnectionLost) for r in results), results

@@ -14,6 +14,7 @@ when we closed it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -33,7 +34,7 @@ HANDSHAKE_MAX_BYTES: Final = 64 * 1024
 _LINGER_RST: Final = struct.pack("ii", 1, 0)
 
 
-class FramedProtocol(asyncio.Protocol):
+class FramedProtocol(asyncio.Protocol, abc.ABC):
     """Framing, strict decoding, close-with-reason; subclasses handle frames."""
 
     def __init__(self, *, max_frame: int, stats: Counter[str]) -> None:
@@ -61,9 +62,9 @@ class FramedProtocol(asyncio.Protocol):
         """Who is at the other end, for log lines (e.g. ``"peer 2 127.0.0.1:5432"``)."""
         return f"connection {self.peername}"
 
+    @abc.abstractmethod
     def frame_received(self, frame: Frame) -> None:
-        """Handle one decoded frame."""
-        raise NotImplementedError
+        """Handle one decoded frame (every kind of connection says how)."""
 
     def on_closed(self, remote_broke: bool) -> None:
         """Called once, from ``connection_lost``."""

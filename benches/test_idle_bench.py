@@ -1,0 +1,67 @@
+"""An idle 3-node cluster: CPU and memory of each node process.
+
+DESIGN §10: an idle node uses <= 1 % of one core and <= 50 MB RSS. The bench
+starts 3 node processes (default timers: 10 ms ticks, 50 ms heartbeats), lets
+them settle, then reads each process's CPU time from /proc over a 3 s window.
+The timed quantity is the window itself; the figures are in ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bedrock_cp.cluster import LocalCluster
+from tests.clusters import recovered
+
+WINDOW = 3.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
+    cluster = LocalCluster(3)
+    cluster.start()
+    try:
+
+        async def settle() -> None:
+            await cluster.wait_ready()
+            client = await cluster.client()
+            try:
+                await recovered(client)  # the Director has built the data plane too
+            finally:
+                await client.close()
+
+        uvloop.run(settle())
+        pids = [p.pid for p in cluster.procs.values()]
+        result: dict[str, Any] = {}
+
+        def window() -> None:
+            before = {pid: _cpu_seconds(pid) for pid in pids}
+            start = time.monotonic()
+            time.sleep(WINDOW)  # the measurement window: the nodes are left alone
+            elapsed = time.monotonic() - start
+            cpu = [(_cpu_seconds(pid) - before[pid]) / elapsed * 100 for pid in pids]
+            result["cpu_percent_per_node"] = [round(c, 2) for c in cpu]
+            result["rss_mb_per_node"] = [round(_rss_mb(pid), 1) for pid in pids]
+
+        benchmark.pedantic(window, rounds=1, iterations=1)
+        benchmark.extra_info.update(result)
+        assert len(result["cpu_percent_per_node"]) == 3
+    finally:
+        cluster.stop()
+        cluster.cleanup()
