@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CARGO ?= cargo
+# Every pip install (build-isolation environments included) takes the exact
+# versions pinned in constraints.txt; `make lock` refreshes them.
+export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test bench wheels setup native python lint rust-test pytest clean
+.PHONY: demo test bench wheels setup native python lint rust-test pytest clean lock
 
 ## demo: set up, then run the main job
 demo: setup
@@ -15,18 +18,22 @@ demo: setup
 ## test: set up, lint (rustfmt, clippy, ruff, mypy), cargo test, pytest
 test: setup lint rust-test pytest
 
-$(BIN)/.deps: requirements-dev.txt
+$(BIN)/.deps: requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+## lock: re-resolve requirements-dev.txt to the newest versions and pin them in constraints.txt
+lock:
+	ci/lock
 
 setup: python
 
 # The native wheel, always in release mode: debug builds are never what tests or benches load.
 native: $(BIN)/.deps
 	rm -rf native/target/wheels
-	cd native && ../$(BIN)/maturin build --release --quiet --out target/wheels --interpreter ../$(BIN)/python
+	cd native && ../$(BIN)/maturin build --release --locked --quiet --out target/wheels --interpreter ../$(BIN)/python
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps native/target/wheels/*.whl
 
 # The Python package, editable, with its Cython extensions built in place.
@@ -35,7 +42,7 @@ python: native
 
 lint: $(BIN)/.deps
 	cd native && $(CARGO) fmt --all --check
-	cd native && $(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	cd native && $(CARGO) clippy --locked --workspace --all-targets --quiet -- -D warnings
 	$(BIN)/ruff check bedrock_cp tests benches native/python
 	$(BIN)/ruff format --check bedrock_cp tests benches native/python
 	$(BIN)/mypy
@@ -43,7 +50,7 @@ lint: $(BIN)/.deps
 
 # The binding crate is a cdylib for Python; it is exercised by pytest, not cargo test.
 rust-test:
-	cd native && $(CARGO) test --workspace --exclude bedrock-cp-native
+	cd native && $(CARGO) test --locked --workspace --exclude bedrock-cp-native
 
 pytest:
 	$(BIN)/pytest

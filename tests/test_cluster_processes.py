@@ -128,7 +128,7 @@ async def test_restart_of_all_nodes_preserves_directory_epoch_and_term() -> None
             for i in range(15):
                 await client.register(f"keep-{i}", kind="log", address="127.0.0.1:1")
             before = await client.status()
-            before_ids = {s.id for s in await client.services()}
+            before_keep = {s.id: s for s in await client.services() if s.id.startswith("keep-")}
         finally:
             await client.close()
 
@@ -138,7 +138,8 @@ async def test_restart_of_all_nodes_preserves_directory_epoch_and_term() -> None
         await cluster.wait_ready()
         client = await cluster.client()
         try:
-            assert {s.id for s in await client.services()} == before_ids
+            after_keep = {s.id: s for s in await client.services() if s.id.startswith("keep-")}
+            assert after_keep == before_keep
 
             async def newer_epoch() -> dict[str, object] | None:
                 st = await client.status()
@@ -147,7 +148,8 @@ async def test_restart_of_all_nodes_preserves_directory_epoch_and_term() -> None
             # The new leader commits BeginEpoch right after it becomes ready.
             after = await eventually(newer_epoch, what="a newer epoch")
             assert after["term"] >= before["term"]
-            assert after["services"] == before["services"] == 15
+            # (The data plane's own services come and go with epochs: what must
+            # hold for them is tested in test_retirement_processes.)
         finally:
             await client.close()
 

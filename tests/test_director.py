@@ -7,10 +7,13 @@ import asyncio
 from pathlib import Path
 
 from bedrock_cp.dataplane import api as dp
+from bedrock_cp.dataplane.api import WorkerInfo
+from bedrock_cp.dataplane.types import Layout, ResolverAssignment, StorageTeam, WorkerRef
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import PHASE_NAMES
 from bedrock_cp.director.phases.monitor import components
+from bedrock_cp.director.retire import to_retire
 
 from .director_harness import TestCluster, TestContext, closes_clusters
 
@@ -217,3 +220,54 @@ def test_the_status_keeps_the_last_ten_recoveries() -> None:
     out = status.to_dict()
     assert [r["epoch"] for r in out["timeline"]] == list(range(3, 13))
     assert out["state"] == "recovering" and out["epoch"] == 12
+
+
+def test_retirement_picks_older_epochs_leftovers_and_nothing_the_live_layouts_need() -> None:
+
+    def ref(kind: str, i: str) -> WorkerRef:
+        return WorkerRef(f"{kind}-{i}", kind, "1", "127.0.0.1:1")
+
+    def layout(epoch: int, i: str, logs: list[str], storage: list[str]) -> Layout:
+        return Layout(
+            epoch,
+            0,
+            ref("sequencer", i),
+            [ref("commit_proxy", i)],
+            [ResolverAssignment(b"", b"\xff", ref("resolver", i))],
+            [ref("log", n) for n in logs],
+            [StorageTeam(b"", b"\xff", [ref("storage", n) for n in storage])],
+        )
+
+    old = layout(3, "e3", ["e3"], ["s1"])
+    live = layout(4, "e4", ["e4"], ["s1"])
+    workers = [
+        WorkerInfo(r, "running", "", epoch)
+        for r, epoch in [
+            (ref("sequencer", "e3"), 3),  # the old epoch's roles: retired
+            (ref("commit_proxy", "e3"), 3),
+            (ref("resolver", "e4"), 4),  # the live ones: kept
+            (ref("sequencer", "e4"), 4),
+            (ref("log", "e3"), 3),  # the generation recovered from: kept (for now)
+            (ref("log", "e2"), 2),  # older: its history was copied: retired
+            (ref("log", "orphan"), 3),  # a killed attempt's: retired
+            (ref("storage", "s1"), 1),  # in the team
+            (ref("storage", "spare"), 2),  # maybe a spare: kept
+            (ref("sequencer", "e5"), 5),  # a newer epoch's: never touched
+            (ref("log", "e5"), 5),
+        ]
+    ]
+    assert {r.id for r in to_retire(workers, 4, live, old)} == {
+        "sequencer-e3",
+        "commit_proxy-e3",
+        "log-e2",
+        "log-orphan",
+    }
+    # A new cluster stored no layout before: nothing outside the live one was ever used.
+    assert {r.id for r in to_retire(workers, 4, live, None)} == {
+        "sequencer-e3",
+        "commit_proxy-e3",
+        "log-e2",
+        "log-orphan",
+        "log-e3",
+        "storage-spare",
+    }

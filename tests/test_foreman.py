@@ -245,3 +245,28 @@ async def test_a_node_refuses_a_capability_its_build_lacks(tmp_path: Path) -> No
     )
     with pytest.raises(ConfigError, match="'tape' are not worker kinds of this build"):
         await Node.start(config)
+
+
+async def test_an_older_epoch_can_never_remove_or_stop_a_newer_epochs_workers(
+    tmp_path: Path,
+) -> None:
+    fm = make(tmp_path)
+    assert await fm.handle(dp.CreateWorker("echo", "w5", epoch=5)) == dp.WorkerCreated(
+        WorkerRef("w5", "echo", "n1", "127.0.0.1:7001")
+    )
+    await fm.handle(dp.StartRole("sequencer", "s5", 5, 0, b""))
+    refused = await fm.handle(dp.RemoveWorker("w5", epoch=4))
+    assert isinstance(refused, dp.Failed) and refused.code == "newer_epoch"
+    refused = await fm.handle(dp.StopRole("s5", epoch=4))
+    assert isinstance(refused, dp.Failed) and refused.code == "newer_epoch"
+    assert {(w.ref.id, w.epoch, w.state) for w in fm.list()} == {
+        ("w5", 5, "running"),
+        ("s5", 5, "running"),
+    }
+    # The epoch is in the manifest: a restarted node still knows it.
+    again = make(tmp_path)
+    await again.boot()
+    assert [(w.ref.id, w.epoch) for w in again.list()] == [("w5", 5)]
+    # Its own epoch and newer ones may.
+    assert await again.handle(dp.RemoveWorker("w5", epoch=5)) == dp.Done()
+    assert await fm.handle(dp.StopRole("s5", epoch=6)) == dp.Done()

@@ -22,6 +22,7 @@ from bedrock_cp.wire import (
     TransportError,
     Welcome,
     WireError,
+    WireProblem,
     decode,
     decode_body,
     encode,
@@ -84,30 +85,41 @@ def test_reused_buffer_does_not_leak_between_frames() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "needle"),
+    ("body", "problem", "path"),
     [
-        (b"\x92\xa3foo\x01", "Invalid value 'foo'"),  # unknown tag
-        (b"\x92\xa4raft\x91\x01", "Expected `bytes`, got `int`"),  # wrong field type
-        (b"\x94\xa3req\x05d", "truncated"),
-        (b"\x92\xa7refused\xa1x\xc0", "trailing characters"),
-        (b"\xc1", "malformed"),
-        (b"", "truncated"),
-        (msgspec.msgpack.encode(["hello", 1, "c", 1, "martian"]), "Invalid enum value 'martian'"),
-        (b"\x92\xa7refused\xa2\x80\x80", "utf-8"),  # invalid UTF-8 in a str
-        (b"\x94\xa3req\x01\x01" + b"\x91" * 200_000 + b"\xc0", "recursion"),  # nesting bomb
+        (b"\x92\xa3foo\x01", WireProblem.INVALID, "$[0]"),  # unknown tag
+        (b"\x92\xa4raft\x91\x01", WireProblem.INVALID, "$[1][0]"),  # wrong field type
+        (b"\x94\xa3req\x05d", WireProblem.TRUNCATED, None),
+        (b"\x92\xa7refused\xa1x\xc0", WireProblem.TRAILING_BYTES, None),
+        (b"\xc1", WireProblem.MALFORMED, None),  # an opcode MessagePack never uses
+        (b"", WireProblem.TRUNCATED, None),
+        # A Welcome whose auth field is outside its enum: the path names the field.
+        (msgspec.msgpack.encode(["hello", 1, "c", 1, "martian"]), WireProblem.INVALID, "$[4]"),
+        (b"\x92\xa7refused\xa2\x80\x80", WireProblem.BAD_UTF8, None),  # invalid UTF-8 in a str
+        (b"\x94\xa3req\x01\x01" + b"\x91" * 200_000 + b"\xc0", WireProblem.TOO_DEEP, None),
     ],
 )
-def test_decode_of_junk_raises_wire_error_naming_the_problem(body: bytes, needle: str) -> None:
-    with pytest.raises(WireError, match="undecodable frame") as err:
+def test_decode_of_junk_raises_wire_error_naming_the_problem(
+    body: bytes, problem: WireProblem, path: str | None
+) -> None:
+    with pytest.raises(WireError) as err:
         decode(body)
-    assert needle in str(err.value)
+    assert err.value.part == "frame"
+    assert err.value.problem is problem
+    assert err.value.path == path
+    # One line for a log, naming what was wrong.
+    assert str(err.value).startswith(f"undecodable frame ({problem}): ")
+    assert "\n" not in str(err.value)
 
 
 def test_encode_refuses_a_frame_over_the_cap() -> None:
     enc = FrameEncoder(max_frame=100)
     assert len(enc.encode(RaftBatch([b"x" * 50]))) < 100
-    with pytest.raises(WireError, match=r"RaftBatch frame of \d+ bytes exceeds the 100 byte limit"):
+    with pytest.raises(
+        WireError, match=r"RaftBatch frame of \d+ bytes exceeds the 100 byte limit"
+    ) as err:
         enc.encode(RaftBatch([b"x" * 200]))
+    assert err.value.problem is WireProblem.OVERSIZE
     assert MAX_FRAME == 16 * 1024 * 1024
 
 
@@ -125,8 +137,13 @@ def test_bodies_round_trip_through_a_union_of_the_layer_above() -> None:
     req = decode(encode(Request(1, 10, raw))[4:])
     assert isinstance(req, Request)
     assert decode_body(req.body, _Put | _Get) == _Put(b"k", b"v")
-    with pytest.raises(WireError, match="undecodable body"):
+    with pytest.raises(WireError) as err:
         decode_body(encode_body(["nope"]), _Put | _Get)
+    assert (err.value.part, err.value.problem, err.value.path) == (
+        "body",
+        WireProblem.INVALID,
+        "$[0]",
+    )
 
 
 def test_transport_error_is_recognised_only_for_its_own_tag() -> None:

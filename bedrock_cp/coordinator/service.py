@@ -426,7 +426,11 @@ class Coordinator:
         return api.WriteOk(self.state.applied_index, None)
 
     async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.ApiResponse:
-        if body.id == self.node_id and self.role == "leader":
+        # Only the leader's view of the membership counts: a follower still
+        # catching up may see fewer voters (and refuse wrongly).
+        if self.role != "leader":
+            raise _Retry(self._not_leader())
+        if body.id == self.node_id:
             target = self._best_successor()
             if target is None:
                 return api.Rejected("cannot remove the only coordinator")

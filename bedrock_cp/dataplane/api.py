@@ -249,19 +249,31 @@ class StartRole(msgspec.Struct, tag="fm_start_role", **_S):
 
 
 class StopRole(msgspec.Struct, tag="fm_stop_role", **_S):
+    """Stop role ``worker``. ``epoch`` is the requesting Director's: a role of a
+    newer epoch is refused (an old Director can never stop its successor's roles)."""
+
     worker: str
+    epoch: int = 0
 
 
 # -- foreman ---------------------------------------------------------------------------------
 
 
 class CreateWorker(msgspec.Struct, tag="fm_create", **_S):
+    """Create a ``log`` or ``storage`` worker for the Director of ``epoch``
+    (recorded in its manifest)."""
+
     kind: str  # "log" | "storage"
     worker: str
+    epoch: int = 0
 
 
 class RemoveWorker(msgspec.Struct, tag="fm_remove", **_S):
+    """Stop ``worker`` and delete its data. ``epoch`` is the requesting
+    Director's: a worker created for a newer epoch is refused."""
+
     worker: str
+    epoch: int = 0
 
 
 class ListWorkers(msgspec.Struct, tag="fm_list", **_S):
@@ -269,9 +281,12 @@ class ListWorkers(msgspec.Struct, tag="fm_list", **_S):
 
 
 class WorkerInfo(msgspec.Struct, **_S):
+    """A worker or role a Foreman knows; ``epoch`` is the one it was created for."""
+
     ref: WorkerRef
     state: str  # "running" | "failed" | "stopped"
     reason: str = ""
+    epoch: int = 0
 
 
 class Workers(msgspec.Struct, tag="fm_workers", **_S):

@@ -38,9 +38,13 @@ class Fail(Exception):
 
 @dataclass(frozen=True)
 class Completed:
-    """The epoch's layout is stored: the cluster accepts commits."""
+    """The epoch's layout is stored: the cluster accepts commits.
+
+    ``recovered_from`` is the layout the epoch recovered from (None for a new cluster).
+    """
 
     layout: Layout
+    recovered_from: Layout | None = None
 
 
 @dataclass(frozen=True)

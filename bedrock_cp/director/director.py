@@ -10,7 +10,9 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   to ``backoff_cap``, with jitter), or at once when the owner calls
   :meth:`directory_changed`;
 - **failed** (superseded) — rollback and return :class:`~.attempt.Failed`;
-- **completed** — the layout is stored; the Director keeps checking every
+- **completed** — the layout is stored; the Director retires what older
+  epochs left running (:mod:`.retire`: their roles, orphan workers) and keeps
+  checking every
   transaction component (``Health`` every ``monitor_interval``) and returns
   ``Failed("component X died")`` at the first death: the owner then starts the
   Director of the next epoch (fail fast).
@@ -36,6 +38,7 @@ from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stal
 from .context import RecoveryContext
 from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
 from .phases.monitor import components, dead
+from .retire import retire
 from .rollback import rollback
 from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
 
@@ -74,6 +77,7 @@ class Director:
         self._changed = asyncio.Event()
         self._attempt: Attempt | None = None
         self._task: asyncio.Task[Outcome] | None = None
+        self._retiring: asyncio.Task[list[str]] | None = None
 
     # -- owner's controls ---------------------------------------------------------------
 
@@ -106,6 +110,8 @@ class Director:
         try:
             return await self._run()
         except asyncio.CancelledError:
+            if self._retiring is not None:
+                self._retiring.cancel()
             attempt, self._attempt = self._attempt, None
             if attempt is not None:
                 leftovers = await rollback(attempt, self.ctx)
@@ -130,7 +136,15 @@ class Director:
                 self.layout = outcome.layout
                 self.status.state, self.status.phase, self.status.reason = RUNNING, None, ""
                 log.info("director: epoch %d live after %d attempt(s)", self.ctx.epoch, number)
-                return await self._watch(outcome.layout)
+                # Beside the watch: a slow or dead node must not delay noticing a death.
+                self._retiring = asyncio.get_running_loop().create_task(
+                    retire(self.ctx, outcome.layout, outcome.recovered_from),
+                    name=f"retire-e{self.ctx.epoch}",
+                )
+                try:
+                    return await self._watch(outcome.layout)
+                finally:
+                    self._retiring.cancel()
             record.outcome = f"{'stalled' if isinstance(outcome, Stalled) else 'failed'}: "
             record.outcome += outcome.reason
             leftovers = await rollback(attempt, self.ctx)
@@ -183,7 +197,7 @@ class Director:
             if outcome is not None:
                 return outcome
         assert attempt.layout is not None
-        return Completed(attempt.layout)
+        return Completed(attempt.layout, attempt.old_layout)
 
     def _emit(self, attempt: Attempt, record: RecoveryRecord, event: PhaseEvent) -> None:
         attempt.events.append(event)

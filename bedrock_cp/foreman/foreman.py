@@ -12,6 +12,10 @@ so the node wires the real worker classes and tests wire their own.
 - **Roles** (sequencer, commit proxies, resolvers) live for one epoch: they are
   started from a :class:`~bedrock_cp.dataplane.api.StartRole` through the
   ``roles`` factories, kept in memory only, and listed beside the workers.
+- **Epoch fence**: every worker and role records the epoch it was created for;
+  a request to remove or stop one carries the requesting Director's epoch and
+  is refused for a newer epoch's worker, so a superseded Director can never
+  tear down what its successor built.
 - Removing a worker first renames its directory to a ``.removing-*`` tombstone
   (atomic), then deletes it: a crash halfway leaves no half-worker for the next
   boot, which sweeps tombstones.
@@ -81,6 +85,12 @@ class WorkerBusy(ForemanError):
     code = "unavailable"
 
 
+class NewerWorker(ForemanError):
+    """The worker belongs to a newer epoch than the requester's."""
+
+    code = "newer_epoch"
+
+
 class StartFailed(ForemanError):
     """The worker's factory raised; nothing of it is left behind."""
 
@@ -94,6 +104,8 @@ class _Entry:
     state: str  # starting | running | failed | stopping
     reason: str = ""
     worker: Worker | None = None
+    #: The epoch the worker was created for (0: unknown, e.g. an old manifest).
+    epoch: int = 0
 
 
 class Foreman:
@@ -132,7 +144,7 @@ class Foreman:
     def list(self) -> list[dp.WorkerInfo]:
         """Every worker and role this Foreman knows, by id."""
         return [
-            dp.WorkerInfo(e.ref, e.state, e.reason)
+            dp.WorkerInfo(e.ref, e.state, e.reason, e.epoch)
             for _, e in sorted(self._entries.items(), key=lambda kv: kv[0])
         ]
 
@@ -153,8 +165,9 @@ class Foreman:
 
     # -- persistent workers ------------------------------------------------------------
 
-    async def create(self, kind: str, worker_id: str) -> WorkerRef:
-        """Create worker ``worker_id`` of ``kind``: directory, manifest, then start it.
+    async def create(self, kind: str, worker_id: str, epoch: int = 0) -> WorkerRef:
+        """Create worker ``worker_id`` of ``kind`` for ``epoch``: directory, manifest,
+        then start it.
 
         Raises UnknownKind, WorkerExists, ForemanError (bad id) or StartFailed.
         """
@@ -170,11 +183,15 @@ class Foreman:
             raise WorkerExists(f"worker {worker_id!r} already exists on node {self.node}")
         directory = self.workers_dir / worker_id
         ref = WorkerRef(worker_id, kind, self.node, self.address)
-        entry = _Entry(ref, persistent=True, state="starting")
+        entry = _Entry(ref, persistent=True, state="starting", epoch=epoch)
         self._entries[worker_id] = entry
         loop = asyncio.get_running_loop()
         manifest = Manifest(
-            format=MANIFEST_FORMAT, id=worker_id, kind=kind, created_at_ms=self.wall_clock_ms()
+            format=MANIFEST_FORMAT,
+            id=worker_id,
+            kind=kind,
+            created_at_ms=self.wall_clock_ms(),
+            epoch=epoch,
         )
         try:
             await loop.run_in_executor(self.executor, self._make_directory, directory, manifest)
@@ -199,11 +216,19 @@ class Foreman:
         self._changed()
         return ref
 
-    async def remove(self, worker_id: str) -> None:
-        """Stop worker (or role) ``worker_id`` and delete its directory."""
+    async def remove(self, worker_id: str, epoch: int | None = None) -> None:
+        """Stop worker (or role) ``worker_id`` and delete its directory.
+
+        With ``epoch`` (the requesting Director's), a worker created for a newer
+        epoch is refused with :class:`NewerWorker`.
+        """
         entry = self._entries.get(worker_id)
         if entry is None:
             raise NoSuchWorker(f"no worker {worker_id!r} on node {self.node}")
+        if epoch is not None and entry.epoch > epoch:
+            raise NewerWorker(
+                f"worker {worker_id!r} belongs to epoch {entry.epoch}, newer than {epoch}"
+            )
         if entry.state in ("starting", "stopping"):
             raise WorkerBusy(f"worker {worker_id!r} is {entry.state}; retry")
         was_running = entry.state == "running"
@@ -250,7 +275,8 @@ class Foreman:
     async def _boot_one(self, worker_id: str, found: Manifest | ManifestError) -> None:
         kind = found.kind if isinstance(found, Manifest) else "unknown"
         ref = WorkerRef(worker_id, kind, self.node, self.address)
-        entry = _Entry(ref, persistent=True, state="starting")
+        epoch = found.epoch if isinstance(found, Manifest) else 0
+        entry = _Entry(ref, persistent=True, state="starting", epoch=epoch)
         self._entries[worker_id] = entry
         if isinstance(found, ManifestError):
             entry.state, entry.reason = "failed", str(found)
@@ -283,7 +309,7 @@ class Foreman:
         if body.worker in self._entries:
             raise WorkerExists(f"worker {body.worker!r} already exists on node {self.node}")
         ref = WorkerRef(body.worker, body.kind, self.node, self.address)
-        entry = _Entry(ref, persistent=False, state="starting")
+        entry = _Entry(ref, persistent=False, state="starting", epoch=body.epoch)
         self._entries[body.worker] = entry
         try:
             entry.worker = await factory(ref, body)
@@ -306,7 +332,7 @@ class Foreman:
             raise NoSuchWorker(f"no role {body.worker!r} on node {self.node}")
         if entry.persistent:
             raise ForemanError(f"{body.worker!r} is a {entry.ref.kind} worker, not a role")
-        await self.remove(body.worker)
+        await self.remove(body.worker, body.epoch or None)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -314,10 +340,10 @@ class Foreman:
         """Answer a Foreman request (``fm_*``); refusals become ``Failed``."""
         try:
             match body:
-                case dp.CreateWorker(kind=kind, worker=worker_id):
-                    return dp.WorkerCreated(await self.create(kind, worker_id))
-                case dp.RemoveWorker(worker=worker_id):
-                    await self.remove(worker_id)
+                case dp.CreateWorker(kind=kind, worker=worker_id, epoch=epoch):
+                    return dp.WorkerCreated(await self.create(kind, worker_id, epoch))
+                case dp.RemoveWorker(worker=worker_id, epoch=epoch):
+                    await self.remove(worker_id, epoch or None)
                     return dp.Done()
                 case dp.ListWorkers():
                     return dp.Workers(self.list())
@@ -399,6 +425,7 @@ class Foreman:
 __all__ = [
     "Foreman",
     "ForemanError",
+    "NewerWorker",
     "NoSuchWorker",
     "RoleFactory",
     "StartFailed",

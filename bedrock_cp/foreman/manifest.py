@@ -1,7 +1,8 @@
 """A worker's manifest: what a worker directory holds, written atomically.
 
 Every persistent worker lives in ``<data_dir>/workers/<worker_id>/`` with a
-``manifest.json`` naming its id, kind, creation time and the manifest format.
+``manifest.json`` naming its id, kind, creation time, the epoch it was created
+for and the manifest format.
 The Foreman writes it before the worker first starts (tmp file, fsync, rename,
 fsync of the directory), so after a crash a worker directory holds either a
 complete manifest or none; on boot it is read strictly and a bad one is reported
@@ -34,6 +35,8 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     id: str
     kind: str
     created_at_ms: int
+    #: The epoch whose Director created the worker (0: unknown).
+    epoch: int = 0
 
 
 def check_worker_id(worker_id: str) -> str | None:

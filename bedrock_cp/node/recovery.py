@@ -87,7 +87,7 @@ class NodeRecoveryContext:
     async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:
         target = WorkerRef("", "node", node.node, node.address)
         reply = await self._dialer.call(
-            target, dp.CreateWorker(kind, worker_id), self.parameters.call_timeout
+            target, dp.CreateWorker(kind, worker_id, self.epoch), self.parameters.call_timeout
         )
         if not isinstance(reply, dp.WorkerCreated):
             raise ConnectionError(f"node {node.node} did not create {kind} {worker_id}: {reply}")
@@ -95,7 +95,11 @@ class NodeRecoveryContext:
 
     async def remove_worker(self, ref: WorkerRef) -> None:
         target = WorkerRef("", "node", ref.node, ref.address)
-        await self._dialer.call(target, dp.RemoveWorker(ref.id), self.parameters.call_timeout)
+        reply = await self._dialer.call(
+            target, dp.RemoveWorker(ref.id, self.epoch), self.parameters.call_timeout
+        )
+        if isinstance(reply, dp.Failed) and reply.code != "no_such_worker":
+            raise ConnectionError(f"node {ref.node} did not remove {ref.id}: {reply.message}")
 
     async def start_role(
         self, kind: str, worker_id: str, version: int, layout: bytes, token: bytes
@@ -105,7 +109,14 @@ class NodeRecoveryContext:
         )
 
     async def stop_role(self, ref: WorkerRef) -> None:
-        await self._foreman.stop_role(dp.StopRole(ref.id))
+        body = dp.StopRole(ref.id, self.epoch)
+        if ref.node == self.node:
+            await self._foreman.stop_role(body)
+            return
+        target = WorkerRef("", "node", ref.node, ref.address)
+        reply = await self._dialer.call(target, body, self.parameters.call_timeout)
+        if isinstance(reply, dp.Failed) and reply.code != "no_such_worker":
+            raise ConnectionError(f"node {ref.node} did not stop {ref.id}: {reply.message}")
 
     async def store_layout(self, layout: bytes) -> None:
         result = await self._coordinator.store_layout(self.epoch, layout)

@@ -14,7 +14,9 @@ Not thread-safe: each event loop thread must use its own :class:`FrameEncoder`
 
 from __future__ import annotations
 
+import re
 import struct
+from enum import StrEnum
 from typing import Any, Final, TypeVar, overload
 
 import msgspec
@@ -33,8 +35,71 @@ _KEEP_BUFFER: Final = 1024 * 1024
 _pack_len = struct.Struct("<I").pack_into
 
 
+class WireProblem(StrEnum):
+    """What was wrong with bytes that did not decode (or a frame that did not encode)."""
+
+    OVERSIZE = "oversize"
+    """The frame is over the size cap."""
+    TRUNCATED = "truncated"
+    """The bytes end before the value does."""
+    TRAILING_BYTES = "trailing_bytes"
+    """A whole value was read and bytes are left over."""
+    MALFORMED = "malformed"
+    """Not MessagePack at all (an invalid opcode, say)."""
+    BAD_UTF8 = "bad_utf8"
+    """A string that is not valid UTF-8."""
+    TOO_DEEP = "too_deep"
+    """Nesting deeper than the decoder follows (a nesting bomb)."""
+    INVALID = "invalid"
+    """Well-formed MessagePack of the wrong shape: an unknown tag, a field of the
+    wrong type, a value outside its enum. :attr:`WireError.path` says where."""
+
+
+# msgspec names the offending location of a ValidationError as "... - at `$[1][0]`".
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
 class WireError(ValueError):
-    """A frame could not be encoded or decoded; the message says why."""
+    """A frame could not be encoded or decoded.
+
+    ``problem`` says what was wrong, ``part`` which part of the message (``"frame"``
+    or ``"body"``), and ``path`` where inside it for :attr:`WireProblem.INVALID`
+    (``$[0]`` is a frame's tag, ``$[1]`` its first field, ...). The message reads
+    as one line for logs.
+    """
+
+    def __init__(
+        self, message: str, *, problem: WireProblem, part: str, path: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.part = part
+        self.path = path
+
+    @classmethod
+    def undecodable(cls, part: str, exc: BaseException) -> WireError:
+        """Classify a decoder's exception once, here, into a :class:`WireProblem`."""
+        text = str(exc)
+        path = None
+        if isinstance(exc, RecursionError):
+            problem = WireProblem.TOO_DEEP
+        elif isinstance(exc, UnicodeDecodeError):
+            problem = WireProblem.BAD_UTF8
+        elif isinstance(exc, msgspec.ValidationError):
+            problem = WireProblem.INVALID
+            match = _PATH.search(text)
+            path = match.group(1) if match else None
+        else:
+            lowered = text.lower()
+            if "truncated" in lowered:
+                problem = WireProblem.TRUNCATED
+            elif "trailing" in lowered:
+                problem = WireProblem.TRAILING_BYTES
+            elif "utf-8" in lowered or "utf8" in lowered:
+                problem = WireProblem.BAD_UTF8
+            else:
+                problem = WireProblem.MALFORMED
+        return cls(f"undecodable {part} ({problem}): {text}", problem=problem, part=part, path=path)
 
 
 class FrameEncoder:
@@ -54,8 +119,11 @@ class FrameEncoder:
         n = len(buf) - HEADER_SIZE
         if n > self.max_frame:
             self._buf = bytearray(256)
+            name = type(frame).__name__
             raise WireError(
-                f"{type(frame).__name__} frame of {n} bytes exceeds the {self.max_frame} byte limit"
+                f"{name} frame of {n} bytes exceeds the {self.max_frame} byte limit",
+                problem=WireProblem.OVERSIZE,
+                part="frame",
             )
         _pack_len(buf, 0, n)
         out = bytes(buf)
@@ -89,7 +157,7 @@ def decode(body: bytes) -> Frame:
     # ValidationError is a DecodeError; bad UTF-8 in a str raises UnicodeDecodeError
     # (a ValueError); deep nesting inside a Raw body raises RecursionError.
     except (msgspec.DecodeError, ValueError, RecursionError) as e:
-        raise WireError(f"undecodable frame: {e}") from None
+        raise WireError.undecodable("frame", e) from None
 
 
 def encode_body(obj: Any) -> msgspec.Raw:
@@ -112,7 +180,7 @@ def decode_body(raw: msgspec.Raw | bytes, type: Any) -> Any:
     try:
         return dec.decode(raw)
     except (msgspec.DecodeError, ValueError, RecursionError) as e:
-        raise WireError(f"undecodable body: {e}") from None
+        raise WireError.undecodable("body", e) from None
 
 
 # TransportError encodes as a msgpack fixarray [tag, code, message]: a body starts
