@@ -93,7 +93,7 @@ def test_reused_buffer_does_not_leak_between_frames() -> None:
         (b"\x92\xa7refused\xa1x\xc0", WireProblem.TRAILING_BYTES, None),
         (b"\xc1", WireProblem.MALFORMED, None),  # an opcode MessagePack never uses
         (b"", WireProblem.TRUNCATED, None),
-        # A Welcome whose auth field is outside its enum: the path names the field.
+        # A Hello whose kind is none of its allowed values: the path names the field.
         (msgspec.msgpack.encode(["hello", 1, "c", 1, "martian"]), WireProblem.INVALID, "$[4]"),
         (b"\x92\xa7refused\xa2\x80\x80", WireProblem.BAD_UTF8, None),  # invalid UTF-8 in a str
         (b"\x94\xa3req\x01\x01" + b"\x91" * 200_000 + b"\xc0", WireProblem.TOO_DEEP, None),
