@@ -7,28 +7,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bedrock_cp.dataplane.api import (
-    Commit,
-    DataRequest,
-    DataResponse,
-    Done,
-    GetReadVersion,
-    ReadVersion,
-    UnlockProxy,
-)
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
-from bedrock_cp.dataplane.types import (
+from bedrock_cp.protocol import (
+    Commit,
+    Done,
+    GetReadVersion,
     KeyRange,
     Layout,
     Mutation,
     MutationKind,
+    ReadVersion,
+    Request,
     ResolverAssignment,
+    Response,
     StorageTeam,
+    UnlockProxy,
     WorkerRef,
 )
 
@@ -93,7 +91,7 @@ class Pipeline:
         for p in self.proxies:
             assert await self.call(UnlockProxy(p.ref.id, self.epoch, TOKEN)) == Done()
 
-    async def call(self, body: DataRequest, timeout: float = 10.0) -> DataResponse:  # noqa: ASYNC109
+    async def call(self, body: Request, timeout: float = 10.0) -> Response:  # noqa: ASYNC109
         worker = {w.ref.id: w.ref for w in self._all()}[body.worker]  # type: ignore[union-attr]
         return await self.dialer.call(worker, body, timeout)
 
@@ -112,7 +110,7 @@ class Pipeline:
         reads: list[KeyRange] | None = None,
         read_version: int | None = None,
         proxy: int = 0,
-    ) -> DataResponse:
+    ) -> Response:
         rv = await self.read_version() if read_version is None else read_version
         body = Commit(self.proxies[proxy].ref.id, rv, reads or [], [], mutations)
         return await self.call(body)

@@ -18,22 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bedrock_cp.dataplane import api as dp
+from bedrock_cp import protocol
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.dataplane.loopback import LoopbackDialer, StoppableWorker
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
-from bedrock_cp.dataplane.types import (
-    KeyRange,
-    Layout,
-    Mutation,
-    MutationKind,
-    WorkerRef,
-    decode_layout,
-)
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
+from bedrock_cp.protocol import KeyRange, Layout, Mutation, MutationKind, WorkerRef, decode_layout
 
 CLUSTER = "director-test"
 #: Every TestCluster not closed yet (see :func:`closes_clusters`).
@@ -72,14 +65,19 @@ class HarnessDialer(LoopbackDialer):
         super().__init__()
         self.cluster = cluster
 
-    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+    async def call(
+        self,
+        ref: WorkerRef,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
         if ref.node in self.cluster.down:
             raise ConnectionRefusedError(f"node {ref.node} is down")
-        if isinstance(body, dp.Health):
+        if isinstance(body, protocol.Health):
             worker = self.cluster.workers.get(body.worker)
             if worker is None or worker.stopped:
-                return dp.Failed("no_such_worker", body.worker)
-            return dp.Done()
+                return protocol.Failed("no_such_worker", body.worker)
+            return protocol.Done()
         return await super().call(ref, body, timeout)
 
 
@@ -129,18 +127,20 @@ class TestCluster:
 
     # -- using a layout's pipeline --------------------------------------------------------
 
-    async def call(self, ref: WorkerRef, body: dp.DataRequest) -> dp.DataResponse:
+    async def call(self, ref: WorkerRef, body: protocol.Request) -> protocol.Response:
         return await self.dialer.call(ref, body, 5.0)
 
     async def read_version(self, layout: Layout) -> int:
-        rv = await self.call(layout.sequencer, dp.GetReadVersion(layout.sequencer.id, layout.epoch))
-        assert isinstance(rv, dp.ReadVersion), rv
+        rv = await self.call(
+            layout.sequencer, protocol.GetReadVersion(layout.sequencer.id, layout.epoch)
+        )
+        assert isinstance(rv, protocol.ReadVersion), rv
         return rv.version
 
-    async def commit(self, layout: Layout, key: bytes, value: bytes) -> dp.DataResponse:
+    async def commit(self, layout: Layout, key: bytes, value: bytes) -> protocol.Response:
         proxy = layout.proxies[0]
         rv = await self.read_version(layout)
-        body = dp.Commit(
+        body = protocol.Commit(
             proxy.id, rv, [KeyRange.single(key)], [], [Mutation(MutationKind.SET, key, value)]
         )
         return await self.call(proxy, body)
@@ -151,9 +151,9 @@ class TestCluster:
         team = next(t for t in layout.storage if t.begin <= key < t.end)
         for _ in range(100):
             answer = await self.call(
-                team.replicas[0], dp.StorageGet(team.replicas[0].id, key, version)
+                team.replicas[0], protocol.StorageGet(team.replicas[0].id, key, version)
             )
-            if isinstance(answer, dp.Value):
+            if isinstance(answer, protocol.Value):
                 return answer.value
             await asyncio.sleep(0.02)
         raise AssertionError(f"storage never served {key!r} at {version}")
@@ -177,7 +177,12 @@ class TestContext:
     async def nodes(self) -> list[NodeInfo]:
         return list(self.cluster.nodes.values())
 
-    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+    async def call(
+        self,
+        ref: WorkerRef,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
         return await self.cluster.dialer.call(ref, body, timeout)
 
     async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:

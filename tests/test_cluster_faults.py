@@ -11,9 +11,9 @@ import struct
 import msgspec
 import pytest
 
+from bedrock_cp import protocol
 from bedrock_cp.client import ClusterUnavailable, RequestRejected
 from bedrock_cp.cluster import LocalCluster
-from bedrock_cp.coordinator import api
 from bedrock_cp.wire import PROTOCOL_VERSION, Hello, Request, Response, encode
 
 from .clusters import direct_client, eventually, leader_of, running
@@ -170,7 +170,7 @@ async def test_hostile_input_closes_only_that_connection() -> None:
             target = cluster.addresses[target_id]
             hello = encode(Hello(PROTOCOL_VERSION, "bedrock", 0, "client"))
             wrong_cluster = encode(Hello(PROTOCOL_VERSION, "other-cluster", 0, "client"))
-            unexpected = hello + encode(Response(1, msgspec.Raw(api.encode(api.Ping()))))
+            unexpected = hello + encode(Response(1, msgspec.Raw(protocol.encode(protocol.Ping()))))
             cases = {
                 "random bytes": os.urandom(4096),
                 "2**31 length prefix": struct.pack("<I", 2**31) + b"x" * 64,
@@ -206,8 +206,8 @@ async def test_a_request_with_a_bad_body_gets_a_rejection_not_a_crash() -> None:
         rpc = await RpcClient.connect(cluster.addresses[1], "bedrock")
         try:
             raw = await rpc.call(msgspec.Raw(msgspec.msgpack.encode(["nonsense", 1, 2])), 2.0)
-            reply = api.decode_response(bytes(raw))
-            assert isinstance(reply, api.Rejected)
+            reply = protocol.decode_response(bytes(raw))
+            assert isinstance(reply, protocol.Rejected)
             assert "bad request" in reply.reason
         finally:
             await rpc.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bedrock_cp import protocol
 from bedrock_cp.cluster import free_ports
-from bedrock_cp.coordinator import api
 from bedrock_cp.node import Node, NodeConfig
 
 
@@ -25,8 +25,8 @@ async def test_a_follower_refers_membership_changes_to_the_leader(tmp_path: Path
     )
     node = await Node.start(config)
     try:
-        for body in (api.RemoveCoordinator(1), api.RemoveCoordinator(4)):
+        for body in (protocol.RemoveCoordinator(1), protocol.RemoveCoordinator(4)):
             reply = await node.handle(body)
-            assert isinstance(reply, api.NotLeader), reply
+            assert isinstance(reply, protocol.NotLeader), reply
     finally:
         await node.stop()

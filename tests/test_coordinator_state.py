@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bedrock_cp import protocol
 from bedrock_cp.coordinator import (
     Applied,
     BeginEpoch,
@@ -24,15 +25,16 @@ from bedrock_cp.coordinator import (
     RegisterNode,
     RegisterServices,
     Rejected,
-    Service,
     SetCoordinator,
     SnapshotError,
     StoreLayout,
     UpdateConfig,
-    api,
     encode_proposal,
 )
 from bedrock_cp.coordinator.limits import MAX_NAME_LEN, MAX_SERVICES_PER_COMMAND
+from bedrock_cp.coordinator.writes import write_proposal, write_reply
+from bedrock_cp.protocol import Service
+from bedrock_cp.wire import WireError
 
 
 def enc(command: Command, client_id: int = 0, seq: int = 0) -> bytes:
@@ -70,7 +72,7 @@ def test_register_node_records_node_and_services() -> None:
     assert value == 2
     s = f.state
     assert [r.id for r in s.services()] == ["a", "b"]
-    assert s.service("a") == api.ServiceRecord("a", "log", "n1", "h:1", 7)
+    assert s.service("a") == protocol.ServiceRecord("a", "log", "n1", "h:1", 7)
     node = s.nodes["n1"]
     assert (node.address, node.capabilities, node.registered_index) == (
         "h:9",
@@ -87,7 +89,7 @@ def test_register_node_replaces_everything_that_node_registered() -> None:
     f.ok(RegisterNode("n1", "h:10", ["storage"], [svc("b", address="h:2")], 3))
     s = f.state
     assert [r.id for r in s.services()] == ["b", "z"]
-    assert s.service("b") == api.ServiceRecord("b", "log", "n1", "h:2", 3)
+    assert s.service("b") == protocol.ServiceRecord("b", "log", "n1", "h:2", 3)
     assert s.nodes["n1"].capabilities == ["storage"]
     assert s.nodes["n1"].registered_index == 4
     f.ok(RegisterNode("n1", "h:10", [], [], 4))
@@ -104,7 +106,7 @@ def test_service_takeover_only_by_register_node_of_the_new_owner() -> None:
     assert f.state.content_digest() == before
     # The same node may update its own service through RegisterServices.
     f.ok(RegisterServices([svc("a", address="h:5")], 3))
-    assert f.state.service("a") == api.ServiceRecord("a", "log", "n1", "h:5", 3)
+    assert f.state.service("a") == protocol.ServiceRecord("a", "log", "n1", "h:5", 3)
     # RegisterNode of n2 takes 'a' over; n1 keeps 'b'.
     f.ok(RegisterNode("n2", "h:2", [], [svc("a", node="n2")], 4))
     assert [r.id for r in f.state.services("n2")] == ["a"]
@@ -484,51 +486,51 @@ def test_replicas_agree_with_and_without_a_snapshot(
 
 
 def test_api_bodies_round_trip_and_decode_strictly() -> None:
-    requests: list[api.ApiRequest] = [
-        api.Ping(),
-        api.NodeStatus(),
-        api.ListServices(stale=True),
-        api.Register("a", "log", "h:1"),
-        api.Deregister("a", 1, 2),
-        api.RegisterNodeRequest("n1", "h:1", ["log"], [svc("a")], 1, 3),
-        api.AddCoordinator(4, "c:1", 1, 4),
-        api.RemoveCoordinator(4, 1, 5),
+    requests: list[protocol.Request] = [
+        protocol.Ping(),
+        protocol.NodeStatus(),
+        protocol.ListServices(stale=True),
+        protocol.Register("a", "log", "h:1"),
+        protocol.Deregister("a", 1, 2),
+        protocol.RegisterNodeRequest("n1", "h:1", ["log"], [svc("a")], 1, 3),
+        protocol.AddCoordinator(4, "c:1", 1, 4),
+        protocol.RemoveCoordinator(4, 1, 5),
     ]
     for request in requests:
-        assert api.decode_request(api.encode(request)) == request
-    responses: list[api.ApiResponse] = [
-        api.PingReply(1, 3, 2, 1, "c:1", "ready"),
-        api.NodeStatusReply(
+        assert protocol.decode_request(protocol.encode(request)) == request
+    responses: list[protocol.Response] = [
+        protocol.PingReply(1, 3, 2, 1, "c:1", "ready"),
+        protocol.NodeStatusReply(
             1, "c:1", "leader", 3, 9, 9, 1, 2, "ready", 42, 5, {"state": "running"}
         ),
-        api.ServicesReply(9, [api.ServiceRecord("a", "log", "n1", "h:1", 5)]),
-        api.WriteOk(9, None),
-        api.NotLeader(2, "c:2"),
-        api.Rejected("no"),
-        api.Unavailable("no quorum"),
+        protocol.ServicesReply(9, [protocol.ServiceRecord("a", "log", "n1", "h:1", 5)]),
+        protocol.WriteOk(9, None),
+        protocol.NotLeader(2, "c:2"),
+        protocol.Rejected("no"),
+        protocol.Unavailable("no quorum"),
     ]
     for response in responses:
-        assert api.decode_response(api.encode(response)) == response
-    with pytest.raises(msgspec.DecodeError):
-        api.decode_request(api.encode(api.WriteOk(1, 2)))
-    with pytest.raises(msgspec.DecodeError):
-        api.decode_request(b"\xc1")
+        assert protocol.decode_response(protocol.encode(response)) == response
+    with pytest.raises(WireError):
+        protocol.decode_request(protocol.encode(protocol.WriteOk(1, 2)))
+    with pytest.raises(WireError):
+        protocol.decode_request(b"\xc1")
 
 
 def test_write_requests_become_proposals_the_state_applies() -> None:
     f = Feeder()
-    p = api.write_proposal(api.Register("a", "log", "h:1", client_id=7, seq=1), 55, "me")
-    reply = api.write_reply(f.raw(encode_proposal(p)))
-    assert reply == api.WriteOk(1, 1)
-    assert f.state.service("a") == api.ServiceRecord("a", "log", "me", "h:1", 55)
-    p = api.write_proposal(api.AddCoordinator(2, "bad", client_id=7, seq=2), 56, "me")
-    reply = api.write_reply(f.raw(encode_proposal(p)))
-    assert isinstance(reply, api.Rejected) and "coordinator 2 address" in reply.reason
+    p = write_proposal(protocol.Register("a", "log", "h:1", client_id=7, seq=1), 55, "me")
+    reply = write_reply(f.raw(encode_proposal(p)))
+    assert reply == protocol.WriteOk(1, 1)
+    assert f.state.service("a") == protocol.ServiceRecord("a", "log", "me", "h:1", 55)
+    p = write_proposal(protocol.AddCoordinator(2, "bad", client_id=7, seq=2), 56, "me")
+    reply = write_reply(f.raw(encode_proposal(p)))
+    assert isinstance(reply, protocol.Rejected) and "coordinator 2 address" in reply.reason
     for request in (
-        api.RegisterNodeRequest("n1", "h:1", [], [svc("b")], 7, 3),
-        api.Deregister("a", 7, 4),
-        api.AddCoordinator(2, "c:2", 7, 5),
-        api.RemoveCoordinator(2, 7, 6),
+        protocol.RegisterNodeRequest("n1", "h:1", [], [svc("b")], 7, 3),
+        protocol.Deregister("a", 7, 4),
+        protocol.AddCoordinator(2, "c:2", 7, 5),
+        protocol.RemoveCoordinator(2, 7, 6),
     ):
-        assert isinstance(f.raw(encode_proposal(api.write_proposal(request, 57, "me"))), Applied)
+        assert isinstance(f.raw(encode_proposal(write_proposal(request, 57, "me"))), Applied)
     assert [r.id for r in f.state.services()] == ["b"] and not f.state.coordinators

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bedrock_cp.dataplane.api import (
+from bedrock_cp.protocol import (
+    CommitBatch,
     Committed,
-    DataRequest,
     GetCommitVersion,
     GetReadVersion,
     LogLock,
@@ -15,11 +15,11 @@ from bedrock_cp.dataplane.api import (
     LogRecover,
     NewerEpoch,
     ReportCommitted,
+    Request,
     Resolve,
     StorageLock,
     UnlockProxy,
 )
-from bedrock_cp.dataplane.types import CommitBatch
 
 from .dataplane_pipeline import TOKEN, Pipeline, set_
 
@@ -30,7 +30,7 @@ async def test_an_older_epoch_is_refused_by_every_request_of_every_worker(tmp_pa
     assert isinstance(await p.commit([set_(b"a", b"1")]), Committed)  # logs have seen 5
     await p.call(StorageLock("ss0", 5, False))
     old = 4
-    requests: list[DataRequest] = [
+    requests: list[Request] = [
         LogPush("log0", old, CommitBatch(10**9, 10**9 + 1, []), 0),
         LogLock("log0", old),
         LogRecover("log1", old, [], 1, 0),

@@ -6,7 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from bedrock_cp.dataplane.api import (
+from bedrock_cp.dataplane.log import LogWorker
+from bedrock_cp.dataplane.loopback import LoopbackDialer
+from bedrock_cp.protocol import (
+    CommitBatch,
     Failed,
     Locked,
     LogBatches,
@@ -19,9 +22,6 @@ from bedrock_cp.dataplane.api import (
     LogRecovered,
     NewerEpoch,
 )
-from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
-from bedrock_cp.dataplane.types import CommitBatch
 
 from .dataplane_pipeline import CLUSTER, ref, set_
 

@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bedrock_cp.dataplane.api import (
+from bedrock_cp.protocol import (
+    MAX_VALUE_SIZE,
     Commit,
     Committed,
-    DataResponse,
     Failed,
+    KeyRange,
     Locked,
+    Mutation,
+    MutationKind,
     NotCommitted,
+    Response,
     StorageGet,
     StorageState,
     StorageStatus,
     UnlockProxy,
     Value,
 )
-from bedrock_cp.dataplane.types import MAX_VALUE_SIZE, KeyRange, Mutation, MutationKind
 
 from .dataplane_pipeline import Pipeline, set_, until
 
 
-async def read(p: Pipeline, key: bytes, version: int) -> DataResponse:
+async def read(p: Pipeline, key: bytes, version: int) -> Response:
     return await p.call(StorageGet("ss0", key, version))
 
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from bedrock_cp.dataplane.api import Failed, Resolve, Resolved, ResolveTransaction
 from bedrock_cp.dataplane.resolver import Resolver
-from bedrock_cp.dataplane.types import MVCC_WINDOW_VERSIONS, KeyRange
+from bedrock_cp.protocol import (
+    MVCC_WINDOW_VERSIONS,
+    Failed,
+    KeyRange,
+    Resolve,
+    Resolved,
+    ResolveTransaction,
+)
 
 from .dataplane_pipeline import ref
 

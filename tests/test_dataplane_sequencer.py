@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bedrock_cp.dataplane.api import (
+from bedrock_cp.dataplane.sequencer import Sequencer
+from bedrock_cp.protocol import (
     CommitVersion,
     Failed,
     GetCommitVersion,
@@ -11,7 +12,6 @@ from bedrock_cp.dataplane.api import (
     ReadVersion,
     ReportCommitted,
 )
-from bedrock_cp.dataplane.sequencer import Sequencer
 
 from .dataplane_pipeline import ref
 

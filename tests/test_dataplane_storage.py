@@ -5,34 +5,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bedrock_cp.dataplane.api import (
+from bedrock_cp.dataplane.log import LogWorker
+from bedrock_cp.dataplane.loopback import LoopbackDialer
+from bedrock_cp.dataplane.storage import StorageWorker
+from bedrock_cp.protocol import (
+    MVCC_WINDOW_VERSIONS,
+    CommitBatch,
     Failed,
+    KeyRange,
+    Layout,
     Locked,
     LogLock,
     LogPush,
     LogPushed,
     LogRecover,
     LogRecovered,
+    Mutation,
+    MutationKind,
     NewerEpoch,
     StorageGet,
     StorageGetRange,
     StorageLock,
     StorageState,
     StorageStatus,
+    StorageTeam,
     Value,
     Values,
-)
-from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
-from bedrock_cp.dataplane.storage import StorageWorker
-from bedrock_cp.dataplane.types import (
-    MVCC_WINDOW_VERSIONS,
-    CommitBatch,
-    KeyRange,
-    Layout,
-    Mutation,
-    MutationKind,
-    StorageTeam,
     WorkerRef,
 )
 

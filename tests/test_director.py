@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bedrock_cp.dataplane import api as dp
-from bedrock_cp.dataplane.api import WorkerInfo
-from bedrock_cp.dataplane.types import Layout, ResolverAssignment, StorageTeam, WorkerRef
+from bedrock_cp import protocol
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import PHASE_NAMES
 from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import to_retire
+from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
 from .director_harness import TestCluster, TestContext, closes_clusters
 
@@ -58,7 +57,7 @@ async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(tmp_
     assert record["outcome"] == "completed" and len(record["phases"]) == 11
     assert record["duration_ms"] >= sum(p["duration_ms"] for p in record["phases"]) * 0.99
     # The pipeline commits, and only the layout's workers exist (no orphans).
-    assert isinstance(await cluster.commit(layout, b"k", b"v"), dp.Committed)
+    assert isinstance(await cluster.commit(layout, b"k", b"v"), protocol.Committed)
     assert await cluster.get(layout, b"k") == b"v"
     assert cluster.running() == {r.id for r in components(layout)}
     await director.stop()
@@ -77,10 +76,10 @@ async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> N
     committed: dict[bytes, bytes] = {}
     for i in range(20):
         key, value = f"key{i:02}".encode(), f"v{i}".encode()
-        assert isinstance(await cluster.commit(layout1, key, value), dp.Committed)
+        assert isinstance(await cluster.commit(layout1, key, value), protocol.Committed)
         committed[key] = value
     high = bytes([0xF0]) + b"x"  # on the second resolver's range
-    assert isinstance(await cluster.commit(layout1, high, b"hi"), dp.Committed)
+    assert isinstance(await cluster.commit(layout1, high, b"hi"), protocol.Committed)
     committed[high] = b"hi"
     last_version = await cluster.read_version(layout1)
     await first.stop()
@@ -96,8 +95,8 @@ async def test_epoch_two_recovers_every_commit_of_epoch_one(tmp_path: Path) -> N
     for key, value in committed.items():
         assert await cluster.get(layout2, key) == value, key
     # The old generation is over; the new one commits and reads.
-    assert await cluster.commit(layout1, b"late", b"x") == dp.NewerEpoch(2)
-    assert isinstance(await cluster.commit(layout2, b"key00", b"new"), dp.Committed)
+    assert await cluster.commit(layout1, b"late", b"x") == protocol.NewerEpoch(2)
+    assert isinstance(await cluster.commit(layout2, b"key00", b"new"), protocol.Committed)
     assert await cluster.get(layout2, b"key00") == b"new"
     assert [r["epoch"] for r in status.to_dict()["timeline"]] == [1, 2]
     await second.stop()
@@ -160,7 +159,7 @@ async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path:
     before = cluster.running()
     # Epoch 3 locked the logs already; a late Director of epoch 2 is superseded.
     for log in layout1.logs:
-        await cluster.call(log, dp.LogLock(log.id, 3))
+        await cluster.call(log, protocol.LogLock(log.id, 3))
     outcome = await Director(cluster.context(2)).run()
     assert outcome == Failed("superseded by epoch 3")
     assert cluster.running() == before

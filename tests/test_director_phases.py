@@ -11,18 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bedrock_cp.dataplane import api as dp
-from bedrock_cp.dataplane.types import (
-    SYSTEM_PREFIX,
-    KeyRange,
-    Layout,
-    Mutation,
-    ResolverAssignment,
-    StorageTeam,
-    WorkerRef,
-    decode_layout,
-    encode_layout,
-)
+from bedrock_cp import protocol
 from bedrock_cp.director import Attempt, Director, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
 from bedrock_cp.director.phases import (
@@ -37,6 +26,17 @@ from bedrock_cp.director.phases import (
     validate_layout,
 )
 from bedrock_cp.director.rollback import rollback
+from bedrock_cp.protocol import (
+    SYSTEM_PREFIX,
+    KeyRange,
+    Layout,
+    Mutation,
+    ResolverAssignment,
+    StorageTeam,
+    WorkerRef,
+    decode_layout,
+    encode_layout,
+)
 
 from .director_harness import TestCluster, TestContext, closes_clusters
 
@@ -63,7 +63,7 @@ async def _epoch_one(cluster: TestCluster, commits: int = 5) -> Layout:
     layout = director.layout
     assert layout is not None
     for i in range(commits):
-        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), dp.Committed)
+        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), protocol.Committed)
     await director.stop()
     assert task.cancelled()
     return layout
@@ -111,7 +111,7 @@ async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
     ctx = cluster.context(2)
     await _through(attempt, ctx, "plan_log_recovery")
     assert set(attempt.locked) == {r.id for r in layout.logs}
-    assert await cluster.commit(layout, b"x", b"y") == dp.NewerEpoch(2)
+    assert await cluster.commit(layout, b"x", b"y") == protocol.NewerEpoch(2)
     await cluster.close()
 
 
@@ -119,7 +119,7 @@ async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
 async def test_lock_a_newer_epoch_fails(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     layout = await _epoch_one(cluster)
-    await cluster.call(layout.logs[2], dp.LogLock(layout.logs[2].id, 7))
+    await cluster.call(layout.logs[2], protocol.LogLock(layout.logs[2].id, 7))
     attempt = Attempt(1, 2)
     with pytest.raises(Fail, match=r"^superseded by epoch 7$"):
         await _through(attempt, cluster.context(2), "plan_log_recovery")
@@ -153,7 +153,7 @@ async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
     slow = cluster.workers[layout.logs[0].id]
     original = slow.handle
 
-    async def hang(body: dp.DataRequest) -> dp.DataResponse:
+    async def hang(body: protocol.Request) -> protocol.Response:
         await asyncio.sleep(5)
         return await original(body)
 
@@ -198,14 +198,14 @@ async def test_plan_a_range_no_locked_log_holds_stalls(tmp_path: Path) -> None:
     ctx = cluster.context(2)
     # An old layout whose only log starts after version 1, and storage that has nothing.
     source = layout.logs[0]
-    pulled = await cluster.call(source, dp.LogPull(source.id, after=0))
-    assert isinstance(pulled, dp.LogBatches) and len(pulled.batches) >= 3
+    pulled = await cluster.call(source, protocol.LogPull(source.id, after=0))
+    assert isinstance(pulled, protocol.LogBatches) and len(pulled.batches) >= 3
     node = cluster.nodes["n1"]
     short = await ctx.create_worker(node, "log", "short-log")
     first, last = pulled.batches[1].version, pulled.batches[-1].version
     assert isinstance(
-        await cluster.call(short, dp.LogRecover(short.id, 1, [source], first, last)),
-        dp.LogRecovered,
+        await cluster.call(short, protocol.LogRecover(short.id, 1, [source], first, last)),
+        protocol.LogRecovered,
     )
     stored, cluster.layout = cluster.layout, None  # a replica that follows no layout yet
     empty = await ctx.create_worker(node, "storage", "empty-storage")
@@ -346,8 +346,8 @@ async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: 
     await _through(attempt, cluster.context(2), "start_roles")
     first, last = attempt.first_version, attempt.recovery_version
     for ref in attempt.logs:
-        pulled = await cluster.call(ref, dp.LogPull(ref.id, after=first - 1))
-        assert isinstance(pulled, dp.LogBatches)
+        pulled = await cluster.call(ref, protocol.LogPull(ref.id, after=first - 1))
+        assert isinstance(pulled, protocol.LogBatches)
         assert pulled.last == last and pulled.committed == last
         assert all(first <= b.version <= last for b in pulled.batches)
         assert cluster.workers[ref.id].epoch == 2  # type: ignore[attr-defined]
@@ -380,10 +380,10 @@ async def test_roles_start_on_this_node_and_proxies_unlock(tmp_path: Path) -> No
     assert layout is not None and decode_layout(attempt.encoded_layout) == layout
     assert {r.node for r in attempt.started_roles} == {"n2"}
     assert len(attempt.started_roles) == 1 + 2 + 2 and len(attempt.token) >= 16
-    probe = dp.Commit(layout.proxies[0].id, 0, [], [], [])
-    assert isinstance(await cluster.call(layout.proxies[0], probe), dp.Locked)
+    probe = protocol.Commit(layout.proxies[0].id, 0, [], [], [])
+    assert isinstance(await cluster.call(layout.proxies[0], probe), protocol.Locked)
     await build_layout.run(attempt, ctx)
-    assert isinstance(await cluster.call(layout.proxies[0], probe), dp.Committed)
+    assert isinstance(await cluster.call(layout.proxies[0], probe), protocol.Committed)
     await cluster.close()
 
 
@@ -451,8 +451,8 @@ async def test_persist_commits_the_system_txn_then_stores_the_layout(tmp_path: P
     await _through(attempt, ctx, "end")
     assert cluster.layout == attempt.encoded_layout
     log = attempt.logs[0]
-    pulled = await cluster.call(log, dp.LogPull(log.id, after=0))
-    assert isinstance(pulled, dp.LogBatches)
+    pulled = await cluster.call(log, protocol.LogPull(log.id, after=0))
+    assert isinstance(pulled, protocol.LogBatches)
     writes = [m for b in pulled.batches for m in b.mutations]
     assert Mutation(0, persist.EPOCH_KEY, b"1") in writes
     await cluster.close()
@@ -480,8 +480,8 @@ async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
     proxy = attempt.proxies[0]
     write = [Mutation(0, b"\xff/x", b"y")]
     for token in (b"", b"guess"):
-        answer = await cluster.call(proxy, dp.Commit(proxy.id, 0, [], [], write, token))
-        assert isinstance(answer, dp.Failed) and answer.code == "invalid", token
+        answer = await cluster.call(proxy, protocol.Commit(proxy.id, 0, [], [], write, token))
+        assert isinstance(answer, protocol.Failed) and answer.code == "invalid", token
     await cluster.close()
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bedrock_cp.dataplane import api as dp
-from bedrock_cp.dataplane.types import WorkerRef
+from bedrock_cp import protocol
 from bedrock_cp.dataplane.worker import Worker
 from bedrock_cp.foreman import (
     MANIFEST_NAME,
@@ -23,6 +22,7 @@ from bedrock_cp.foreman import (
     UnknownKind,
     WorkerExists,
 )
+from bedrock_cp.protocol import WorkerRef
 
 
 class EchoWorker:
@@ -38,13 +38,13 @@ class EchoWorker:
             self.boots = int(boots.read_text()) + 1 if boots.exists() else 1
             boots.write_text(str(self.boots))
 
-    async def handle(self, body: dp.DataRequest) -> dp.DataResponse:
+    async def handle(self, body: protocol.Request) -> protocol.Response:
         if self.directory is None:
-            return dp.ReadVersion(0)
+            return protocol.ReadVersion(0)
         path = self.directory / "count"
         count = int(path.read_text()) + 1 if path.exists() else 1
         path.write_text(str(count))
-        return dp.ReadVersion(count)
+        return protocol.ReadVersion(count)
 
     async def stop(self) -> None:
         self.stopped = True
@@ -58,7 +58,7 @@ async def broken(ref: WorkerRef, directory: Path) -> Worker:
     raise RuntimeError("disk on fire")
 
 
-async def sequencer(ref: WorkerRef, body: dp.StartRole) -> Worker:
+async def sequencer(ref: WorkerRef, body: protocol.StartRole) -> Worker:
     return EchoWorker(ref, None)
 
 
@@ -87,7 +87,7 @@ async def test_create_list_route_remove(tmp_path: Path) -> None:
 
     worker = fm.route("e1")
     assert worker is not None
-    assert await worker.handle(dp.StorageStatus("e1")) == dp.ReadVersion(1)
+    assert await worker.handle(protocol.StorageStatus("e1")) == protocol.ReadVersion(1)
     assert fm.route("nope") is None
 
     await fm.remove("e1")
@@ -113,13 +113,13 @@ async def test_errors_are_clear(tmp_path: Path) -> None:
         await fm.create("broken", "b1")
     assert not (tmp_path / "workers" / "b1").exists(), "a failed create leaves nothing"
     # The same refusals through the request API.
-    assert await fm.handle(dp.CreateWorker("log", "l1")) == dp.Failed(
+    assert await fm.handle(protocol.CreateWorker("log", "l1")) == protocol.Failed(
         "invalid", "node n1 does not offer worker kind 'log' (it offers: broken, echo)"
     )
-    dup = await fm.handle(dp.CreateWorker("echo", "e1"))
-    assert isinstance(dup, dp.Failed) and "already exists" in dup.message
-    gone = await fm.handle(dp.RemoveWorker("zz"))
-    assert isinstance(gone, dp.Failed) and gone.code == "no_such_worker"
+    dup = await fm.handle(protocol.CreateWorker("echo", "e1"))
+    assert isinstance(dup, protocol.Failed) and "already exists" in dup.message
+    gone = await fm.handle(protocol.RemoveWorker("zz"))
+    assert isinstance(gone, protocol.Failed) and gone.code == "no_such_worker"
     await fm.stop()
 
 
@@ -129,7 +129,7 @@ async def test_restart_restarts_workers_found_on_disk(tmp_path: Path) -> None:
         await fm.create("echo", f"e{i}")
     w = fm.get("e0")
     assert w is not None
-    await w.handle(dp.StorageStatus("e0"))
+    await w.handle(protocol.StorageStatus("e0"))
     await fm.stop()
 
     again = make(tmp_path)
@@ -139,7 +139,7 @@ async def test_restart_restarts_workers_found_on_disk(tmp_path: Path) -> None:
     ]
     w = again.get("e0")
     assert isinstance(w, EchoWorker) and w.boots == 2
-    assert await w.handle(dp.StorageStatus("e0")) == dp.ReadVersion(2), "state survived"
+    assert await w.handle(protocol.StorageStatus("e0")) == protocol.ReadVersion(2), "state survived"
     await again.stop()
 
 
@@ -202,20 +202,22 @@ async def test_a_factory_that_raises_on_boot_fails_only_that_worker(tmp_path: Pa
 async def test_roles_are_listed_and_not_persisted(tmp_path: Path) -> None:
     fm = make(tmp_path)
     await fm.create("echo", "e1")
-    start = dp.StartRole("sequencer", "seq-7", epoch=7, version=100, layout=b"")
+    start = protocol.StartRole("sequencer", "seq-7", epoch=7, version=100, layout=b"")
     created = await fm.handle(start)
-    assert created == dp.WorkerCreated(WorkerRef("seq-7", "sequencer", "n1", "127.0.0.1:7001"))
+    assert created == protocol.WorkerCreated(
+        WorkerRef("seq-7", "sequencer", "n1", "127.0.0.1:7001")
+    )
     assert {(i.ref.id, i.ref.kind, i.state) for i in fm.list()} == {
         ("e1", "echo", "running"),
         ("seq-7", "sequencer", "running"),
     }
     assert not (tmp_path / "workers" / "seq-7").exists()
-    bad = await fm.handle(dp.StartRole("log", "x", 7, 100, b""))
-    assert isinstance(bad, dp.Failed) and "does not run role 'log'" in bad.message
+    bad = await fm.handle(protocol.StartRole("log", "x", 7, 100, b""))
+    assert isinstance(bad, protocol.Failed) and "does not run role 'log'" in bad.message
     again_role = await fm.handle(start)
-    assert isinstance(again_role, dp.Failed) and "already exists" in again_role.message
-    not_role = await fm.handle(dp.StopRole("e1"))
-    assert isinstance(not_role, dp.Failed) and "not a role" in not_role.message
+    assert isinstance(again_role, protocol.Failed) and "already exists" in again_role.message
+    not_role = await fm.handle(protocol.StopRole("e1"))
+    assert isinstance(not_role, protocol.Failed) and "not a role" in not_role.message
     await fm.stop()
 
     again = make(tmp_path)
@@ -224,9 +226,9 @@ async def test_roles_are_listed_and_not_persisted(tmp_path: Path) -> None:
 
     fm = make(tmp_path)
     await fm.start_role(start)
-    assert await fm.handle(dp.StopRole("seq-7")) == dp.Done()
+    assert await fm.handle(protocol.StopRole("seq-7")) == protocol.Done()
     assert fm.list() == []
-    assert await fm.handle(dp.ListWorkers()) == dp.Workers([])
+    assert await fm.handle(protocol.ListWorkers()) == protocol.Workers([])
     await fm.stop()
 
 
@@ -251,14 +253,14 @@ async def test_an_older_epoch_can_never_remove_or_stop_a_newer_epochs_workers(
     tmp_path: Path,
 ) -> None:
     fm = make(tmp_path)
-    assert await fm.handle(dp.CreateWorker("echo", "w5", epoch=5)) == dp.WorkerCreated(
+    assert await fm.handle(protocol.CreateWorker("echo", "w5", epoch=5)) == protocol.WorkerCreated(
         WorkerRef("w5", "echo", "n1", "127.0.0.1:7001")
     )
-    await fm.handle(dp.StartRole("sequencer", "s5", 5, 0, b""))
-    refused = await fm.handle(dp.RemoveWorker("w5", epoch=4))
-    assert isinstance(refused, dp.Failed) and refused.code == "newer_epoch"
-    refused = await fm.handle(dp.StopRole("s5", epoch=4))
-    assert isinstance(refused, dp.Failed) and refused.code == "newer_epoch"
+    await fm.handle(protocol.StartRole("sequencer", "s5", 5, 0, b""))
+    refused = await fm.handle(protocol.RemoveWorker("w5", epoch=4))
+    assert isinstance(refused, protocol.Failed) and refused.code == "newer_epoch"
+    refused = await fm.handle(protocol.StopRole("s5", epoch=4))
+    assert isinstance(refused, protocol.Failed) and refused.code == "newer_epoch"
     assert {(w.ref.id, w.epoch, w.state) for w in fm.list()} == {
         ("w5", 5, "running"),
         ("s5", 5, "running"),
@@ -268,5 +270,5 @@ async def test_an_older_epoch_can_never_remove_or_stop_a_newer_epochs_workers(
     await again.boot()
     assert [(w.ref.id, w.epoch) for w in again.list()] == [("w5", 5)]
     # Its own epoch and newer ones may.
-    assert await again.handle(dp.RemoveWorker("w5", epoch=5)) == dp.Done()
-    assert await fm.handle(dp.StopRole("s5", epoch=6)) == dp.Done()
+    assert await again.handle(protocol.RemoveWorker("w5", epoch=5)) == protocol.Done()
+    assert await fm.handle(protocol.StopRole("s5", epoch=6)) == protocol.Done()

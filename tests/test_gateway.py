@@ -10,40 +10,35 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import msgspec
 import pytest
 
+from bedrock_cp import protocol
 from bedrock_cp.client import Client, RequestRejected
 from bedrock_cp.cluster import LocalCluster
-from bedrock_cp.coordinator import api
-from bedrock_cp.dataplane import api as dp
-from bedrock_cp.dataplane.types import Layout, WorkerRef, encode_layout
-from bedrock_cp.gateway import GetLayout
-from bedrock_cp.gateway.api import encode
-from bedrock_cp.transport import RpcClient
+from bedrock_cp.protocol import Caller, GetLayout, Layout, WorkerRef, encode_layout
 
 from .clusters import direct_client, eventually, leader_of, running
 
 pytestmark = pytest.mark.slow
 
 
-async def get_layout(address: str) -> api.LayoutReply:
+async def get_layout(address: str) -> protocol.LayoutReply:
     """Ask the node at ``address`` (not the leader) for its Gateway's layout."""
     one = direct_client(address)
     try:
-        reply = await one._raw_call(address, msgspec.Raw(encode(GetLayout())), 1.0)
+        reply = await one._call(address, GetLayout(), 1.0)
     finally:
         await one.close()
-    assert isinstance(reply, api.LayoutReply), reply
+    assert isinstance(reply, protocol.LayoutReply), reply
     return reply
 
 
-async def data_call(address: str, body: dp.DataRequest) -> dp.DataResponse:
-    conn = await RpcClient.connect(address, "bedrock")
+async def data_call(address: str, body: protocol.Request) -> protocol.Response:
+    caller = Caller("bedrock")
     try:
-        return dp.decode_response(bytes(await conn.call(msgspec.Raw(dp.encode(body)), 1.0)))
+        return await caller.call(address, body, 1.0)
     finally:
-        await conn.close()
+        await caller.close()
 
 
 async def store(client: Client, recovery_version: int) -> tuple[int, bytes]:
@@ -82,7 +77,7 @@ async def test_gateways_register_and_receive_the_layout() -> None:
         client = await cluster.client()
         try:
 
-            async def all_registered() -> list[api.NodeRecord] | None:
+            async def all_registered() -> list[protocol.NodeRecord] | None:
                 nodes = await client.nodes()
                 return nodes if [n.node for n in nodes] == ["1", "2", "3"] else None
 
@@ -108,19 +103,19 @@ async def test_gateways_register_and_receive_the_layout() -> None:
             follower = next(i for i in cluster.addresses if i != leader)
             one = direct_client(cluster.addresses[follower])
             try:
-                body = msgspec.Raw(api.encode(api.WatchLayout(0, 100)))
-                watch = await one._raw_call(cluster.addresses[follower], body, 1.0)
+                body = protocol.WatchLayout(0, 100)
+                watch = await one._call(cluster.addresses[follower], body, 1.0)
             finally:
                 await one.close()
-            assert isinstance(watch, api.NotLeader) and watch.leader_id == leader
+            assert isinstance(watch, protocol.NotLeader) and watch.leader_id == leader
 
             # The node routes data-plane bodies: Foreman requests, and workers by id.
             address = cluster.addresses[follower]
-            assert await data_call(address, dp.ListWorkers()) == dp.Workers([])
-            missing = await data_call(address, dp.StorageStatus("nope"))
-            assert isinstance(missing, dp.Failed) and missing.code == "no_such_worker"
-            refused = await data_call(address, dp.CreateWorker("log", "log-1"))
-            assert isinstance(refused, dp.Failed) and "does not offer" in refused.message
+            assert await data_call(address, protocol.ListWorkers()) == protocol.Workers([])
+            missing = await data_call(address, protocol.StorageStatus("nope"))
+            assert isinstance(missing, protocol.Failed) and missing.code == "no_such_worker"
+            refused = await data_call(address, protocol.CreateWorker("log", "log-1"))
+            assert isinstance(refused, protocol.Failed) and "does not offer" in refused.message
         finally:
             await client.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from bedrock_cp.client import Client
 from bedrock_cp.cluster import LocalCluster
-from bedrock_cp.dataplane.types import Layout
+from bedrock_cp.protocol import Layout
 
 from .clusters import eventually, recovered, running
 

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from bedrock_cp.coordinator import api
+from bedrock_cp import protocol
 from bedrock_cp.node import Node, NodeConfig
 from bedrock_cp.sim import InlineExecutor, SimNetwork, run_simulation
 
@@ -51,8 +51,8 @@ async def _scenario(seed: int, base: Path) -> dict[str, Any]:
             for i in nodes:
                 if i == exclude or i in net.down:
                     continue
-                pong = await net.request(i, api.Ping())
-                assert isinstance(pong, api.PingReply)
+                pong = await net.request(i, protocol.Ping())
+                assert isinstance(pong, protocol.PingReply)
                 if pong.leader_id == i and pong.state == "ready":
                     trace.append((round(loop.time(), 6), f"leader {i} term {pong.term}"))
                     return i
@@ -62,8 +62,8 @@ async def _scenario(seed: int, base: Path) -> dict[str, Any]:
     acked: list[str] = []
 
     async def register(leader: int, name: str, seq: int) -> None:
-        reply = await net.request(leader, api.Register(name, "log", "10.0.0.1:1", "", 7, seq))
-        assert isinstance(reply, api.WriteOk), reply
+        reply = await net.request(leader, protocol.Register(name, "log", "10.0.0.1:1", "", 7, seq))
+        assert isinstance(reply, protocol.WriteOk), reply
         acked.append(name)
         trace.append((round(loop.time(), 6), f"ack {name} @{reply.index}"))
 

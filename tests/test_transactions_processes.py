@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
+from bedrock_cp import protocol
 from bedrock_cp.client import open_database
 from bedrock_cp.client.transaction import Database, TransactionError
 from bedrock_cp.cluster import LocalCluster
-from bedrock_cp.dataplane import api as dp
-from bedrock_cp.dataplane.types import MAX_TRANSACTION_SIZE
+from bedrock_cp.protocol import MAX_TRANSACTION_SIZE
 
 from .clusters import recovered, running
 
@@ -92,15 +92,17 @@ async def test_bad_input_gets_clear_errors_and_nothing_else_is_affected() -> Non
             proxy = layout.proxies[0]
             reply = await db.dialer.call(
                 proxy,
-                dp.Commit(proxy.id, 0, [], [], [dp.Mutation(0, b"\xffx", b"y")]),
+                protocol.Commit(proxy.id, 0, [], [], [protocol.Mutation(0, b"\xffx", b"y")]),
                 5.0,
             )
-            assert isinstance(reply, dp.Failed) and reply.code == "invalid", reply
+            assert isinstance(reply, protocol.Failed) and reply.code == "invalid", reply
 
             # A read at a version from the future: storage refuses it, clearly.
             storage = layout.storage[0].replicas[0]
-            reply = await db.dialer.call(storage, dp.StorageGet(storage.id, b"good", 10**15), 10.0)
-            assert isinstance(reply, dp.Failed) and reply.code == "future_version", reply
+            reply = await db.dialer.call(
+                storage, protocol.StorageGet(storage.id, b"good", 10**15), 10.0
+            )
+            assert isinstance(reply, protocol.Failed) and reply.code == "future_version", reply
 
             async with db.transaction() as tr:
                 assert await tr.get(b"good") == b"1"

@@ -18,11 +18,9 @@ from typing import Any
 
 import msgspec
 
-from ..coordinator import NodeRecord, ServiceRecord, api
-from ..dataplane.types import Layout, decode_layout
-from ..gateway import api as gateway_api
-from ..gateway.api import GetLayout
-from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcPool
+from .. import protocol
+from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
+from ..transport import ConnectionLost, HandshakeRefused, RemoteError
 from .cluster_file import ClusterFile, resolve_cluster
 
 
@@ -96,7 +94,7 @@ class Client:
         # one write at a time: concurrent writes each take a session of their own
         # from this pool (session id -> last seq used).
         self._free_sessions: list[tuple[int, int]] = []
-        self._pool = RpcPool(cluster.cluster or None, connect_timeout=2.0)
+        self._caller = Caller(cluster.cluster or None, connect_timeout=2.0)
         self._leader: str | None = None
         self._lock = asyncio.Lock()
 
@@ -105,28 +103,28 @@ class Client:
     async def register(self, service_id: str, *, kind: str, address: str, node: str = "") -> int:
         """Register a service; returns the commit index of the write."""
         return await self._write(
-            lambda cid, seq: api.Register(service_id, kind, address, node, cid, seq)
+            lambda cid, seq: protocol.Register(service_id, kind, address, node, cid, seq)
         )
 
     async def deregister(self, service_id: str) -> int:
-        return await self._write(lambda cid, seq: api.Deregister(service_id, cid, seq))
+        return await self._write(lambda cid, seq: protocol.Deregister(service_id, cid, seq))
 
     async def services(self, *, stale: bool = False) -> list[ServiceRecord]:
         """The directory; linearizable unless ``stale`` (then any coordinator answers)."""
-        body = api.ListServices(stale)
+        body = protocol.ListServices(stale)
         if stale:
             reply = await self._any(body)
         else:
             reply = await self._leader_call(body)
-        if not isinstance(reply, api.ServicesReply):
+        if not isinstance(reply, protocol.ServicesReply):
             raise RequestRejected(f"unexpected reply {type(reply).__name__}")
         return reply.services
 
     async def nodes(self, *, stale: bool = False) -> list[NodeRecord]:
         """What every node's Gateway registered; linearizable unless ``stale``."""
-        body = api.ListNodes(stale)
+        body = protocol.ListNodes(stale)
         reply = await (self._any(body) if stale else self._leader_call(body))
-        if not isinstance(reply, api.NodesReply):
+        if not isinstance(reply, protocol.NodesReply):
             raise RequestRejected(f"unexpected reply {type(reply).__name__}")
         return reply.nodes
 
@@ -135,11 +133,12 @@ class Client:
 
         Gateways cache the layout the leader pushes, so this never loads the leader.
         """
-        raw = msgspec.Raw(gateway_api.encode(GetLayout()))
         results = await asyncio.gather(
-            *(self._raw_call(a, raw, timeout) for a in self.addresses), return_exceptions=True
+            *(self._call(a, GetLayout(), timeout) for a in self.addresses), return_exceptions=True
         )
-        replies = [r for r in results if isinstance(r, api.LayoutReply) and r.layout is not None]
+        replies = [
+            r for r in results if isinstance(r, protocol.LayoutReply) and r.layout is not None
+        ]
         for reply in sorted(replies, key=lambda r: -r.epoch):
             assert reply.layout is not None
             try:
@@ -150,18 +149,22 @@ class Client:
 
     async def store_layout(self, epoch: int, layout: bytes) -> int:
         """Store the layout of ``epoch``; RequestRejected unless it is the current epoch."""
-        return await self._write(lambda cid, seq: api.StoreLayoutRequest(epoch, layout, cid, seq))
+        return await self._write(
+            lambda cid, seq: protocol.StoreLayoutRequest(epoch, layout, cid, seq)
+        )
 
     async def add_coordinator(self, node_id: int, address: str) -> int:
-        return await self._write(lambda cid, seq: api.AddCoordinator(node_id, address, cid, seq))
+        return await self._write(
+            lambda cid, seq: protocol.AddCoordinator(node_id, address, cid, seq)
+        )
 
     async def remove_coordinator(self, node_id: int) -> int:
-        return await self._write(lambda cid, seq: api.RemoveCoordinator(node_id, cid, seq))
+        return await self._write(lambda cid, seq: protocol.RemoveCoordinator(node_id, cid, seq))
 
-    async def ping_any(self, timeout: float) -> api.PingReply:  # noqa: ASYNC109
+    async def ping_any(self, timeout: float) -> protocol.PingReply:  # noqa: ASYNC109
         replies = await self._ping_all(timeout)
         for reply in replies.values():
-            if isinstance(reply, api.PingReply):
+            if isinstance(reply, protocol.PingReply):
                 return reply
         raise ClusterUnavailable(
             f"no coordinator answered within {timeout:g}s (tried {', '.join(self.addresses)})"
@@ -173,31 +176,31 @@ class Client:
         Coordinators the answers name but this client did not know (added since
         it connected) are asked too, and remembered.
         """
-        body = msgspec.Raw(api.encode(api.NodeStatus()))
+        body = protocol.NodeStatus()
         results = list(
             await asyncio.gather(
-                *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+                *(self._call(a, body, timeout) for a in self.addresses), return_exceptions=True
             )
         )
         new = {
             address
             for r in results
-            if isinstance(r, api.NodeStatusReply)
+            if isinstance(r, protocol.NodeStatusReply)
             for address in r.members.values()
             if address and address not in self.addresses
         }
         if new:
             self.addresses.extend(sorted(new))
             results += await asyncio.gather(
-                *(self._raw_call(a, body, timeout) for a in sorted(new)), return_exceptions=True
+                *(self._call(a, body, timeout) for a in sorted(new)), return_exceptions=True
             )
         by_address = {n.address: n for n in self.cluster.nodes}
         recovery_by_id: dict[int, dict[str, Any]] = {}
         nodes: list[dict[str, Any]] = []
-        best: api.NodeStatusReply | None = None
+        best: protocol.NodeStatusReply | None = None
         for address, result in zip(self.addresses, results, strict=True):
             entry = by_address.get(address)
-            if isinstance(result, api.NodeStatusReply):
+            if isinstance(result, protocol.NodeStatusReply):
                 r = result
                 nodes.append(
                     {
@@ -260,7 +263,7 @@ class Client:
         }
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._caller.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -270,7 +273,7 @@ class Client:
 
     # -- leader following -----------------------------------------------------------------
 
-    async def _write(self, make: Callable[[int, int], api.WriteRequest]) -> int:
+    async def _write(self, make: Callable[[int, int], protocol.WriteRequest]) -> int:
         """One logical write: a fixed (session, seq) across every retry."""
         if self._free_sessions:
             session, last = self._free_sessions.pop()
@@ -281,13 +284,12 @@ class Client:
         finally:
             # Whatever the outcome, seq last+1 is spent; the next write uses last+2.
             self._free_sessions.append((session, last + 1))
-        if isinstance(reply, api.WriteOk):
+        if isinstance(reply, protocol.WriteOk):
             return reply.index
         raise RequestRejected(f"unexpected reply {type(reply).__name__}")
 
-    async def _leader_call(self, body: api.ApiRequest) -> api.ApiResponse:
+    async def _leader_call(self, body: protocol.Request) -> protocol.Response:
         """Send to the leader, following redirects and failovers until the deadline."""
-        raw = msgspec.Raw(api.encode(body))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
         delay = 0.005
@@ -304,7 +306,7 @@ class Client:
                 last_problem = "no coordinator names a leader"
             else:
                 try:
-                    reply = await self._attempt(address, raw, min(remaining, self.attempt_timeout))
+                    reply = await self._attempt(address, body, min(remaining, self.attempt_timeout))
                 except _Redirect as redirect:
                     last_problem = f"{address} was replaced by {redirect.address}"
                     self._suspects[address] = loop.time() + 4 * self.attempt_timeout
@@ -317,14 +319,14 @@ class Client:
                         self._suspects[address] = loop.time() + 4 * self.attempt_timeout
                 else:
                     match reply:
-                        case api.NotLeader(leader_address=leader_address):
+                        case protocol.NotLeader(leader_address=leader_address):
                             last_problem = f"{address} is not the leader"
                             self._leader = leader_address or None
                             if leader_address and leader_address != address:
                                 continue
-                        case api.Unavailable(reason=reason):
+                        case protocol.Unavailable(reason=reason):
                             last_problem = f"{address}: {reason}"
-                        case api.Rejected(reason=reason):
+                        case protocol.Rejected(reason=reason):
                             raise RequestRejected(reason)
                         case _:
                             self._leader = address
@@ -335,13 +337,13 @@ class Client:
     async def _attempt(
         self,
         address: str,
-        raw: msgspec.Raw,
+        body: protocol.Request,
         timeout: float,  # noqa: ASYNC109
-    ) -> api.ApiResponse:
+    ) -> protocol.Response:
         """One try at ``address``. While it is slow to answer, ask the others
         whether a newer leader exists (a stopped or cut-off leader sends no
         reset, so only the others can tell): if one does, go there at once."""
-        call = asyncio.ensure_future(self._raw_call(address, raw, timeout))
+        call = asyncio.ensure_future(self._call(address, body, timeout))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=self.hedge_after)
@@ -375,9 +377,10 @@ class Client:
         others = [a for a in self.addresses if a != current]
         replies = await self._ping(others, self.hedge_after, need=len(others))
         for address, reply in sorted(
-            replies.items(), key=lambda kv: -kv[1].term if isinstance(kv[1], api.PingReply) else 0
+            replies.items(),
+            key=lambda kv: -kv[1].term if isinstance(kv[1], protocol.PingReply) else 0,
         ):
-            if isinstance(reply, api.PingReply) and reply.leader_id:
+            if isinstance(reply, protocol.PingReply) and reply.leader_id:
                 leader = address if reply.leader_id == reply.node_id else reply.leader_address
                 if leader and leader != current:
                     return leader
@@ -395,7 +398,7 @@ class Client:
         self._suspects = {a: t for a, t in self._suspects.items() if t > now}
         best: tuple[int, str] | None = None
         for address, reply in replies.items():
-            if not isinstance(reply, api.PingReply):
+            if not isinstance(reply, protocol.PingReply):
                 continue
             self._suspects.pop(address, None)  # it answered: it is not silent
             if not reply.leader_id:
@@ -413,12 +416,12 @@ class Client:
         addresses: list[str],
         timeout: float,  # noqa: ASYNC109
         need: int,
-    ) -> dict[str, api.ApiResponse | BaseException]:
+    ) -> dict[str, protocol.Response | BaseException]:
         """Ping ``addresses`` concurrently; stop waiting once ``need`` answered and
         one of the answers names a leader (or when ``timeout`` passes)."""
-        body = msgspec.Raw(api.encode(api.Ping()))
-        tasks = {asyncio.ensure_future(self._raw_call(a, body, timeout)): a for a in addresses}
-        out: dict[str, api.ApiResponse | BaseException] = {}
+        body = protocol.Ping()
+        tasks = {asyncio.ensure_future(self._call(a, body, timeout)): a for a in addresses}
+        out: dict[str, protocol.Response | BaseException] = {}
         try:
             pending = set(tasks)
             while pending:
@@ -426,7 +429,7 @@ class Client:
                 for t in done:
                     exc = t.exception()
                     out[tasks[t]] = exc if exc is not None else t.result()
-                answered = [r for r in out.values() if isinstance(r, api.PingReply)]
+                answered = [r for r in out.values() if isinstance(r, protocol.PingReply)]
                 if len(answered) >= need and any(r.leader_id for r in answered):
                     break
         finally:
@@ -435,39 +438,39 @@ class Client:
                     t.cancel()
         return out
 
-    async def _ping_all(self, timeout: float) -> dict[str, api.ApiResponse | BaseException]:  # noqa: ASYNC109
-        body = msgspec.Raw(api.encode(api.Ping()))
+    async def _ping_all(self, timeout: float) -> dict[str, protocol.Response | BaseException]:  # noqa: ASYNC109
+        body = protocol.Ping()
         results = await asyncio.gather(
-            *(self._raw_call(a, body, timeout) for a in self.addresses), return_exceptions=True
+            *(self._call(a, body, timeout) for a in self.addresses), return_exceptions=True
         )
         return dict(zip(self.addresses, results, strict=True))
 
-    async def _any(self, body: api.ApiRequest) -> api.ApiResponse:
-        raw = msgspec.Raw(api.encode(body))
+    async def _any(self, body: protocol.Request) -> protocol.Response:
         problems = []
         for address in [*([self._leader] if self._leader else []), *self.addresses]:
             try:
-                return await self._raw_call(address, raw, self.request_timeout)
+                return await self._call(address, body, self.request_timeout)
             except _RETRYABLE as exc:
                 problems.append(f"{address}: {_describe(exc)}")
         raise ClusterUnavailable("no coordinator answered: " + "; ".join(problems))
 
-    async def _raw_call(
+    async def _call(
         self,
         address: str,
-        raw: msgspec.Raw,
+        body: protocol.Request,
         timeout: float,  # noqa: ASYNC109
-    ) -> api.ApiResponse:
+    ) -> protocol.Response:
+        """One call; a node that refuses this client's handshake (another cluster,
+        say) rejects the request instead of looking unreachable."""
         try:
-            reply = await self._pool.call(address, raw, timeout)
+            return await self._caller.call(address, body, timeout)
         except HandshakeRefused as exc:
             raise RequestRejected(f"{address} refused the connection: {exc.reason}") from None
-        return api.decode_response(bytes(reply))
 
     @property
     def cluster_id(self) -> str | None:
         """The cluster's id: given, or learned from the first coordinator reached."""
-        return self._pool.cluster_id
+        return self._caller.cluster_id
 
 
 def _recovery(reported: dict[str, Any] | None) -> dict[str, Any]:

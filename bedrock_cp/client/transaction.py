@@ -33,11 +33,11 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from ..dataplane import api
-from ..dataplane.dialer import NetworkDialer
-from ..dataplane.types import (
+from .. import protocol
+from ..protocol import (
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
+    Caller,
     KeyRange,
     Layout,
     Mutation,
@@ -75,7 +75,7 @@ _CALL_TIMEOUT = 5.0
 class Database:
     """A handle on the data plane of one cluster; see the module docstring."""
 
-    def __init__(self, client: Client, dialer: NetworkDialer) -> None:
+    def __init__(self, client: Client, dialer: Caller) -> None:
         self.client = client
         self.dialer = dialer
         self.layout: Layout | None = None
@@ -158,7 +158,7 @@ class Database:
 
     # -- plumbing ------------------------------------------------------------------
 
-    async def call(self, ref: WorkerRef, body: api.DataRequest) -> api.DataResponse:
+    async def call(self, ref: WorkerRef, body: protocol.Request) -> protocol.Response:
         try:
             reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
         except (OSError, ConnectionError, TimeoutError) as exc:
@@ -166,15 +166,15 @@ class Database:
                 "unavailable", f"{ref.kind} {ref.id} at {ref.address}: {exc}"
             ) from None
         match reply:
-            case api.NewerEpoch(epoch=epoch):
+            case protocol.NewerEpoch(epoch=epoch):
                 raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is at epoch {epoch}")
-            case api.Locked(reason=reason):
+            case protocol.Locked(reason=reason):
                 raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is locked: {reason}")
-            case api.Failed(code="no_such_worker", message=message):
+            case protocol.Failed(code="no_such_worker", message=message):
                 # The layout this client holds names a worker that is gone (its
                 # node restarted, or a newer epoch replaced it): refresh, retry.
                 raise _retryable("epoch_changed", message)
-            case api.Failed(code=code, message=message):
+            case protocol.Failed(code=code, message=message):
                 if code in _RETRYABLE_FAILED:
                     raise _retryable(code, message)
                 raise _fatal(code, message)
@@ -225,9 +225,9 @@ class Transaction:
         if self._read_version is None:
             layout = await self.db.current_layout()
             reply = await self.db.call(
-                layout.sequencer, api.GetReadVersion(layout.sequencer.id, layout.epoch)
+                layout.sequencer, protocol.GetReadVersion(layout.sequencer.id, layout.epoch)
             )
-            if not isinstance(reply, api.ReadVersion):
+            if not isinstance(reply, protocol.ReadVersion):
                 raise _fatal("internal", f"unexpected {type(reply).__name__} for a read version")
             self._layout = layout
             self._read_version = reply.version
@@ -245,8 +245,8 @@ class Transaction:
         return layout.storage[i].replicas
 
     async def _storage_call(
-        self, layout: Layout, key: bytes, make: Callable[[str], api.DataRequest]
-    ) -> api.DataResponse:
+        self, layout: Layout, key: bytes, make: Callable[[str], protocol.Request]
+    ) -> protocol.Response:
         replicas = list(self._team(layout, key))
         random.shuffle(replicas)
         last: TransactionError | None = None
@@ -275,9 +275,9 @@ class Transaction:
         layout, version = await self._snapshot()
         self._reads.append(KeyRange.single(key))
         reply = await self._storage_call(
-            layout, key, lambda worker: api.StorageGet(worker, key, version)
+            layout, key, lambda worker: protocol.StorageGet(worker, key, version)
         )
-        if not isinstance(reply, api.Value):
+        if not isinstance(reply, protocol.Value):
             raise _fatal("internal", f"unexpected {type(reply).__name__} for a read")
         return reply.value
 
@@ -300,7 +300,7 @@ class Transaction:
             reply = await self._storage_call(
                 layout, lo, functools.partial(_range_request, lo, hi, version, limit)
             )
-            if not isinstance(reply, api.Values):
+            if not isinstance(reply, protocol.Values):
                 raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
             rows.update(reply.pairs)
         for key in list(rows):
@@ -363,21 +363,21 @@ class Transaction:
         ]
         proxy = random.choice(layout.proxies)
         reply = await self.db.call(
-            proxy, api.Commit(proxy.id, version, self._reads, writes, self._mutations)
+            proxy, protocol.Commit(proxy.id, version, self._reads, writes, self._mutations)
         )
         match reply:
-            case api.Committed(version=committed):
+            case protocol.Committed(version=committed):
                 self.committed_version = committed
                 return committed
-            case api.NotCommitted(reason=reason):
+            case protocol.NotCommitted(reason=reason):
                 raise _retryable("not_committed", reason)
         raise _fatal("internal", f"unexpected {type(reply).__name__} for a commit")
 
 
 def _range_request(
     begin: bytes, end: bytes, version: int, limit: int, worker: str
-) -> api.DataRequest:
-    return api.StorageGetRange(worker, begin, end, version, limit)
+) -> protocol.Request:
+    return protocol.StorageGetRange(worker, begin, end, version, limit)
 
 
 def _check_key(key: bytes) -> None:
@@ -391,4 +391,4 @@ async def open_database(cluster: str, **kwargs: float) -> Database:
     from .client import connect
 
     client = await connect(cluster, **kwargs)
-    return Database(client, NetworkDialer(client.cluster_id))
+    return Database(client, Caller(client.cluster_id))

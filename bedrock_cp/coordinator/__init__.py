@@ -1,14 +1,17 @@
-"""The coordinators' replicated state machine and the bodies of their client API.
+"""The coordinators' replicated state machine.
 
 - :mod:`.commands` — what goes into the Raft log: :data:`Command`, :class:`Proposal`.
+- :mod:`.writes` — how a client's write becomes a :class:`Proposal`, and its result a reply.
 - :mod:`.state` — :class:`CoordinatorState`: applies committed entries, snapshots.
-- :mod:`.config`, :mod:`.sessions`, :mod:`.records`, :mod:`.results`, :mod:`.limits`
-  — the parts of that state, and its bounds.
-- :mod:`.api` — request/response bodies of the coordinator service. Use it as a
-  namespace (``api.Rejected`` is a reply; :class:`Rejected` here is an apply result).
+- :mod:`.config`, :mod:`.sessions`, :mod:`.results`, :mod:`.limits` — the parts of
+  that state, and its bounds (:class:`Rejected` here is an apply result; the reply
+  is :class:`bedrock_cp.protocol.Rejected`).
+- :mod:`.service` — :class:`~.service.Coordinator`, the role on a node.
+
+The bodies of the coordinators' interface, and the directory's records, are in
+:mod:`bedrock_cp.protocol`.
 """
 
-from . import api
 from .commands import (
     BeginEpoch,
     Command,
@@ -17,7 +20,6 @@ from .commands import (
     Proposal,
     RegisterNode,
     RegisterServices,
-    Service,
     SetCoordinator,
     StoreLayout,
     UpdateConfig,
@@ -25,7 +27,6 @@ from .commands import (
     encode_proposal,
 )
 from .config import PARAMETERS, ClusterConfig
-from .records import LayoutRecord, NodeRecord, ServiceRecord
 from .results import Applied, ApplyResult, Rejected
 from .sessions import Session, SessionTable
 from .state import CoordinatorState, Snapshot, SnapshotError
@@ -40,14 +41,10 @@ __all__ = [
     "CoordinatorState",
     "DeregisterServices",
     "DropCoordinator",
-    "LayoutRecord",
-    "NodeRecord",
     "Proposal",
     "RegisterNode",
     "RegisterServices",
     "Rejected",
-    "Service",
-    "ServiceRecord",
     "Session",
     "SessionTable",
     "SetCoordinator",
@@ -55,7 +52,6 @@ __all__ = [
     "SnapshotError",
     "StoreLayout",
     "UpdateConfig",
-    "api",
     "decode_proposal",
     "encode_proposal",
 ]

@@ -15,14 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
-
-class Service(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """One service a node offers: ``id`` is cluster-unique, ``node`` owns it."""
-
-    id: str
-    kind: str
-    node: str
-    address: str
+from ..protocol.records import Service
 
 
 class RegisterNode(msgspec.Struct, tag="reg_node", array_like=True, frozen=True, gc=False):

@@ -3,7 +3,7 @@
 :class:`Coordinator` is the :class:`~bedrock_cp.raft.runner.RaftHost` of the
 node's :class:`~bedrock_cp.raft.runner.RaftRunner`: committed entries are applied
 to :class:`~bedrock_cp.coordinator.state.CoordinatorState`, and client requests
-(:mod:`~bedrock_cp.coordinator.api`) are answered from it.
+(:mod:`~bedrock_cp.protocol.coordinator`) are answered from it.
 
 - **Writes** are proposed on the leader and answered only after they commit and
   apply (with the state machine's result). A follower answers ``NotLeader`` with
@@ -37,13 +37,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import msgspec
-
+from .. import protocol as api
 from .._native import native
 from ..raft.runner import RaftRunner
-from ..transport import ConnInfo
-from ..wire import Request
-from . import api
 from .commands import (
     BeginEpoch,
     Proposal,
@@ -54,6 +50,7 @@ from .commands import (
 from .results import Applied, ApplyResult
 from .results import Rejected as ApplyRejected
 from .state import CoordinatorState
+from .writes import write_proposal, write_reply
 
 log = logging.getLogger("bedrock_cp.coordinator")
 
@@ -271,22 +268,14 @@ class Coordinator:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def handle(self, request: Request, info: ConnInfo) -> msgspec.Raw:
-        """Transport entry point: decode, dispatch, encode."""
-        try:
-            body = api.decode_request(bytes(request.body))
-        except msgspec.DecodeError as exc:
-            return msgspec.Raw(api.encode(api.Rejected(f"bad request: {exc}")))
-        return msgspec.Raw(api.encode(await self.handle_body(body)))
-
-    async def handle_body(self, body: api.ApiRequest) -> api.ApiResponse:
-        """Answer one decoded request (the node decodes a wider union and calls this)."""
+    async def handle_body(self, body: api.CoordinatorRequest) -> api.Response:
+        """Answer one decoded request (the node decodes every request and calls this)."""
         try:
             return await self._dispatch(body)
         except _Retry as retry:
             return retry.reply
 
-    async def _dispatch(self, body: api.ApiRequest) -> api.ApiResponse:
+    async def _dispatch(self, body: api.CoordinatorRequest) -> api.Response:
         match body:
             case api.Ping():
                 return self.ping()
@@ -313,8 +302,8 @@ class Coordinator:
                 | api.RegisterNodeRequest()
                 | api.StoreLayoutRequest()
             ):
-                proposal = api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
-                return api.write_reply(await self._commit(proposal))
+                proposal = write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
+                return write_reply(await self._commit(proposal))
         return api.Rejected(f"unsupported request {type(body).__name__}")
 
     def ping(self) -> api.PingReply:
@@ -356,7 +345,7 @@ class Coordinator:
             return api.LayoutReply(0, None, self.leader_id)
         return api.LayoutReply(record.epoch, record.layout, self.leader_id)
 
-    async def _watch_layout(self, body: api.WatchLayout) -> api.ApiResponse:
+    async def _watch_layout(self, body: api.WatchLayout) -> api.Response:
         if self.role != "leader":
             raise _Retry(self._not_leader())
         record = self.state.layout
@@ -417,15 +406,15 @@ class Coordinator:
     def voters(self) -> list[int]:
         return self.runner.node.status()["voters"]
 
-    async def _add_coordinator(self, body: api.AddCoordinator) -> api.ApiResponse:
-        result = await self._commit(api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
+    async def _add_coordinator(self, body: api.AddCoordinator) -> api.Response:
+        result = await self._commit(write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
         if isinstance(result, ApplyRejected):
-            return api.write_reply(result)
+            return write_reply(result)
         if body.id not in self.voters():
             await self._conf_change("add", body.id)
         return api.WriteOk(self.state.applied_index, None)
 
-    async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.ApiResponse:
+    async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.Response:
         # Only the leader's view of the membership counts: a follower still
         # catching up may see fewer voters (and refuse wrongly).
         if self.role != "leader":
@@ -443,10 +432,8 @@ class Coordinator:
                 return api.Rejected("cannot remove the only coordinator")
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
-            result = await self._commit(
-                api.write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
-            )
-            return api.write_reply(result)
+            result = await self._commit(write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
+            return write_reply(result)
         return api.WriteOk(self.state.applied_index, None)
 
     def _best_successor(self) -> int | None:

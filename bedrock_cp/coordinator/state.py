@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 import msgspec
 
+from ..protocol.records import LayoutRecord, NodeRecord, Service, ServiceRecord
 from .commands import (
     BeginEpoch,
     Command,
@@ -32,7 +33,6 @@ from .commands import (
     DropCoordinator,
     RegisterNode,
     RegisterServices,
-    Service,
     SetCoordinator,
     StoreLayout,
     UpdateConfig,
@@ -51,7 +51,6 @@ from .limits import (
     check_name,
     check_non_negative,
 )
-from .records import LayoutRecord, NodeRecord, ServiceRecord
 from .results import Applied, ApplyResult, Rejected
 from .sessions import Session, SessionTable
 

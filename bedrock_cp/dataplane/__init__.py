@@ -1,6 +1,5 @@
 """The reference data plane (DESIGN §6): a small but real transactional key-value store.
 
-- :mod:`.types`, :mod:`.api` — shared records and every request/response body.
 - :mod:`.worker` — the ``Worker`` and ``Dialer`` protocols.
 - :mod:`.log` — :class:`LogWorker`: durable chained commit batches on the native WAL.
 - :mod:`.storage` — :class:`StorageWorker`: MVCC reads, persists committed versions.
@@ -10,6 +9,9 @@
 - :mod:`.loopback` — :class:`LoopbackDialer`: the in-process network of tests.
 - helpers: :mod:`.mvcc` (versioned map), :mod:`.pulse` (long-poll wakeups),
   :mod:`.statefile` (small durable records).
+
+What the workers answer (their requests, replies and the layout) is declared in
+:mod:`bedrock_cp.protocol`.
 """
 
 from .commit_proxy import CommitProxy

@@ -6,9 +6,9 @@ Per batch (requests arriving within ``batch_interval`` of each other, in order):
 2. conflict checks on every resolver (each gets every transaction, its ranges
    clipped to the resolver's key range, so every resolver's version chain
    advances); a transaction commits only if every resolver admits it;
-3. one :class:`~.types.CommitBatch` of the admitted transactions' mutations, in
-   order, pushed to EVERY log of the layout with the proxy's known committed
-   version;
+3. one :class:`~bedrock_cp.protocol.CommitBatch` of the admitted transactions'
+   mutations, in order, pushed to EVERY log of the layout with the proxy's known
+   committed version;
 4. only once every log has made it durable: ``ReportCommitted`` to the
    sequencer, then ``Committed(version)`` to the admitted transactions and
    ``NotCommitted`` to the others (I3: nothing is acknowledged before it is
@@ -35,42 +35,40 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 
-from .api import (
-    Commit,
-    Committed,
-    CommitVersion,
-    DataRequest,
-    DataResponse,
-    Done,
-    Failed,
-    GetCommitVersion,
-    Locked,
-    LogPush,
-    LogPushed,
-    NewerEpoch,
-    NotCommitted,
-    ReadVersion,
-    ReportCommitted,
-    Resolve,
-    Resolved,
-    ResolveTransaction,
-    UnlockProxy,
-)
-from .resolver import clip
-from .types import (
+from ..protocol import (
     MAX_KEY_SIZE,
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
     SYSTEM_PREFIX,
+    Commit,
     CommitBatch,
+    Committed,
+    CommitVersion,
+    Done,
+    Failed,
+    GetCommitVersion,
     KeyRange,
     Layout,
+    Locked,
+    LogPush,
+    LogPushed,
     Mutation,
     MutationKind,
+    NewerEpoch,
+    NotCommitted,
+    ReadVersion,
+    ReportCommitted,
+    Request,
+    Resolve,
+    Resolved,
+    ResolveTransaction,
+    Response,
+    UnlockProxy,
     WorkerRef,
     check_user_key,
 )
+from .resolver import clip
 from .worker import Dialer
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ class _Txn:
     req: Commit
     writes: list[KeyRange]
     size: int
-    reply: asyncio.Future[DataResponse] = field(
+    reply: asyncio.Future[Response] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -195,14 +193,14 @@ class CommitProxy:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         if isinstance(body, UnlockProxy):
             return self._unlock(body)
         if isinstance(body, Commit):
             return await self._commit(body)
         return Failed("invalid", f"a commit proxy does not handle {type(body).__name__}")
 
-    def _unlock(self, req: UnlockProxy) -> DataResponse:
+    def _unlock(self, req: UnlockProxy) -> Response:
         if req.epoch < self._seen_epoch:
             return NewerEpoch(self._seen_epoch)
         if req.epoch != self.epoch or not hmac.compare_digest(req.token, self._token):
@@ -216,7 +214,7 @@ class CommitProxy:
             )
         return Done()
 
-    def _refusal(self) -> DataResponse | None:
+    def _refusal(self) -> Response | None:
         if self._seen_epoch > self.epoch:
             return NewerEpoch(self._seen_epoch)
         if self._broken is not None:
@@ -227,7 +225,7 @@ class CommitProxy:
             return Locked(f"proxy {self.ref.id} awaits its unlock")
         return None
 
-    async def _commit(self, req: Commit) -> DataResponse:
+    async def _commit(self, req: Commit) -> Response:
         if refused := self._refusal():
             return refused
         system = bool(req.system) and hmac.compare_digest(req.system, self._token)
@@ -290,13 +288,13 @@ class CommitProxy:
             if not txn.reply.done():
                 txn.reply.set_result(answer)
 
-    def _fail_all(self, batch: list[_Txn], answer: DataResponse) -> None:
+    def _fail_all(self, batch: list[_Txn], answer: Response) -> None:
         waiting, self._queue = batch + self._queue, []
         for txn in waiting:
             if not txn.reply.done():
                 txn.reply.set_result(answer)
 
-    async def _call(self, target: WorkerRef, body: DataRequest) -> DataResponse:
+    async def _call(self, target: WorkerRef, body: Request) -> Response:
         try:
             resp = await self._dialer.call(target, body, self._call_timeout)
         except (OSError, TimeoutError) as exc:
@@ -305,7 +303,7 @@ class CommitProxy:
             raise _Superseded(resp.epoch)
         return resp
 
-    async def _all(self, calls: list[tuple[WorkerRef, DataRequest]]) -> list[DataResponse]:
+    async def _all(self, calls: list[tuple[WorkerRef, Request]]) -> list[Response]:
         results = await asyncio.gather(
             *(self._call(target, body) for target, body in calls), return_exceptions=True
         )
@@ -317,12 +315,12 @@ class CommitProxy:
             raise errors[0]
         return [r for r in results if not isinstance(r, BaseException)]
 
-    async def _commit_batch(self, batch: list[_Txn]) -> list[DataResponse]:
+    async def _commit_batch(self, batch: list[_Txn]) -> list[Response]:
         layout = self.layout
         cv = await self._call(layout.sequencer, GetCommitVersion(layout.sequencer.id, self.epoch))
         if not isinstance(cv, CommitVersion):
             raise _Unavailable(f"sequencer answered {cv}")
-        answers: list[DataResponse | None] = [None] * len(batch)
+        answers: list[Response | None] = [None] * len(batch)
         floor = max(layout.recovery_version, cv.version - MVCC_WINDOW_VERSIONS)
         candidates: list[int] = []
         for i, txn in enumerate(batch):
@@ -336,7 +334,7 @@ class CommitProxy:
             else:
                 candidates.append(i)
 
-        resolves: list[tuple[WorkerRef, DataRequest]] = []
+        resolves: list[tuple[WorkerRef, Request]] = []
         for assignment in layout.resolvers:
             key_range = KeyRange(assignment.begin, assignment.end)
             txns = [
@@ -363,7 +361,7 @@ class CommitProxy:
             else:
                 answers[i] = NotCommitted("conflict")
         commit_batch = CommitBatch(cv.prev_version, cv.version, mutations)
-        pushes: list[tuple[WorkerRef, DataRequest]] = [
+        pushes: list[tuple[WorkerRef, Request]] = [
             (target, LogPush(target.id, self.epoch, commit_batch, self._committed))
             for target in layout.logs
         ]

@@ -1,7 +1,7 @@
 """The log worker: the durable, version-ordered record of commit batches.
 
-Each :class:`~.types.CommitBatch` is one entry of a native WAL (entry index =
-1, 2, 3, ... in arrival order; data = the msgpack batch). Batches form a chain:
+Each :class:`~bedrock_cp.protocol.CommitBatch` is one entry of a native WAL
+(entry index = 1, 2, 3, ... in arrival order; data = the msgpack batch). Batches form a chain:
 a push is accepted only if its ``prev_version`` is the log's last version, so a
 log never holds a version without every version before it (since its base).
 A push waits a bounded time for a missing predecessor (another proxy's batch
@@ -14,9 +14,9 @@ dedicated single-thread executor so the event loop keeps serving meanwhile.
 Fencing (DESIGN §9 I6): the highest epoch seen and the lock flag live in a
 small state file (:mod:`.statefile`), durable before the request that changed
 them is answered. A locked log is locked for good: its generation is over, and
-the next generation writes to new logs. :class:`~.api.LogRecover` rewrites a
-log into a fresh WAL generation holding exactly the requested range and makes
-it a member of the recovering epoch (so it is unlocked again).
+the next generation writes to new logs. :class:`~bedrock_cp.protocol.LogRecover`
+rewrites a log into a fresh WAL generation holding exactly the requested range
+and makes it a member of the recovering epoch (so it is unlocked again).
 
 The proxies' ``committed`` version rides along with pushes and is kept in the
 WAL hard state's ``commit`` slot (a hint: written without an extra fsync).
@@ -35,10 +35,8 @@ from pathlib import Path
 import msgspec
 
 from .._native import native
-from . import statefile
-from .api import (
-    DataRequest,
-    DataResponse,
+from ..protocol import (
+    CommitBatch,
     Failed,
     Locked,
     LogBatches,
@@ -50,9 +48,12 @@ from .api import (
     LogRecover,
     LogRecovered,
     NewerEpoch,
+    Request,
+    Response,
+    WorkerRef,
 )
+from . import statefile
 from .pulse import Pulse
-from .types import CommitBatch, WorkerRef
 from .worker import Dialer
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class LogWorker:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         if self.stopped:
             return Failed("unavailable", f"log {self.ref.id} is stopped")
         try:
@@ -213,7 +214,7 @@ class LogWorker:
             return Failed("internal", f"log {self.ref.id} WAL failed: {self._fatal}")
         return None
 
-    async def _push(self, req: LogPush) -> DataResponse:
+    async def _push(self, req: LogPush) -> Response:
         if newer := await self._see_epoch(req.epoch):
             return newer
         batch = req.batch
@@ -298,7 +299,7 @@ class LogWorker:
                 self._durable = upto
             self._pulse.fire()
 
-    async def _pull(self, req: LogPull) -> DataResponse:
+    async def _pull(self, req: LogPull) -> Response:
         if req.after < self._state.base:
             return Failed(
                 "version_too_old",
@@ -315,7 +316,7 @@ class LogWorker:
         batches = self._batches[start : min(end, start + limit)]
         return LogBatches(batches, self._last, self._durable, self._committed)
 
-    async def _lock(self, req: LogLock) -> DataResponse:
+    async def _lock(self, req: LogLock) -> Response:
         if newer := await self._see_epoch(req.epoch):
             return newer
         if not self._state.locked:
@@ -329,7 +330,7 @@ class LogWorker:
         oldest = self._versions[0] if self._versions else 0
         return LogLocked(oldest, self._last, self._durable)
 
-    async def _recover(self, req: LogRecover) -> DataResponse:
+    async def _recover(self, req: LogRecover) -> Response:
         if newer := await self._see_epoch(req.epoch):
             return newer
         if req.first > req.last + 1 or (req.first < 1 and req.last >= req.first):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from .api import DataRequest, DataResponse, decode_request, decode_response, encode
-from .types import WorkerRef
+from ..protocol import Request, Response, WorkerRef, decode_request, decode_response, encode
 
 
 class StoppableWorker(Protocol):
@@ -21,7 +20,7 @@ class StoppableWorker(Protocol):
     ref: WorkerRef
     stopped: bool
 
-    async def handle(self, body: DataRequest) -> DataResponse: ...
+    async def handle(self, body: Request) -> Response: ...
 
     async def stop(self) -> None: ...
 
@@ -36,7 +35,7 @@ class LoopbackDialer:
     def unregister(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
 
-    async def call(self, ref: WorkerRef, body: DataRequest, timeout: float) -> DataResponse:  # noqa: ASYNC109
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
         worker = self._workers.get(ref.id)
         if worker is None or worker.stopped:
             raise ConnectionRefusedError(f"worker {ref.id} is not reachable")

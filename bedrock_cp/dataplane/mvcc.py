@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 
-from .types import Mutation, MutationKind
+from ..protocol import Mutation, MutationKind
 
 #: One key's history: ``(version, value)`` pairs, oldest first; None is a clear.
 History = list[tuple[int, bytes | None]]

@@ -19,9 +19,18 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 
-from .api import DataRequest, DataResponse, Failed, NewerEpoch, Resolve, Resolved
+from ..protocol import (
+    MVCC_WINDOW_VERSIONS,
+    Failed,
+    KeyRange,
+    NewerEpoch,
+    Request,
+    Resolve,
+    Resolved,
+    Response,
+    WorkerRef,
+)
 from .pulse import Pulse
-from .types import MVCC_WINDOW_VERSIONS, KeyRange, WorkerRef
 
 #: Answers remembered for idempotent replays of already-resolved batches.
 ANSWER_MEMORY = 1024
@@ -65,7 +74,7 @@ class Resolver:
     def last(self) -> int:
         return self._last
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         if self.stopped:
             return Failed("unavailable", f"resolver {self.ref.id} is stopped")
         if not isinstance(body, Resolve):
@@ -77,7 +86,7 @@ class Resolver:
             return Failed("invalid", f"resolver {self.ref.id} belongs to epoch {self.epoch}")
         return await self._resolve(body)
 
-    async def _resolve(self, req: Resolve) -> DataResponse:
+    async def _resolve(self, req: Resolve) -> Response:
         if req.version <= req.prev_version:
             return Failed("invalid", f"version {req.version} <= prev {req.prev_version}")
         if req.version <= self._last:

@@ -2,7 +2,8 @@
 
 Commit versions follow time: ``v = max(prev + 1, start_version + elapsed * 1e6)``
 (elapsed seconds since the sequencer started), so a distance in versions is a
-distance in time and the 5 s MVCC window is :data:`~.types.MVCC_WINDOW_VERSIONS`.
+distance in time and the 5 s MVCC window is
+:data:`~bedrock_cp.protocol.MVCC_WINDOW_VERSIONS`.
 Each answer names the previous version handed out, which chains the batches on
 the logs and at the resolvers. ``start_version`` is the recovery version, so
 versions increase across epochs.
@@ -17,18 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .api import (
+from ..protocol import (
+    VERSIONS_PER_SECOND,
     CommitVersion,
-    DataRequest,
-    DataResponse,
     Failed,
     GetCommitVersion,
     GetReadVersion,
     NewerEpoch,
     ReadVersion,
     ReportCommitted,
+    Request,
+    Response,
+    WorkerRef,
 )
-from .types import VERSIONS_PER_SECOND, WorkerRef
 
 
 class Sequencer:
@@ -49,7 +51,7 @@ class Sequencer:
     def committed(self) -> int:
         return self._committed
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         if self.stopped:
             return Failed("unavailable", f"sequencer {self.ref.id} is stopped")
         if not isinstance(body, GetReadVersion | GetCommitVersion | ReportCommitted):

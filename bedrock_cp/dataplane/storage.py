@@ -5,7 +5,7 @@ batches from the layout's logs (one log at a time, moving to the next on any
 error) with a long-poll ``LogPull(after=applied)``. Every pulled batch is
 applied to an in-memory :class:`~.mvcc.VersionedMap` at once, so reads at recent
 versions are served; history is kept for the MVCC window
-(:data:`~.types.MVCC_WINDOW_VERSIONS`).
+(:data:`~bedrock_cp.protocol.MVCC_WINDOW_VERSIONS`).
 
 Persistence follows the committed version, never the applied one: a batch is
 written to the storage's own WAL only once the logs report it ``committed``
@@ -29,15 +29,20 @@ from pathlib import Path
 import msgspec
 
 from .._native import native
-from . import statefile
-from .api import (
-    DataRequest,
-    DataResponse,
+from ..protocol import (
+    MVCC_WINDOW_VERSIONS,
+    CommitBatch,
     Failed,
+    KeyRange,
+    Layout,
     Locked,
     LogBatches,
     LogPull,
+    Mutation,
+    MutationKind,
     NewerEpoch,
+    Request,
+    Response,
     StorageGet,
     StorageGetRange,
     StorageLock,
@@ -45,18 +50,11 @@ from .api import (
     StorageStatus,
     Value,
     Values,
-)
-from .mvcc import VersionedMap
-from .pulse import Pulse
-from .types import (
-    MVCC_WINDOW_VERSIONS,
-    CommitBatch,
-    KeyRange,
-    Layout,
-    Mutation,
-    MutationKind,
     WorkerRef,
 )
+from . import statefile
+from .mvcc import VersionedMap
+from .pulse import Pulse
 from .worker import Dialer
 
 log = logging.getLogger(__name__)
@@ -301,7 +299,7 @@ class StorageWorker:
 
     # -- requests ----------------------------------------------------------------------
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         if self.stopped:
             return Failed("unavailable", f"storage {self.ref.id} is stopped")
         try:
@@ -342,12 +340,12 @@ class StorageWorker:
             return Failed("version_too_old", f"version {version} < oldest kept {self._oldest}")
         return None
 
-    async def _get(self, req: StorageGet) -> DataResponse:
+    async def _get(self, req: StorageGet) -> Response:
         if refused := await self._readable(req.version, req.key, None):
             return refused
         return Value(self._map.get(req.key, req.version), req.version)
 
-    async def _get_range(self, req: StorageGetRange) -> DataResponse:
+    async def _get_range(self, req: StorageGetRange) -> Response:
         if req.begin > req.end:
             return Failed("invalid", "range begin is after its end")
         if refused := await self._readable(req.version, req.begin, req.end):
@@ -356,7 +354,7 @@ class StorageWorker:
         pairs, more = self._map.range(req.begin, req.end, req.version, limit)
         return Values(pairs, more, req.version)
 
-    async def _lock(self, req: StorageLock) -> DataResponse:
+    async def _lock(self, req: StorageLock) -> Response:
         if req.epoch < self._state.epoch:
             return NewerEpoch(self._state.epoch)
         state = StorageFileState(req.epoch, req.locked)

@@ -2,16 +2,16 @@
 
 A worker is an asyncio object inside a node process (the node is one failure
 domain). The node routes each request to the worker it names; a worker calls
-other workers through a :class:`Dialer`, which the node provides (over TCP) and
-tests may replace with an in-process one that runs the same worker objects.
+other workers through a :class:`Dialer`, which the node provides (its
+:class:`~bedrock_cp.protocol.Caller`, over TCP) and tests may replace with an
+in-process one that runs the same worker objects (:mod:`.loopback`).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from .api import DataRequest, DataResponse
-from .types import WorkerRef
+from ..protocol import Request, Response, WorkerRef
 
 
 class Dialer(Protocol):
@@ -21,7 +21,7 @@ class Dialer(Protocol):
     TimeoutError after ``timeout`` seconds.
     """
 
-    async def call(self, ref: WorkerRef, body: DataRequest, timeout: float) -> DataResponse: ...  # noqa: ASYNC109
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response: ...  # noqa: ASYNC109
 
 
 class Worker(Protocol):
@@ -29,7 +29,7 @@ class Worker(Protocol):
 
     ref: WorkerRef
 
-    async def handle(self, body: DataRequest) -> DataResponse:
+    async def handle(self, body: Request) -> Response:
         """Answer one request addressed to this worker (never raises for bad input:
         answers ``Failed``/``NewerEpoch``/``Locked`` instead)."""
 

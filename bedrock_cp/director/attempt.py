@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..dataplane.api import LogLocked
-from ..dataplane.types import KeyRange, Layout, ResolverAssignment, StorageTeam, WorkerRef
+from ..protocol import KeyRange, Layout, LogLocked, ResolverAssignment, StorageTeam, WorkerRef
 
 
 class Stall(Exception):

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..coordinator.config import ClusterConfig
-from ..dataplane.api import DataRequest, DataResponse
-from ..dataplane.types import WorkerRef
+from ..protocol import Request, Response, WorkerRef
 
 #: Capabilities a node registers for the worker kinds it can host.
 LOG = "log"
@@ -89,7 +88,7 @@ class RecoveryContext(Protocol):
     async def nodes(self) -> list[NodeInfo]:
         """The nodes registered in the directory now."""
 
-    async def call(self, ref: WorkerRef, body: DataRequest, timeout: float) -> DataResponse:  # noqa: ASYNC109
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
         """Send ``body`` to ``ref``; raises OSError/ConnectionError/TimeoutError if unreachable."""
 
     async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:

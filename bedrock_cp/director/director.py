@@ -32,8 +32,7 @@ import logging
 import random
 from collections.abc import Callable
 
-from ..dataplane.api import ListWorkers, Workers
-from ..dataplane.types import Layout, WorkerRef
+from ..protocol import Layout, ListWorkers, WorkerRef, Workers
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER

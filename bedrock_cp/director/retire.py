@@ -31,8 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..dataplane.api import ListWorkers, WorkerInfo, Workers
-from ..dataplane.types import Layout, WorkerRef
+from ..protocol import Layout, ListWorkers, WorkerInfo, WorkerRef, Workers
 from .context import LOG, STORAGE, RecoveryContext
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ so the node wires the real worker classes and tests wire their own.
   manifest is bad, whose kind is no longer offered or whose factory raises is
   listed as ``failed`` with the reason, and the others start regardless.
 - **Roles** (sequencer, commit proxies, resolvers) live for one epoch: they are
-  started from a :class:`~bedrock_cp.dataplane.api.StartRole` through the
+  started from a :class:`~bedrock_cp.protocol.StartRole` through the
   ``roles`` factories, kept in memory only, and listed beside the workers.
 - **Epoch fence**: every worker and role records the epoch it was created for;
   a request to remove or stop one carries the requesting Director's epoch and
@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..dataplane import api as dp
-from ..dataplane.types import WorkerRef
+from .. import protocol
 from ..dataplane.worker import Worker
+from ..protocol import WorkerRef
 from .manifest import (
     MANIFEST_FORMAT,
     Manifest,
@@ -54,7 +54,7 @@ log = logging.getLogger("bedrock_cp.foreman")
 #: Builds and starts a persistent worker in its (existing) directory.
 WorkerFactory = Callable[[WorkerRef, Path], Awaitable[Worker]]
 #: Builds and starts a transaction role from its StartRole request.
-RoleFactory = Callable[[WorkerRef, dp.StartRole], Awaitable[Worker]]
+RoleFactory = Callable[[WorkerRef, protocol.StartRole], Awaitable[Worker]]
 
 _TOMBSTONE = ".removing-"
 
@@ -141,10 +141,10 @@ class Foreman:
         """The persistent worker kinds this node offers, sorted."""
         return sorted(self.factories)
 
-    def list(self) -> list[dp.WorkerInfo]:
+    def list(self) -> list[protocol.WorkerInfo]:
         """Every worker and role this Foreman knows, by id."""
         return [
-            dp.WorkerInfo(e.ref, e.state, e.reason, e.epoch)
+            protocol.WorkerInfo(e.ref, e.state, e.reason, e.epoch)
             for _, e in sorted(self._entries.items(), key=lambda kv: kv[0])
         ]
 
@@ -246,7 +246,7 @@ class Foreman:
         if was_running:
             self._changed()
 
-    async def boot(self) -> builtins.list[dp.WorkerInfo]:
+    async def boot(self) -> builtins.list[protocol.WorkerInfo]:
         """Restart every worker found on disk; returns :meth:`list`.
 
         One bad worker (manifest, kind, factory) is marked failed with the reason;
@@ -295,7 +295,7 @@ class Foreman:
 
     # -- roles -------------------------------------------------------------------------
 
-    async def start_role(self, body: dp.StartRole) -> WorkerRef:
+    async def start_role(self, body: protocol.StartRole) -> WorkerRef:
         """Start a transaction role (in memory only: an epoch's roles die with it)."""
         factory = self.roles.get(body.kind)
         if factory is None:
@@ -325,7 +325,7 @@ class Foreman:
         self._changed()
         return ref
 
-    async def stop_role(self, body: dp.StopRole) -> None:
+    async def stop_role(self, body: protocol.StopRole) -> None:
         """Stop role ``body.worker`` (a persistent worker is removed with :meth:`remove`)."""
         entry = self._entries.get(body.worker)
         if entry is None:
@@ -336,28 +336,28 @@ class Foreman:
 
     # -- requests ----------------------------------------------------------------------
 
-    async def handle(self, body: dp.DataRequest) -> dp.DataResponse:
+    async def handle(self, body: protocol.Request) -> protocol.Response:
         """Answer a Foreman request (``fm_*``); refusals become ``Failed``."""
         try:
             match body:
-                case dp.CreateWorker(kind=kind, worker=worker_id, epoch=epoch):
-                    return dp.WorkerCreated(await self.create(kind, worker_id, epoch))
-                case dp.RemoveWorker(worker=worker_id, epoch=epoch):
+                case protocol.CreateWorker(kind=kind, worker=worker_id, epoch=epoch):
+                    return protocol.WorkerCreated(await self.create(kind, worker_id, epoch))
+                case protocol.RemoveWorker(worker=worker_id, epoch=epoch):
                     await self.remove(worker_id, epoch or None)
-                    return dp.Done()
-                case dp.ListWorkers():
-                    return dp.Workers(self.list())
-                case dp.StartRole():
-                    return dp.WorkerCreated(await self.start_role(body))
-                case dp.StopRole():
+                    return protocol.Done()
+                case protocol.ListWorkers():
+                    return protocol.Workers(self.list())
+                case protocol.StartRole():
+                    return protocol.WorkerCreated(await self.start_role(body))
+                case protocol.StopRole():
                     await self.stop_role(body)
-                    return dp.Done()
+                    return protocol.Done()
         except ForemanError as exc:
-            return dp.Failed(exc.code, str(exc))
+            return protocol.Failed(exc.code, str(exc))
         except OSError as exc:
             log.warning("foreman request %s failed: %s", type(body).__name__, exc)
-            return dp.Failed("internal", f"disk error: {exc}")
-        return dp.Failed("invalid", f"{type(body).__name__} is not a Foreman request")
+            return protocol.Failed("internal", f"disk error: {exc}")
+        return protocol.Failed("invalid", f"{type(body).__name__} is not a Foreman request")
 
     # -- lifecycle ---------------------------------------------------------------------
 

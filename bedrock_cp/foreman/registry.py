@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import protocol
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
-from ..dataplane import api as dp
-from ..dataplane.types import KeyRange, Layout, WorkerRef, decode_layout
 from ..dataplane.worker import Dialer, Worker
+from ..protocol import KeyRange, Layout, WorkerRef, decode_layout
 from .foreman import RoleFactory, WorkerFactory
 
 
@@ -59,17 +59,17 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
     if ctx is None:
         return {}
 
-    async def sequencer(ref: WorkerRef, req: dp.StartRole) -> Worker:
+    async def sequencer(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         return Sequencer(ref, req.epoch, req.version, clock=time.monotonic)
 
-    async def resolver(ref: WorkerRef, req: dp.StartRole) -> Worker:
+    async def resolver(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         layout = decode_layout(req.layout)
         mine = [r for r in layout.resolvers if r.worker.id == ref.id]
         if not mine:
             raise ValueError(f"resolver {ref.id} is not in the layout of epoch {layout.epoch}")
         return Resolver(ref, req.epoch, req.version, KeyRange(mine[0].begin, mine[0].end))
 
-    async def commit_proxy(ref: WorkerRef, req: dp.StartRole) -> Worker:
+    async def commit_proxy(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         return CommitProxy(ref, req.epoch, decode_layout(req.layout), ctx.dialer, token=req.token)
 
     return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}

@@ -1,14 +1,13 @@
 """The Gateway of a node: leader discovery, registration, the cached layout.
 
 - :mod:`.gateway` — :class:`Gateway`: discovery, registration, leader following,
-  layout watch.
-- :mod:`.caller` — how it calls coordinators (:class:`TcpCaller`, the seam
-  :class:`CoordinatorCaller`).
-- :mod:`.api` — :class:`GetLayout`, answered by any node from its Gateway's cache.
+  layout watch; it calls coordinators through a :class:`CoordinatorCaller` (the
+  seam; the real one is :class:`bedrock_cp.protocol.Caller`).
+
+What it answers for local clients, ``GetLayout``, is declared in
+:mod:`bedrock_cp.protocol.gateway`.
 """
 
-from .api import GatewayRequest, GetLayout
-from .caller import CoordinatorCaller, TcpCaller
-from .gateway import Gateway
+from .gateway import CoordinatorCaller, Gateway
 
-__all__ = ["CoordinatorCaller", "Gateway", "GatewayRequest", "GetLayout", "TcpCaller"]
+__all__ = ["CoordinatorCaller", "Gateway"]

@@ -26,17 +26,30 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
-from ..coordinator import Service, api
-from ..dataplane.types import Layout, decode_layout
+from .. import protocol
+from ..protocol import Caller, Layout, Service, decode_layout
 from ..transport import Backoff, ConnectionLost, RemoteError
-from .caller import CoordinatorCaller, TcpCaller
 
 log = logging.getLogger("bedrock_cp.gateway")
 
 _UNREACHABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
+
+
+class CoordinatorCaller(Protocol):
+    """How a Gateway calls coordinators: :class:`~bedrock_cp.protocol.Caller`, or
+    whatever a test or the simulator provides.
+
+    Raises ConnectionError/OSError/ConnectionLost when the address cannot be
+    reached, TimeoutError after ``timeout``, RemoteError for a transport error.
+    """
+
+    async def call(self, to: str, body: protocol.Request, timeout: float) -> protocol.Response: ...  # noqa: ASYNC109
+
+    async def close(self) -> None: ...
 
 
 class _LeaderLost(Exception):
@@ -74,7 +87,7 @@ class Gateway:
         self.services = services
         self.on_layout = on_layout
         self.rng = rng or random.Random()
-        self.caller: CoordinatorCaller = caller or TcpCaller(cluster_id)
+        self.caller: CoordinatorCaller = caller or Caller(cluster_id)
         self.attempt_timeout = attempt_timeout
         self.write_timeout = write_timeout
         self.watch_wait_ms = watch_wait_ms
@@ -87,7 +100,7 @@ class Gateway:
         self._epoch = 0  # the highest coordinator epoch seen in any reply
         self._layout_seen = 0  # the newest layout epoch received (even if corrupt)
         self._layout: Layout | None = None
-        self._layout_record = api.LayoutReply(0, None, 0)
+        self._layout_record = protocol.LayoutReply(0, None, 0)
         self._refresh = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: Successful registrations so far, and the index of the last one.
@@ -125,10 +138,12 @@ class Gateway:
         """The newest valid layout received, or None."""
         return self._layout
 
-    def layout_reply(self) -> api.LayoutReply:
+    def layout_reply(self) -> protocol.LayoutReply:
         """The answer to ``GetLayout``: the cached layout as stored, and the leader."""
         leader_id = self._leader[0] if self._leader else 0
-        return api.LayoutReply(self._layout_record.epoch, self._layout_record.layout, leader_id)
+        return protocol.LayoutReply(
+            self._layout_record.epoch, self._layout_record.layout, leader_id
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -155,12 +170,15 @@ class Gateway:
     async def _discover(self) -> tuple[int, str] | None:
         """Ping every coordinator; the leader named with the highest (epoch, term)."""
         replies = await asyncio.gather(
-            *(self.caller.call(a, api.Ping(), self.attempt_timeout) for a in self.coordinators),
+            *(
+                self.caller.call(a, protocol.Ping(), self.attempt_timeout)
+                for a in self.coordinators
+            ),
             return_exceptions=True,
         )
         best: tuple[tuple[int, int], int, str] | None = None
         for address, reply in zip(self.coordinators, replies, strict=True):
-            if not isinstance(reply, api.PingReply):
+            if not isinstance(reply, protocol.PingReply):
                 continue
             self._epoch = max(self._epoch, reply.epoch)
             if not reply.leader_id:
@@ -182,14 +200,14 @@ class Gateway:
     async def _call(
         self,
         address: str,
-        body: api.ApiRequest,
+        body: protocol.Request,
         timeout: float,  # noqa: ASYNC109
-    ) -> api.ApiResponse:
+    ) -> protocol.Response:
         try:
             reply = await self.caller.call(address, body, timeout)
         except _UNREACHABLE as exc:
             raise _LeaderLost(f"{address}: {exc!r}") from None
-        if isinstance(reply, api.NotLeader):
+        if isinstance(reply, protocol.NotLeader):
             raise _LeaderLost(f"{address} is not the leader (it names {reply.leader_id})")
         return reply
 
@@ -203,7 +221,7 @@ class Gateway:
 
     async def _register(self, address: str) -> None:
         self._seq += 1
-        body = api.RegisterNodeRequest(
+        body = protocol.RegisterNodeRequest(
             self.node,
             self.address,
             sorted(self.capabilities()),
@@ -216,7 +234,7 @@ class Gateway:
             # A retry keeps the seq: the coordinators apply it exactly once.
             reply = await self._call(address, body, self.write_timeout)
             match reply:
-                case api.WriteOk(index=index):
+                case protocol.WriteOk(index=index):
                     self.registrations += 1
                     self.registered_index = index
                     log.info(
@@ -227,7 +245,7 @@ class Gateway:
                         index,
                     )
                     return
-                case api.Rejected(reason=reason):
+                case protocol.Rejected(reason=reason):
                     # Retrying the same declaration cannot help; wait for a refresh.
                     log.error("node %s: registration rejected: %s", self.node, reason)
                     return
@@ -240,10 +258,10 @@ class Gateway:
     async def _watch_loop(self, leader_id: int, address: str) -> None:
         attempt = 0
         while True:
-            body = api.WatchLayout(self._layout_seen, self.watch_wait_ms)
+            body = protocol.WatchLayout(self._layout_seen, self.watch_wait_ms)
             timeout = self.watch_wait_ms / 1000 + self.attempt_timeout
             reply = await self._call(address, body, timeout)
-            if isinstance(reply, api.LayoutReply):
+            if isinstance(reply, protocol.LayoutReply):
                 if reply.leader_id and reply.leader_id != leader_id:
                     raise _LeaderLost(f"{address} now names leader {reply.leader_id}")
                 self._accept_layout(reply)
@@ -252,7 +270,7 @@ class Gateway:
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
 
-    def _accept_layout(self, reply: api.LayoutReply) -> None:
+    def _accept_layout(self, reply: protocol.LayoutReply) -> None:
         if reply.epoch <= self._layout_seen or reply.layout is None:
             return
         self._layout_seen = reply.epoch
@@ -280,8 +298,8 @@ class Gateway:
     async def _ping_loop(self, leader_id: int, address: str) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
-            reply = await self._call(address, api.Ping(), self.attempt_timeout)
-            if not isinstance(reply, api.PingReply):
+            reply = await self._call(address, protocol.Ping(), self.attempt_timeout)
+            if not isinstance(reply, protocol.PingReply):
                 continue
             if reply.leader_id != leader_id:
                 raise _LeaderLost(f"{address} now names leader {reply.leader_id}")

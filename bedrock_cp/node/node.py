@@ -4,11 +4,11 @@
 application embeds a node this way); ``await node.stop()`` shuts it down
 cleanly.
 
-Requests arriving on the node's listener are decoded once, as the union of the
-coordinator API, the data-plane API and the Gateway's ``GetLayout`` (their tags
-are distinct), and routed: coordinator bodies to the coordinator, ``fm_*``
-bodies to the Foreman, ``GetLayout`` to the Gateway's cache, and every other
-data-plane body to the worker it names (unknown: ``Failed("no_such_worker")``).
+Requests arriving on the node's listener are decoded once, as the protocol's
+:data:`~bedrock_cp.protocol.Request` union, and routed by type: coordinator
+requests to the coordinator, Foreman requests to the Foreman, ``GetLayout`` to
+the Gateway's cache, and every worker request to the worker it names (unknown:
+``Failed("no_such_worker")``).
 
 The seams of the deterministic simulation (DESIGN §1) are explicit here: time
 is the running loop's clock, randomness comes from ``rng``, the network is any
@@ -29,46 +29,19 @@ from typing import Protocol
 
 import msgspec
 
+from .. import protocol
 from .._native import native
-from ..coordinator import Service, api
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
-from ..dataplane import api as dp
-from ..dataplane.dialer import NetworkDialer
-from ..dataplane.types import Layout
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
-from ..gateway import CoordinatorCaller, Gateway, GetLayout, TcpCaller
+from ..gateway import CoordinatorCaller, Gateway
+from ..protocol import Caller, Layout, Service
 from ..transport import ConnInfo, Transport
-from ..wire import Request
+from ..wire import Request, WireError
 from .config import ConfigError, NodeConfig, parse_address
 from .recovery import DirectorHost
 
 log = logging.getLogger("bedrock_cp.node")
-
-#: Everything a node's listener may receive (tags are unique across the three APIs).
-NodeRequest = api.ApiRequest | dp.DataRequest | GetLayout
-_request_decoder: msgspec.msgpack.Decoder[NodeRequest] = msgspec.msgpack.Decoder(NodeRequest)
-_encoder = msgspec.msgpack.Encoder()
-_COORDINATOR_BODIES = (
-    api.Ping,
-    api.NodeStatus,
-    api.ListServices,
-    api.ListNodes,
-    api.WatchLayout,
-    api.Register,
-    api.Deregister,
-    api.RegisterNodeRequest,
-    api.AddCoordinator,
-    api.RemoveCoordinator,
-    api.StoreLayoutRequest,
-)
-_FOREMAN_BODIES = (
-    dp.CreateWorker,
-    dp.RemoveWorker,
-    dp.ListWorkers,
-    dp.StartRole,
-    dp.StopRole,
-)
 
 
 class NodeNetwork(Protocol):
@@ -120,7 +93,7 @@ class Node:
         self.network: NodeNetwork | None = None
         self.foreman: Foreman | None = None
         self.gateway: Gateway | None = None
-        self.dialer: NetworkDialer | None = None
+        self.dialer: Caller | None = None
         self.recovery: DirectorHost | None = None
         self._wal: native.Wal | None = None
         self._stopped = asyncio.Event()
@@ -156,7 +129,7 @@ class Node:
         self = cls(config)
         loop = asyncio.get_running_loop()
         # Workers reach other workers through the nodes' ports.
-        self.dialer = NetworkDialer(config.cluster)
+        self.dialer = Caller(config.cluster)
         ctx = registry.WorkerContext(
             cluster_id=config.cluster,
             dialer=self.dialer,
@@ -171,7 +144,7 @@ class Node:
         except KeyError as exc:
             raise ConfigError(f"node {config.id}: {exc.args[0]}") from None
         if gateway_caller is None and network_factory is tcp_network:
-            gateway_caller = TcpCaller(config.cluster)
+            gateway_caller = Caller(config.cluster)
         wal_dir = Path(config.data_dir) / "raft"
         # Opening reads every segment: keep it off the event loop.
         wal = await loop.run_in_executor(
@@ -316,35 +289,35 @@ class Node:
 
     async def _on_request(self, request: Request, info: ConnInfo) -> msgspec.Raw:
         try:
-            body = _request_decoder.decode(bytes(request.body))
-        except msgspec.DecodeError as exc:
-            return msgspec.Raw(_encoder.encode(api.Rejected(f"bad request: {exc}")))
-        return msgspec.Raw(_encoder.encode(await self.handle(body)))
+            body = protocol.decode_request(bytes(request.body))
+        except WireError as exc:
+            return msgspec.Raw(protocol.encode(protocol.Rejected(f"bad request: {exc}")))
+        return msgspec.Raw(protocol.encode(await self.handle(body)))
 
-    async def handle(self, body: NodeRequest) -> api.ApiResponse | dp.DataResponse:
+    async def handle(self, body: protocol.Request) -> protocol.Response:
         """Route one decoded request (see the module docstring)."""
-        if isinstance(body, _COORDINATOR_BODIES):
+        if isinstance(body, protocol.CoordinatorRequest):
             assert self.coordinator is not None
             return await self.coordinator.handle_body(body)
-        if isinstance(body, GetLayout):
+        if isinstance(body, protocol.GatewayRequest):
             if self.gateway is None:
-                return api.Unavailable("this node runs no gateway")
+                return protocol.Unavailable("this node runs no gateway")
             return self.gateway.layout_reply()
         foreman = self.foreman
         if foreman is None or self._stopping:
-            return dp.Failed("unavailable", "the node is stopping")
-        if isinstance(body, _FOREMAN_BODIES):
+            return protocol.Failed("unavailable", "the node is stopping")
+        if isinstance(body, protocol.ForemanRequest):
             return await foreman.handle(body)
         worker = foreman.route(body.worker)
         if worker is None:
-            return dp.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
-        if isinstance(body, dp.Health):
-            return dp.Done()
+            return protocol.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
+        if isinstance(body, protocol.Health):
+            return protocol.Done()
         try:
             return await worker.handle(body)
         except Exception as exc:
             log.exception("worker %s failed on %s", body.worker, type(body).__name__)
-            return dp.Failed("internal", f"worker {body.worker!r}: {exc!r}")
+            return protocol.Failed("internal", f"worker {body.worker!r}: {exc!r}")
 
     def _current_layout(self) -> Layout | None:
         return self.gateway.current_layout() if self.gateway is not None else None

@@ -20,14 +20,14 @@ import random
 import time
 from typing import Any
 
+from .. import protocol
 from ..coordinator.results import Applied
 from ..coordinator.service import Coordinator
-from ..dataplane import api as dp
-from ..dataplane.types import WorkerRef
 from ..dataplane.worker import Dialer
 from ..director import Director, NodeInfo, Parameters, RecoveryStatus, Superseded
 from ..director.director import PAUSE_ENV
 from ..foreman import Foreman
+from ..protocol import WorkerRef
 
 log = logging.getLogger("bedrock_cp.recovery")
 
@@ -81,41 +81,46 @@ class NodeRecoveryContext:
             for n in state.nodes.values()
         ]
 
-    async def call(self, ref: WorkerRef, body: dp.DataRequest, timeout: float) -> dp.DataResponse:  # noqa: ASYNC109
+    async def call(
+        self,
+        ref: WorkerRef,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
         return await self._dialer.call(ref, body, timeout)
 
     async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:
         target = WorkerRef("", "node", node.node, node.address)
         reply = await self._dialer.call(
-            target, dp.CreateWorker(kind, worker_id, self.epoch), self.parameters.call_timeout
+            target, protocol.CreateWorker(kind, worker_id, self.epoch), self.parameters.call_timeout
         )
-        if not isinstance(reply, dp.WorkerCreated):
+        if not isinstance(reply, protocol.WorkerCreated):
             raise ConnectionError(f"node {node.node} did not create {kind} {worker_id}: {reply}")
         return reply.ref
 
     async def remove_worker(self, ref: WorkerRef) -> None:
         target = WorkerRef("", "node", ref.node, ref.address)
         reply = await self._dialer.call(
-            target, dp.RemoveWorker(ref.id, self.epoch), self.parameters.call_timeout
+            target, protocol.RemoveWorker(ref.id, self.epoch), self.parameters.call_timeout
         )
-        if isinstance(reply, dp.Failed) and reply.code != "no_such_worker":
+        if isinstance(reply, protocol.Failed) and reply.code != "no_such_worker":
             raise ConnectionError(f"node {ref.node} did not remove {ref.id}: {reply.message}")
 
     async def start_role(
         self, kind: str, worker_id: str, version: int, layout: bytes, token: bytes
     ) -> WorkerRef:
         return await self._foreman.start_role(
-            dp.StartRole(kind, worker_id, self.epoch, version, layout, token)
+            protocol.StartRole(kind, worker_id, self.epoch, version, layout, token)
         )
 
     async def stop_role(self, ref: WorkerRef) -> None:
-        body = dp.StopRole(ref.id, self.epoch)
+        body = protocol.StopRole(ref.id, self.epoch)
         if ref.node == self.node:
             await self._foreman.stop_role(body)
             return
         target = WorkerRef("", "node", ref.node, ref.address)
         reply = await self._dialer.call(target, body, self.parameters.call_timeout)
-        if isinstance(reply, dp.Failed) and reply.code != "no_such_worker":
+        if isinstance(reply, protocol.Failed) and reply.code != "no_such_worker":
             raise ConnectionError(f"node {ref.node} did not stop {ref.id}: {reply.message}")
 
     async def store_layout(self, layout: bytes) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..coordinator import api
+from .. import protocol
 from ..node.config import NodeConfig
 from ..node.node import NetworkCallbacks
 from ..transport import ConnInfo
@@ -108,13 +108,13 @@ class SimNetwork:
     def heal(self) -> None:
         self.cut.clear()
 
-    async def request(self, to: int, body: api.ApiRequest) -> api.ApiResponse:
+    async def request(self, to: int, body: protocol.Request) -> protocol.Response:
         """A client request to node ``to``, with a network hop each way."""
         if to in self.down:
             raise ConnectionRefusedError(f"node {to} is down")
         await asyncio.sleep(self._latency())
         self._request_ids += 1
-        req = Request(self._request_ids, 5000, msgspec.Raw(api.encode(body)))
+        req = Request(self._request_ids, 5000, msgspec.Raw(protocol.encode(body)))
         raw = await self.endpoints[to].callbacks.on_request(req, ConnInfo("client", 0, "sim"))
         await asyncio.sleep(self._latency())
-        return api.decode_response(bytes(raw))
+        return protocol.decode_response(bytes(raw))

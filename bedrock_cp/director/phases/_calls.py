@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ...dataplane.api import DataRequest, DataResponse, NewerEpoch
-from ...dataplane.types import WorkerRef
+from ...protocol import NewerEpoch, Request, Response, WorkerRef
 from ..attempt import Fail
 from ..context import RecoveryContext
 
 #: An answer, or why there is none (unreachable, timed out).
-Answer = DataResponse | str
+Answer = Response | str
 
 
 async def call_one(
     ctx: RecoveryContext,
     ref: WorkerRef,
-    body: DataRequest,
+    body: Request,
     timeout: float,  # noqa: ASYNC109
 ) -> Answer:
     """``ctx.call`` with the deadline enforced here too; a failure becomes its reason.
@@ -37,7 +36,7 @@ async def call_one(
 
 async def call_all(
     ctx: RecoveryContext,
-    calls: Sequence[tuple[WorkerRef, DataRequest]],
+    calls: Sequence[tuple[WorkerRef, Request]],
     timeout: float,  # noqa: ASYNC109
 ) -> list[Answer]:
     """:func:`call_one` on every target in parallel, answers in order.

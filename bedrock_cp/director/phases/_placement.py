@@ -9,7 +9,7 @@ first node to register would make that node a single point of failure.
 
 from __future__ import annotations
 
-from ...dataplane.types import WorkerRef
+from ...protocol import WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import NodeInfo, RecoveryContext
 

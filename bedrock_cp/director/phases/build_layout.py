@@ -7,8 +7,7 @@ team with a replica, and no log of the old generation among the new logs.
 
 from __future__ import annotations
 
-from ...dataplane.api import Done, UnlockProxy
-from ...dataplane.types import SYSTEM_PREFIX, Layout, StorageTeam
+from ...protocol import SYSTEM_PREFIX, Done, Layout, StorageTeam, UnlockProxy
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 from ._calls import call_all

@@ -10,7 +10,7 @@ acknowledged version; the majority guards against an old layout we misread).
 
 from __future__ import annotations
 
-from ...dataplane.api import LogLock, LogLocked
+from ...protocol import LogLock, LogLocked
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 from ._calls import call_all

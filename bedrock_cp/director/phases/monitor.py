@@ -9,8 +9,7 @@ recovers).
 
 from __future__ import annotations
 
-from ...dataplane.api import Done, Health
-from ...dataplane.types import Layout, WorkerRef
+from ...protocol import Done, Health, Layout, WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 from ._calls import call_all

@@ -11,8 +11,7 @@ consensus: from then on the cluster follows the new layout. ``Superseded``
 
 from __future__ import annotations
 
-from ...dataplane.api import Commit, Committed
-from ...dataplane.types import Mutation, MutationKind
+from ...protocol import Commit, Committed, Mutation, MutationKind
 from ..attempt import Attempt, Fail, Stall
 from ..context import RecoveryContext, Superseded
 from ._calls import call_one

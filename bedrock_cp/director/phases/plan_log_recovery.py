@@ -17,8 +17,7 @@
 
 from __future__ import annotations
 
-from ...dataplane.api import LogBatches, LogPull, StorageState, StorageStatus
-from ...dataplane.types import WorkerRef
+from ...protocol import LogBatches, LogPull, StorageState, StorageStatus, WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 from ._calls import call_all

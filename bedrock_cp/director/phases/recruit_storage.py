@@ -8,8 +8,7 @@ capability, as one team serving the whole user key space.
 
 from __future__ import annotations
 
-from ...dataplane.api import Done, Health
-from ...dataplane.types import SYSTEM_PREFIX, StorageTeam
+from ...protocol import SYSTEM_PREFIX, Done, Health, StorageTeam
 from ..attempt import Attempt, Stall
 from ..context import STORAGE, RecoveryContext
 from ._calls import call_all

@@ -9,7 +9,7 @@ they start empty at version 0 and are fenced by this epoch all the same.
 
 from __future__ import annotations
 
-from ...dataplane.api import LogRecover, LogRecovered
+from ...protocol import LogRecover, LogRecovered
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 from ._calls import call_all

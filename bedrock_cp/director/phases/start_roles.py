@@ -9,7 +9,7 @@ phase 9 unlocks them with. Each started role is recorded at once (rollback).
 
 from __future__ import annotations
 
-from ...dataplane.types import Layout, ResolverAssignment, WorkerRef, encode_layout
+from ...protocol import Layout, ResolverAssignment, WorkerRef, encode_layout
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 

@@ -9,7 +9,7 @@ the epoch starts at: ``recovery_version`` (0 for a new cluster).
 
 from __future__ import annotations
 
-from ...dataplane.types import SYSTEM_PREFIX, KeyRange
+from ...protocol import SYSTEM_PREFIX, KeyRange
 from ..attempt import Attempt, Vacancies
 from ..context import RecoveryContext
 

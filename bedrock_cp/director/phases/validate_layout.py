@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ...dataplane.types import decode_layout
+from ...protocol import decode_layout
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
 
