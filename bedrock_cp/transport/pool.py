@@ -1,8 +1,8 @@
 """A pool of :class:`RpcClient` connections, one per address.
 
 Opened on first use — one connect per address however many callers wait —
-and replaced after it breaks. The coordinator client, the Gateway's caller and
-the data-plane dialer all reach nodes through one of these.
+and replaced after it breaks. :class:`bedrock_cp.protocol.Caller`, which clients,
+Gateways, Directors and data-plane workers all use, reaches nodes through one.
 """
 
 from __future__ import annotations

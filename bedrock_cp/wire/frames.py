@@ -4,7 +4,7 @@ Every frame is a tagged, ``array_like`` Struct so a frame on the wire is a
 msgpack array ``[tag, field, ...]``: no field names, one strict decoder for
 the whole :data:`Frame` union. The transport only needs these frames; what a
 request means is carried opaquely in :attr:`Request.body` and decoded by the
-layer above with its own union, so adding an API never touches the wire.
+layer above (:mod:`bedrock_cp.protocol`), so adding an API never touches the wire.
 
 A connection starts with a handshake: the connecting side sends
 :class:`Hello`; the acceptor answers :class:`Welcome` or :class:`Refused` (and
