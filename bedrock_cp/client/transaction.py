@@ -391,4 +391,4 @@ async def open_database(cluster: str, **kwargs: float) -> Database:
     from .client import connect
 
     client = await connect(cluster, **kwargs)
-    return Database(client, Caller(client.cluster_id))
+    return Database(client, Caller(client.cluster_id, auth=client.auth))

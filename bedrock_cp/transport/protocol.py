@@ -117,6 +117,8 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed.done():
+            return  # reported once (a failed TLS upgrade reports it itself)
         remote_broke = self._eof or not self.closing
         if not self.closing:
             self.closing = True
@@ -161,16 +163,26 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def fail(self, code: str, detail: str, *, refuse: bool = False, who: str | None = None) -> None:
+    def fail(
+        self,
+        code: str,
+        detail: str,
+        *,
+        refuse: bool = False,
+        who: str | None = None,
+        quiet: bool = False,
+    ) -> None:
         """Close this connection for ``detail``: log it, count ``closed.<code>``.
 
-        With ``refuse``, send ``Refused(detail)`` first so the other side learns why.
+        With ``refuse``, send ``Refused(detail)`` first so the other side learns why;
+        ``quiet`` when the caller logged a better line already.
         """
         if self.closing:
             return
         self.stats[f"closed.{code}"] += 1
         self.close_reason = detail
-        log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
+        if not quiet:
+            log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
         if refuse:
             self.write(Refused(detail))
         self.flush()  # what was queued (the refusal) goes out before the close
