@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--json", action="store_true", help="print one JSON object")
         sp.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        sp.add_argument(
+            "--credentials",
+            metavar="TOML",
+            help="a cluster.toml whose [auth] to use (with --cluster host:port,...)",
+        )
         return sp
 
     with_cluster(sub.add_parser("status", help="leader, term, epoch, every node"))

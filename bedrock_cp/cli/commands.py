@@ -17,7 +17,8 @@ import msgspec
 from .._native import native
 from ..auth.certs import CredentialFiles
 from ..auth.certs import init as init_credentials
-from ..client import Client, Transaction, connect, read_cluster_file
+from ..client import Client, ClusterFile, Transaction, connect, read_cluster_file
+from ..client.cluster_file import resolve_cluster
 from ..cluster.local import LocalCluster, stop_pids
 from ..node import Node, NodeConfig, load_config
 from ..node.config import config_from_dict
@@ -189,13 +190,22 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 # -- client commands ----------------------------------------------------------------------------
 
+
+def _cluster(args: argparse.Namespace) -> ClusterFile:
+    """``--cluster``, with the ``[auth]`` of ``--credentials`` when given."""
+    cf = resolve_cluster(args.cluster)
+    if args.credentials:
+        cf.auth = read_cluster_file(Path(args.credentials)).auth
+    return cf
+
+
 ClientFn = Callable[[Client, argparse.Namespace], Awaitable[dict[str, Any]]]
 
 
 def _client_command(args: argparse.Namespace, fn: ClientFn) -> int:
     async def go() -> dict[str, Any]:
         client = await connect(
-            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+            _cluster(args), timeout=min(args.timeout, 5.0), request_timeout=args.timeout
         )
         try:
             return await fn(client, args)
@@ -308,7 +318,7 @@ def _kv_command(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         db = await open_database(
-            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+            _cluster(args), timeout=min(args.timeout, 5.0), request_timeout=args.timeout
         )
         try:
             # Arguments that are not UTF-8 arrive as surrogates: keep their raw bytes.

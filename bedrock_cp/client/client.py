@@ -50,7 +50,7 @@ _RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteErro
 
 
 async def connect(
-    cluster: str | Path,
+    cluster: str | Path | ClusterFile,
     *,
     timeout: float = 5.0,  # noqa: ASYNC109 - bounds the first contact, not one await
     request_timeout: float = 10.0,
@@ -59,7 +59,7 @@ async def connect(
 
     Raises ClusterUnavailable if no coordinator answers within ``timeout``.
     """
-    cf = resolve_cluster(cluster)
+    cf = cluster if isinstance(cluster, ClusterFile) else resolve_cluster(cluster)
     client = Client(cf, request_timeout=request_timeout)
     try:
         await client.ping_any(timeout)
@@ -170,8 +170,13 @@ class Client:
         for reply in replies.values():
             if isinstance(reply, protocol.PingReply):
                 return reply
+        for reply in replies.values():
+            if isinstance(reply, RequestRejected):
+                raise reply  # refused the connection: another cluster, no credentials
+        last = next((r for r in replies.values() if isinstance(r, ConnectionLost)), None)
         raise ClusterUnavailable(
             f"no coordinator answered within {timeout:g}s (tried {', '.join(self.addresses)})"
+            + (f": {last}" if last is not None else "")
         )
 
     async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109

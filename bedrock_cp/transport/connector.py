@@ -109,7 +109,10 @@ class ConnectorProtocol(FramedProtocol):
             self.welcome.set_exception(exc)
 
     def on_closed(self, remote_broke: bool) -> None:
-        self._handshake_failed(ConnectionLost(f"closed during handshake: {self.close_reason}"))
+        reason = f"closed during handshake: {self.close_reason}"
+        if self._auth.method == "none" and not self.handshake_done:
+            reason += " (the node may require authentication: no credentials were given)"
+        self._handshake_failed(ConnectionLost(reason))
 
 
 def tls_options(auth: ConnectorAuth) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """InboundConnection: one accepted connection, from a peer or from a client.
 
 Until the handshake is done, within ``handshake_timeout`` of the accept: under
-TLS the certificates are verified first (``loop.start_tls``, started here so
-the connection counts against the limits from its first byte); then only a
+TLS the certificates are verified first (by the protocol itself, see
+:mod:`.tls`, so the connection counts against the limits from its first
+byte); then only a
 :class:`Hello` is accepted, and with a secret or token the :class:`Proof`
 answering our :class:`Challenge`. A bad or missing Hello or proof is answered
 with ``Refused`` and the connection closed — before any state changes.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import Counter
 from collections.abc import Awaitable
 from typing import Final, Protocol
@@ -47,7 +47,8 @@ from ..wire import (
     encode_body,
 )
 from .handshake import AUTH_FAILED, ConnInfo, PendingProof, Problem, authenticate, check_proof
-from .protocol import HANDSHAKE_MAX_BYTES, FramedProtocol
+from .protocol import FramedProtocol
+from .tls import TlsSession
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -88,12 +89,10 @@ class InboundConnection(FramedProtocol):
         self.source = "?"
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tls_task: asyncio.Task[None] | None = None
         self._tls_principal: Principal | None = None
         self._hello: Hello | None = None
         self._pending: PendingProof | None = None
         self._closed_once = False
-        self._early: list[bytes] = []
 
     def who(self) -> str:
         info = self.info
@@ -116,56 +115,16 @@ class InboundConnection(FramedProtocol):
         self._timer = loop.call_later(self._host.handshake_timeout, self._handshake_expired)
         ctx = self._host.auth.ssl
         if ctx is not None:
-            # Not one byte is read as a frame before the certificates are verified.
-            self.transport.pause_reading()
-            self._tls_task = loop.create_task(self._start_tls(ctx))
+            self.tls = TlsSession(ctx, server_side=True)
 
-    async def _start_tls(self, ctx: ssl.SSLContext) -> None:
-        raw = self.transport
-        assert raw is not None
-        try:
-            tls = await asyncio.get_running_loop().start_tls(
-                raw,
-                self,
-                ctx,
-                server_side=True,
-                ssl_handshake_timeout=self._host.handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, RuntimeError) as exc:
-            if not self.closing:
-                self.stats["closed.tls_failed"] += 1
-                self.close_reason = f"TLS handshake failed: {exc}"
-                log.warning("refused %s: TLS handshake failed: %r", self.who(), exc)
-                self.closing = True
-            raw.abort()
-            self.connection_lost(None)  # the TLS layer never tells us
-            return
-        if tls is None or self.closing:
-            if tls is not None:
-                tls.abort()
-            return
-        self.transport = tls
-        self._tls_principal = principal_of(tls.get_extra_info("peercert"), self._host.cluster_id)
-        early, self._early = self._early, []
-        for data in early:
-            super().data_received(data)
+    def tls_established(self) -> None:
+        assert self.tls is not None
+        self._tls_principal = principal_of(self.tls.peer_certificate(), self._host.cluster_id)
 
     def _handshake_expired(self) -> None:
         self.fail(
             "handshake_timeout", f"no handshake within {self._host.handshake_timeout}s", refuse=True
         )
-
-    def data_received(self, data: bytes) -> None:
-        if self._tls_task is not None and not self._tls_task.done():
-            # Decrypted bytes that arrived before start_tls returned (raw reading
-            # was paused until the TLS layer took over): held, bounded, until then.
-            self._early.append(data)
-            if sum(map(len, self._early)) > HANDSHAKE_MAX_BYTES:
-                self.fail(
-                    "handshake_too_large", f"over {HANDSHAKE_MAX_BYTES} bytes before handshake"
-                )
-            return
-        super().data_received(data)
 
     def frame_received(self, frame: Frame) -> None:
         info = self.info
@@ -307,8 +266,6 @@ class InboundConnection(FramedProtocol):
         if self._closed_once:
             return
         self._closed_once = True
-        if self._tls_task is not None and not self._tls_task.done():
-            self._tls_task.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
