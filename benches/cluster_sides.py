@@ -236,6 +236,22 @@ class EtcdSide:
 Side = OursSide | EtcdSide
 
 
+def measure_throughput(benchmark: Any, runner: asyncio.Runner, side: Side, rounds: int) -> None:
+    """``rounds`` rounds of WRITERS x WRITES_PER_WRITER concurrent writes; writes/s in
+    ``extra_info``."""
+    runner.run(side.settle())
+    total = WRITERS * WRITES_PER_WRITER
+
+    def many() -> None:
+        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
+
+    benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
+    assert benchmark.stats is not None
+    benchmark.extra_info["writers"] = WRITERS
+    benchmark.extra_info["writes_per_round"] = total
+    benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
+
+
 async def _eventually(check: Any, *, timeout: float, what: str) -> None:  # noqa: ASYNC109
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

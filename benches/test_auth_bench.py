@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from .cluster_sides import WRITERS, WRITES_PER_WRITER, OursSide, percentiles
+from .cluster_sides import WRITERS, OursSide, measure_throughput, percentiles
 
 LATENCY_ROUNDS = 300
 THROUGHPUT_ROUNDS = 12
@@ -65,15 +65,7 @@ def test_auth_write_latency(benchmark: Any, runner: asyncio.Runner, side: OursSi
 
 def test_auth_write_throughput(benchmark: Any, runner: asyncio.Runner, side: OursSide) -> None:
     _label(benchmark, side, f"auth: directory write throughput ({WRITERS} writers)")
-    runner.run(side.settle())
-    total = WRITERS * WRITES_PER_WRITER
-
-    def many() -> None:
-        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
-
-    benchmark.pedantic(many, rounds=THROUGHPUT_ROUNDS, warmup_rounds=1)
-    assert benchmark.stats is not None
-    benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
+    measure_throughput(benchmark, runner, side, THROUGHPUT_ROUNDS)
 
 
 def test_auth_crash_failover(benchmark: Any, runner: asyncio.Runner, side: OursSide) -> None:

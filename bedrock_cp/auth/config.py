@@ -78,23 +78,11 @@ def read_private(path: str, what: str) -> bytes:
     if not path:
         raise AuthError(f"auth.{what} is not set")
     try:
-        st = os.stat(path)
-        if stat.S_IMODE(st.st_mode) & 0o077:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
             raise AuthError(
-                f"{path} ({what}) is readable by others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}): chmod 600 it"
+                f"{path} ({what}) is readable by others (mode {mode:04o}): chmod 600 it"
             )
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AuthError(f"{path} ({what}): no such file") from None
-    except OSError as exc:
-        raise AuthError(f"{path} ({what}): {exc.strerror}") from None
-
-
-def read_public(path: str, what: str) -> bytes:
-    if not path:
-        raise AuthError(f"auth.{what} is not set")
-    try:
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise AuthError(f"{path} ({what}): no such file") from None

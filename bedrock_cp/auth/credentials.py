@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import tls
-from .config import AuthConfig, AuthError, Mode, read_private, read_public
+from .config import AuthConfig, AuthError, Mode, read_private
 from .principal import Principal
 from .proof import derive_key
 
@@ -119,8 +119,3 @@ def _need(cfg: AuthConfig, *fields: str) -> None:
             'with `bedrock-cp certs init DIR`, or set auth.mode = "none" to run without '
             "authentication"
         )
-
-
-def read_cert_file(path: str) -> bytes:
-    """A certificate (public) file's bytes; AuthError naming it when unreadable."""
-    return read_public(path, "cert")
