@@ -83,6 +83,7 @@ RESPONSE_TAGS = {
     "NewerEpoch": "dp_newer_epoch",
     "Locked": "dp_locked_out",
     "Failed": "dp_failed",
+    "Unauthorized": "unauthorized",
 }
 
 
