@@ -373,7 +373,7 @@ def test_credentials_others_can_read_are_refused(creds: CredentialFiles, tmp_pat
     path = tmp_path / "secret"
     path.write_bytes(b"x" * 32)
     os.chmod(path, 0o644)
-    with pytest.raises(AuthError, match="open to others"):
+    with pytest.raises(AuthError, match="readable by others"):
         load_acceptor(AuthConfig(mode="secret", secret=str(path)), CLUSTER)
 
 
