@@ -346,6 +346,20 @@ async def test_a_certificate_from_another_ca_is_refused(
         await n.t.stop()
 
 
+async def test_a_silent_connection_to_a_tls_node_is_closed_at_the_deadline(
+    creds: CredentialFiles,
+) -> None:
+    n = await tls_node(creds)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", n.t.port)
+        writer.write(b"\x16\x03")  # the start of a ClientHello, then nothing
+        assert await asyncio.wait_for(reader.read(), 10.0) == b""  # closed, nothing sent
+        writer.close()
+        assert n.t.stats["closed.handshake_timeout"] == 1
+    finally:
+        await n.t.stop()
+
+
 async def test_a_plain_connection_to_a_tls_node_is_refused(creds: CredentialFiles) -> None:
     n = await tls_node(creds)
     try:

@@ -185,6 +185,8 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         if self.tls is not None:
+            if not self.tls.established:
+                return  # nothing can be sent before the TLS handshake (a refusal is dropped)
             self.tls.encrypt(data)
             data = self.tls.outgoing()
         self._send_raw(data)
