@@ -46,6 +46,7 @@ from ..protocol import (
     check_user_key,
 )
 from .client import Client, ClientError
+from .cluster_file import ClusterFile
 
 T = TypeVar("T")
 
@@ -386,9 +387,9 @@ def _check_key(key: bytes) -> None:
         raise _fatal("invalid", problem)
 
 
-async def open_database(cluster: str, **kwargs: float) -> Database:
+async def open_database(cluster: str | ClusterFile, **kwargs: float) -> Database:
     """A :class:`Database` for ``cluster`` (a cluster.toml path or ``host:port,...``)."""
     from .client import connect
 
     client = await connect(cluster, **kwargs)
-    return Database(client, Caller(client.cluster_id))
+    return Database(client, Caller(client.cluster_id, auth=client.auth))

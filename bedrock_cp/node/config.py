@@ -21,7 +21,16 @@ capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 tick_ms = 10
 heartbeat_ms = 50
 election_timeout_ms = 200   # randomized in [200, 400)
+
+[auth]                      # see bedrock_cp.auth.config; relative paths are
+mode = "tls"                # taken from this file's folder
+ca = "certs/ca.pem"
+cert = "certs/node-1.pem"
+key = "certs/node-1.key"
 ```
+
+Authentication is on unless ``auth.mode = "none"`` says otherwise: a node
+without credentials for its mode refuses to start.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+
+from ..auth import AuthConfig
 
 
 class ConfigError(ValueError):
@@ -82,6 +93,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
     #: its Gateway still registers it and follows the layout).
     capabilities: list[str] = []
+    #: Where this node's credentials are (default: TLS, which needs files).
+    auth: AuthConfig = AuthConfig()
 
     def validate(self) -> None:
         if self.id < 1:
@@ -147,7 +160,8 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{p}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return config_from_dict(raw, source=str(p))
+    cfg = config_from_dict(raw, source=str(p))
+    return msgspec.structs.replace(cfg, auth=cfg.auth.resolved(p.resolve().parent))
 
 
 def config_from_dict(raw: dict[str, object], *, source: str = "config") -> NodeConfig:
@@ -185,6 +199,8 @@ def dump_config(cfg: NodeConfig) -> str:
         f"tick_ms = {cfg.timers.tick_ms}",
         f"heartbeat_ms = {cfg.timers.heartbeat_ms}",
         f"election_timeout_ms = {cfg.timers.election_timeout_ms}",
+        "",
+        *cfg.auth.toml_lines(),
         "",
     ]
     return "\n".join(lines)

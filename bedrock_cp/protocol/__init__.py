@@ -9,7 +9,8 @@ apart from the role's code, so callers depend on the interface only:
 - :mod:`.log`, :mod:`.storage`, :mod:`.sequencer`, :mod:`.resolver`,
   :mod:`.commit_proxy` — the data-plane workers.
 - :mod:`.errors` — the refusals every role shares (``NotLeader``, ``Unavailable``,
-  ``Rejected``, ``NewerEpoch``, ``Locked``, ``Failed``) and the plain ``Done``.
+  ``Rejected``, ``NewerEpoch``, ``Locked``, ``Failed``, ``Unauthorized``) and the
+  plain ``Done``.
 - :mod:`.layout` — the transaction system layout (TSL), the records the data
   plane's bodies carry (``WorkerRef``, ``KeyRange``, ``Mutation``,
   ``CommitBatch``) and the limits of the key space.
@@ -68,7 +69,16 @@ from .coordinator import (
     WriteOk,
     WriteRequest,
 )
-from .errors import Done, Failed, Locked, NewerEpoch, NotLeader, Rejected, Unavailable
+from .errors import (
+    Done,
+    Failed,
+    Locked,
+    NewerEpoch,
+    NotLeader,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
 from .foreman import (
     CreateWorker,
     ForemanRequest,
@@ -218,6 +228,7 @@ __all__ = [
     "StorageStatus",
     "StorageTeam",
     "StoreLayoutRequest",
+    "Unauthorized",
     "Unavailable",
     "UnlockProxy",
     "Value",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ..auth import ConnectorAuth
 from ..transport import RpcPool
 from .codec import Request, Response, decode_response, encode
 from .layout import WorkerRef
@@ -26,11 +27,21 @@ class Caller:
     """Calls nodes by address (``"host:port"``) or workers by :class:`WorkerRef`.
 
     ``cluster_id`` None accepts, then holds every node to, the cluster the first
-    node reached names.
+    node reached names. ``auth`` is how every connection proves who is calling
+    (a node calling as ``node_id``, or a client with 0).
     """
 
-    def __init__(self, cluster_id: str | None, *, connect_timeout: float = 1.0) -> None:
-        self._pool = RpcPool(cluster_id, connect_timeout=connect_timeout)
+    def __init__(
+        self,
+        cluster_id: str | None,
+        *,
+        auth: ConnectorAuth,
+        node_id: int = 0,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        self._pool = RpcPool(
+            cluster_id, auth=auth, node_id=node_id, connect_timeout=connect_timeout
+        )
 
     @property
     def cluster_id(self) -> str | None:
