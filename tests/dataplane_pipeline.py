@@ -62,7 +62,14 @@ class Pipeline:
         self.storage = StorageWorker(
             ref("ss0", "storage"), root / "ss0", self.dialer, cluster_id=CLUSTER, fsync=False
         )
-        self.sequencer = Sequencer(ref("seq", "sequencer"), epoch, 0, clock=time.monotonic)
+        self.sequencer = Sequencer(
+            ref("seq", "sequencer"),
+            epoch,
+            0,
+            clock=time.monotonic,
+            logs=[w.ref for w in self.logs],
+            dialer=self.dialer,
+        )
         halves = [KeyRange(b"", b"m"), KeyRange(b"m", b"\xff")]
         self.resolvers = [
             Resolver(ref(f"res{i}", "resolver"), epoch, 0, r) for i, r in enumerate(halves)

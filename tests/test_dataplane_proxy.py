@@ -118,10 +118,11 @@ async def test_a_dead_log_makes_commits_unavailable(tmp_path: Path) -> None:
     p = Pipeline(tmp_path)
     await p.start()
     assert isinstance(await p.commit([set_(b"a", b"1")]), Committed)
+    rv = await p.read_version()  # a dead log refuses read versions too
     await p.logs[1].stop()
-    answer = await p.commit([set_(b"a", b"2")])
+    answer = await p.commit([set_(b"a", b"2")], read_version=rv)
     assert isinstance(answer, Failed) and answer.code == "unavailable", answer
-    later = await p.commit([set_(b"a", b"3")])
+    later = await p.commit([set_(b"a", b"3")], read_version=rv)
     assert isinstance(later, Failed) and later.code == "unavailable"
     assert p.proxies[0].broken
     await p.close()

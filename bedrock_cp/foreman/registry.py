@@ -60,7 +60,10 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
         return {}
 
     async def sequencer(ref: WorkerRef, req: protocol.StartRole) -> Worker:
-        return Sequencer(ref, req.epoch, req.version, clock=time.monotonic)
+        logs = decode_layout(req.layout).logs
+        return Sequencer(
+            ref, req.epoch, req.version, clock=time.monotonic, logs=logs, dialer=ctx.dialer
+        )
 
     async def resolver(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         layout = decode_layout(req.layout)

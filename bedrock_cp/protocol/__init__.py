@@ -25,8 +25,8 @@ Everything is re-exported here flat (names are unique across the roles).
 Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 
 - ``any``: Ping, NodeStatus, Health
-- ``peer``: LogPush, LogPull, StorageStatus, GetCommitVersion, ReportCommitted,
-  Resolve, ListWorkers
+- ``peer``: LogPush, LogPull, ConfirmEpoch, StorageStatus, GetCommitVersion,
+  ReportCommitted, Resolve, ListWorkers
 - ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, UnlockProxy,
   CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator
@@ -102,6 +102,7 @@ from .layout import (
     encode_layout,
 )
 from .log import (
+    ConfirmEpoch,
     LogBatches,
     LogLock,
     LogLocked,
@@ -150,6 +151,7 @@ __all__ = [
     "CommitProxyRequest",
     "CommitVersion",
     "Committed",
+    "ConfirmEpoch",
     "CoordinatorRequest",
     "CreateWorker",
     "Deregister",
