@@ -13,6 +13,8 @@ apart from the role's code, so callers depend on the interface only:
 - :mod:`.layout` — the transaction system layout (TSL), the records the data
   plane's bodies carry (``WorkerRef``, ``KeyRange``, ``Mutation``,
   ``CommitBatch``) and the limits of the key space.
+- :mod:`.idempotency` — the records that tell a retry whether an earlier
+  attempt of its transaction committed (a module of its own, not re-exported).
 - :mod:`.records` — the directory's records (``Service``, ``ServiceRecord``,
   ``NodeRecord``, ``LayoutRecord``).
 - :mod:`.base` — :class:`Body`, the one base Struct, and :class:`Sender`.
@@ -87,6 +89,7 @@ from .layout import (
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
+    SYSTEM_END,
     SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
     CommitBatch,
@@ -100,6 +103,7 @@ from .layout import (
     check_user_key,
     decode_layout,
     encode_layout,
+    served_range,
 )
 from .log import (
     ConfirmEpoch,
@@ -141,6 +145,7 @@ __all__ = [
     "MAX_VALUE_SIZE",
     "MVCC_WINDOW_VERSIONS",
     "SENDERS",
+    "SYSTEM_END",
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
     "AddCoordinator",
@@ -238,4 +243,5 @@ __all__ = [
     "decode_response",
     "encode",
     "encode_layout",
+    "served_range",
 ]
