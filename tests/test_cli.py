@@ -170,6 +170,12 @@ def test_bad_config_values_are_named(tmp_path: Path) -> None:
     )
     assert_one_line_error(cli("node", "--config", str(cfg)), "listen", "host:port")
     assert_one_line_error(cli("node", "--config", str(tmp_path / "missing.toml")), "no such file")
+    # Idempotency records must outlive the clients' lookups of them by a margin.
+    cfg.write_text(
+        'id = 1\ndata_dir = "x"\nlisten = "127.0.0.1:1"\nidempotency_retention_ms = 5000\n'
+        '[coordinators]\n"1" = "127.0.0.1:1"\n'
+    )
+    assert_one_line_error(cli("node", "--config", str(cfg)), "idempotency_retention_ms")
 
 
 def test_unreachable_cluster_is_one_line() -> None:

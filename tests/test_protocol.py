@@ -44,6 +44,7 @@ REQUEST_TAGS = {
     "LogPull": "dp_pull",
     "LogLock": "dp_lock",
     "LogRecover": "dp_recover",
+    "ConfirmEpoch": "dp_confirm_epoch",
     "StorageGet": "dp_get",
     "StorageGetRange": "dp_get_range",
     "StorageStatus": "dp_storage_status",

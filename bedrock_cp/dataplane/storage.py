@@ -16,6 +16,13 @@ in memory, and the disk never held it. A restart reloads the WAL (no
 compaction in this reference implementation: the whole history is replayed).
 
 The highest epoch seen and the lock flag are kept in a state file (I6).
+
+The replica of the team that reaches the end of the user key space also keeps
+the system keys (:func:`~bedrock_cp.protocol.served_range`); clients may read
+only the idempotency records among them. A read names the epoch of the
+reader's layout; until this replica follows that epoch's layout (and so has
+rolled back what its recovery dropped) it waits ``read_wait`` for it, then
+answers ``unavailable``: the client tries another replica.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import msgspec
 from .._native import native
 from ..protocol import (
     MVCC_WINDOW_VERSIONS,
+    SYSTEM_PREFIX,
     CommitBatch,
     Failed,
     KeyRange,
@@ -51,6 +59,8 @@ from ..protocol import (
     Value,
     Values,
     WorkerRef,
+    idempotency,
+    served_range,
 )
 from . import statefile
 from .mvcc import VersionedMap
@@ -85,6 +95,13 @@ def _merge(ranges: list[KeyRange]) -> list[KeyRange]:
         else:
             out.append(r)
     return out
+
+
+def _client_readable(begin: bytes, end: bytes | None) -> bool:
+    """User keys, and the idempotency records among the system keys."""
+    if end is None:
+        return begin < SYSTEM_PREFIX or idempotency.PREFIX <= begin < idempotency.END
+    return end <= SYSTEM_PREFIX or idempotency.PREFIX <= begin <= end <= idempotency.END
 
 
 class StorageWorker:
@@ -177,11 +194,12 @@ class StorageWorker:
         self._layout = layout
         self._ranges = _merge(
             [
-                KeyRange(team.begin, team.end)
+                served_range(team.begin, team.end)
                 for team in layout.storage
                 if any(r.id == self.ref.id for r in team.replicas)
             ]
         )
+        self._pulse.fire()  # reads waiting for this epoch
         if self._puller is not None:
             self._puller.cancel()  # safe: batches are applied between awaits, never halfway
             self._puller = None
@@ -317,11 +335,17 @@ class StorageWorker:
         return Failed("invalid", f"a storage does not handle {type(body).__name__}")
 
     async def _readable(
-        self, version: int, begin: bytes, end: bytes | None
+        self, version: int, begin: bytes, end: bytes | None, epoch: int
     ) -> Failed | Locked | None:
         """Why a read of ``[begin, end)`` (or the key ``begin``) at ``version`` cannot be served."""
         if self._state.locked:
             return Locked(f"storage {self.ref.id} is locked by a recovery")
+        if not _client_readable(begin, end):
+            return Failed("invalid", f"system key {begin[:32]!r} is not readable by clients")
+        if epoch > self._state.epoch and not await self._pulse.wait_for(
+            lambda: self._state.epoch >= epoch or self.stopped, self._read_wait
+        ):
+            return Failed("unavailable", f"storage {self.ref.id} has not seen epoch {epoch} yet")
         covered = any(
             r.contains(begin) if end is None else r.begin <= begin and end <= r.end
             for r in self._ranges
@@ -341,14 +365,14 @@ class StorageWorker:
         return None
 
     async def _get(self, req: StorageGet) -> Response:
-        if refused := await self._readable(req.version, req.key, None):
+        if refused := await self._readable(req.version, req.key, None, req.epoch):
             return refused
         return Value(self._map.get(req.key, req.version), req.version)
 
     async def _get_range(self, req: StorageGetRange) -> Response:
         if req.begin > req.end:
             return Failed("invalid", "range begin is after its end")
-        if refused := await self._readable(req.version, req.begin, req.end):
+        if refused := await self._readable(req.version, req.begin, req.end, req.epoch):
             return refused
         limit = max(1, min(req.limit, MAX_RANGE_LIMIT))
         pairs, more = self._map.range(req.begin, req.end, req.version, limit)

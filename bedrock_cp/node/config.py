@@ -11,6 +11,7 @@ listen = "127.0.0.1:7001"
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
 capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
+idempotency_retention_ms = 60000    # how long commit proxies here keep idempotency records
 
 [coordinators]        # the founding members: id -> host:port
 1 = "127.0.0.1:7001"
@@ -42,6 +43,7 @@ from pathlib import Path
 import msgspec
 
 from ..auth import AuthConfig
+from ..protocol import idempotency
 
 
 class ConfigError(ValueError):
@@ -95,6 +97,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     capabilities: list[str] = []
     #: Where this node's credentials are (default: TLS, which needs files).
     auth: AuthConfig = AuthConfig()
+    #: How long the commit proxies this node runs keep idempotency records (the
+    #: records that let a retry learn that an earlier attempt committed).
+    idempotency_retention_ms: int = int(idempotency.RETENTION_SECONDS * 1000)
 
     def validate(self) -> None:
         if self.id < 1:
@@ -121,6 +126,13 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 raise ConfigError(f"capabilities: {kind!r} is not a worker kind name")
         if len(set(self.capabilities)) != len(self.capabilities):
             raise ConfigError("capabilities: a kind is listed twice")
+        least = int(idempotency.MIN_RETENTION_SECONDS * 1000)
+        if self.idempotency_retention_ms < least:
+            raise ConfigError(
+                f"idempotency_retention_ms must be >= {least} (clients trust a record "
+                f"lookup for {idempotency.LOOKUP_WINDOW_SECONDS:g} s), "
+                f"not {self.idempotency_retention_ms}"
+            )
         self.timers.validate()
 
     def coordinator_map(self) -> dict[int, str]:
@@ -188,6 +200,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"snapshot_every = {cfg.snapshot_every}",
         f'log_level = "{cfg.log_level}"',
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
+        f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",
         "",
         "[coordinators]",
         *(

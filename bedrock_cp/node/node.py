@@ -174,6 +174,7 @@ class Node:
             dialer=self.dialer,
             fsync=config.fsync,
             current_layout=self._current_layout,
+            idempotency_retention=config.idempotency_retention_ms / 1000,
         )
         try:
             factories = registry.offered(

@@ -14,6 +14,8 @@ apart from the role's code, so callers depend on the interface only:
 - :mod:`.layout` — the transaction system layout (TSL), the records the data
   plane's bodies carry (``WorkerRef``, ``KeyRange``, ``Mutation``,
   ``CommitBatch``) and the limits of the key space.
+- :mod:`.idempotency` — the records that tell a retry whether an earlier
+  attempt of its transaction committed (a module of its own, not re-exported).
 - :mod:`.records` — the directory's records (``Service``, ``ServiceRecord``,
   ``NodeRecord``, ``LayoutRecord``).
 - :mod:`.base` — :class:`Body`, the one base Struct, and :class:`Sender`.
@@ -26,8 +28,8 @@ Everything is re-exported here flat (names are unique across the roles).
 Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 
 - ``any``: Ping, NodeStatus, Health
-- ``peer``: LogPush, LogPull, StorageStatus, GetCommitVersion, ReportCommitted,
-  Resolve, ListWorkers
+- ``peer``: LogPush, LogPull, ConfirmEpoch, StorageStatus, GetCommitVersion,
+  ReportCommitted, Resolve, ListWorkers
 - ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, UnlockProxy,
   CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator
@@ -97,6 +99,7 @@ from .layout import (
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
+    SYSTEM_END,
     SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
     CommitBatch,
@@ -110,8 +113,10 @@ from .layout import (
     check_user_key,
     decode_layout,
     encode_layout,
+    served_range,
 )
 from .log import (
+    ConfirmEpoch,
     LogBatches,
     LogLock,
     LogLocked,
@@ -150,6 +155,7 @@ __all__ = [
     "MAX_VALUE_SIZE",
     "MVCC_WINDOW_VERSIONS",
     "SENDERS",
+    "SYSTEM_END",
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
     "AddCoordinator",
@@ -160,6 +166,7 @@ __all__ = [
     "CommitProxyRequest",
     "CommitVersion",
     "Committed",
+    "ConfirmEpoch",
     "CoordinatorRequest",
     "CreateWorker",
     "Deregister",
@@ -247,4 +254,5 @@ __all__ = [
     "decode_response",
     "encode",
     "encode_layout",
+    "served_range",
 ]

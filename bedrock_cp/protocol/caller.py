@@ -15,6 +15,8 @@ over it.
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from ..auth import ConnectorAuth
@@ -63,6 +65,21 @@ class Caller:
         address = to if isinstance(to, str) else to.address
         raw = await self._pool.call(address, msgspec.Raw(encode(body)), timeout)
         return decode_response(bytes(raw))
+
+    async def connect(
+        self,
+        to: str | WorkerRef,
+        timeout: float,  # noqa: ASYNC109 - bounds connect and handshake together
+    ) -> None:
+        """Open (or reuse) the connection to ``to``'s node within ``timeout``.
+
+        A caller that must know whether a request was sent at all (a commit)
+        connects first: a failure here means nothing was sent. Raises as
+        :meth:`call` does.
+        """
+        address = to if isinstance(to, str) else to.address
+        async with asyncio.timeout(timeout):
+            await self._pool.connection(address)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -61,7 +61,9 @@ class Failed(Body, tag="dp_failed"):
     Codes: ``no_such_worker``, ``invalid`` (bad input: key outside the key space,
     over a size limit, ...), ``future_version``, ``version_too_old``, ``gap``
     (a missing earlier version), ``wrong_shard`` (a storage read of a key this
-    replica does not serve), ``unavailable`` (retryable), ``internal``.
+    replica does not serve), ``unavailable`` (retryable), ``internal``, and
+    ``commit_unknown_result`` (a commit proxy failed after it began pushing the
+    batch to the logs: the commit may or may not have happened).
     """
 
     code: str

@@ -6,7 +6,9 @@ pull batches by version (:class:`LogPull`). A recovering Director locks the old
 generation's logs with its epoch (:class:`LogLock`: they stop accepting pushes
 and report the range they hold) and has the new generation copy exactly the
 committed range from them (:class:`LogRecover`). A log that has seen a newer
-epoch answers :class:`~bedrock_cp.protocol.errors.NewerEpoch`.
+epoch answers :class:`~bedrock_cp.protocol.errors.NewerEpoch`. Before it hands
+out read versions, a sequencer asks every log of its layout whether its epoch
+is still the current one (:class:`ConfirmEpoch`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,18 @@ class LogRecover(Body, tag="dp_recover"):
     last: int
 
 
-LogRequest = LogPush | LogPull | LogLock | LogRecover
+class ConfirmEpoch(Body, tag="dp_confirm_epoch"):
+    """Is ``epoch`` still this log's? ``Done`` if so; ``NewerEpoch`` if the log has
+    seen a newer one, ``Locked`` if a recovery locked it (its generation is over).
+    Changes nothing."""
+
+    sender: ClassVar[Sender] = Sender.PEER
+
+    worker: str
+    epoch: int
+
+
+LogRequest = LogPush | LogPull | LogLock | LogRecover | ConfirmEpoch
 
 # -- replies ---------------------------------------------------------------------------
 
