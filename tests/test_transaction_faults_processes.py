@@ -29,7 +29,7 @@ from bedrock_cp.client import Client, Database, TransactionError, open_database
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.protocol import VERSIONS_PER_SECOND, Layout, StorageState, StorageStatus
 
-from .clusters import eventually, recovered, running
+from .clusters import eventually, node_caller, recovered, running
 
 pytestmark = pytest.mark.slow
 
@@ -239,12 +239,19 @@ async def test_an_old_layout_is_refreshed_instead_of_looping_on_version_too_old(
                     r for r in change.new_layout.storage[0].replicas if r.node != str(change.leader)
                 )
                 frozen_at = change.last_old_commit + VERSIONS_PER_SECOND  # a margin
+                # Storage status is for cluster nodes only: ask as one.
+                peer = node_caller(cluster, int(replica.node))
 
                 async def window_passed() -> bool:
-                    answer = await new_db.dialer.call(replica, StorageStatus(replica.id), 2.0)
+                    answer = await peer.call(replica, StorageStatus(replica.id), 2.0)
                     return isinstance(answer, StorageState) and answer.oldest > frozen_at
 
-                await eventually(window_passed, timeout=30, what="the MVCC window past the pause")
+                try:
+                    await eventually(
+                        window_passed, timeout=30, what="the MVCC window past the pause"
+                    )
+                finally:
+                    await peer.close()
             finally:
                 cluster.resume(change.leader)
             errors: list[str] = []
