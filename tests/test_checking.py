@@ -183,6 +183,40 @@ def test_directory_timed_out_write_may_apply_later_or_never_but_once() -> None:
     assert check_directory(twice.ops).kinds == {"nonlinearizable"}
 
 
+def test_directory_timed_out_deregisters_each_apply_at_most_once() -> None:
+    def history(info_deregisters: int) -> Ops:
+        h = Ops()
+        h.add("register", ("a", "v1"), 0, 1)
+        for _ in range(info_deregisters):
+            h.add("deregister", ("a",), 2, None, "info")
+        h.add("read", ("a",), 3, 4, value={})
+        h.add("register", ("a", "v2"), 5, 6)
+        h.add("read", ("a",), 7, 8, value={"a": "v2"})
+        h.add("read", ("a",), 9, 10, value={})  # a deregister landed late
+        return h
+
+    assert check_directory(history(1).ops).kinds == {"nonlinearizable"}, "one cannot land twice"
+    assert check_directory(history(2).ops).valid
+
+
+def test_directory_long_history_is_checked_quickly() -> None:
+    h = Ops()
+    t = 0.0
+    for i in range(6000):
+        if i % 3 == 0:
+            h.add("register", ("a", f"v{i}"), t, t + 0.5, process=1)
+            current: str | None = f"v{i}"
+        elif i % 3 == 1:
+            h.add("read", ("a",), t + 0.1, t + 0.6, value={"a": current}, process=2)
+        else:
+            h.add("deregister", ("a",), t, None, "info", process=3)
+            current = None
+            h.add("read", ("a",), t + 0.1, t + 0.6, value={}, process=2)
+        t += 1
+    res = check_directory(h.ops)
+    assert res.valid, res
+
+
 def test_directory_failed_write_must_stay_invisible() -> None:
     h = Ops()
     h.add("register", ("a", "v1"), 0, 1, "fail")

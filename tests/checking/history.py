@@ -52,6 +52,7 @@ class Op:
     complete: float | None
     outcome: Outcome
     value: Any = None
+    #: Why it failed or is unknown; for an ok op, what went wrong on the way.
     error: str = ""
 
     @property
@@ -69,12 +70,28 @@ class Op:
     def describe(self) -> str:
         """One line for reports: ``#12 p3 register ('s', 'v') -> 7 ok [1.204-1.310 s]``."""
         span = f"{self.invoke:.3f}-" + ("?" if self.complete is None else f"{self.complete:.3f}")
-        shown = repr(self.args)
+        shown = short(self.args)
         if self.ok and self.value is not None:
             # A transaction's value is its micro-ops with the reads filled in.
-            shown = repr(self.value) if self.f == "txn" else f"{shown} -> {self.value!r}"
+            shown = short(self.value) if self.f == "txn" else f"{shown} -> {short(self.value)}"
         why = f" ({self.error})" if self.error else ""
         return f"#{self.id} p{self.process} {self.f} {shown} {self.outcome}{why} [{span} s]"
+
+
+def short(value: Any, limit: int = 6) -> str:
+    """``repr`` with long sequences cut in the middle: ``(1, 2, 3, ..., 98, 99 | 40 values)``."""
+    if isinstance(value, tuple | list) and len(value) > limit:
+        head = ", ".join(short(v, limit) for v in value[: limit // 2])
+        tail = ", ".join(short(v, limit) for v in value[-(limit // 2) :])
+        return f"({head}, ..., {tail} | {len(value)} values)"
+    if isinstance(value, tuple):
+        inner = ", ".join(short(v, limit) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(short(v, limit) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {short(v, limit)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def make_op(
@@ -105,8 +122,9 @@ class Pending:
     op: Op
     done: bool = field(default=False)
 
-    def ok(self, value: Any = None) -> Op:
-        return self.history._complete(self, Outcome.OK, value, "")
+    def ok(self, value: Any = None, note: str = "") -> Op:
+        """It took effect; ``note`` may say what went wrong on the way (a retried attempt)."""
+        return self.history._complete(self, Outcome.OK, value, note)
 
     def fail(self, error: str) -> Op:
         return self.history._complete(self, Outcome.FAIL, None, error)

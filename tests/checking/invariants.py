@@ -16,9 +16,10 @@ them as they come (so a run can stop at the first violation) and
 | ``director-epoch-shared`` | no two nodes ever ran a Director of the same epoch (I5) |
 | ``rss-over-budget`` | a node's resident memory stays under a budget (I9, I10) |
 
-Within one process, because after a restart a node reports the epoch and
-applied index of its snapshot until it has caught up: those are the state
-machine's, which replays; term and commit index are persisted and must not.
+The applied index and epoch are checked within one process lifetime only: a
+restarted node rebuilds its state machine by replaying its snapshot and log, so
+what it reports just after a restart may trail what it reported before the
+crash. Term and commit index are persisted, and are checked across restarts.
 """
 
 from __future__ import annotations

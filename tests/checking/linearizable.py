@@ -16,8 +16,12 @@ at a time, an op that no pending acknowledged op precedes in real time; a read
 must return the register's value at its point. Acknowledged (``ok``) ops must
 all be placed; an ``info`` write (timed out, connection lost) may be placed
 anywhere after its invocation or not at all; ``fail`` ops and ``info`` reads
-say nothing and are dropped. A key whose search exceeds ``max_states``
-distinct (placed set, value) states is reported undecided, never hung on.
+say nothing and are dropped. Since every register value is written once, an
+info write nobody read is dropped too, and one somebody read is required to
+precede that read — both exact, and they keep the search small; what stays
+optional (info deregisters) is tracked as a count of spare writes per value.
+A key whose search exceeds ``max_states`` distinct states is reported
+undecided, never hung on.
 
 Checking keys apart is exact for ops on one key; a read of the whole map is
 split into one read per key, so an anomaly that only shows across keys (a read
@@ -27,9 +31,9 @@ of two ids at two different moments) is outside what this checker sees.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .history import Op
 from .result import Anomaly, CheckResult, distinct, result
@@ -56,10 +60,8 @@ class RegisterCall:
     invoke: float
     #: math.inf for an info write: it may take effect at any time after invoke.
     complete: float
-
-    @property
-    def required(self) -> bool:
-        return self.op.ok
+    #: Must be placed (acknowledged); an info write need not be.
+    required: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ class RegisterVerdict:
 
 def _call(op: Op, write: bool, value: Hashable) -> RegisterCall:
     complete = math.inf if op.complete is None else op.complete
-    return RegisterCall(op, write, value, op.invoke, complete)
+    return RegisterCall(op, write, value, op.invoke, complete, op.ok)
 
 
 def register_calls(history: Sequence[Op]) -> dict[Hashable, list[RegisterCall]]:
@@ -99,6 +101,45 @@ def register_calls(history: Sequence[Op]) -> dict[Hashable, list[RegisterCall]]:
     return dict(by_key)
 
 
+def _prepare(calls: Sequence[RegisterCall]) -> list[RegisterCall]:
+    """Resolve what can be resolved about info writes, exactly, then sort by invocation.
+
+    An info write of a value written only once is either never read — then
+    leaving it out changes no read, so it is left out — or read, and then it
+    took effect before the first read of its value completed: it becomes a
+    required op completing then. Info writes of other values (an absent key,
+    values written twice) stay optional.
+    """
+    writes = Counter(c.value for c in calls if c.write)
+    first_seen: dict[Hashable, float] = {}
+    for c in calls:
+        if not c.write and c.required:
+            first_seen[c.value] = min(first_seen.get(c.value, math.inf), c.complete)
+    out = []
+    for c in calls:
+        if c.write and not c.required and c.value is not ABSENT and writes[c.value] == 1:
+            if c.value not in first_seen:
+                continue
+            c = replace(c, complete=first_seen[c.value], required=True)
+        out.append(c)
+    return sorted(out, key=lambda c: c.invoke)
+
+
+# A search state: (lo, rest, spares, value). Every required op before index
+# ``lo`` is placed and op ``lo`` is not; bit j of ``rest`` says op lo+j is
+# placed; ``spares`` counts, per value, the optional writes before ``lo`` not
+# placed: any of them may still go at any time, and which one does not matter.
+_State = tuple[int, int, frozenset[tuple[Hashable, int]], Hashable]
+
+
+def _with_spare(
+    spares: frozenset[tuple[Hashable, int]], value: Hashable, delta: int
+) -> frozenset[tuple[Hashable, int]]:
+    counts = dict(spares)
+    counts[value] = counts.get(value, 0) + delta
+    return frozenset((v, n) for v, n in counts.items() if n > 0)
+
+
 def check_register(
     calls: Sequence[RegisterCall],
     *,
@@ -106,68 +147,87 @@ def check_register(
     max_states: int = DEFAULT_MAX_STATES,
 ) -> RegisterVerdict:
     """Is there an order of ``calls`` that respects real time and register semantics?"""
-    calls = sorted(calls, key=lambda c: c.invoke)
-    required = 0
-    for i, c in enumerate(calls):
-        if c.required:
-            required |= 1 << i
-    # Acknowledged ops by completion: the first one not yet placed bounds what may go next.
-    by_complete = sorted((c.complete, i) for i, c in enumerate(calls) if c.required)
-    stack: list[tuple[int, Hashable]] = [(0, initial)]
-    seen: set[tuple[int, Hashable]] = set()
-    best = (-1, 0, initial)
+    ops = _prepare(calls)
+    n = len(ops)
+
+    def advance(
+        lo: int, rest: int, spares: frozenset[tuple[Hashable, int]]
+    ) -> tuple[int, int, frozenset[tuple[Hashable, int]]]:
+        while lo < n and (rest & 1 or not ops[lo].required):
+            if not rest & 1:
+                spares = _with_spare(spares, ops[lo].value, 1)
+            lo, rest = lo + 1, rest >> 1
+        return lo, rest, spares
+
+    def bound_of(lo: int, rest: int) -> float:
+        """When the first unplaced acknowledged op completed: nothing invoked later may go next."""
+        bound = math.inf
+        j = lo
+        while j < n and ops[j].invoke <= bound:
+            if ops[j].required and not rest >> (j - lo) & 1:
+                bound = min(bound, ops[j].complete)
+            j += 1
+        return bound
+
+    def place(state: _State, j: int, value: Hashable) -> _State:
+        lo, rest, spares, _ = state
+        return (*advance(lo, rest | 1 << (j - lo), spares), value)
+
+    stack: list[_State] = [(*advance(0, 0, frozenset()), initial)]
+    seen: set[_State] = set()
+    best = stack[0]
     while stack:
-        mask, state = stack.pop()
-        if mask & required == required:
+        state = stack.pop()
+        lo, rest, spares, value = state
+        if lo == n:
             return RegisterVerdict(True, len(seen))
-        if (mask, state) in seen:
+        if state in seen:
             continue
-        seen.add((mask, state))
+        seen.add(state)
         if len(seen) > max_states:
             return RegisterVerdict(None, len(seen), f"more than {max_states} states")
-        placed = (mask & required).bit_count()
-        if placed > best[0]:
-            best = (placed, mask, state)
-        bound = next(t for t, i in by_complete if not mask >> i & 1)
-        nexts: list[tuple[int, Hashable]] = []
+        if (lo, rest.bit_count()) > (best[0], best[1].bit_count()):
+            best = state
+        bound = bound_of(lo, rest)
+        nexts: list[_State] = []
         greedy: int | None = None
-        for i, c in enumerate(calls):
-            if mask >> i & 1:
-                continue
-            if c.invoke > bound:
-                break
-            if not c.write:
-                if c.value == state:
+        j = lo
+        while j < n and ops[j].invoke <= bound:
+            c = ops[j]
+            if not rest >> (j - lo) & 1:
+                if c.write:
+                    nexts.append(place(state, j, c.value))
+                elif c.value == value:
                     # A read that fits now may as well go now: moving it earlier
                     # breaks no real-time order and changes no value.
-                    greedy = i
+                    greedy = j
                     break
-                continue
-            nexts.append((mask | 1 << i, c.value))
+            j += 1
         if greedy is not None:
-            stack.append((mask | 1 << greedy, state))
-        else:
-            stack.extend(reversed(nexts))
-    _, mask, state = best
-    return RegisterVerdict(False, len(seen), *_explain(calls, mask, state))
+            stack.append(place(state, greedy, value))
+            continue
+        for spare, _ in spares:
+            stack.append((lo, rest, _with_spare(spares, spare, -1), spare))
+        stack.extend(reversed(nexts))
+    lo, rest, _, value = best
+    return RegisterVerdict(False, len(seen), *_explain(ops, lo, rest, value, bound_of(lo, rest)))
 
 
 def _explain(
-    calls: Sequence[RegisterCall], mask: int, state: Hashable
+    ops: Sequence[RegisterCall], lo: int, rest: int, value: Hashable, bound: float
 ) -> tuple[str, tuple[Op, ...]]:
     """Where the deepest search got stuck: what was placed, what could not follow."""
-    placed = [c for i, c in enumerate(calls) if mask >> i & 1]
-    pending = [c for i, c in enumerate(calls) if not mask >> i & 1 and c.required]
-    bound = min(c.complete for c in pending)
+    placed = [c for c in ops[:lo] if c.required]
+    placed += [c for j, c in enumerate(ops[lo:]) if rest >> j & 1]
+    pending = [c for j, c in enumerate(ops[lo:]) if c.required and not rest >> j & 1]
     stuck = [c for c in pending if c.invoke <= bound]
-    reasons = []
-    for c in stuck[:4]:
-        if not c.write:
-            reasons.append(f"op #{c.op.id} read {c.value!r} but the value was {state!r}")
-    if not reasons:
-        reasons.append(f"op #{stuck[0].op.id} fits nowhere")
+    reasons = [
+        f"op #{c.op.id} read {c.value!r} but the value was {value!r}"
+        for c in stuck[:4]
+        if not c.write
+    ] or [f"op #{stuck[0].op.id} fits nowhere"]
     text = (
-        f"{len(placed)} op(s) placed at best, the value then {state!r}; "
+        f"{len(placed)} acknowledged op(s) placed at best, the value then {value!r}; "
         + "; ".join(reasons)
         + f" ({len(pending)} acknowledged op(s) left)"
     )
@@ -199,7 +259,7 @@ def check_directory(history: Sequence[Op], *, max_states: int = DEFAULT_MAX_STAT
         "directory linearizability",
         anomalies,
         undecided="too large to check: " + ", ".join(undecided) if undecided else "",
-        ops=len(history),
+        ops=sum(1 for op in history if op.f in ("register", "deregister", "read")),
         keys=len(keys),
         states=states,
     )

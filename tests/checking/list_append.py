@@ -45,7 +45,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .history import Op
+from .history import Op, short
 from .result import Anomaly, CheckResult, distinct, result
 
 READ = "r"
@@ -118,6 +118,8 @@ class _Checker:
         self.appends: dict[tuple[int, Key], list[Hashable]] = defaultdict(list)
         self.reads: list[_Read] = []
         self.orders: dict[Key, tuple[Hashable, ...]] = {}
+        #: Transactions whose appends some read holds twice.
+        self.applied_twice: set[int] = set()
         self.graph = _Graph()
 
     def report(self, kind: str, explanation: str, ops: Iterable[Op]) -> None:
@@ -156,8 +158,8 @@ class _Checker:
                     if values != known[key]:
                         self.report(
                             "internal",
-                            f"#{t.id} read {key!r} = {list(values)} after its own ops "
-                            f"left it {list(known[key])}",
+                            f"#{t.id} read {key!r} = {short(values)} after its own ops "
+                            f"left it {short(known[key])}",
                             [t],
                         )
                     known[key] = values
@@ -165,8 +167,8 @@ class _Checker:
                 if mine and values[len(values) - len(mine) :] != mine:
                     self.report(
                         "internal",
-                        f"#{t.id} read {key!r} = {list(values)} without its own "
-                        f"appends {list(mine)} at the end",
+                        f"#{t.id} read {key!r} = {short(values)} without its own "
+                        f"appends {short(mine)} at the end",
                         [t],
                     )
                     external = values
@@ -176,17 +178,28 @@ class _Checker:
                 self.reads.append(_Read(t, key, values, external))
 
     def check_reads(self) -> None:
+        duplicated: dict[tuple[Key, Hashable], list[_Read]] = defaultdict(list)
+        for r in self.reads:
+            for v, n in Counter(r.values).items():
+                if n > 1:
+                    duplicated[r.key, v].append(r)
+        for (key, v), reads in duplicated.items():
+            first = reads[0]
+            w = self.writer.get((key, v))
+            if w is not None:
+                self.applied_twice.add(w.id)
+            at = [i for i, x in enumerate(first.values) if x == v]
+            self.report(
+                "duplicate-elements",
+                f"{v!r} appears {len(at)} times in {key!r} (at positions {at} of "
+                f"{len(first.values)}), first in #{first.txn.id}'s read and in "
+                f"{len(reads)} read(s) in all: "
+                + (f"#{w.id}, which appended it, " if w else "the transaction appending it ")
+                + "took effect more than once",
+                [first.txn, *([w] if w else [])],
+            )
         for r in self.reads:
             t, key = r.txn, r.key
-            twice = [v for v, n in Counter(r.values).items() if n > 1]
-            if twice:
-                writers = [self.writer[key, v] for v in twice if (key, v) in self.writer]
-                self.report(
-                    "duplicate-elements",
-                    f"#{t.id} read {key!r} = {list(r.values)}: {twice} appear(s) more than "
-                    "once, so the transaction(s) appending them took effect more than once",
-                    [t, *writers],
-                )
             for v in _dedupe(r.values):
                 w = self.writer.get((key, v))
                 if w is None:
@@ -211,7 +224,7 @@ class _Checker:
                         self.report(
                             "intermediate-read",
                             f"#{t.id} read {key!r} ending in {last!r}, but its writer "
-                            f"#{w.id} appended {mine[mine.index(last) + 1 :]} after it",
+                            f"#{w.id} appended {short(mine[mine.index(last) + 1 :])} after it",
                             [t, w],
                         )
 
@@ -229,8 +242,8 @@ class _Checker:
                     compatible = False
                     self.report(
                         "incompatible-order",
-                        f"{key!r}: #{r.txn.id} read {list(r.values)} and #{longest.txn.id} "
-                        f"read {list(longest.values)}; neither is a prefix of the other",
+                        f"{key!r}: #{r.txn.id} read {short(r.values)} and #{longest.txn.id} "
+                        f"read {short(longest.values)}; neither is a prefix of the other",
                         [r.txn, longest.txn],
                     )
                     break
@@ -259,7 +272,7 @@ class _Checker:
                         w,
                         t,
                         "wr",
-                        f"#{t.id} read {key!r} = {list(r.external)}, "
+                        f"#{t.id} read {key!r} = {short(r.external)}, "
                         f"ending in #{w.id}'s {r.external[-1]!r}",
                     )
             known = self.orders.get(key)
@@ -272,7 +285,7 @@ class _Checker:
                         t,
                         w,
                         "rw",
-                        f"#{t.id} read {key!r} = {list(r.external)}, "
+                        f"#{t.id} read {key!r} = {short(r.external)}, "
                         f"missing {nxt!r} that #{w.id} appended next",
                     )
         if self.realtime:
@@ -328,7 +341,7 @@ class _Checker:
                     "lost-write",
                     f"{key!r}: {len(lost)} acknowledged append(s), e.g. {lost[0][0]!r} by "
                     f"#{lost[0][1].id}, are in no read, though #{last_read.txn.id} read "
-                    f"{key!r} = {list(last_read.values)} after they completed",
+                    f"{key!r} = {short(last_read.values)} after they completed",
                     [lost[0][1], last_read.txn],
                 )
             writes = sorted((done, position[v], v, w) for done, v, w in acked[key] if v in position)
@@ -348,7 +361,7 @@ class _Checker:
                     pos, v, w = newest
                     self.report(
                         "stale-read",
-                        f"#{r.txn.id} read {key!r} = {list(r.values)}, missing {v!r}, whose "
+                        f"#{r.txn.id} read {key!r} = {short(r.values)}, missing {v!r}, whose "
                         f"append #{w.id} was acknowledged before #{r.txn.id} began",
                         [w, r.txn],
                     )
@@ -419,9 +432,16 @@ class _Checker:
             have = {"rw"} if first_rw and n == 0 else self.graph.out[a][b] & kinds
             kind = next(k for k in _PREFERENCE if k in have)
             steps.append(f"#{a} -{kind}-> #{b} ({self.graph.why[a, b, kind]})")
+        twice = sorted(self.applied_twice & set(cycle))
+        because = (
+            f" (#{', #'.join(map(str, twice))} took effect more than once: its two "
+            "places in the orders may be what closes this cycle)"
+            if twice
+            else ""
+        )
         self.report(
             name,
-            f"a cycle of {len(cycle)} transactions: " + "; ".join(steps),
+            f"a cycle of {len(cycle)} transactions: " + "; ".join(steps) + because,
             [self.by_id[i] for i in cycle],
         )
 

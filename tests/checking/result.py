@@ -49,13 +49,23 @@ class CheckResult:
         return {a.kind for a in self.anomalies}
 
     def __str__(self) -> str:
+        return self.render()
+
+    def render(self, per_kind: int = 3) -> str:
+        """The verdict, the stats, and up to ``per_kind`` anomalies of each kind."""
         verdict = {True: "valid", False: "INVALID", None: "UNKNOWN"}[self.valid]
-        head = f"{self.checker}: {verdict}"
+        lines = [f"{self.checker}: {verdict}"]
         if self.stats:
-            head += " (" + ", ".join(f"{k}={v}" for k, v in self.stats.items()) + ")"
+            lines[0] += " (" + ", ".join(f"{k}={v}" for k, v in self.stats.items()) + ")"
         if self.note:
-            head += f"\n  {self.note}"
-        return "\n".join([head, *(f"  {a}" for a in self.anomalies)])
+            lines.append(f"  {self.note}")
+        by_kind: dict[str, list[Anomaly]] = {}
+        for a in self.anomalies:
+            by_kind.setdefault(a.kind, []).append(a)
+        for kind, found in by_kind.items():
+            lines.append(f"  {len(found)} x {kind}")
+            lines += [f"  {a}".replace("\n", "\n  ") for a in found[:per_kind]]
+        return "\n".join(lines)
 
 
 def result(
