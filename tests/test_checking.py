@@ -16,6 +16,7 @@ from .checking import (
     NodeSample,
     Op,
     Outcome,
+    StateSample,
     Watch,
     check_bank,
     check_directory,
@@ -451,6 +452,10 @@ def test_invariants_detect_each_violation() -> None:
     for kind, samples in cases.items():
         res = check_samples(samples, rss_budget=200 << 20)
         assert res.valid is False and res.kinds == {kind}, (kind, res)
+    same = [StateSample(0, 1, 7, "abc"), StateSample(1, 2, 7, "abc"), StateSample(2, 3, 8, "d")]
+    assert check_samples(same).valid
+    diverged = check_samples([StateSample(0, 1, 7, "abc"), StateSample(1, 2, 7, "abd")])
+    assert diverged.kinds == {"divergent-state"}, diverged
     watch = Watch()
     assert watch.add(sample(0, 1, role="leader")) == []
     assert [a.kind for a in watch.add(sample(0, 2, role="leader"))] == ["two-leaders"]

@@ -12,17 +12,22 @@ its own stands out.
 
 :class:`Monitor` polls every node's status, one request per node per round,
 feeding a :class:`~tests.checking.Watch` (the invariants) and keeping the
-latest answers for the nemesis (who leads, which Director recovers).
+latest answers for the nemesis (who leads, which Director recovers); every few
+rounds it also takes a digest of each node's own directory, to compare nodes
+that applied the same index.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from bedrock_cp import protocol
 from bedrock_cp.cluster import LocalCluster
@@ -30,7 +35,7 @@ from bedrock_cp.cluster.local import pid_is_node
 from bedrock_cp.node.config import Timers
 from bedrock_cp.protocol import Caller
 
-from ..checking import Anomaly, History, NodeSample, Watch
+from ..checking import Anomaly, History, NodeSample, StateSample, Watch
 from ..faultproxy import FaultProxy, Link
 
 
@@ -173,6 +178,7 @@ class Monitor:
         *,
         interval: float = 0.1,
         timeout: float = 0.5,
+        state_every: int = 3,
     ) -> None:
         self.chaos = chaos
         self.history = history
@@ -181,6 +187,9 @@ class Monitor:
         self.timeout = timeout
         self.latest: dict[int, Latest] = {}
         self.samples: list[NodeSample] = []
+        self.states: list[StateSample] = []
+        #: Every this many rounds, also compare the nodes' directories (I2).
+        self.state_every = state_every
         self.anomalies: list[Anomaly] = []
         self.rounds = 0
         self._reported_exits: set[int] = set()
@@ -223,6 +232,20 @@ class Monitor:
         self.samples.append(sample)
         self.watch.add(sample)
 
+    async def _state(self, node: int) -> None:
+        """A digest of the directory this node alone holds (a stale read), for I2."""
+        address = self.chaos.cluster.addresses[node]
+        try:
+            reply = await self._caller.call(address, protocol.ListServices(True), self.timeout)
+        except Exception:  # unreachable this round: no sample
+            return
+        if not isinstance(reply, protocol.ServicesReply):
+            return
+        digest = hashlib.blake2b(msgspec.msgpack.encode(reply.services), digest_size=8)
+        sample = StateSample(self.history.now(), node, reply.index, digest.hexdigest())
+        self.states.append(sample)
+        self.watch.add_state(sample)
+
     def _check_exits(self) -> None:
         for node, code in self.chaos.unexpected_exits().items():
             if node in self._reported_exits:
@@ -238,7 +261,23 @@ class Monitor:
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._one(n) for n in self.chaos.nodes))
         self._check_exits()
+        if self.rounds % self.state_every == 0:
+            await asyncio.gather(*(self._state(n) for n in self.chaos.nodes))
         self.rounds += 1
+
+    async def converge(self, timeout: float) -> bool:  # noqa: ASYNC109 - a polling deadline
+        """Once writes stop: sample until every node holds the same applied index
+        (so their directories are compared at least once there)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            before = len(self.states)
+            await asyncio.gather(*(self._state(n) for n in self.chaos.nodes))
+            fresh = self.states[before:]
+            if len(fresh) == len(self.chaos.nodes) and len({s.applied_index for s in fresh}) == 1:
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

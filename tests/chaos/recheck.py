@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..checking import (
     NodeSample,
+    StateSample,
     check_bank,
     check_directory,
     check_list_append,
@@ -28,10 +29,13 @@ def main(argv: list[str]) -> int:
     directory = Path(argv[0])
     ops = load(directory / "history.jsonl")
     run = json.loads((directory / "run.json").read_text())
-    samples = [
+    samples: list[NodeSample | StateSample] = [
         NodeSample(**json.loads(line))
         for line in (directory / "samples.jsonl").read_text().splitlines()
     ]
+    states = directory / "states.jsonl"
+    if states.exists():
+        samples += [StateSample(**json.loads(line)) for line in states.read_text().splitlines()]
     results = [
         check_directory(ops),
         check_list_append(ops),

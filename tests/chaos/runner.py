@@ -2,16 +2,17 @@
 
 :func:`run_chaos` starts a :class:`~.cluster.ChaosCluster`, waits until its
 Director runs, fills the bank, and starts the workloads (list-append through
-``db.attempts()`` and as raw single attempts, bank transfers and reads,
-directory writes and reads), the status :class:`~.cluster.Monitor` and the
-nemesis. When the schedule ends it heals everything and requires recovery
-(I8: one ready leader followed by every node, a running Director, a
-transaction committed) within ``recovery_deadline`` — a liveness bound, set
-generously, not a performance figure. The workloads then stop, a final read
-of every key, account and service id closes the history, and every checker
-judges it. The verdicts come back in a :class:`ChaosReport`; a failing run
-keeps its history, status samples, nemesis log and node logs in a directory
-the report names.
+``db.attempts()`` and as raw single attempts, occasional readers of every
+key, bank transfers and reads, directory writes and reads, readers pinned to
+one coordinator each), the status :class:`~.cluster.Monitor` and the
+nemesis. When the schedule ends it heals
+everything and requires recovery (I8: one ready leader followed by every node,
+a running Director, a transaction committed) within ``recovery_deadline`` — a
+liveness bound, set generously, not a performance figure. The workloads then
+stop, a final read of every key, account and service id closes the history,
+and every checker judges it. The verdicts come back in a :class:`ChaosReport`;
+a failing run keeps its history, status samples, nemesis log and node logs in a
+directory the report names.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bedrock_cp.client import Client, Database, connect, open_database
+from bedrock_cp.client import Client, ClusterFile, Database, connect, open_database
 from bedrock_cp.director.director import PAUSE_ENV
 
 from ..checking import (
@@ -54,8 +55,11 @@ class ChaosConfig:
     #: How long the nemesis runs.
     seconds: float = 30.0
     list_append_clients: int = 3  # the first one makes raw single attempts
+    occasional_readers: int = 2  # likewise
     bank_clients: int = 2  # likewise
     directory_clients: int = 2
+    #: A directory reader pinned to each coordinator.
+    pinned_readers: bool = True
     #: Liveness bound for recovery once every fault is healed (I8); generous.
     recovery_deadline: float = 60.0
     #: How long the workloads go on after recovery.
@@ -118,6 +122,16 @@ class _Run:
 
     async def client(self) -> Client:
         client = await connect(self.chaos.cluster_file, timeout=10.0, request_timeout=3.0)
+        self.clients.append(client)
+        return client
+
+    def pinned_client(self, node: int) -> Client:
+        """A client that knows only ``node``'s address (it still follows redirects)."""
+        cluster = ClusterFile(
+            cluster=self.chaos.cluster.cluster,
+            coordinators=[self.chaos.cluster.addresses[node]],
+        )
+        client = Client(cluster, request_timeout=3.0)
         self.clients.append(client)
         return client
 
@@ -227,12 +241,19 @@ async def _run(run: _Run, nemesis: Nemesis, report: ChaosReport) -> None:
     for i in range(config.list_append_clients):
         db = await run.database()
         tasks.append(run.list_append.client(db, f"la{i}", Budget(stop_clients), retry=i > 0))
+    for i in range(config.occasional_readers):
+        db = await run.database()
+        tasks.append(run.list_append.reader(db, f"lar{i}", Budget(stop_clients), retry=i > 0))
     for i in range(config.bank_clients):
         db = await run.database()
         tasks.append(run.bank.client(db, f"bank{i}", Budget(stop_clients), retry=i > 0))
     for i in range(config.directory_clients):
         client = await run.client()
         tasks.append(run.directory.client(client, f"dir{i}", Budget(stop_clients)))
+    if config.pinned_readers:
+        for node in chaos.nodes:
+            client = run.pinned_client(node)
+            tasks.append(run.directory.reader(client, f"pin{node}", Budget(stop_clients)))
     workers = [asyncio.ensure_future(t) for t in tasks]
     watchers = [
         asyncio.ensure_future(run.monitor.run(stop_watch)),
@@ -255,12 +276,17 @@ async def _run(run: _Run, nemesis: Nemesis, report: ChaosReport) -> None:
             task.cancel()
         failures = [t.exception() for t in workers if t.done() and not t.cancelled()]
         errors = [e for e in failures if e is not None]
+        if errors or report.recovery_seconds is None:
+            stop_watch.set()
+            await asyncio.gather(*watchers)
     if errors:
         raise errors[0]
     if report.recovery_seconds is not None:
         await run.final_reads()
-    stop_watch.set()
-    await asyncio.gather(*watchers)
+        if not await run.monitor.converge(10.0):
+            nemesis.note("the nodes' applied indexes did not meet within 10 s of the final reads")
+        stop_watch.set()
+        await asyncio.gather(*watchers)
 
     ops = run.history.ops()
     report.results = [
@@ -291,6 +317,9 @@ def _keep(run: _Run, report: ChaosReport) -> Path:
     with (out / "samples.jsonl").open("w") as f:
         for s in run.monitor.samples:
             f.write(json.dumps(asdict(s)) + "\n")
+    with (out / "states.jsonl").open("w") as f:
+        for state in run.monitor.states:
+            f.write(json.dumps(asdict(state)) + "\n")
     (out / "report.txt").write_text(report.summary() + "\n")
     run_facts = {
         "seed": report.config.seed,

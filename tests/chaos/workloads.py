@@ -9,9 +9,11 @@ with its own connections (``process`` names the task):
   ``b"1,5,9"``). Some tasks run them as a user would, through
   ``db.attempts()`` (whose retries must never apply a transaction twice: each
   retry appends the same values, so a double apply shows as a duplicate);
-  others make one raw attempt each (so an ambiguous commit stays ``info``).
+  others make one raw attempt each (so an ambiguous commit stays ``info``);
+  occasional readers read every key in use now and then.
 - :class:`Bank` — transfers between a few accounts, and reads of all of them.
-- :class:`Directory` — register/deregister/read of a few service ids.
+- :class:`Directory` — register/deregister/read of a few service ids, and
+  readers each pinned to one coordinator (a client configured with one address).
 
 Outcomes: a commit refused for a conflict or a newer epoch is ``fail`` (the
 client contract calls those safe to retry: not applied); a commit that timed
@@ -65,14 +67,22 @@ class Attempted:
     error: str = ""
     #: Why earlier attempts did not commit, in order.
     retried: list[str] = field(default_factory=list)
+    #: The last attempt's read version, the epoch of its layout, its commit version.
+    read_version: int = 0
+    epoch: int = 0
+    commit_version: int | None = None
 
     def note(self) -> str:
-        """The failed attempts, those that reached the commit first (they matter most)."""
+        """Where it read and committed, and the failed attempts before (those
+        that reached the commit first: they matter most)."""
+        where = f"read v{self.read_version} (epoch {self.epoch} layout)"
+        if self.commit_version and self.commit_version != self.read_version:
+            where += f", committed v{self.commit_version}"  # read-only: nothing to commit
         if not self.retried:
-            return ""
+            return where
         at_commit = [r for r in self.retried if r.startswith("commit")]
         shown = "; ".join(dict.fromkeys(at_commit or self.retried[-1:]))
-        return f"after {len(self.retried)} failed attempt(s): {shown}"
+        return f"{where}; after {len(self.retried)} failed attempt(s): {shown}"
 
 
 async def run_transaction(
@@ -91,6 +101,9 @@ async def run_transaction(
             async with tr:
                 out.value = await body(tr)
                 reached_commit = True
+                # Where the reads came from, for the report (the snapshot is cached).
+                out.read_version = await tr.read_version()
+                out.epoch = db.layout.epoch if db.layout is not None else 0
         finally:
             if tr.error is not None:
                 where = "commit" if reached_commit else "before commit"
@@ -98,6 +111,7 @@ async def run_transaction(
                 if reached_commit and maybe_applied(tr.error):
                     out.ambiguous = out.ambiguous or str(tr.error)
         out.committed = tr.committed_version is not None
+        out.commit_version = tr.committed_version
 
     try:
         if retry:
@@ -239,6 +253,16 @@ class ListAppend:
         while budget.more():
             await self.one(db, process, self.generate(), retry)
 
+    async def reader(
+        self, db: Database, process: str, budget: Budget, *, retry: bool, every: float = 0.5
+    ) -> None:
+        """A read of every key in use, now and then: between reads this client
+        learns nothing, so it may come back with the layout of an epoch that
+        has since ended (its read versions must still miss no commit)."""
+        while budget.more():
+            await self.one(db, process, tuple((READ, n, None) for n in self.active), retry)
+            await asyncio.sleep(every * self.rng.uniform(0.5, 1.5))
+
     async def final_read(self, db: Database) -> bool:
         """Read every key ever used, 50 to a transaction, retrying: the run's last word."""
         ok = True
@@ -375,6 +399,13 @@ class Directory:
                 await self.read(client, process)
             elif not await self.write(client, process, self.rng.choice(self.ids), r < 0.85):
                 return
+
+    async def reader(self, client: Client, process: str, budget: Budget) -> None:
+        """Reads only, paced: for a client that knows one coordinator (a deposed
+        leader cut off from the others must not answer it from its own state)."""
+        while budget.more():
+            await self.read(client, process)
+            await asyncio.sleep(0.02)
 
     async def final_read(self, client: Client) -> None:
         for _ in range(20):  # bounded: each read waits out the client's request timeout

@@ -12,7 +12,7 @@ processes and by simulations:
 
 from .bank import check_bank
 from .history import History, Op, Outcome, Pending, dump, load, make_op
-from .invariants import NodeSample, Watch, check_samples
+from .invariants import NodeSample, StateSample, Watch, check_samples
 from .linearizable import ABSENT, check_directory, check_register
 from .list_append import APPEND, READ, check_list_append
 from .result import Anomaly, CheckResult
@@ -28,6 +28,7 @@ __all__ = [
     "Op",
     "Outcome",
     "Pending",
+    "StateSample",
     "Watch",
     "check_bank",
     "check_directory",

@@ -52,7 +52,8 @@ class Op:
     complete: float | None
     outcome: Outcome
     value: Any = None
-    #: Why it failed or is unknown; for an ok op, what went wrong on the way.
+    #: Why it failed or is unknown; for an ok op, notes for the report (where it
+    #: read, what went wrong on the way).
     error: str = ""
 
     @property
@@ -123,7 +124,7 @@ class Pending:
     done: bool = field(default=False)
 
     def ok(self, value: Any = None, note: str = "") -> Op:
-        """It took effect; ``note`` may say what went wrong on the way (a retried attempt)."""
+        """It took effect; ``note`` is for the report (versions, retried attempts)."""
         return self.history._complete(self, Outcome.OK, value, note)
 
     def fail(self, error: str) -> Op:

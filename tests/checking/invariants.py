@@ -1,14 +1,17 @@
 """Invariants seen from outside: what polling every node's status can tell.
 
 A :class:`NodeSample` is one node's answer to a status request (plus its RSS,
-read by the poller). Samples of one node must arrive in the order they were
-taken; samples of different nodes may interleave freely. :class:`Watch` checks
-them as they come (so a run can stop at the first violation) and
-:func:`check_samples` is the same as a pure function over a recorded sequence.
+read by the poller); a :class:`StateSample` is a digest of the directory a node
+holds at its applied index (a stale read of that node alone). Samples of one
+node must arrive in the order they were taken; samples of different nodes may
+interleave freely. :class:`Watch` checks them as they come (so a run can stop
+at the first violation) and :func:`check_samples` is the same as a pure
+function over a recorded sequence.
 
 | kind | invariant |
 | --- | --- |
 | ``two-leaders`` | at most one leader per term (I1) |
+| ``divergent-state`` | nodes that applied the same index hold the same directory (I2) |
 | ``term-regressed`` | a node's term never goes back, across restarts too (I4) |
 | ``commit-regressed`` | a node's commit index never goes back, across a crash too (I4) |
 | ``applied-regressed`` | within one process, the applied index never goes back |
@@ -53,6 +56,16 @@ class NodeSample:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StateSample:
+    """A node's directory at ``applied_index``, as a digest of its records."""
+
+    time: float
+    node: int
+    applied_index: int
+    digest: str
+
+
 class Watch:
     """Checks samples as they arrive; :meth:`add` returns the new anomalies."""
 
@@ -64,6 +77,7 @@ class Watch:
         self._last: dict[int, NodeSample] = {}
         self._director_node: dict[int, NodeSample] = {}
         self._max_rss: dict[int, int] = {}
+        self._states: dict[int, StateSample] = {}
 
     def add(self, s: NodeSample) -> list[Anomaly]:
         self.samples += 1
@@ -107,21 +121,44 @@ class Watch:
         self.anomalies.extend(found)
         return found
 
-    def add_all(self, samples: Iterable[NodeSample]) -> list[Anomaly]:
-        return [a for s in samples for a in self.add(s)]
+    def add_state(self, s: StateSample) -> list[Anomaly]:
+        self.samples += 1
+        first = self._states.setdefault(s.applied_index, s)
+        if first.digest == s.digest:
+            return []
+        found = [
+            Anomaly(
+                "divergent-state",
+                f"at applied index {s.applied_index} node {first.node} held directory "
+                f"{first.digest} ({first.time:.3f} s) and node {s.node} {s.digest} "
+                f"({s.time:.3f} s)",
+            )
+        ]
+        self.anomalies.extend(found)
+        return found
+
+    def add_all(self, samples: Iterable[NodeSample | StateSample]) -> list[Anomaly]:
+        return [
+            a
+            for s in samples
+            for a in (self.add_state(s) if isinstance(s, StateSample) else self.add(s))
+        ]
 
     def result(self, max_reported: int = 20) -> CheckResult:
         return result(
-            "invariants (I1 I4 I5 I9)",
+            "invariants (I1 I2 I4 I5 I9)",
             self.anomalies[:max_reported],
             samples=self.samples,
             terms_with_a_leader=len(self._leaders),
             director_epochs=len(self._director_node),
+            indexes_compared=len(self._states),
             max_rss_mib=round(max(self._max_rss.values(), default=0) / 2**20, 1),
         )
 
 
-def check_samples(samples: Sequence[NodeSample], *, rss_budget: int | None = None) -> CheckResult:
+def check_samples(
+    samples: Sequence[NodeSample | StateSample], *, rss_budget: int | None = None
+) -> CheckResult:
     """:class:`Watch` over a recorded sequence of samples."""
     watch = Watch(rss_budget=rss_budget)
     watch.add_all(samples)
