@@ -35,6 +35,13 @@ def test_a_seed_gives_one_schedule_and_seeds_differ() -> None:
     assert pause_hook(7) == pause_hook(7) and pause_hook(7)[0] in PHASE_NAMES
 
 
+def test_a_schedule_may_keep_to_some_kinds() -> None:
+    only = ("kill-leader", "pause-leader")
+    assert {f.kind for f in make_schedule(3, 120, only)} == set(only)
+    with pytest.raises(ValueError, match="no fault kinds"):
+        make_schedule(3, 10, ("meteor",))
+
+
 def test_schedules_are_bounded_and_use_every_kind() -> None:
     seen = set()
     for seed in range(50):

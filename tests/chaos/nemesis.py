@@ -71,11 +71,16 @@ class Fault:
         return f"{self.at:6.1f}s {self.kind}{extra} for {self.duration:.1f}s (pick {self.pick})"
 
 
-def make_schedule(seed: int, seconds: float) -> list[Fault]:
-    """Faults for ``seconds`` of chaos, from ``seed`` alone."""
+def make_schedule(seed: int, seconds: float, only: tuple[str, ...] = ()) -> list[Fault]:
+    """Faults for ``seconds`` of chaos, from ``seed`` alone (of the kinds in
+    ``only``, if given)."""
+    unknown = set(only) - {k for k, _ in KINDS}
+    if unknown:
+        raise ValueError(f"no fault kinds {sorted(unknown)}")
     rng = random.Random(seed)
-    kinds = [k for k, _ in KINDS]
-    weights = [w for _, w in KINDS]
+    chosen = [(k, w) for k, w in KINDS if not only or k in only]
+    kinds = [k for k, _ in chosen]
+    weights = [w for _, w in chosen]
     faults = []
     t = rng.uniform(0.5, 1.5)
     while t < seconds:

@@ -267,8 +267,12 @@ class ListAppend:
         """Read every key ever used, 50 to a transaction, retrying: the run's last word."""
         ok = True
         for i in range(0, len(self.names), 50):
-            names = self.names[i : i + 50]
-            ok &= await self.one(db, "final", tuple((READ, n, None) for n in names), retry=True)
+            mops = tuple((READ, n, None) for n in self.names[i : i + 50])
+            for _ in range(5):  # bounded: each try gives up after the attempts' timeout
+                if await self.one(db, "final", mops, retry=True):
+                    break
+            else:
+                ok = False
         return ok
 
 
@@ -307,13 +311,21 @@ class Bank:
                 out[account] = int(raw)
         return out
 
-    async def read(self, db: Database, process: str, *, retry: bool) -> None:
+    async def read(self, db: Database, process: str, *, retry: bool) -> bool:
+        """One read of every account; True if it succeeded."""
         pending = self.history.invoke(process, "balances", None)
         outcome = await run_transaction(db, self._balances, retry=retry)
         if outcome.committed:
-            pending.ok(outcome.value)
-        else:
-            pending.fail(outcome.error or outcome.ambiguous or "not committed")
+            pending.ok(outcome.value, outcome.note())
+            return True
+        pending.fail(outcome.error or outcome.ambiguous or "not committed")
+        return False
+
+    async def final_read(self, db: Database) -> bool:
+        for _ in range(5):  # bounded: each try gives up after the attempts' timeout
+            if await self.read(db, "final", retry=True):
+                return True
+        return False
 
     async def transfer(self, db: Database, process: str, *, retry: bool) -> None:
         src, dst = self.rng.sample(self.accounts, 2)
@@ -407,10 +419,11 @@ class Directory:
             await self.read(client, process)
             await asyncio.sleep(0.02)
 
-    async def final_read(self, client: Client) -> None:
+    async def final_read(self, client: Client) -> bool:
         for _ in range(20):  # bounded: each read waits out the client's request timeout
             if await self.read(client, "final"):
-                return
+                return True
+        return False
 
 
 __all__ = [
