@@ -313,6 +313,28 @@ def test_list_append_stale_read_breaks_only_strict_serializability() -> None:
     assert la(h, realtime=False) == set()
 
 
+def test_list_append_cycles_that_need_real_time() -> None:
+    read_from_the_future = Ops()
+    read_from_the_future.txn(2, 3, (APPEND, "x", 1))
+    read_from_the_future.txn(0, 1, (READ, "x", [1]))  # completed before the append began
+    assert la(read_from_the_future) == {"G1c-realtime"}
+    assert la(read_from_the_future, realtime=False) == set()
+
+    overwritten_by_the_past = Ops()
+    overwritten_by_the_past.txn(2, 3, (APPEND, "x", 1))
+    overwritten_by_the_past.txn(0, 1, (APPEND, "x", 2))  # ordered after 1, done before it began
+    overwritten_by_the_past.txn(4, 5, (READ, "x", [1, 2]))
+    assert la(overwritten_by_the_past) == {"G0-realtime"}
+
+    two_anti_dependencies = Ops()
+    two_anti_dependencies.txn(4, 5, (READ, "x", []))
+    two_anti_dependencies.txn(0, 6, (APPEND, "x", 1), (READ, "y", []))
+    two_anti_dependencies.txn(0, 1, (APPEND, "y", 2))
+    two_anti_dependencies.txn(7, 8, (READ, "x", [1]), (READ, "y", [2]))
+    assert la(two_anti_dependencies) == {"G2-item-realtime"}
+    assert la(two_anti_dependencies, realtime=False) == set()
+
+
 def test_list_append_lost_write() -> None:
     h = Ops()
     h.txn(0, 1, (APPEND, "x", 1))
