@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from bedrock_cp import protocol
+from bedrock_cp.client.client import client_credentials
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.cluster.local import pid_is_node
 from bedrock_cp.node.config import Timers
@@ -193,7 +194,18 @@ class Monitor:
         self.anomalies: list[Anomaly] = []
         self.rounds = 0
         self._reported_exits: set[int] = set()
-        self._caller = Caller(chaos.cluster.cluster, connect_timeout=self.timeout)
+        self._lazy_caller: Caller | None = None
+
+    @property
+    def _caller(self) -> Caller:
+        # Built on first use: the cluster writes its credentials when it starts.
+        if self._lazy_caller is None:
+            self._lazy_caller = Caller(
+                self.chaos.cluster.cluster,
+                auth=client_credentials(self.chaos.cluster.client_cluster_file()),
+                connect_timeout=self.timeout,
+            )
+        return self._lazy_caller
 
     def leader(self) -> int | None:
         """The node that last said it leads, in the highest term heard of."""
@@ -286,4 +298,5 @@ class Monitor:
                 await asyncio.wait_for(stop.wait(), self.interval)
 
     async def close(self) -> None:
-        await self._caller.close()
+        if self._lazy_caller is not None:
+            await self._lazy_caller.close()

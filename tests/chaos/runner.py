@@ -132,6 +132,7 @@ class _Run:
         cluster = ClusterFile(
             cluster=self.chaos.cluster.cluster,
             coordinators=[self.chaos.cluster.addresses[node]],
+            auth=self.chaos.cluster.client_auth(),
         )
         client = Client(cluster, request_timeout=3.0)
         self.clients.append(client)
