@@ -61,12 +61,20 @@ chaos: setup
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_RUNS=$${CHAOS_RUNS:-3} \
 		$(BIN)/pytest tests/test_chaos.py -v -rA
 
-## bench: pytest-benchmark suites (installs etcd, the cluster benches' peer); JSON in benches/results/
+## bench: pytest-benchmark suites; JSON in benches/results/ (the cluster benches need etcd beside ours)
 bench: setup
-	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	@command -v etcd >/dev/null || { echo "make bench: etcd is not installed; the cluster benches run it beside ours." >&2; \
+		echo "  Debian/Ubuntu: sudo apt-get install etcd-server etcd-client" >&2; exit 1; }
 	mkdir -p benches/results
 	$(BIN)/pytest benches -p no:randomly --benchmark-only \
 		--benchmark-json=benches/results/latest.json
+
+## version: set the version (bedrock_cp/_version.py, the one source, and native/Cargo.toml): make version V=0.2.0
+version:
+	@test -n "$(V)" || { echo "usage: make version V=x.y.z" >&2; exit 2; }
+	sed -i 's/^__version__ = ".*"/__version__ = "$(V)"/' bedrock_cp/_version.py
+	sed -i '0,/^version = ".*"/s//version = "$(V)"/' native/Cargo.toml
+	cd native && $(CARGO) update --workspace --quiet
 
 ## wheels: both wheels from their sdists into dist/, installed and imported in a fresh venv
 wheels:
