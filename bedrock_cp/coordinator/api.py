@@ -179,6 +179,9 @@ class NodeStatusReply(msgspec.Struct, tag="status_reply", array_like=True, froze
     #: The voting coordinators this node knows, id -> advertised address, so
     #: clients learn membership changes.
     members: dict[int, str] = {}
+    #: Raft messages dropped because their sender was not the peer the
+    #: connection authenticated.
+    raft_forged_dropped: int = 0
 
 
 class ServicesReply(msgspec.Struct, tag="services", array_like=True, frozen=True, gc=False):
