@@ -43,7 +43,9 @@ fn a_1_gib_wal_opens_without_holding_it_in_memory() {
     {
         let mut wal = Wal::open(Disk::Os, &dir, opts.clone()).unwrap();
         for first in (1..=n).step_by(8) {
-            let batch: Vec<Entry> = (first..first + 8).map(|i| Entry::new(1, i, payload(i))).collect();
+            let batch: Vec<Entry> = (first..first + 8)
+                .map(|i| Entry::new(1, i, payload(i)))
+                .collect();
             wal.save(None, &batch).unwrap();
         }
         let hs = HardState {
