@@ -485,9 +485,12 @@ class Coordinator:
 
     async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.ApiResponse:
         if body.id == self.node_id and self.role == "leader":
+            if self.voters() == [self.node_id]:
+                return api.Rejected("cannot remove the only coordinator")
             target = self._best_successor()
             if target is None:
-                return api.Rejected("cannot remove the only coordinator")
+                # The core already stepped down; this node hears of it with its next Ready.
+                raise _Retry(api.Unavailable("leadership is changing; retry"))
             self.runner.transfer_leader(target)
             raise _Retry(
                 api.Unavailable(f"handing leadership to node {target} before removing {body.id}")
