@@ -308,7 +308,11 @@ impl Consensus {
             )
             .into());
         }
-        wal.save_snapshot(snap.clone())?;
+        let saved = wal.save_snapshot(snap.clone());
+        if self.closed.load(Ordering::Acquire) {
+            *guard = None;
+        }
+        saved?;
         Ok(snap)
     }
 
