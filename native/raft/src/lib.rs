@@ -103,7 +103,7 @@ pub use message::{Message, MessageType, SnapshotChunk};
 pub use raw_node::{Marks, RawNode, Ready};
 pub use read_only::ReadState;
 pub use status::{ProgressStatus, Role, SoftState, Status};
-pub use storage::{MemStorage, RaftState, Storage, StorageError};
+pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
     ConfChange, ConfState, Entry, EntryType, HardState, NodeId, Snapshot, SnapshotMetadata,
     INVALID_ID,

@@ -9,20 +9,8 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use thiserror::Error;
-
+use crate::errors::{Error, Result};
 use crate::types::{ConfState, Entry, EntryType, HardState, Snapshot};
-
-/// Why storage could not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum StorageError {
-    /// The entry lies at or below the snapshot: only the snapshot has it.
-    #[error("log compacted: the entry is covered by the snapshot")]
-    Compacted,
-    /// The entry lies beyond the last one stored.
-    #[error("entry not available: beyond the stored log")]
-    Unavailable,
-}
 
 /// What a node starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,16 +39,16 @@ pub trait Storage {
     /// but at least one when `lo < hi`.
     ///
     /// # Errors
-    /// [`StorageError::Compacted`] when `lo < first_index()`,
-    /// [`StorageError::Unavailable`] when `hi > last_index() + 1`.
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError>;
+    /// [`Error::Compacted`] when `lo < first_index()`,
+    /// [`Error::Unavailable`] when `hi > last_index() + 1`.
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>>;
 
     /// Term of the entry at `index`, for `index` in
     /// `[first_index() - 1, last_index()]`.
     ///
     /// # Errors
     /// As [`Storage::entries`].
-    fn term(&self, index: u64) -> Result<u64, StorageError>;
+    fn term(&self, index: u64) -> Result<u64>;
 
     /// Index of the first stored entry (snapshot index + 1).
     fn first_index(&self) -> u64;
@@ -166,14 +154,14 @@ impl Storage for MemStorage {
         }
     }
 
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
         let s = self.read();
         let si = s.snapshot.metadata.index;
         if lo <= si {
-            return Err(StorageError::Compacted);
+            return Err(Error::Compacted);
         }
         if hi > si + 1 + s.entries.len() as u64 {
-            return Err(StorageError::Unavailable);
+            return Err(Error::Unavailable);
         }
         if lo >= hi {
             return Ok(Vec::new());
@@ -182,11 +170,11 @@ impl Storage for MemStorage {
         Ok(limit_size(ents, max_size).to_vec())
     }
 
-    fn term(&self, index: u64) -> Result<u64, StorageError> {
+    fn term(&self, index: u64) -> Result<u64> {
         let s = self.read();
         let si = s.snapshot.metadata.index;
         if index < si {
-            return Err(StorageError::Compacted);
+            return Err(Error::Compacted);
         }
         if index == si {
             return Ok(s.snapshot.metadata.term);
@@ -194,7 +182,7 @@ impl Storage for MemStorage {
         s.entries
             .get((index - si - 1) as usize)
             .map(|e| e.term)
-            .ok_or(StorageError::Unavailable)
+            .ok_or(Error::Unavailable)
     }
 
     fn first_index(&self) -> u64 {
@@ -245,10 +233,10 @@ mod tests {
         assert_eq!((s.first_index(), s.last_index()), (1, 4));
         assert_eq!(s.term(0), Ok(0));
         assert_eq!(s.term(3), Ok(2));
-        assert_eq!(s.term(5), Err(StorageError::Unavailable));
+        assert_eq!(s.term(5), Err(Error::Unavailable));
         assert_eq!(s.entries(1, 5, 0).unwrap().len(), 1);
         assert_eq!(s.entries(2, 5, u64::MAX).unwrap().len(), 3);
-        assert_eq!(s.entries(1, 6, 0), Err(StorageError::Unavailable));
+        assert_eq!(s.entries(1, 6, 0), Err(Error::Unavailable));
         s.append(&ents(3, &[3]));
         assert_eq!(s.last_index(), 3);
     }
@@ -269,8 +257,8 @@ mod tests {
         };
         s.apply_snapshot(snap(2, 1));
         assert_eq!((s.first_index(), s.last_index()), (3, 4));
-        assert_eq!(s.term(1), Err(StorageError::Compacted));
-        assert_eq!(s.entries(2, 3, 9), Err(StorageError::Compacted));
+        assert_eq!(s.term(1), Err(Error::Compacted));
+        assert_eq!(s.entries(2, 3, 9), Err(Error::Compacted));
         s.apply_snapshot(snap(4, 9));
         assert_eq!((s.first_index(), s.last_index()), (5, 4));
         assert_eq!(s.initial_state().hard_state.commit, 4);

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bedrock_raft::{Entry, RaftState, Snapshot, Storage, StorageError};
+use bedrock_raft::{Entry, Error, RaftState, Snapshot, Storage};
 
 use crate::segment;
 use crate::vfs::{DiskFile, VfsFile};
@@ -256,13 +256,13 @@ impl Storage for WalStorage {
         self.read().initial.clone()
     }
 
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> bedrock_raft::Result<Vec<Entry>> {
         let ix = self.read();
         if lo < ix.first_index() {
-            return Err(StorageError::Compacted);
+            return Err(Error::Compacted);
         }
         if hi > ix.last_index() + 1 {
-            return Err(StorageError::Unavailable);
+            return Err(Error::Unavailable);
         }
         let mut out = Vec::new();
         let mut size = 0u64;
@@ -277,16 +277,16 @@ impl Storage for WalStorage {
         Ok(out)
     }
 
-    fn term(&self, index: u64) -> Result<u64, StorageError> {
+    fn term(&self, index: u64) -> bedrock_raft::Result<u64> {
         let ix = self.read();
         let si = ix.snapshot_index();
         if index < si {
-            return Err(StorageError::Compacted);
+            return Err(Error::Compacted);
         }
         if index == si {
             return Ok(ix.snapshot.metadata.term);
         }
-        ix.stored_term(index).ok_or(StorageError::Unavailable)
+        ix.stored_term(index).ok_or(Error::Unavailable)
     }
 
     fn first_index(&self) -> u64 {
