@@ -6,7 +6,7 @@
 //! that writes it, behind a read-write lock that the writer takes only
 //! briefly, after its I/O: reading never waits for an fsync.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -47,14 +47,18 @@ impl SegIndex {
 /// (`segments[i + 1].first_index == segments[i].next_index()`); the first
 /// starts at or below `snapshot index + 1`; `terms` holds runs
 /// `(first index, term)` covering `[segments[0].first_index, last_index()]`;
-/// `cache` holds entries `[last_index() - cache.len() + 1, last_index()]`,
-/// at most `cache_limit` bytes (but at least the last entry written).
+/// `cache` holds the bytes of the most recent batches (at most `cache_limit`
+/// bytes, but at least the last batch written), keyed by where they lie on
+/// disk: (segment first index, file offset); a record whose location falls in
+/// a cached batch is decoded from memory instead of read back.
 #[derive(Debug)]
 pub(crate) struct LogIndex {
     pub(crate) snapshot: Arc<Snapshot>,
     pub(crate) segments: Vec<SegIndex>,
     terms: Vec<(u64, u64)>,
-    cache: VecDeque<Entry>,
+    cache: BTreeMap<(u64, u64), Vec<u8>>,
+    /// Keys of `cache`, oldest first (eviction order).
+    cache_order: VecDeque<(u64, u64)>,
     cache_bytes: u64,
     cache_limit: u64,
     /// What the log held when opened (the core starts from it).
@@ -67,7 +71,8 @@ impl LogIndex {
             snapshot,
             segments: vec![first],
             terms: Vec::new(),
-            cache: VecDeque::new(),
+            cache: BTreeMap::new(),
+            cache_order: VecDeque::new(),
             cache_bytes: 0,
             cache_limit,
             initial: RaftState::default(),
@@ -122,52 +127,56 @@ impl LogIndex {
         seg.lens.truncate(keep);
         let keep_runs = self.terms.partition_point(|(i, _)| *i < index);
         self.terms.truncate(keep_runs);
-        while self.cache.back().is_some_and(|e| e.index >= index) {
-            let e = self.cache.pop_back().expect("checked above");
-            self.cache_bytes -= e.size() as u64;
-        }
     }
 
     /// Records an entry written to the last segment at `offset` (`len`
     /// bytes of framing and payload). It must be the next index.
-    pub(crate) fn push(&mut self, entry: &Entry, offset: u64, len: u32, cache: bool) {
+    pub(crate) fn push(&mut self, index: u64, term: u64, offset: u64, len: u32) {
         let seg = self.last_segment_mut();
-        debug_assert_eq!(entry.index, seg.next_index());
+        debug_assert_eq!(index, seg.next_index());
         seg.offsets.push(offset);
         seg.lens.push(len);
-        if self.terms.last().is_none_or(|(_, t)| *t != entry.term) {
-            self.terms.push((entry.index, entry.term));
-        }
-        if cache {
-            self.cache_push(entry.clone());
+        if self.terms.last().is_none_or(|(_, t)| *t != term) {
+            self.terms.push((index, term));
         }
     }
 
-    fn cache_push(&mut self, entry: Entry) {
-        if self
+    /// Keeps the bytes of a batch written at `offset` of the segment that
+    /// starts at `segment`, evicting the oldest batches beyond the limit.
+    pub(crate) fn cache_batch(&mut self, segment: u64, offset: u64, bytes: Vec<u8>) {
+        self.cache_bytes += bytes.len() as u64;
+        if let Some(old) = self.cache.insert((segment, offset), bytes) {
+            self.cache_bytes -= old.len() as u64;
+        } else {
+            self.cache_order.push_back((segment, offset));
+        }
+        while self.cache_order.len() > 1 && self.cache_bytes > self.cache_limit {
+            let key = self.cache_order.pop_front().expect("more than one batch");
+            if let Some(b) = self.cache.remove(&key) {
+                self.cache_bytes -= b.len() as u64;
+            }
+        }
+    }
+
+    /// Drops the cached batches of the segment that starts at `segment` (its
+    /// file is being removed: a later file of the same name is another one).
+    pub(crate) fn forget_segment(&mut self, segment: u64) {
+        let keys: Vec<(u64, u64)> = self
             .cache
-            .back()
-            .is_some_and(|b| b.index + 1 != entry.index)
-        {
-            self.cache.clear();
-            self.cache_bytes = 0;
+            .range((segment, 0)..=(segment, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(b) = self.cache.remove(&k) {
+                self.cache_bytes -= b.len() as u64;
+            }
         }
-        self.cache_bytes += entry.size() as u64;
-        self.cache.push_back(entry);
-        while self.cache.len() > 1 && self.cache_bytes > self.cache_limit {
-            let e = self.cache.pop_front().expect("more than one entry");
-            self.cache_bytes -= e.size() as u64;
-        }
+        self.cache_order.retain(|(s, _)| *s != segment);
     }
 
-    /// Drops what lies at or below the snapshot from the cache and the term
-    /// runs; the caller removed the segments wholly below it.
+    /// Drops the term runs below the first kept segment; the caller removed
+    /// the segments wholly below the snapshot (and forgot their cache).
     pub(crate) fn trim_below(&mut self, first_kept_segment_index: u64) {
-        let si = self.snapshot_index();
-        while self.cache.front().is_some_and(|e| e.index <= si) {
-            let e = self.cache.pop_front().expect("checked above");
-            self.cache_bytes -= e.size() as u64;
-        }
         let first_run = self
             .terms
             .partition_point(|(i, _)| *i <= first_kept_segment_index)
@@ -183,15 +192,19 @@ impl LogIndex {
         self.segments = vec![seg];
         self.terms.clear();
         self.cache.clear();
+        self.cache_order.clear();
         self.cache_bytes = 0;
     }
 
-    fn cached(&self, index: u64) -> Option<&Entry> {
-        let first = self.cache.front()?.index;
-        if index < first {
+    /// The cached bytes of the record at `offset` (`len` bytes) of the
+    /// segment that starts at `segment`, if its batch is cached.
+    fn cached(&self, segment: u64, offset: u64, len: u32) -> Option<&[u8]> {
+        let ((s, at), bytes) = self.cache.range(..=(segment, offset)).next_back()?;
+        if *s != segment {
             return None;
         }
-        self.cache.get((index - first) as usize)
+        let start = (offset - at) as usize;
+        bytes.get(start..start + len as usize)
     }
 
     /// Reads the entry at `index` (which must be stored) from the cache or
@@ -202,9 +215,6 @@ impl LogIndex {
     /// that were written and synced are gone, the disk failed, and the node
     /// must stop.
     fn read(&self, index: u64) -> Entry {
-        if let Some(e) = self.cached(index) {
-            return e.clone();
-        }
         let s = self
             .segments
             .iter()
@@ -213,12 +223,16 @@ impl LogIndex {
         let seg = &self.segments[s];
         let i = (index - seg.first_index) as usize;
         let (offset, len) = (seg.offsets[i], seg.lens[i]);
-        let mut buf = vec![0; len as usize];
-        let read = seg
-            .file
-            .read_at(&mut buf, offset)
-            .map_err(|e| crate::WalError::io("read", &seg.path, e))
-            .and_then(|()| segment::decode_record(&seg.path, &buf, offset, index));
+        let read = match self.cached(seg.first_index, offset, len) {
+            Some(bytes) => segment::decode_record(&seg.path, bytes, offset, index),
+            None => {
+                let mut buf = vec![0; len as usize];
+                seg.file
+                    .read_at(&mut buf, offset)
+                    .map_err(|e| crate::WalError::io("read", &seg.path, e))
+                    .and_then(|()| segment::decode_record(&seg.path, &buf, offset, index))
+            }
+        };
         match read {
             Ok(e) => e,
             Err(e) => panic!("WAL read failed, the node must stop: {e}"),
@@ -241,7 +255,8 @@ impl WalStorage {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Bytes of entries held in the cache (bounded by the WAL's `cache_bytes`).
+    /// Bytes of recent batches held in the cache (bounded by the WAL's
+    /// `cache_bytes`, but at least the last batch).
     pub fn cached_bytes(&self) -> u64 {
         self.read().cache_bytes
     }

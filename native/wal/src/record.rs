@@ -43,16 +43,40 @@ pub(crate) struct BatchHeader {
     pub(crate) bytes: u64,
 }
 
-/// Appends the encoding of `h` to `out`.
-pub(crate) fn encode_batch_header(h: &BatchHeader, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
-    out.extend_from_slice(&h.seq.to_le_bytes());
-    out.extend_from_slice(&h.first_index.to_le_bytes());
-    out.extend_from_slice(&h.count.to_le_bytes());
-    out.extend_from_slice(&h.bytes.to_le_bytes());
-    let crc = crc32c::crc32c(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+/// Writes the encoding of `h` into `out` ([`BATCH_HEADER_LEN`] bytes).
+///
+/// # Panics
+/// If `out` is not exactly [`BATCH_HEADER_LEN`] bytes long.
+pub(crate) fn write_batch_header(h: &BatchHeader, out: &mut [u8]) {
+    assert_eq!(out.len(), BATCH_HEADER_LEN, "batch header size");
+    out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    out[4..12].copy_from_slice(&h.seq.to_le_bytes());
+    out[12..20].copy_from_slice(&h.first_index.to_le_bytes());
+    out[20..24].copy_from_slice(&h.count.to_le_bytes());
+    out[24..32].copy_from_slice(&h.bytes.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..32]);
+    out[32..36].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a framed record holding the encoding of `entry` to `buf`, encoding
+/// the entry in place (no intermediate buffer); returns `buf`.
+///
+/// # Panics
+/// If the encoded entry is longer than `u32::MAX` bytes (entries are far smaller).
+pub(crate) fn encode_entry(entry: &bedrock_raft::Entry, mut buf: Vec<u8>) -> Vec<u8> {
+    let at = buf.len();
+    buf.resize(at + HEADER_LEN, 0);
+    let mut w = bedrock_raft::codec::Writer::from_vec(buf);
+    entry.encode_into(&mut w);
+    let mut buf = w.into_vec();
+    let payload_len = buf.len() - at - HEADER_LEN;
+    let len = u32::try_from(payload_len).expect("WAL record longer than u32::MAX");
+    let len_bytes = len.to_le_bytes();
+    let payload_crc = crc32c::crc32c(&buf[at + HEADER_LEN..]);
+    buf[at..at + 4].copy_from_slice(&len_bytes);
+    buf[at + 4..at + 8].copy_from_slice(&crc32c::crc32c(&len_bytes).to_le_bytes());
+    buf[at + 8..at + 12].copy_from_slice(&payload_crc.to_le_bytes());
+    buf
 }
 
 /// Decodes the batch header at `buf[at..]`, or says why it is not one.
@@ -95,10 +119,12 @@ pub(crate) fn later_batch_exists(buf: &[u8], from: usize, after_seq: u64) -> boo
     false
 }
 
-/// Appends one framed record holding `payload` to `out`.
+/// Appends one framed record holding `payload` to `out` (the tests' way of
+/// building records; the WAL encodes entries in place with [`encode_entry`]).
 ///
 /// # Panics
 /// If `payload` is longer than `u32::MAX` bytes (entries are far smaller).
+#[cfg(test)]
 pub(crate) fn encode(payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).expect("WAL record longer than u32::MAX");
     let len_bytes = len.to_le_bytes();
@@ -202,8 +228,8 @@ mod tests {
             count: 3,
             bytes: 99,
         };
-        let mut b = vec![0xAB; 5];
-        encode_batch_header(&h, &mut b);
+        let mut b = vec![0xAB; 5 + BATCH_HEADER_LEN];
+        write_batch_header(&h, &mut b[5..]);
         assert_eq!(decode_batch_header(&b, 5), Ok(h));
         assert!(later_batch_exists(&b, 0, 6));
         assert!(!later_batch_exists(&b, 0, 7));

@@ -108,6 +108,10 @@ pub(crate) fn decode_header(
 pub(crate) struct FoundBatch {
     /// Its header.
     pub(crate) header: BatchHeader,
+    /// Where it starts in the file (its header).
+    pub(crate) at: u64,
+    /// Where it ends.
+    pub(crate) end: u64,
     /// Its entries with their record's (offset, length) in the file.
     pub(crate) entries: Vec<(Entry, u64, u32)>,
 }
@@ -261,7 +265,15 @@ fn read_batch(
             ),
         ));
     }
-    Ok((FoundBatch { header: h, entries }, end))
+    Ok((
+        FoundBatch {
+            header: h,
+            at: at as u64,
+            end: end as u64,
+            entries,
+        },
+        end,
+    ))
 }
 
 /// Reads back one record written at `offset` (`len` bytes, framing

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bedrock_raft::codec::Writer;
 use bedrock_raft::{Entry, HardState, Snapshot};
 use bedrock_raft::{EntryType, RaftState, Storage};
 
@@ -390,40 +389,45 @@ impl Wal {
 
     /// Appends `entries` (starting at the last segment's next index), rolling
     /// segments as they fill; one batch and one sync per segment touched.
+    /// Records are encoded straight into the batch buffer, which is written
+    /// as is and then kept in the cache (no copy).
     fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
-        let mut records = Vec::new();
-        let mut batch: Vec<(usize, u32)> = Vec::new();
+        let (mut size, mut has_entries) = {
+            let ix = write_index(&self.index);
+            let seg = ix.last_segment();
+            (seg.size, !seg.offsets.is_empty())
+        };
+        let mut buf = new_batch_buffer(entries);
+        let mut locs: Vec<(u64, u32)> = Vec::with_capacity(entries.len());
         let mut start = 0;
         for (i, e) in entries.iter().enumerate() {
-            let (size, has_entries) = {
-                let ix = write_index(&self.index);
-                let seg = ix.last_segment();
-                (seg.size, !seg.offsets.is_empty())
-            };
-            let full = size + (BATCH_HEADER_LEN + records.len()) as u64 >= self.segment_bytes;
-            if full && !batch.is_empty() {
-                self.write_batch(&entries[start..i], &mut records, &mut batch)?;
+            let full = size + buf.len() as u64 >= self.segment_bytes;
+            if full && i > start {
+                self.write_batch(&entries[start..i], buf, &locs)?;
+                buf = new_batch_buffer(&entries[i..]);
+                locs.clear();
                 start = i;
                 self.roll()?;
+                (size, has_entries) = (write_index(&self.index).last_segment().size, false);
             } else if full && has_entries && !self.write_here {
                 self.roll()?;
+                (size, has_entries) = (write_index(&self.index).last_segment().size, false);
             }
-            let at = records.len();
-            let mut payload = Writer::with_capacity(e.size());
-            e.encode_into(&mut payload);
-            record::encode(payload.as_slice(), &mut records);
-            batch.push((at, (records.len() - at) as u32));
+            let at = buf.len();
+            buf = record::encode_entry(e, buf);
+            locs.push((at as u64, (buf.len() - at) as u32));
         }
-        self.write_batch(&entries[start..], &mut records, &mut batch)
+        self.write_batch(&entries[start..], buf, &locs)
     }
 
-    /// Writes `entries` (their records in `records`, located by `batch`) as
-    /// one batch at the end of the last segment, syncs it, then indexes it.
+    /// Writes `entries` (their records in `buf` after a header placeholder,
+    /// located by `locs`) as one batch at the end of the last segment, syncs
+    /// it, then indexes it and keeps its bytes in the cache.
     fn write_batch(
         &mut self,
         entries: &[Entry],
-        records: &mut Vec<u8>,
-        batch: &mut Vec<(usize, u32)>,
+        mut buf: Vec<u8>,
+        locs: &[(u64, u32)],
     ) -> Result<(), WalError> {
         let Some(first) = entries.first() else {
             return Ok(());
@@ -432,30 +436,31 @@ impl Wal {
             seq: self.next_seq,
             first_index: first.index,
             count: entries.len() as u32,
-            bytes: records.len() as u64,
+            bytes: (buf.len() - BATCH_HEADER_LEN) as u64,
         };
-        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
-        record::encode_batch_header(&header, &mut out);
-        out.extend_from_slice(records);
-        let (file, path, at) = {
+        record::write_batch_header(&header, &mut buf[..BATCH_HEADER_LEN]);
+        let (file, path, at, segment) = {
             let ix = write_index(&self.index);
             let seg = ix.last_segment();
-            (seg.file.clone(), seg.path.clone(), seg.size)
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.size,
+                seg.first_index,
+            )
         };
-        file.write_at(&out, at)
+        file.write_at(&buf, at)
             .map_err(|e| WalError::io("write", &path, e))?;
         self.durable.sync_data(&file, &path)?;
         let mut ix = write_index(&self.index);
-        ix.last_segment_mut().size = at + out.len() as u64;
-        let base = at + BATCH_HEADER_LEN as u64;
-        for (e, (off, len)) in entries.iter().zip(batch.iter()) {
-            ix.push(e, base + *off as u64, *len, true);
+        ix.last_segment_mut().size = at + buf.len() as u64;
+        for (e, (off, len)) in entries.iter().zip(locs) {
+            ix.push(e.index, e.term, at + off, *len);
         }
+        ix.cache_batch(segment, at, buf);
         drop(ix);
         self.next_seq += 1;
         self.write_here = false;
-        records.clear();
-        batch.clear();
         Ok(())
     }
 
@@ -497,7 +502,9 @@ impl Wal {
                 break;
             }
             self.remove_segment_file(&path)?;
-            write_index(&self.index).segments.pop();
+            let mut ix = write_index(&self.index);
+            ix.segments.pop();
+            ix.forget_segment(first);
         }
         write_index(&self.index).truncate_entries(index);
         self.write_here = true;
@@ -554,7 +561,14 @@ impl Wal {
                 self.remove_segment_file(path)?;
             }
             let mut ix = write_index(&self.index);
-            ix.segments.drain(..doomed.len());
+            let gone: Vec<u64> = ix
+                .segments
+                .drain(..doomed.len())
+                .map(|s| s.first_index)
+                .collect();
+            for segment in gone {
+                ix.forget_segment(segment);
+            }
             let first = ix.segments[0].first_index;
             ix.trim_below(first);
         }
@@ -675,8 +689,8 @@ fn load_segments(
             None => index = Some(LogIndex::new(snapshot.clone(), seg, opts.cache_bytes)),
             Some(ix) => ix.segments.push(seg),
         }
-        let ix = index.as_mut().expect("set above");
         let is_last = i + 1 == firsts.len();
+        let ix = index.as_mut().expect("set above");
         let conf = &mut loaded.conf_entries;
         let scanned = segment::scan(
             &path,
@@ -693,10 +707,15 @@ fn load_segments(
                     conf.retain(|e| e.index < start);
                 }
                 for (entry, offset, len) in batch.entries {
-                    ix.push(&entry, offset, len, true);
+                    ix.push(entry.index, entry.term, offset, len);
                     if entry.entry_type == EntryType::ConfChange {
                         conf.push(entry);
                     }
+                }
+                if is_last {
+                    // The most recent writes are the likeliest to be read again.
+                    let (at, end) = (batch.at as usize, batch.end as usize);
+                    ix.cache_batch(first, batch.at, buf[at..end].to_vec());
                 }
                 Ok(())
             },
@@ -728,4 +747,12 @@ fn load_segments(
         }
     };
     Ok((index, next_seq.unwrap_or(1), loaded))
+}
+
+/// An empty batch buffer: room for the header, then `entries`' records.
+fn new_batch_buffer(entries: &[Entry]) -> Vec<u8> {
+    let payload: usize = entries.iter().map(|e| e.size() + record::HEADER_LEN).sum();
+    let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + payload);
+    buf.resize(BATCH_HEADER_LEN, 0);
+    buf
 }
