@@ -46,7 +46,7 @@ pub struct Config {
 impl Config {
     /// Defaults for node `id`: election 20 ticks, heartbeat 5, 1 MiB per
     /// message, 256 in flight, 16 MiB per Ready, pre-vote and check-quorum
-    /// on, 1 MiB snapshot chunks, snapshots up to 4 GiB, entries up to 12 MiB
+    /// on, 1 MiB snapshot chunks, snapshots up to 1 GiB, entries up to 12 MiB
     /// (under a 16 MiB frame cap).
     pub fn new(id: NodeId) -> Self {
         Config {
@@ -60,7 +60,7 @@ impl Config {
             check_quorum: true,
             seed: 0,
             max_snapshot_chunk: 1 << 20,
-            max_snapshot_bytes: 4 << 30,
+            max_snapshot_bytes: 1 << 30,
             max_entry_bytes: 12 << 20,
         }
     }
