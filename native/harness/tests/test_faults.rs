@@ -483,3 +483,79 @@ fn a_message_from_a_forged_sender_is_dropped_and_counted() {
     assert_ne!(leader_of(&net, 2), INVALID_ID);
     let _ = StateMachine::default();
 }
+
+/// Found by the soak: a follower answering a *stale* Append of a leader's
+/// earlier term told that node — leader again in a later term — its whole
+/// last index, which the leader took as a match. Its heartbeats then let the
+/// follower commit entries that are not the leader's. The answer to a stale
+/// leader only carries the term now.
+#[test]
+fn an_answer_to_a_stale_append_is_never_taken_for_a_match() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    // 1 is cut off while leading term 1, and appends entries nobody else gets.
+    net.isolate(1);
+    for i in 0..5u8 {
+        net.raw(1).propose(vec![b'x', i]).unwrap();
+    }
+    net.stabilize();
+    // 2 leads term 2; one of its heartbeats to 1 stays in flight a long time.
+    for _ in 0..200 {
+        if [2, 3].iter().any(|id| role(&net, *id) == Role::Leader) {
+            break;
+        }
+        net.tick_all();
+        net.stabilize();
+    }
+    if role(&net, 3) == Role::Leader {
+        net.raw(3).transfer_leader(2);
+        net.stabilize();
+    }
+    assert_eq!(role(&net, 2), Role::Leader);
+    net.tick(2);
+    net.process_ready(2);
+    let stale: Vec<Message> = net
+        .in_flight
+        .iter()
+        .filter(|m| m.to == 1 && m.msg_type == MessageType::Heartbeat)
+        .cloned()
+        .collect();
+    assert!(!stale.is_empty());
+    // 2 hands leadership over and gets it back: it leads a later term.
+    net.raw(2).transfer_leader(3);
+    net.stabilize();
+    net.raw(3).transfer_leader(2);
+    net.stabilize();
+    assert_eq!(role(&net, 2), Role::Leader);
+    for i in 0..8u8 {
+        net.propose(2, &[b'y', i]).unwrap();
+    }
+    let t = term(&net, 2);
+    assert!(t >= 4);
+    // 1 comes back: it learns the current term from a heartbeat (commit 0),
+    // then the stale heartbeat of term 2 reaches it; only its answers and
+    // heartbeats flow.
+    net.heal();
+    net.drop_in_flight();
+    let mut current = Message::new(MessageType::Heartbeat, 2, 1, t);
+    current.commit = 0;
+    assert!(net.node(1).c.step(current, 2).unwrap());
+    for m in stale {
+        assert!(net.node(1).c.step(m, 2).unwrap());
+    }
+    net.process_ready(1);
+    net.deliver_matching(|m| m.to == 2);
+    net.drop_matching(|m| m.msg_type == MessageType::Append);
+    net.tick(2);
+    net.process_ready(2);
+    net.deliver_matching(|m| m.to == 1 && m.msg_type == MessageType::Heartbeat);
+    let leader_data = applied_data(&net, 2);
+    for d in applied_data(&net, 1) {
+        assert!(
+            leader_data.contains(&d),
+            "1 applied {d:?}, which 2 never committed"
+        );
+    }
+    net.tick_and_stabilize(5);
+    assert_eq!(net.node(1).sm, net.node(2).sm);
+}

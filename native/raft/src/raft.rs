@@ -604,11 +604,11 @@ impl<S: Storage> Raft<S> {
                     if self.check_quorum || self.pre_vote =>
                 {
                     // A stale leader: tell it the term so it steps down
-                    // (with pre-vote it could not learn it otherwise).
-                    let mut r =
-                        Message::new(MessageType::AppendResponse, self.id, m.from, self.term);
-                    r.index = self.raft_log.last_index();
-                    r.reject = false;
+                    // (with pre-vote it could not learn it otherwise). The
+                    // answer carries no index: the same node may lead the
+                    // current term by the time it arrives, and must not take
+                    // our last index for a match of its log.
+                    let r = Message::new(MessageType::AppendResponse, self.id, m.from, self.term);
                     self.send(r);
                 }
                 MessageType::RequestPreVote | MessageType::RequestVote => {
