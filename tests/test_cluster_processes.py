@@ -147,7 +147,9 @@ async def test_restart_of_all_nodes_preserves_directory_epoch_and_term() -> None
             # The new leader commits BeginEpoch right after it becomes ready.
             after = await eventually(newer_epoch, what="a newer epoch")
             assert after["term"] >= before["term"]
-            assert after["services"] == before["services"] == 15
+            # The new epoch's Director may already have registered workers of its own.
+            assert before["services"] == 15
+            assert after["services"] >= 15
         finally:
             await client.close()
 
