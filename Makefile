@@ -9,7 +9,7 @@ CARGO ?= cargo
 # versions pinned in constraints.txt; `make lock` refreshes them.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test chaos bench wheels setup native python lint rust-test pytest clean lock
+.PHONY: demo test chaos bench soak wheels setup native python lint rust-test pytest clean lock version
 
 ## demo: set up, then run the main job
 demo: setup
@@ -49,8 +49,16 @@ lint: $(BIN)/.deps
 	$(BIN)/python -m mypy.stubtest bedrock_cp_native --allowlist native/stubtest-allowlist.txt
 
 # The binding crate is a cdylib for Python; it is exercised by pytest, not cargo test.
+# The randomized schedules run their fixed seeds plus a fresh random base (printed).
 rust-test:
 	cd native && $(CARGO) test --locked --workspace --exclude bedrock-cp-native
+
+## soak: 100,000 randomized schedules (crashes, power losses, partitions; not part of `make test`)
+SOAK_FIXED ?= 20000
+SOAK_FRESH ?= 80000
+soak:
+	cd native && RAFT_SEEDS=$(SOAK_FIXED) RAFT_FRESH=$(SOAK_FRESH) $(CARGO) test --release \
+		-p bedrock-raft-harness --test randomized -- --nocapture
 
 pytest:
 	$(BIN)/pytest
