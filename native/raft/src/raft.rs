@@ -145,6 +145,9 @@ pub struct Raft<S: Storage> {
     rng: SplitMix64,
     fast_election: Option<FastElection>,
     incoming: Option<IncomingSnapshot>,
+    /// Entries were proposed that no Append has carried yet (see
+    /// [`Raft::flush_proposals`]).
+    proposals_unsent: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -215,6 +218,7 @@ impl<S: Storage> Raft<S> {
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
             fast_election: None,
             incoming: None,
+            proposals_unsent: false,
         };
         r.become_follower(r.term, INVALID_ID);
         Ok(r)
@@ -286,8 +290,10 @@ impl<S: Storage> Raft<S> {
         self.reset_randomized_election_timeout();
         self.lead_transferee = INVALID_ID;
         self.tracker.reset_votes();
+        // Our own copy counts toward a commit only once it is durable: a
+        // leader's Appends may leave before its own persist (see Ready).
         self.tracker
-            .reset_progress(self.id, self.raft_log.last_index());
+            .reset_progress(self.id, self.raft_log.persisted());
         self.pending_conf_index = 0;
         self.read_only = ReadOnly::default();
         self.pending_reads.clear();
@@ -339,12 +345,29 @@ impl<S: Storage> Raft<S> {
             e.term = self.term;
             e.index = li;
         }
-        let li = self.append_to_log(&ents);
-        if let Some(p) = self.tracker.get_mut(self.id) {
-            p.maybe_update(li);
+        // Our own match moves when the entries are persisted
+        // (`on_persisted`), not here: until then only followers' durable
+        // copies count.
+        self.append_to_log(&ents)
+    }
+
+    /// The driver persisted the log up to `raft_log.persisted()`. A leader
+    /// counts its own copy toward a commit from now on (Raft thesis §10.2.1:
+    /// the leader writes its log in parallel with replicating it, and only
+    /// durable copies count); when that commits something, the followers
+    /// hear of it at once.
+    pub fn on_persisted(&mut self) {
+        if self.role != Role::Leader {
+            return;
         }
-        self.maybe_commit();
-        li
+        let persisted = self.raft_log.persisted();
+        let moved = self
+            .tracker
+            .get_mut(self.id)
+            .is_some_and(|p| p.maybe_update(persisted));
+        if moved && self.maybe_commit() {
+            self.bcast_append();
+        }
     }
 
     /// Appends `ents` to the log (replacing a conflicting tail) and keeps the
@@ -1120,9 +1143,24 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_append(&mut self) {
+        self.proposals_unsent = false;
         for id in self.tracker.members() {
             self.send_append(id);
         }
+    }
+
+    /// True when proposals were appended that no Append carries yet.
+    pub fn has_unsent_proposals(&self) -> bool {
+        self.proposals_unsent && self.role == Role::Leader
+    }
+
+    /// Sends the entries proposed since the last broadcast: one Append per
+    /// follower for all of them.
+    pub fn flush_proposals(&mut self) {
+        if self.has_unsent_proposals() {
+            self.bcast_append();
+        }
+        self.proposals_unsent = false;
     }
 
     fn bcast_heartbeat(&mut self, ctx: Vec<u8>) {
@@ -1263,7 +1301,9 @@ impl<S: Storage> Raft<S> {
         if entry_type == EntryType::ConfChange {
             self.pending_conf_index = idx;
         }
-        self.bcast_append();
+        // Sent with the next Ready (`flush_proposals`): proposals made
+        // meanwhile share one Append per follower.
+        self.proposals_unsent = true;
         Ok(idx)
     }
 
