@@ -25,11 +25,11 @@ Everything is re-exported here flat (names are unique across the roles).
 Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 
 - ``any``: Ping, NodeStatus, Health
-- ``peer``: LogPush, LogPull, StorageStatus, GetCommitVersion, ReportCommitted,
-  Resolve, ListWorkers
-- ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, UnlockProxy,
-  CreateWorker, RemoveWorker, StartRole, StopRole
-- ``admin``: AddCoordinator, RemoveCoordinator
+- ``peer``: LogPush, LogPull, LogPop, LogCommitted, StorageStatus, StorageSnapshot,
+  GetCommitVersion, ReportCommitted, Resolve, ListWorkers
+- ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, StorageFill,
+  UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
+- ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
 - ``client``: ListServices, ListNodes, WatchLayout, Register, Deregister,
   RegisterNodeRequest, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
 """
@@ -64,6 +64,7 @@ from .coordinator import (
     RemoveCoordinator,
     ServicesReply,
     StoreLayoutRequest,
+    UpdateConfigRequest,
     WatchLayout,
     WriteOk,
     WriteRequest,
@@ -84,9 +85,11 @@ from .foreman import (
 from .gateway import GatewayRequest, GetLayout
 from .layout import (
     MAX_KEY_SIZE,
+    MAX_STREAM_BYTES,
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
+    STREAM_BYTES,
     SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
     CommitBatch,
@@ -103,16 +106,19 @@ from .layout import (
 )
 from .log import (
     LogBatches,
+    LogCommitted,
     LogLock,
     LogLocked,
+    LogPop,
     LogPull,
     LogPush,
     LogPushed,
     LogRecover,
     LogRecovered,
     LogRequest,
+    ReplicaProgress,
 )
-from .records import LayoutRecord, NodeRecord, Service, ServiceRecord
+from .records import LayoutRecord, NodeRecord, RetiredWorker, Service, ServiceRecord
 from .resolver import Resolve, Resolved, ResolverRequest, ResolveTransaction
 from .sequencer import (
     CommitVersion,
@@ -123,10 +129,13 @@ from .sequencer import (
     SequencerRequest,
 )
 from .storage import (
+    SnapshotChunk,
+    StorageFill,
     StorageGet,
     StorageGetRange,
     StorageLock,
     StorageRequest,
+    StorageSnapshot,
     StorageState,
     StorageStatus,
     Value,
@@ -136,10 +145,12 @@ from .storage import (
 __all__ = [
     "CLIENT_NODE",
     "MAX_KEY_SIZE",
+    "MAX_STREAM_BYTES",
     "MAX_TRANSACTION_SIZE",
     "MAX_VALUE_SIZE",
     "MVCC_WINDOW_VERSIONS",
     "SENDERS",
+    "STREAM_BYTES",
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
     "AddCoordinator",
@@ -170,8 +181,10 @@ __all__ = [
     "ListWorkers",
     "Locked",
     "LogBatches",
+    "LogCommitted",
     "LogLock",
     "LogLocked",
+    "LogPop",
     "LogPull",
     "LogPush",
     "LogPushed",
@@ -195,6 +208,7 @@ __all__ = [
     "Rejected",
     "RemoveCoordinator",
     "RemoveWorker",
+    "ReplicaProgress",
     "ReportCommitted",
     "Request",
     "Resolve",
@@ -203,23 +217,28 @@ __all__ = [
     "ResolverAssignment",
     "ResolverRequest",
     "Response",
+    "RetiredWorker",
     "Sender",
     "SequencerRequest",
     "Service",
     "ServiceRecord",
     "ServicesReply",
+    "SnapshotChunk",
     "StartRole",
     "StopRole",
+    "StorageFill",
     "StorageGet",
     "StorageGetRange",
     "StorageLock",
     "StorageRequest",
+    "StorageSnapshot",
     "StorageState",
     "StorageStatus",
     "StorageTeam",
     "StoreLayoutRequest",
     "Unavailable",
     "UnlockProxy",
+    "UpdateConfigRequest",
     "Value",
     "Values",
     "WatchLayout",

@@ -28,6 +28,13 @@ MVCC_WINDOW_VERSIONS = 5 * VERSIONS_PER_SECOND
 MAX_KEY_SIZE = 10_000
 MAX_VALUE_SIZE = 100_000
 MAX_TRANSACTION_SIZE = 10_000_000
+#: Streams (log pulls, recovery copies, storage fills) answer in chunks of about
+#: this many bytes, and never more than MAX_STREAM_BYTES past their first item,
+#: so an answer stays far below the transport's frame cap (16 MiB) whatever the
+#: data: one item is itself bounded (a commit batch by the proxy's batch cap,
+#: a key-value pair by the key and value limits).
+STREAM_BYTES = 1 << 20
+MAX_STREAM_BYTES = 4 << 20
 
 
 class MutationKind(IntEnum):
