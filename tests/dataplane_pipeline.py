@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +44,16 @@ def set_(key: bytes, value: bytes) -> Mutation:
     return Mutation(MutationKind.SET, key, value)
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (files that vanish meanwhile count as 0)."""
+    total = 0
+    for root, _, files in os.walk(path):  # os.walk skips directories that vanish
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while not condition():
@@ -52,7 +64,9 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  #
 class Pipeline:
     """Two logs, one storage, a sequencer, two resolvers split at b"m", and proxies."""
 
-    def __init__(self, root: Path, *, proxies: int = 1, epoch: int = 1) -> None:
+    def __init__(
+        self, root: Path, *, proxies: int = 1, epoch: int = 1, window_seconds: float = 5.0
+    ) -> None:
         self.dialer = LoopbackDialer()
         self.epoch = epoch
         self.logs = [
@@ -60,7 +74,12 @@ class Pipeline:
             for i in range(2)
         ]
         self.storage = StorageWorker(
-            ref("ss0", "storage"), root / "ss0", self.dialer, cluster_id=CLUSTER, fsync=False
+            ref("ss0", "storage"),
+            root / "ss0",
+            self.dialer,
+            cluster_id=CLUSTER,
+            fsync=False,
+            window_seconds=window_seconds,
         )
         self.sequencer = Sequencer(ref("seq", "sequencer"), epoch, 0, clock=time.monotonic)
         halves = [KeyRange(b"", b"m"), KeyRange(b"m", b"\xff")]

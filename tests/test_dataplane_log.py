@@ -32,7 +32,7 @@ from bedrock_cp.protocol import (
     WorkerRef,
 )
 
-from .dataplane_pipeline import CLUSTER, ref, set_, until
+from .dataplane_pipeline import CLUSTER, disk_bytes, ref, set_, until
 
 
 def batch(prev: int, version: int) -> CommitBatch:
@@ -203,10 +203,6 @@ async def recovered_log(path: Path, replicas: dict[str, int], **kw: object) -> L
         1, 0, 0
     )
     return log
-
-
-def disk_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 async def test_a_pull_answer_is_bounded_in_bytes_and_resumable(tmp_path: Path) -> None:

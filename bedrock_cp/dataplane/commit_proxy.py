@@ -18,9 +18,11 @@ Any failure of the sequencer, a resolver or a log fails the batch with the
 retryable ``unavailable`` and breaks the proxy for good (the versions chain is
 broken; the Director starts a new epoch). ``NewerEpoch`` from any component
 means this generation is superseded: the proxy stops and answers
-``NewerEpoch``. When idle for ``idle_interval`` it commits an empty batch, so a
-dead component is noticed quickly and the logs (and storage) learn the
-committed version.
+``NewerEpoch``. Every ``idle_interval`` without a transaction it checks the
+sequencer (a read version) and tells every log the committed version
+(:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
+can persist the last batches): a dead component is noticed as quickly as by a
+batch, and an idle cluster writes nothing.
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
 The same token, carried in ``Commit.system``, is the only way to write keys of
@@ -48,9 +50,11 @@ from ..protocol import (
     Done,
     Failed,
     GetCommitVersion,
+    GetReadVersion,
     KeyRange,
     Layout,
     Locked,
+    LogCommitted,
     LogPush,
     LogPushed,
     Mutation,
@@ -247,14 +251,40 @@ class CommitProxy:
     async def _batch_loop(self) -> None:
         while not self.stopped and self._broken is None and self._seen_epoch == self.epoch:
             if not self._queue:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_interval)
+                except TimeoutError:
+                    await self._check_idle()
+                    continue
             self._wake.clear()
             if self._queue and self._batch_interval > 0:
                 await asyncio.sleep(self._batch_interval)  # let concurrent requests join
             self._inflight = self._take_batch()
             await self._run_batch(self._inflight)
             self._inflight = []
+
+    async def _check_idle(self) -> None:
+        """Idle: are the sequencer and the logs still there? (No write anywhere.)"""
+        layout = self.layout
+        calls: list[tuple[WorkerRef, Request]] = [
+            (layout.sequencer, GetReadVersion(layout.sequencer.id, self.epoch))
+        ]
+        calls += [(t, LogCommitted(t.id, self.epoch, self._committed)) for t in layout.logs]
+        try:
+            answers = await self._all(calls)
+            if not isinstance(answers[0], ReadVersion):
+                raise _Unavailable(f"sequencer answered {answers[0]}")
+            for answer in answers[1:]:
+                if not isinstance(answer, Done):
+                    raise _Unavailable(f"log answered {answer}")
+        except _Superseded as exc:
+            self._seen_epoch = max(self._seen_epoch, exc.epoch)
+            log.info("proxy %s: %s", self.ref.id, exc)
+            self._fail_all([], NewerEpoch(self._seen_epoch))
+        except _Unavailable as exc:
+            self._broken = str(exc)
+            log.warning("proxy %s: broken: %s", self.ref.id, exc)
+            self._fail_all([], Failed("unavailable", str(exc)))
 
     def _take_batch(self) -> list[_Txn]:
         n, size = 0, 0
