@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from bedrock_cp import protocol
-from bedrock_cp.director import Attempt, Director, Fail, Stall
+from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
 from bedrock_cp.director.phases import (
     PHASES,
@@ -38,7 +38,7 @@ from bedrock_cp.protocol import (
     encode_layout,
 )
 
-from .director_harness import TestCluster, TestContext, closes_clusters
+from .director_harness import TestCluster, TestContext, closes_clusters, epoch_one
 
 
 async def _through(attempt: Attempt, ctx: TestContext, before: str) -> None:
@@ -50,23 +50,6 @@ async def _through(attempt: Attempt, ctx: TestContext, before: str) -> None:
             continue
         await phase(attempt, ctx)
     assert before == "end", f"no phase {before}"
-
-
-async def _epoch_one(cluster: TestCluster, commits: int = 5) -> Layout:
-    """A live epoch 1 (a Director over a new cluster) with ``commits`` transactions."""
-    director = Director(cluster.context(1))
-    task = asyncio.create_task(director.run())
-    for _ in range(500):
-        if director.layout is not None:
-            break
-        await asyncio.sleep(0.01)
-    layout = director.layout
-    assert layout is not None
-    for i in range(commits):
-        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), protocol.Committed)
-    await director.stop()
-    assert task.cancelled()
-    return layout
 
 
 # -- 1. validate_layout ----------------------------------------------------------------------
@@ -91,7 +74,7 @@ async def test_validate_a_corrupt_layout_stalls(tmp_path: Path) -> None:
 @closes_clusters
 async def test_validate_a_layout_of_this_epoch_or_newer_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     with pytest.raises(Stall, match="corrupt layout: the stored layout is of epoch 1"):
         await validate_layout.run(Attempt(1, 1), cluster.context(1))
     attempt = Attempt(1, 2)
@@ -106,7 +89,7 @@ async def test_validate_a_layout_of_this_epoch_or_newer_stalls(tmp_path: Path) -
 @closes_clusters
 async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
     await _through(attempt, ctx, "plan_log_recovery")
@@ -118,7 +101,7 @@ async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
 @closes_clusters
 async def test_lock_a_newer_epoch_fails(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     await cluster.call(layout.logs[2], protocol.LogLock(layout.logs[2].id, 7))
     attempt = Attempt(1, 2)
     with pytest.raises(Fail, match=r"^superseded by epoch 7$"):
@@ -129,7 +112,7 @@ async def test_lock_a_newer_epoch_fails(tmp_path: Path) -> None:
 @closes_clusters
 async def test_lock_too_few_logs_stalls_naming_them(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     cluster.down |= {layout.logs[1].node, layout.logs[2].node}
     with pytest.raises(Stall, match="only 1 of 3 old logs locked") as info:
         await _through(Attempt(1, 2), cluster.context(2), "plan_log_recovery")
@@ -146,7 +129,7 @@ async def test_lock_too_few_logs_stalls_naming_them(tmp_path: Path) -> None:
 @closes_clusters
 async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     ctx = cluster.context(
         2, parameters=dataclasses.replace(cluster.context(2).parameters, lock_timeout=0.1)
     )
@@ -170,7 +153,7 @@ async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
 @closes_clusters
 async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster, commits=10)
+    layout = await epoch_one(cluster, commits=10)
     acknowledged = await cluster.read_version(layout)
     attempt = Attempt(1, 2)
     await _through(attempt, cluster.context(2), "vacancies")
@@ -183,7 +166,7 @@ async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: 
 @closes_clusters
 async def test_plan_a_storage_team_without_an_answering_replica_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     for replica in layout.storage[0].replicas:
         await cluster.workers[replica.id].stop()
     with pytest.raises(Stall, match="has no answering replica"):
@@ -194,7 +177,7 @@ async def test_plan_a_storage_team_without_an_answering_replica_stalls(tmp_path:
 @closes_clusters
 async def test_plan_a_range_no_locked_log_holds_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster, commits=5)
+    layout = await epoch_one(cluster, commits=5)
     ctx = cluster.context(2)
     # An old layout whose only log starts after version 1, and storage that has nothing.
     source = layout.logs[0]
@@ -240,7 +223,7 @@ async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
     assert v is not None
     assert (v.logs, v.new_storage, v.proxies, len(v.resolver_ranges)) == (3, 2, 2, 2)
     assert v.sequencer_node == "n3" and v.start_version == 0 and v.storage == []
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
     await _through(attempt, cluster.context(2), "recruit_logs")
     assert attempt.vacancies is not None
@@ -255,7 +238,7 @@ async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
 @closes_clusters
 async def test_recruit_logs_one_per_node_with_new_ids(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(
         2, parameters=dataclasses.replace(cluster.context(2).parameters, desired_logs=4)
@@ -317,16 +300,22 @@ async def test_recruit_storage_new_cluster_creates_one_team(tmp_path: Path) -> N
 
 
 @closes_clusters
-async def test_recruit_storage_keeps_live_replicas_and_stalls_on_an_empty_team(
+async def test_recruit_storage_keeps_down_replicas_and_stalls_on_a_team_without_a_live_one(
     tmp_path: Path,
 ) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     replicas = layout.storage[0].replicas
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
     await _through(attempt, ctx, "recruit_storage")
+    # A replica whose node died stays a member of its team, absent (until it is
+    # replaced): it catches up from the logs when it returns.
     await cluster.workers[replicas[0].id].stop()
+    await recruit_storage.run(attempt, ctx)
+    assert attempt.storage == [StorageTeam(b"", SYSTEM_PREFIX, [replicas[1]], [replicas[0]])]
+    # A retired one does not (the plan leaves it out).
+    attempt.durables.pop(replicas[0].id)
     await recruit_storage.run(attempt, ctx)
     assert attempt.storage == [StorageTeam(b"", SYSTEM_PREFIX, [replicas[1]])]
     await cluster.workers[replicas[1].id].stop()
@@ -341,7 +330,7 @@ async def test_recruit_storage_keeps_live_replicas_and_stalls_on_an_empty_team(
 @closes_clusters
 async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    await _epoch_one(cluster, commits=8)
+    await epoch_one(cluster, commits=8)
     attempt = Attempt(1, 2)
     await _through(attempt, cluster.context(2), "start_roles")
     first, last = attempt.first_version, attempt.recovery_version
@@ -357,7 +346,7 @@ async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: 
 @closes_clusters
 async def test_replay_failure_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    await _epoch_one(cluster)
+    await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
     await _through(attempt, ctx, "replay_logs")
@@ -491,7 +480,7 @@ async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
 @closes_clusters
 async def test_rollback_removes_every_worker_and_role_of_the_attempt(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     before = cluster.running()
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)

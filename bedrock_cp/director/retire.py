@@ -1,38 +1,42 @@
-"""Retirement: once an epoch is live, stop what older epochs left running.
+"""Retirement: once an epoch is live, remove what older epochs left behind.
 
-Two things outlive the epoch that made them:
+Three things outlive the epoch that made them:
 
 - **transaction roles** (sequencers, commit proxies, resolvers) of older epochs
   on nodes that are still up: an old sequencer would keep handing out read
   versions to a client that still holds the old layout;
-- **orphan workers**: logs and storage replicas created by an attempt that was
-  killed before it stored its layout (its node died, so no rollback ran). They
-  belong to no layout and never will.
+- **old log generations**: once the live layout is stored, every version a
+  replica still needs was copied into its logs (a replica that was down is
+  served from the version it last reported), so the generation it recovered
+  from, and any older one, holds nothing needed;
+- **storage replicas outside the live layout**: replicas replaced after being
+  lost for good, and the orphans of attempts or fills that were cut short.
 
 After the new layout is stored, the Director lists every registered node's
-workers and retires, among those created for an older epoch:
+workers and retires those created for an older epoch that the live layout
+does not use (``keep`` adds a replica being filled right now), and the logs
+of the generation it recovered from, even those on nodes that are down. Roles are just
+stopped. Persistent workers are first recorded as retired through consensus
+(``RetireWorkers``), then removed through their node's Foreman, and the record
+is dropped (``ForgetRetired``) once the removal is done. So a Director killed
+halfway leaves a record its successor finishes, and a node that was down (or
+restarted) in the middle comes back to a record that has it remove the worker
+instead of using it; a retired worker is never recruited again. A superseded
+Director's record is refused, so it removes nothing; the Foreman also refuses
+to remove a newer epoch's worker.
 
-- every role not in the live layout;
-- every log in neither the live layout nor the layout it recovered from (the
-  generation before that was copied into the live one; older ones and orphans
-  hold nothing the live layout needs);
-- in a new cluster (no layout was ever stored, so nothing was ever
-  acknowledged), every storage replica not in the live layout. In a recovering
-  cluster a replica outside the teams may be a spare that rejoins later.
-
-A node that does not answer is skipped: its roles died with it, and its
-orphans are retired by a later epoch. The Foreman refuses to retire a newer
-epoch's worker, so a Director superseded meanwhile can never remove its
-successor's workers.
+A node that does not answer is skipped; the Director runs this again whenever
+the directory changes (such a node registering again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
-from ..protocol import Layout, ListWorkers, WorkerInfo, WorkerRef, Workers
-from .context import LOG, STORAGE, RecoveryContext
+from ..protocol import Layout, ListWorkers, RetiredWorker, WorkerInfo, WorkerRef, Workers
+from .context import LOG, STORAGE, RecoveryContext, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +52,33 @@ def used_by(layout: Layout) -> set[str]:
     ids.update(r.id for r in layout.proxies)
     ids.update(a.worker.id for a in layout.resolvers)
     ids.update(r.id for r in layout.logs)
-    ids.update(r.id for team in layout.storage for r in team.replicas)
+    ids.update(r.id for team in layout.storage for r in team.members())
     return ids
 
 
 def to_retire(
-    workers: list[WorkerInfo], epoch: int, live: Layout, recovered_from: Layout | None
+    workers: list[WorkerInfo], epoch: int, live: Layout, keep: Iterable[str] = ()
 ) -> list[WorkerRef]:
     """The workers and roles of older epochs that the live layout leaves behind."""
-    keep = used_by(live)
-    if recovered_from is not None:
-        keep.update(r.id for r in recovered_from.logs)
-    out: list[WorkerRef] = []
-    for info in workers:
-        ref = info.ref
-        if info.epoch >= epoch or ref.id in keep:
-            continue
-        if (
-            ref.kind in ROLE_KINDS
-            or ref.kind == LOG
-            or (ref.kind == STORAGE and recovered_from is None)
-        ):
-            out.append(ref)
-    return out
+    used = used_by(live) | set(keep)
+    return [
+        info.ref
+        for info in workers
+        if info.epoch < epoch
+        and info.ref.id not in used
+        and info.ref.kind in ROLE_KINDS | {LOG, STORAGE}
+    ]
 
 
-async def retire(ctx: RecoveryContext, live: Layout, recovered_from: Layout | None) -> list[str]:
-    """Retire what :func:`to_retire` finds on every answering node; returns what was retired."""
+async def retire(
+    ctx: RecoveryContext,
+    live: Layout,
+    recovered_from: Layout | None = None,
+    keep: Iterable[str] = (),
+) -> list[str]:
+    """Retire what :func:`to_retire` finds on every answering node and the logs of
+    the generation ``live`` recovered from (wherever they are), and finish the
+    retirements recorded before; returns what was removed or stopped."""
     nodes = await ctx.nodes()
     answers = await asyncio.gather(
         *(
@@ -83,18 +87,56 @@ async def retire(ctx: RecoveryContext, live: Layout, recovered_from: Layout | No
         ),
         return_exceptions=True,
     )
+    listed: dict[str, set[str]] = {
+        n.node: {w.ref.id for w in a.workers}
+        for n, a in zip(nodes, answers, strict=True)
+        if isinstance(a, Workers)
+    }
     workers = [w for a in answers if isinstance(a, Workers) for w in a.workers]
-    retired: list[str] = []
-    for ref in to_retire(workers, ctx.epoch, live, recovered_from):
+    found = to_retire(workers, ctx.epoch, live, keep)
+    roles = [r for r in found if r.kind in ROLE_KINDS]
+    recorded = {w.id: w for w in await ctx.retiring()}
+    used = used_by(live) | set(keep)
+    persistent = {r.id: r for r in found if r.kind not in ROLE_KINDS}
+    if recovered_from is not None:  # on a node that is down too: recorded all the same
+        persistent.update((r.id, r) for r in recovered_from.logs if r.id not in used)
+    fresh = [
+        RetiredWorker(r.id, r.kind, r.node, r.address, ctx.epoch)
+        for r in persistent.values()
+        if r.id not in recorded
+    ]
+    if fresh:
         try:
-            if ref.kind in ROLE_KINDS:
-                await ctx.stop_role(ref)
-            else:
-                await ctx.remove_worker(ref)
-        except Exception as exc:  # the next epoch tries again
-            log.info("director: could not retire %s %s: %s", ref.kind, ref.id, exc)
+            await ctx.retire_workers(fresh)  # recorded before anything is removed
+        except Superseded as exc:
+            log.info("director: not retiring (superseded): %s", exc)
+            return []
+        recorded.update((w.id, w) for w in fresh)
+    done: list[str] = []
+    for ref in roles:
+        try:
+            await ctx.stop_role(ref)
+        except Exception as exc:  # the next sweep tries again
+            log.info("director: could not stop %s %s: %s", ref.kind, ref.id, exc)
             continue
-        retired.append(f"{ref.kind} {ref.id}")
-    if retired:
-        log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(retired))
-    return retired
+        done.append(f"{ref.kind} {ref.id}")
+    removed: list[str] = []
+    for w in recorded.values():
+        if w.id in used or w.node not in listed:
+            continue  # a record naming a live worker is ignored; a silent node waits
+        if w.id in listed[w.node]:
+            try:
+                await ctx.remove_worker(WorkerRef(w.id, w.kind, w.node, w.address))
+            except Exception as exc:  # the next sweep tries again
+                log.info("director: could not remove %s %s: %s", w.kind, w.id, exc)
+                continue
+            done.append(f"{w.kind} {w.id}")
+        removed.append(w.id)
+    if removed:
+        try:
+            await ctx.forget_retired(removed)
+        except Superseded as exc:
+            log.info("director: removal not recorded (superseded): %s", exc)
+    if done:
+        log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(done))
+    return done

@@ -97,11 +97,22 @@ class ResolverAssignment(Body):
 
 
 class StorageTeam(Body):
-    """The storage replicas serving ``[begin, end)``."""
+    """The storage replicas serving ``[begin, end)``.
+
+    ``absent`` are replicas of the team that were down when the layout was
+    built: they serve no reads, but the logs keep every version they have not
+    made durable, so one that comes back catches up (and a recovery takes it
+    back into ``replicas``) — until it is replaced and retired.
+    """
 
     begin: bytes
     end: bytes
     replicas: list[WorkerRef]
+    absent: list[WorkerRef] = []  # noqa: RUF012 - msgspec copies a mutable default
+
+    def members(self) -> list[WorkerRef]:
+        """Every replica of the team, serving or absent."""
+        return [*self.replicas, *self.absent]
 
 
 class Layout(Body):
