@@ -453,3 +453,21 @@ def test_the_data_directory_is_private(tmp_path: Path) -> None:
     asyncio.run(make())
     assert (tmp_path / "ss").stat().st_mode & 0o077 == 0
     assert (tmp_path / "ss" / "data.sqlite3").stat().st_mode & 0o077 == 0
+
+
+async def test_a_range_read_answer_is_bounded_in_bytes(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    await w.push(0, 10, [set_(b"k%03d" % i, bytes(100_000)) for i in range(100)], 0)  # 10 MB
+    w.storage.set_layout(layout([w.log.ref]))
+    got: list[bytes] = []
+    begin = b""
+    while True:
+        page = await w.storage.handle(StorageGetRange("ss", begin, b"\xff", 10, limit=1000))
+        assert isinstance(page, Values) and page.pairs
+        assert len(protocol.encode(page)) <= MAX_STREAM_BYTES + 1024
+        got += [k for k, _ in page.pairs]
+        if not page.more:
+            break
+        begin = page.pairs[-1][0] + b"\x00"
+    assert got == [b"k%03d" % i for i in range(100)]
+    await w.dialer.stop_all()

@@ -295,14 +295,18 @@ class Transaction:
         rows: dict[bytes, bytes] = {}
         for team in layout.storage:
             lo, hi = max(begin, team.begin), min(end, team.end)
-            if lo >= hi:
-                continue
-            reply = await self._storage_call(
-                layout, lo, functools.partial(_range_request, lo, hi, version, limit)
-            )
-            if not isinstance(reply, protocol.Values):
-                raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
-            rows.update(reply.pairs)
+            got = 0
+            while lo < hi and got < limit:
+                reply = await self._storage_call(
+                    layout, lo, functools.partial(_range_request, lo, hi, version, limit - got)
+                )
+                if not isinstance(reply, protocol.Values):
+                    raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
+                rows.update(reply.pairs)
+                got += len(reply.pairs)
+                if not reply.more or not reply.pairs:
+                    break
+                lo = reply.pairs[-1][0] + b"\x00"  # an answer is bounded in bytes: go on
         for key in list(rows):
             hit, value = self._buffered(key)
             if hit:

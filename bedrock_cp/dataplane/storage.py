@@ -551,7 +551,14 @@ class StorageWorker:
             return self._too_old(req.version)
         live = [(k, v) for k, v in decided if v is not None]
         pairs = sorted(rows + live)
-        return Values(pairs[:limit], len(pairs) > limit, req.version)
+        # At most `limit` pairs, and no more bytes than a stream answer holds.
+        n, size = 0, 0
+        while n < min(limit, len(pairs)):
+            size += len(pairs[n][0]) + len(pairs[n][1])
+            if n > 0 and size > MAX_STREAM_BYTES:
+                break
+            n += 1
+        return Values(pairs[:n], len(pairs) > n, req.version)
 
     async def _lock(self, req: StorageLock) -> Response:
         if req.epoch < self._state.epoch:

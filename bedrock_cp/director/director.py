@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Test hook: the phase name a Director pauses before (see ``pause_before``).
 PAUSE_ENV = "BEDROCK_DIRECTOR_PAUSE_BEFORE"
-#: ``pause_before`` may also name this step: the first retirement of a live epoch.
+#: ``pause_before`` may also name this step: the first retirement of a live epoch
+#: pauses once it is recorded, before anything is removed.
 RETIRE = "retire"
 
 
@@ -235,13 +236,15 @@ class Director:
     ) -> None:
         """Retire what older epochs left (beside the watch: a slow or dead node must
         not delay noticing a death)."""
-        if self._pause_before == RETIRE:
-            self.paused.set()
-            await self._resume.wait()
+        hook = self._pause if self._pause_before == RETIRE and recovered_from else None
         try:
-            await retire(self.ctx, layout, recovered_from, distribution.filling)
+            await retire(self.ctx, layout, recovered_from, distribution.filling, recorded_hook=hook)
         except Exception as exc:  # consensus unreachable, ...: the next sweep tries again
             log.info("director: retirement failed: %s: %s", type(exc).__name__, exc)
+
+    async def _pause(self) -> None:
+        self.paused.set()
+        await self._resume.wait()
 
     async def _distribute(self, distribution: Distribution) -> str:
         while True:

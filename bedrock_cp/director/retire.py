@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ..protocol import Layout, ListWorkers, RetiredWorker, WorkerInfo, WorkerRef, Workers
 from .context import LOG, STORAGE, RecoveryContext, Superseded
@@ -75,10 +75,14 @@ async def retire(
     live: Layout,
     recovered_from: Layout | None = None,
     keep: Iterable[str] = (),
+    *,
+    recorded_hook: Callable[[], Awaitable[None]] | None = None,
 ) -> list[str]:
     """Retire what :func:`to_retire` finds on every answering node and the logs of
     the generation ``live`` recovered from (wherever they are), and finish the
-    retirements recorded before; returns what was removed or stopped."""
+    retirements recorded before; returns what was removed or stopped.
+    ``recorded_hook`` (tests) runs once the retirement is recorded, before any
+    removal."""
     nodes = await ctx.nodes()
     answers = await asyncio.gather(
         *(
@@ -112,6 +116,8 @@ async def retire(
             log.info("director: not retiring (superseded): %s", exc)
             return []
         recorded.update((w.id, w) for w in fresh)
+    if recorded_hook is not None:
+        await recorded_hook()
     done: list[str] = []
     for ref in roles:
         try:

@@ -33,6 +33,10 @@ class StorageGet(Body, tag="dp_get"):
 
 
 class StorageGetRange(Body, tag="dp_get_range"):
+    """Pairs in ``[begin, end)`` at ``version``: at most ``limit``, and past the
+    first no more than :data:`~bedrock_cp.protocol.layout.MAX_STREAM_BYTES`
+    (``Values.more`` says that more remain: ask again after the last key)."""
+
     sender: ClassVar[Sender] = Sender.CLIENT
 
     worker: str
