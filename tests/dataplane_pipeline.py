@@ -30,6 +30,7 @@ from bedrock_cp.protocol import (
     StorageTeam,
     UnlockProxy,
     WorkerRef,
+    encode,
 )
 
 CLUSTER = "test-cluster"
@@ -42,6 +43,19 @@ def ref(worker_id: str, kind: str) -> WorkerRef:
 
 def set_(key: bytes, value: bytes) -> Mutation:
     return Mutation(MutationKind.SET, key, value)
+
+
+class MeasuringDialer(LoopbackDialer):
+    """The loopback network, recording the encoded size of every answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        answer = await super().call(ref, body, timeout)
+        self.sizes.append(len(encode(answer)))
+        return answer
 
 
 def disk_bytes(path: Path) -> int:

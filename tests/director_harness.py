@@ -25,8 +25,9 @@ from bedrock_cp.dataplane.loopback import LoopbackDialer, StoppableWorker
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
-from bedrock_cp.director import Director
+from bedrock_cp.director import Attempt, Director
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
+from bedrock_cp.director.phases import PHASES, SKIPPED_FOR_NEW_CLUSTER
 from bedrock_cp.protocol import KeyRange, Layout, Mutation, MutationKind, WorkerRef, decode_layout
 
 CLUSTER = "director-test"
@@ -317,3 +318,14 @@ async def epoch_one(cluster: TestCluster, commits: int = 5, **director: object) 
     await d.stop()
     assert task.cancelled()
     return layout
+
+
+async def run_phases(attempt: Attempt, ctx: TestContext, before: str) -> None:
+    """Run the recovery phases in order up to (not including) ``before`` ("end": all)."""
+    for name, phase in PHASES:
+        if name == before:
+            return
+        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+            continue
+        await phase(attempt, ctx)
+    assert before == "end", f"no phase {before}"

@@ -27,12 +27,9 @@ from bedrock_cp.protocol import (
     LogRecovered,
     NewerEpoch,
     ReplicaProgress,
-    Request,
-    Response,
-    WorkerRef,
 )
 
-from .dataplane_pipeline import CLUSTER, disk_bytes, ref, set_, until
+from .dataplane_pipeline import CLUSTER, MeasuringDialer, disk_bytes, ref, set_, until
 
 
 def batch(prev: int, version: int) -> CommitBatch:
@@ -313,15 +310,7 @@ async def test_the_committed_hint_of_an_idle_proxy_reaches_pullers(tmp_path: Pat
 
 
 async def test_a_recovery_copies_more_than_a_frame_holds_in_bounded_pulls(tmp_path: Path) -> None:
-    sizes: list[int] = []
-
-    class Measuring(LoopbackDialer):
-        async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
-            answer = await super().call(ref, body, timeout)
-            sizes.append(len(protocol.encode(answer)))
-            return answer
-
-    dialer = Measuring()
+    dialer = MeasuringDialer()
     old = LogWorker(ref("old", "log"), tmp_path / "old", cluster_id=CLUSTER, fsync=False)
     new = LogWorker(
         ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, fsync=False, dialer=dialer
@@ -333,7 +322,7 @@ async def test_a_recovery_copies_more_than_a_frame_holds_in_bounded_pulls(tmp_pa
     await old.handle(LogLock("old", 2))
     answer = await new.handle(LogRecover("new", 2, [old.ref], 1, 40, served({"ss": 0})))
     assert answer == LogRecovered(1, 40, 40)
-    assert max(sizes) <= MAX_STREAM_BYTES + 1024 and len(sizes) > 4
+    assert max(dialer.sizes) <= MAX_STREAM_BYTES + 1024 and len(dialer.sizes) > 4
     assert len(new.generations) > 1  # written in bounded generations too
     await new.stop()
     new = LogWorker(ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, dialer=dialer)

@@ -46,7 +46,7 @@ from bedrock_cp.protocol import (
 )
 from bedrock_cp.transport import RemoteError
 
-from .dataplane_pipeline import CLUSTER, ref, set_, until
+from .dataplane_pipeline import CLUSTER, MeasuringDialer, ref, set_, until
 
 SS = ref("ss", "storage")
 
@@ -364,21 +364,14 @@ async def test_the_pull_loop_survives_any_error_and_says_why(
 
 
 async def test_a_replica_far_behind_catches_up_in_bounded_answers(tmp_path: Path) -> None:
-    sizes: list[int] = []
-
-    class Measuring(LoopbackDialer):
-        async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
-            answer = await super().call(ref, body, timeout)
-            sizes.append(len(protocol.encode(answer)))
-            return answer
-
-    w = World(tmp_path, Measuring())
+    dialer = MeasuringDialer()
+    w = World(tmp_path, dialer)
     for v in range(1, 41):  # 20 MB behind
         muts = [set_(b"k%d-%d" % (v, i), bytes(100_000)) for i in range(5)]
         await w.push(v - 1, v, muts, v - 1)
     w.storage.set_layout(layout([w.log.ref]))
     await until(lambda: w.storage.applied == 40, timeout=20)
-    assert max(sizes) <= MAX_STREAM_BYTES + 1024
+    assert max(dialer.sizes) <= MAX_STREAM_BYTES + 1024
     await w.dialer.stop_all()
 
 

@@ -17,19 +17,17 @@ from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.director import Attempt, Director, Failed
 from bedrock_cp.director import director as director_module
 from bedrock_cp.director.context import RecoveryContext
-from bedrock_cp.director.phases import PHASES, SKIPPED_FOR_NEW_CLUSTER, vacancies
+from bedrock_cp.director.phases import PHASES, vacancies
 from bedrock_cp.protocol import CommitBatch, Layout, Mutation, MutationKind, WorkerRef
 
-from .director_harness import CLUSTER, PARAMS, TestCluster, TestContext, closes_clusters, epoch_one
-
-
-async def through(attempt: Attempt, ctx: TestContext, before: str) -> None:
-    for name, phase in PHASES:
-        if name == before:
-            return
-        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
-            continue
-        await phase(attempt, ctx)
+from .director_harness import (
+    CLUSTER,
+    PARAMS,
+    TestCluster,
+    closes_clusters,
+    epoch_one,
+    run_phases,
+)
 
 
 async def live(director: Director) -> tuple[Layout, asyncio.Task[object]]:
@@ -74,7 +72,7 @@ async def test_the_recovery_version_is_the_lowest_durable_of_the_locked_logs(
     pushed = await cluster.call(first.ref, protocol.LogPush(first.ref.id, 1, ghost, 0))
     assert isinstance(pushed, protocol.LogPushed)
     attempt = Attempt(1, 2)
-    await through(attempt, cluster.context(2), "vacancies")
+    await run_phases(attempt, cluster.context(2), "vacancies")
     durables = sorted(locked.durable for _, locked in attempt.locked.values())
     assert durables[0] < durables[-1] == ghost.version
     assert attempt.recovery_version == durables[0]
@@ -98,7 +96,7 @@ async def test_a_replica_that_is_down_keeps_its_place_and_catches_up(tmp_path: P
     reported = min(log.replicas[down.id] for log in logs1)
     await eventually(lambda: all(log.replicas[up.id] > reported for log in logs1))
     attempt = Attempt(1, 2)
-    await through(attempt, cluster.context(2), "vacancies")
+    await run_phases(attempt, cluster.context(2), "vacancies")
     # What it last reported to the logs, not the lowest version anything holds.
     assert attempt.durables[down.id] == reported and attempt.first_version == reported + 1
     director2 = Director(cluster.context(2))

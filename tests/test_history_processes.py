@@ -9,8 +9,10 @@ catch-up, range reads) must be bounded in bytes for any of this to work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,18 @@ async def settled(client: Client, db: Database, nodes: int = 3) -> tuple[int, La
     return await eventually(check, timeout=60, what="a full layout")
 
 
+@contextlib.asynccontextmanager
+async def connected(cluster: LocalCluster) -> AsyncIterator[tuple[Client, Database]]:
+    """A client of the coordinators and a database handle, closed afterwards."""
+    client = await cluster.client()
+    db = await open_database(str(cluster.cluster_file))
+    try:
+        yield client, db
+    finally:
+        await db.close()
+        await client.close()
+
+
 async def epoch_now(client: Client) -> int:
     st = await client.status(timeout=2.0)
     return int(st["recovery"]["epoch"] or 0)
@@ -101,175 +115,147 @@ def worker_dirs(cluster: LocalCluster, node: int) -> set[str]:
 
 
 async def test_64_mib_survive_a_kill_9_of_each_node_in_turn() -> None:
-    async with running(LocalCluster(3)) as cluster:
-        client = await cluster.client()
-        db = await open_database(str(cluster.cluster_file))
-        try:
-            await recovered(client)
-            acked: set[bytes] = set()
-            await load(db, "big", 64 * MIB, acked)
-            for victim in sorted(cluster.addresses):
-                _, layout = await settled(client, db)
-                cluster.kill(victim, signal.SIGKILL)
-                await recovered(client, newer_than=layout.epoch, timeout=60)
-                await load(db, f"after-{victim}", 10 * VALUE_SIZE, acked)
-                cluster.restart(victim)
-                await cluster.wait_ready()
-            await settled(client, db)
-            await assert_all_present(db, acked)
-            # History stays bounded: no more than the data (3 replicas) and a little.
-            logical = len(acked) * VALUE_SIZE
-            used = sum(disk_bytes(cluster.directory / f"data-{n}") for n in cluster.addresses)
-            assert used <= 3 * logical + 3 * 16 * MIB, (used, logical)
-        finally:
-            await db.close()
-            await client.close()
+    async with running(LocalCluster(3)) as cluster, connected(cluster) as (client, db):
+        await recovered(client)
+        acked: set[bytes] = set()
+        await load(db, "big", 64 * MIB, acked)
+        for victim in sorted(cluster.addresses):
+            _, layout = await settled(client, db)
+            cluster.kill(victim, signal.SIGKILL)
+            await recovered(client, newer_than=layout.epoch, timeout=60)
+            await load(db, f"after-{victim}", 10 * VALUE_SIZE, acked)
+            cluster.restart(victim)
+            await cluster.wait_ready()
+        await settled(client, db)
+        await assert_all_present(db, acked)
+        # History stays bounded: no more than the data (3 replicas) and a little.
+        logical = len(acked) * VALUE_SIZE
+        used = sum(disk_bytes(cluster.directory / f"data-{n}") for n in cluster.addresses)
+        assert used <= 3 * logical + 3 * 16 * MIB, (used, logical)
 
 
 async def test_a_replica_down_past_the_limit_is_replaced_and_its_data_copied() -> None:
-    async with running(LocalCluster(4)) as cluster:
-        client = await cluster.client()
-        db = await open_database(str(cluster.cluster_file))
-        try:
-            await recovered(client)
-            await client.update_config({"storage_replacement_s": 2})
-            acked: set[bytes] = set()
-            await load(db, "r", 8 * MIB, acked)
-            leader, layout = await settled(client, db, nodes=4)
-            team = layout.storage[0].replicas
-            lost = next(r for r in team if int(r.node) != leader)
-            cluster.kill(int(lost.node), signal.SIGKILL)  # and it stays down
+    async with running(LocalCluster(4)) as cluster, connected(cluster) as (client, db):
+        await recovered(client)
+        await client.update_config({"storage_replacement_s": 2})
+        acked: set[bytes] = set()
+        await load(db, "r", 8 * MIB, acked)
+        leader, layout = await settled(client, db, nodes=4)
+        team = layout.storage[0].replicas
+        lost = next(r for r in team if int(r.node) != leader)
+        cluster.kill(int(lost.node), signal.SIGKILL)  # and it stays down
 
-            async def replaced() -> Layout | None:
-                now = await db.client.fetch_layout()
-                if now is None or lost in now.storage[0].members():
-                    return None
-                return now if len(now.storage[0].replicas) == 3 else None
+        async def replaced() -> Layout | None:
+            now = await db.client.fetch_layout()
+            if now is None or lost in now.storage[0].members():
+                return None
+            return now if len(now.storage[0].replicas) == 3 else None
 
-            layout = await eventually(replaced, timeout=90, what=f"{lost.id} replaced")
-            (new,) = [r for r in layout.storage[0].replicas if r not in team]
-            assert new.node != lost.node
-            # Its data is all there: read every key from the new replica itself.
-            async for tr in db.attempts(timeout=30):
-                async with tr:
-                    version = await tr.read_version()
-            for key in sorted(acked):
-                answer = await db.call(new, protocol.StorageGet(new.id, key, version))
-                assert answer == protocol.Value(value_of(key), version), key
-            await load(db, "later", 5 * VALUE_SIZE, acked)
-            # The lost one comes back: it is removed, not taken back.
-            cluster.restart(int(lost.node))
+        layout = await eventually(replaced, timeout=90, what=f"{lost.id} replaced")
+        (new,) = [r for r in layout.storage[0].replicas if r not in team]
+        assert new.node != lost.node
+        # Its data is all there: read every key from the new replica itself.
+        async for tr in db.attempts(timeout=30):
+            async with tr:
+                version = await tr.read_version()
+        for key in sorted(acked):
+            answer = await db.call(new, protocol.StorageGet(new.id, key, version))
+            assert answer == protocol.Value(value_of(key), version), key
+        await load(db, "later", 5 * VALUE_SIZE, acked)
+        # The lost one comes back: it is removed, not taken back.
+        cluster.restart(int(lost.node))
 
-            async def removed() -> bool:
-                services = {s.id for s in await client.services()}
-                return lost.id not in worker_dirs(cluster, int(lost.node)) and (
-                    lost.id not in services
-                )
+        async def removed() -> bool:
+            services = {s.id for s in await client.services()}
+            return lost.id not in worker_dirs(cluster, int(lost.node)) and (lost.id not in services)
 
-            await eventually(removed, timeout=60, what=f"{lost.id} removed from its node")
-            await assert_all_present(db, acked)
-        finally:
-            await db.close()
-            await client.close()
+        await eventually(removed, timeout=60, what=f"{lost.id} removed from its node")
+        await assert_all_present(db, acked)
 
 
 async def test_a_node_restarted_in_the_middle_of_a_retirement() -> None:
     # Epoch 2's Director records its retirement of epoch 1's logs, then pauses
     # before removing any; its node is then killed: epoch 3 must finish it.
     cluster = LocalCluster(3, env={"BEDROCK_DIRECTOR_PAUSE_BEFORE": "retire@2"})
-    async with running(cluster):
-        client = await cluster.client()
-        db = await open_database(str(cluster.cluster_file))
-        try:
-            st = await recovered(client)
-            layout1 = await layout_of(db, int(st["recovery"]["epoch"]))
-            acked: set[bytes] = set()
-            await load(db, "a", 2 * MIB, acked)
-            leader = int(st["leader"])
-            away = next(i for i in cluster.addresses if i != leader)
-            cluster.kill(away, signal.SIGKILL)
+    async with running(cluster), connected(cluster) as (client, db):
+        st = await recovered(client)
+        layout1 = await layout_of(db, int(st["recovery"]["epoch"]))
+        acked: set[bytes] = set()
+        await load(db, "a", 2 * MIB, acked)
+        leader = int(st["leader"])
+        away = next(i for i in cluster.addresses if i != leader)
+        cluster.kill(away, signal.SIGKILL)
 
-            async def paused() -> dict[str, Any] | None:
-                st = await client.status(timeout=1.0)
-                rec = st["recovery"]
-                return st if rec["epoch"] == 2 and rec["state"] == "running" else None
+        async def paused() -> dict[str, Any] | None:
+            st = await client.status(timeout=1.0)
+            rec = st["recovery"]
+            return st if rec["epoch"] == 2 and rec["state"] == "running" else None
 
-            await eventually(paused, timeout=30, what="epoch 2 live (paused in its retirement)")
-            layout2 = await layout_of(db, 2)
-            # Recorded, and nothing removed yet: epoch 1's log is still on the leader's node.
-            assert {r.id for r in layout1.logs if int(r.node) == leader} <= worker_dirs(
-                cluster, leader
-            )
-            await load(db, "b", 1 * MIB, acked)
-            # The node that was away comes back with a log of the retired generation.
-            cluster.restart(away)
-            await cluster.wait_ready()
-            old_here = {r.id for r in layout1.logs if int(r.node) == away}
-            assert old_here <= worker_dirs(cluster, away)
-            # The Director dies mid-retirement; its node comes back too.
-            cluster.kill(leader, signal.SIGKILL)
-            cluster.restart(leader)
-            st = await recovered(client, newer_than=2, timeout=60)
-            layout = await layout_of(db, int(st["recovery"]["epoch"]))
-            retired = {r.id for r in layout1.logs} | {r.id for r in layout2.logs}
-            assert not retired & {r.id for r in layout.logs}
+        await eventually(paused, timeout=30, what="epoch 2 live (paused in its retirement)")
+        layout2 = await layout_of(db, 2)
+        # Recorded, and nothing removed yet: epoch 1's log is still on the leader's node.
+        assert {r.id for r in layout1.logs if int(r.node) == leader} <= worker_dirs(cluster, leader)
+        await load(db, "b", 1 * MIB, acked)
+        # The node that was away comes back with a log of the retired generation.
+        cluster.restart(away)
+        await cluster.wait_ready()
+        old_here = {r.id for r in layout1.logs if int(r.node) == away}
+        assert old_here <= worker_dirs(cluster, away)
+        # The Director dies mid-retirement; its node comes back too.
+        cluster.kill(leader, signal.SIGKILL)
+        cluster.restart(leader)
+        st = await recovered(client, newer_than=2, timeout=60)
+        layout = await layout_of(db, int(st["recovery"]["epoch"]))
+        retired = {r.id for r in layout1.logs} | {r.id for r in layout2.logs}
+        assert not retired & {r.id for r in layout.logs}
 
-            async def finished() -> bool:
-                on_disk = set().union(*(worker_dirs(cluster, n) for n in cluster.addresses))
-                services = {s.id for s in await client.services()}
-                return not (retired - {r.id for r in layout.logs}) & (on_disk | services)
-
-            await eventually(finished, timeout=60, what="every retired log removed")
-            # Nothing needed went with them: the live generation holds, data reads back.
+        async def finished() -> bool:
             on_disk = set().union(*(worker_dirs(cluster, n) for n in cluster.addresses))
-            assert {r.id for r in layout.logs} <= on_disk
-            await load(db, "c", 5 * VALUE_SIZE, acked)
-            await assert_all_present(db, acked)
-        finally:
-            await db.close()
-            await client.close()
+            services = {s.id for s in await client.services()}
+            return not (retired - {r.id for r in layout.logs}) & (on_disk | services)
+
+        await eventually(finished, timeout=60, what="every retired log removed")
+        # Nothing needed went with them: the live generation holds, data reads back.
+        on_disk = set().union(*(worker_dirs(cluster, n) for n in cluster.addresses))
+        assert {r.id for r in layout.logs} <= on_disk
+        await load(db, "c", 5 * VALUE_SIZE, acked)
+        await assert_all_present(db, acked)
 
 
 async def test_a_corrupt_manifest_on_one_node_causes_at_most_one_extra_epoch() -> None:
-    async with running(LocalCluster(3)) as cluster:
-        client = await cluster.client()
-        db = await open_database(str(cluster.cluster_file))
-        try:
-            await recovered(client)
-            await client.update_config({"storage_replacement_s": 2})
-            acked: set[bytes] = set()
-            await load(db, "m", 2 * MIB, acked)
-            leader, layout = await settled(client, db)
-            victim = next(i for i in cluster.addresses if i != leader)
-            broken = next(r for r in layout.storage[0].replicas if int(r.node) == victim)
-            before = await epoch_now(client)
-            cluster.kill(victim, signal.SIGKILL)
-            manifest = cluster.directory / f"data-{victim}" / "workers" / broken.id
-            (manifest / "manifest.json").write_text("{not json")
-            cluster.restart(victim)
-            await cluster.wait_ready()
-            # A restart alone costs two epochs (the kill, then the fuller log set);
-            # the broken replica may cost one more: its replacement, filled first.
-            _, layout = await settled(client, db)
-            assert broken not in layout.storage[0].members()
-            assert victim in {int(r.node) for r in layout.storage[0].replicas}
-            settled_epoch = await epoch_now(client)
-            assert settled_epoch <= before + 3, (before, settled_epoch)
-            # ... and then no more: watch a few replacement periods go by.
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 6.0
-            while loop.time() < end:
-                assert await epoch_now(client) == settled_epoch
-                await asyncio.sleep(0.2)
+    async with running(LocalCluster(3)) as cluster, connected(cluster) as (client, db):
+        await recovered(client)
+        await client.update_config({"storage_replacement_s": 2})
+        acked: set[bytes] = set()
+        await load(db, "m", 2 * MIB, acked)
+        leader, layout = await settled(client, db)
+        victim = next(i for i in cluster.addresses if i != leader)
+        broken = next(r for r in layout.storage[0].replicas if int(r.node) == victim)
+        before = await epoch_now(client)
+        cluster.kill(victim, signal.SIGKILL)
+        manifest = cluster.directory / f"data-{victim}" / "workers" / broken.id
+        (manifest / "manifest.json").write_text("{not json")
+        cluster.restart(victim)
+        await cluster.wait_ready()
+        # A restart alone costs two epochs (the kill, then the fuller log set);
+        # the broken replica may cost one more: its replacement, filled first.
+        _, layout = await settled(client, db)
+        assert broken not in layout.storage[0].members()
+        assert victim in {int(r.node) for r in layout.storage[0].replicas}
+        settled_epoch = await epoch_now(client)
+        assert settled_epoch <= before + 3, (before, settled_epoch)
+        # ... and then no more: watch a few replacement periods go by.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 6.0
+        while loop.time() < end:
+            assert await epoch_now(client) == settled_epoch
+            await asyncio.sleep(0.2)
 
-            async def swept() -> bool:
-                return broken.id not in worker_dirs(cluster, victim)
+        async def swept() -> bool:
+            return broken.id not in worker_dirs(cluster, victim)
 
-            await eventually(swept, timeout=30, what="the broken replica's directory removed")
-            await assert_all_present(db, acked)
-        finally:
-            await db.close()
-            await client.close()
+        await eventually(swept, timeout=30, what="the broken replica's directory removed")
+        await assert_all_present(db, acked)
 
 
 async def storage_quiet(db: Database, layout: Layout) -> bool:
@@ -282,23 +268,17 @@ async def storage_quiet(db: Database, layout: Layout) -> bool:
 
 
 async def test_an_idle_cluster_writes_almost_nothing() -> None:
-    async with running(LocalCluster(3)) as cluster:
-        client = await cluster.client()
-        db = await open_database(str(cluster.cluster_file))
-        try:
-            await recovered(client)
-            acked: set[bytes] = set()
-            await load(db, "i", 20 * VALUE_SIZE, acked)
-            _, layout = await settled(client, db)
-            await eventually(lambda: storage_quiet(db, layout), timeout=30, what="storage flushed")
-            dirs: list[Path] = [cluster.directory / f"data-{n}" for n in cluster.addresses]
-            before = [disk_bytes(d) for d in dirs]
-            window = 20.0  # a measuring window; the budget is in bytes
-            await asyncio.sleep(window)
-            grown = [disk_bytes(d) - b for d, b in zip(dirs, before, strict=True)]
-            budget = 64 * 1024 * window / 3600  # 64 KiB per node per hour
-            assert all(g <= budget for g in grown), (grown, budget)
-            assert await epoch_now(client) == layout.epoch
-        finally:
-            await db.close()
-            await client.close()
+    async with running(LocalCluster(3)) as cluster, connected(cluster) as (client, db):
+        await recovered(client)
+        acked: set[bytes] = set()
+        await load(db, "i", 20 * VALUE_SIZE, acked)
+        _, layout = await settled(client, db)
+        await eventually(lambda: storage_quiet(db, layout), timeout=30, what="storage flushed")
+        dirs: list[Path] = [cluster.directory / f"data-{n}" for n in cluster.addresses]
+        before = [disk_bytes(d) for d in dirs]
+        window = 20.0  # a measuring window; the budget is in bytes
+        await asyncio.sleep(window)
+        grown = [disk_bytes(d) - b for d, b in zip(dirs, before, strict=True)]
+        budget = 64 * 1024 * window / 3600  # 64 KiB per node per hour
+        assert all(g <= budget for g in grown), (grown, budget)
+        assert await epoch_now(client) == layout.epoch

@@ -333,12 +333,7 @@ class CoordinatorState:
             return f"{len(c.workers)} workers in one command (at most {MAX_SERVICES_PER_COMMAND})"
         seen: set[str] = set()
         for w in c.workers:
-            reason = (
-                check_name("retired worker id", w.id)
-                or check_name(f"retired worker {w.id!r} kind", w.kind)
-                or check_name(f"retired worker {w.id!r} node", w.node)
-                or check_address(f"retired worker {w.id!r} address", w.address)
-            )
+            reason = _check_placed("retired worker", w.id, w.kind, w.node, w.address)
             if reason:
                 return reason
             if w.epoch != c.epoch:
@@ -373,12 +368,7 @@ class CoordinatorState:
             return f"{len(services)} services in one command (at most {MAX_SERVICES_PER_COMMAND})"
         seen: set[str] = set()
         for s in services:
-            reason = (
-                check_name("service id", s.id)
-                or check_name(f"service {s.id!r} kind", s.kind)
-                or check_name(f"service {s.id!r} node", s.node)
-                or check_address(f"service {s.id!r} address", s.address)
-            )
+            reason = _check_placed("service", s.id, s.kind, s.node, s.address)
             if reason:
                 return reason
             if s.id in seen:
@@ -556,6 +546,16 @@ def _check_capabilities(capabilities: list[str]) -> str | None:
         if reason:
             return reason
     return None
+
+
+def _check_placed(what: str, id_: str, kind: str, node: str, address: str) -> str | None:
+    """Why a record of something placed on a node (a service, a worker) is invalid."""
+    return (
+        check_name(f"{what} id", id_)
+        or check_name(f"{what} {id_!r} kind", kind)
+        or check_name(f"{what} {id_!r} node", node)
+        or check_address(f"{what} {id_!r} address", address)
+    )
 
 
 def _record(s: Service, at_ms: int) -> ServiceRecord:
