@@ -68,7 +68,7 @@ async def test_concurrent_pushes_share_fsyncs(tmp_path: Path) -> None:
     log = open_log(tmp_path)
     answers = await asyncio.gather(*(log.handle(push(v * 10, v * 10 + 10)) for v in range(50)))
     assert all(isinstance(a, LogPushed) for a in answers)
-    assert log._wal.sync_count < 50  # group commit
+    assert log._wal is not None and log._wal.sync_count < 50  # group commit
     await log.stop()
 
 

@@ -160,9 +160,15 @@ class LogWorker:
         #: Closed generations still on disk: (generation, its last version).
         self._closed: list[tuple[int, int]] = []
         self._committed = 0
-        wal: native.Wal | None = None
+        self._next_index = 1
+        self._generation_size = 0
+        # The generation appended to; a new log opens (creates) it with its first
+        # append, so a log a recovery is about to rewrite never makes one for nothing.
+        self._wal: native.Wal | None = None
         for generation in self._state.generations:
-            wal = native.Wal.open(self._wal_dir(generation), cluster_id, 1, sync=fsync)
+            if generation == self._state.generation and not self._wal_dir(generation).exists():
+                break
+            wal = self._open_wal(generation)
             hard, _, entries = wal.take_recovered()
             self._committed = max(self._committed, hard.commit)
             for entry in entries:
@@ -174,10 +180,9 @@ class LogWorker:
                 self._closed.append((generation, self._versions[-1] if entries else 0))
                 wal.close()
             else:
+                self._wal = wal
                 self._next_index = len(entries) + 1
                 self._generation_size = sum(len(e.data) for e in entries)
-        assert wal is not None
-        self._wal = wal
         self._base = self._state.base
         self._last = self._versions[-1] if self._versions else self._state.base
         self._durable = self._last
@@ -205,6 +210,9 @@ class LogWorker:
     def _wal_dir(self, generation: int) -> Path:
         return self.directory / f"wal.{generation}"
 
+    def _open_wal(self, generation: int) -> native.Wal:
+        return native.Wal.open(self._wal_dir(generation), self._cluster_id, 1, sync=self._fsync)
+
     def _remove_strays(self) -> None:
         """Generations outside the state file's run: a crash left them halfway
         (started but not yet named, or named away but not yet removed)."""
@@ -224,7 +232,8 @@ class LogWorker:
                 with contextlib.suppress(BaseException):
                     await task
         async with self._io_lock:
-            self._wal.close()
+            if self._wal is not None:
+                self._wal.close()
         self._executor.shutdown(wait=True)
 
     # -- status (for tests and the Foreman) ---------------------------------------
@@ -394,6 +403,10 @@ class LogWorker:
                         for i, data in enumerate(datas)
                     ]
                     hard = native.HardState(0, 0, self._committed)
+                    if self._wal is None:
+                        self._wal = await loop.run_in_executor(
+                            self._executor, self._open_wal, self._state.generation
+                        )
                     await loop.run_in_executor(self._executor, self._wal.append, entries, hard)
                 except Exception as exc:
                     # An fsync failure poisons the WAL: this log is done (its data may be lost).
@@ -410,11 +423,10 @@ class LogWorker:
         """Close the current generation and start the next one (under the I/O lock)."""
         loop = asyncio.get_running_loop()
         old, generation = self._state.generation, self._state.generation + 1
-        new_dir = self._wal_dir(generation)
 
         def open_new() -> native.Wal:
-            shutil.rmtree(new_dir, ignore_errors=True)
-            return native.Wal.open(new_dir, self._cluster_id, 1, sync=self._fsync)
+            shutil.rmtree(self._wal_dir(generation), ignore_errors=True)
+            return self._open_wal(generation)
 
         wal = await loop.run_in_executor(self._executor, open_new)
         first = self._state.generations.start
@@ -422,7 +434,8 @@ class LogWorker:
             msgspec.structs.replace(self._state, generation=generation, first_generation=first)
         )
         previous, self._wal = self._wal, wal
-        await loop.run_in_executor(self._executor, previous.close)
+        if previous is not None:
+            await loop.run_in_executor(self._executor, previous.close)
         self._closed.append((old, self._durable))
         self._next_index = 1
         self._generation_size = 0
@@ -552,7 +565,11 @@ class LogWorker:
         return LogLocked(oldest, self._last, self._durable, progress)
 
     async def _recover(self, req: LogRecover) -> Response:
-        if newer := await self._see_epoch(req.epoch):
+        if req.epoch < self._state.epoch:
+            return NewerEpoch(self._state.epoch)
+        # A log that never wrote its state is known to this request's Director
+        # only: the install below persists the epoch (one state write, not two).
+        if self._state_path.exists() and (newer := await self._see_epoch(req.epoch)):
             return newer
         if req.first > req.last + 1 or (req.first < 1 and req.last >= req.first):
             return Failed("invalid", f"bad range [{req.first}, {req.last}]")
@@ -636,9 +653,8 @@ class LogWorker:
                 if wal is not None:
                     wal.close()
                     closed.append((first + n - 1, batches[lo - 1].version))
-                directory = self._wal_dir(first + n)
-                shutil.rmtree(directory, ignore_errors=True)
-                wal = native.Wal.open(directory, self._cluster_id, 1, sync=self._fsync)
+                shutil.rmtree(self._wal_dir(first + n), ignore_errors=True)
+                wal = self._open_wal(first + n)
                 entries = [native.Entry(j - lo + 1, term, datas[j]) for j in range(lo, hi)]
                 wal.append(entries, native.HardState(0, 0, req.last))
             assert wal is not None
@@ -675,7 +691,8 @@ class LogWorker:
         self._pending = []
 
         def drop_old() -> None:
-            previous.close()
+            if previous is not None:
+                previous.close()
             for generation in old:
                 shutil.rmtree(self._wal_dir(generation), ignore_errors=True)
 

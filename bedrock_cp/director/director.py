@@ -39,12 +39,11 @@ import logging
 import random
 from collections.abc import Callable, Coroutine
 
-from ..protocol import Done, Health, Layout, ListWorkers, WorkerRef, Workers
+from ..protocol import Layout, ListWorkers, WorkerRef, Workers
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
-from .phases._calls import call_all
 from .phases.monitor import components, dead
 from .retire import retire
 from .rollback import rollback
@@ -57,6 +56,8 @@ PAUSE_ENV = "BEDROCK_DIRECTOR_PAUSE_BEFORE"
 #: ``pause_before`` may also name this step: the first retirement of a live epoch
 #: pauses once it is recorded, before anything is removed.
 RETIRE = "retire"
+#: Seconds a live epoch waits before it retires what older epochs left.
+RETIRE_DELAY = 1.0
 
 
 class Director:
@@ -73,6 +74,7 @@ class Director:
         rng: random.Random | None = None,
         replicas: ReplicaHealth | None = None,
         distribution_interval: float = INTERVAL,
+        retire_delay: float = RETIRE_DELAY,
     ) -> None:
         self.ctx = ctx
         self.status = status if status is not None else RecoveryStatus()
@@ -87,6 +89,7 @@ class Director:
             raise ValueError(f"pause_before: no phase named {self._pause_before!r}")
         self.replicas = replicas if replicas is not None else ReplicaHealth()
         self._distribution_interval = distribution_interval
+        self._retire_delay = retire_delay
         self._rng = rng if rng is not None else random.Random()
         self._resume = asyncio.Event()
         self._changed = asyncio.Event()
@@ -237,6 +240,9 @@ class Director:
         """Retire what older epochs left (beside the watch: a slow or dead node must
         not delay noticing a death)."""
         hook = self._pause if self._pause_before == RETIRE and recovered_from else None
+        if recovered_from is not None:
+            # Not urgent: let the first commits of the new epoch have the disks first.
+            await asyncio.sleep(self._retire_delay)
         try:
             await retire(self.ctx, layout, recovered_from, distribution.filling, recorded_hook=hook)
         except Exception as exc:  # consensus unreachable, ...: the next sweep tries again
@@ -249,7 +255,11 @@ class Director:
     async def _distribute(self, distribution: Distribution) -> str:
         while True:
             await asyncio.sleep(self._distribution_interval)
-            reason = await distribution.tick()
+            try:
+                reason = await distribution.tick()
+            except Exception as exc:  # consensus or a node unreachable: the next tick
+                log.info("director: data distribution: %s: %s", type(exc).__name__, exc)
+                continue
             if reason is not None:
                 return reason
 
@@ -260,8 +270,8 @@ class Director:
         fewer logs than wanted) and a directory change made a better one
         possible — otherwise losing one more node could lose the majority of the
         logs although enough nodes are back — and when the data distribution
-        can build a different storage team (a filled replacement, or a lost
-        replica dropped).
+        can build a different storage team (an absent replica back, a filled
+        replacement, or a lost replica dropped).
         """
         refs = components(layout, storage=False)
         distribution = Distribution(self.ctx, layout, self.replicas)
@@ -301,20 +311,12 @@ class Director:
             return Failed(reason)
 
     async def _better_layout_possible(self, layout: Layout) -> str | None:
-        """Why a new epoch would get a fuller layout now, or None: more logs, or an
-        absent storage replica that is back (the logs kept what it needs).
+        """Why a new epoch would get more logs now, or None.
 
-        Only nodes whose Foreman answers count (a dead node stays registered),
-        and only replicas that answer themselves (a node that is back with a
-        broken replica makes nothing fuller possible: the data distribution
-        replaces that replica, with a filled one, before it ends the epoch).
+        Only nodes whose Foreman answers count (a dead node stays registered).
+        Storage teams are the data distribution's: it ends the epoch when an
+        absent replica is back, or once a replacement is filled.
         """
-        absent = [r for team in layout.storage for r in team.absent]
-        if absent:
-            health = await call_all(self.ctx, [(r, Health(r.id)) for r in absent], 0.5)
-            back = [r.id for r, a in zip(absent, health, strict=True) if isinstance(a, Done)]
-            if back:
-                return f"storage {', '.join(back)} is back"
         p = self.ctx.parameters
         registered = [n for n in await self.ctx.nodes() if n.node not in p.excluded_nodes]
         # A dead node stays registered: count only nodes whose Foreman answers.

@@ -21,6 +21,10 @@ replicas) gets a new replica:
 A lost replica for which no node is available is retired all the same and the
 epoch ends with a smaller team: a replica that is gone must not hold the logs
 back for ever. When a node becomes available again, step 1 fills a new one.
+
+An absent member (down when the layout was built) that answers again ends the
+epoch too: the next recovery takes it back into its team (the logs kept what
+it needs), rather than leaving it to hold them back while it stands still.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class Distribution:
             alive = [r for r, a in zip(members, answers, strict=True) if isinstance(a, Done)]
             for r in members:
                 self.health.seen(r.id, r in alive, now)
+            if back := await self._back([r for r in team.absent if r in alive]):
+                return back
             lost = self._lost(team, now)
             staying = [r for r in members if r not in lost]
             if not lost and len(staying) >= p.storage_replicas:
@@ -118,6 +124,17 @@ class Distribution:
             await self._start_fill(team, node, sources[0], lost)
             return None
         return None
+
+    async def _back(self, answering: list[WorkerRef]) -> str | None:
+        """An absent member that answers again (its own status too, not only its
+        node): the next recovery takes it back into its team."""
+        answers = await call_all(
+            self.ctx, [(r, StorageStatus(r.id)) for r in answering], CHECK_TIMEOUT
+        )
+        back = [
+            r.id for r, a in zip(answering, answers, strict=True) if isinstance(a, StorageState)
+        ]
+        return f"storage {', '.join(back)} is back" if back else None
 
     def _lost(self, team: StorageTeam, now: float) -> list[WorkerRef]:
         limit = self.ctx.parameters.storage_replacement_s
