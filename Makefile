@@ -9,7 +9,7 @@ CARGO ?= cargo
 # versions pinned in constraints.txt; `make lock` refreshes them.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test bench wheels setup native python lint rust-test pytest clean lock
+.PHONY: demo test chaos bench wheels setup native python lint rust-test pytest clean lock
 
 ## demo: set up, then run the main job
 demo: setup
@@ -54,6 +54,12 @@ rust-test:
 
 pytest:
 	$(BIN)/pytest
+
+## chaos: long chaos runs on real processes: CHAOS_SECONDS (600) of faults, CHAOS_RUNS (3)
+## fresh seeds per cluster size plus the fixed one; CHAOS_SEED=N replays a run's schedule
+chaos: setup
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_RUNS=$${CHAOS_RUNS:-3} \
+		$(BIN)/pytest tests/test_chaos.py -v -rA
 
 ## bench: pytest-benchmark suites (installs etcd, the cluster benches' peer); JSON in benches/results/
 bench: setup

@@ -17,6 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from bedrock_cp.auth.config import Mode
 from bedrock_cp.client import Client, resolve_cluster
 from bedrock_cp.cluster import LocalCluster
 
@@ -53,10 +54,15 @@ class OursSide:
     name = "ours"
 
     def __init__(
-        self, runner: asyncio.Runner, directory: Path, *, attempt_timeout: float | None = None
+        self,
+        runner: asyncio.Runner,
+        directory: Path,
+        *,
+        attempt_timeout: float | None = None,
+        auth: Mode = "tls",
     ) -> None:
         self.runner = runner
-        self.cluster = LocalCluster(3, directory=directory, fsync=True)
+        self.cluster = LocalCluster(3, directory=directory, fsync=True, auth=auth)
         # None: the client's default (what users get).
         self.attempt_timeout = attempt_timeout
         self.client: Client | None = None
@@ -74,6 +80,7 @@ class OursSide:
             "fsync": self.cluster.fsync,
             "nodes": len(self.cluster.addresses),
             "client_attempt_timeout_s": self.attempt_timeout or "default",
+            "auth": self.cluster.auth,
         }
 
     def start(self) -> None:
@@ -230,6 +237,22 @@ class EtcdSide:
 
 
 Side = OursSide | EtcdSide
+
+
+def measure_throughput(benchmark: Any, runner: asyncio.Runner, side: Side, rounds: int) -> None:
+    """``rounds`` rounds of WRITERS x WRITES_PER_WRITER concurrent writes; writes/s in
+    ``extra_info``."""
+    runner.run(side.settle())
+    total = WRITERS * WRITES_PER_WRITER
+
+    def many() -> None:
+        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
+
+    benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
+    assert benchmark.stats is not None
+    benchmark.extra_info["writers"] = WRITERS
+    benchmark.extra_info["writes_per_round"] = total
+    benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
 
 
 async def _eventually(check: Any, *, timeout: float, what: str) -> None:  # noqa: ASYNC109

@@ -15,6 +15,9 @@ import pytest
 import bedrock_cp_native
 
 _ratios: dict[str, float] = {}
+#: Benchmarks run with several ``extra_info["auth"]`` modes: each mode's mean
+#: over the mean without authentication, per group (> 1: authentication costs).
+_auth_ratios: dict[str, dict[str, float]] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,10 +39,24 @@ def pytest_benchmark_update_json(
         if "ours" in sides and "peer" in sides and sides["ours"] > 0:
             _ratios[group] = round(sides["peer"] / sides["ours"], 3)
     output_json["ratios"] = dict(_ratios)
+    by_mode: dict[str, dict[str, float]] = {}
+    for b in output_json.get("benchmarks", []):
+        mode = b.get("extra_info", {}).get("auth_compared")
+        if mode and b.get("group"):
+            by_mode.setdefault(b["group"], {})[mode] = b["stats"]["mean"]
+    for group, modes in by_mode.items():
+        off = modes.get("none")
+        if off:
+            _auth_ratios[group] = {m: round(v / off, 3) for m, v in modes.items() if m != "none"}
+    output_json["auth_ratios"] = dict(_auth_ratios)
     output_json["native_build_profile"] = bedrock_cp_native.build_profile
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _auth_ratios:
+        terminalreporter.write_line("authentication on / off time ratios (> 1: it costs):")
+        for group, modes in sorted(_auth_ratios.items()):
+            terminalreporter.write_line(f"  {group}: {modes}")
     if _ratios:
         terminalreporter.write_line("peer/ours time ratios (> 1: bedrock_cp faster):")
         for group, ratio in sorted(_ratios.items()):

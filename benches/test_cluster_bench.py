@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from .cluster_sides import WRITERS, WRITES_PER_WRITER, EtcdSide, OursSide, Side, percentiles
+from .cluster_sides import WRITERS, EtcdSide, OursSide, Side, measure_throughput, percentiles
 
 CRASH_TRIALS = 25
 PARTITION_TRIALS = 12
@@ -148,14 +148,4 @@ def test_write_latency(benchmark: Any, runner: asyncio.Runner, side: Side) -> No
 
 def test_write_throughput(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
     _label(benchmark, side, f"directory write throughput ({WRITERS} writers)")
-    runner.run(side.settle())
-    total = WRITERS * WRITES_PER_WRITER
-
-    def many() -> None:
-        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
-
-    benchmark.pedantic(many, rounds=THROUGHPUT_ROUNDS, warmup_rounds=1)
-    assert benchmark.stats is not None
-    benchmark.extra_info["writers"] = WRITERS
-    benchmark.extra_info["writes_per_round"] = total
-    benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
+    measure_throughput(benchmark, runner, side, THROUGHPUT_ROUNDS)

@@ -41,7 +41,7 @@ import uvloop
 from bedrock_cp import protocol
 from bedrock_cp.client import Client, Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import eventually, recovered
+from tests.clusters import eventually, node_caller, recovered
 from tests.dataplane_pipeline import disk_bytes
 
 from .cluster_sides import percentiles
@@ -114,7 +114,11 @@ class _Rig:
         async def quiet() -> bool:
             layout = await db.refresh_layout(newer_than=0)
             for ref in layout.storage[0].replicas:
-                state = await db.call(ref, protocol.StorageStatus(ref.id))
+                peer = node_caller(self.cluster, int(ref.node))  # storage status: for nodes
+                try:
+                    state = await peer.call(ref, protocol.StorageStatus(ref.id), 2.0)
+                finally:
+                    await peer.close()
                 if not isinstance(state, protocol.StorageState) or state.durable < state.applied:
                     return False
             return True

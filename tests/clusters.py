@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bedrock_cp.auth import load_connector
 from bedrock_cp.client import Client, ClusterFile
+from bedrock_cp.client.client import client_credentials
 from bedrock_cp.cluster import LocalCluster
+from bedrock_cp.protocol import Caller
 
 T = TypeVar("T")
 
@@ -38,9 +41,21 @@ async def eventually(
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
-def direct_client(address: str, **kwargs: Any) -> Client:
-    """A client that talks to one coordinator only (no failover to others)."""
-    return Client(ClusterFile(cluster="bedrock", coordinators=[address]), **kwargs)
+def direct_client(cluster: LocalCluster, address: str, **kwargs: Any) -> Client:
+    """A client (the cluster's admin) that talks to one coordinator only (no failover)."""
+    cf = ClusterFile(cluster=cluster.cluster, coordinators=[address], auth=cluster.client_auth())
+    return Client(cf, **kwargs)
+
+
+def node_caller(cluster: LocalCluster, node_id: int) -> Caller:
+    """A protocol caller with node ``node_id``'s credentials (calls as that node)."""
+    auth = load_connector(cluster.node_auth(node_id), node=True)
+    return Caller(cluster.cluster, auth=auth, node_id=node_id)
+
+
+def caller(cluster: LocalCluster, name: str = "admin") -> Caller:
+    """A protocol caller with client ``name``'s credentials (``admin`` or ``client``)."""
+    return Caller(cluster.cluster, auth=client_credentials(cluster.client_cluster_file(name)))
 
 
 @contextlib.asynccontextmanager

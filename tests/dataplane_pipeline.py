@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
@@ -31,6 +31,7 @@ from bedrock_cp.protocol import (
     UnlockProxy,
     WorkerRef,
     encode,
+    idempotency,
 )
 
 CLUSTER = "test-cluster"
@@ -75,13 +76,50 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  #
         await asyncio.sleep(0.005)
 
 
+#: Decides, per call a proxy makes, an error to raise instead (None: make the call).
+Fault = Callable[[WorkerRef, Request], BaseException | None]
+
+
+class FaultyDialer:
+    """The proxies' dialer: the pipeline's loopback, with ``pipeline.fault`` applied."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        fault = self.pipeline.fault
+        if fault is not None and (error := fault(ref, body)) is not None:
+            raise error
+        return await self.pipeline.dialer.call(ref, body, timeout)
+
+
+async def until_async(
+    condition: Callable[[], Awaitable[bool]],
+    timeout: float = 5.0,  # noqa: ASYNC109
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
 class Pipeline:
-    """Two logs, one storage, a sequencer, two resolvers split at b"m", and proxies."""
+    """Two logs, one storage, a sequencer, two resolvers split at b"m", and proxies.
+
+    ``fault`` (settable at any time) injects failures into the proxies' calls.
+    """
 
     def __init__(
-        self, root: Path, *, proxies: int = 1, epoch: int = 1, window_seconds: float = 5.0
+        self,
+        root: Path,
+        *,
+        proxies: int = 1,
+        epoch: int = 1,
+        idempotency_retention: float = idempotency.RETENTION_SECONDS,
+        window_seconds: float = 5.0,
     ) -> None:
         self.dialer = LoopbackDialer()
+        self.fault: Fault | None = None
         self.epoch = epoch
         self.logs = [
             LogWorker(ref(f"log{i}", "log"), root / f"log{i}", cluster_id=CLUSTER, fsync=False)
@@ -95,7 +133,14 @@ class Pipeline:
             fsync=False,
             window_seconds=window_seconds,
         )
-        self.sequencer = Sequencer(ref("seq", "sequencer"), epoch, 0, clock=time.monotonic)
+        self.sequencer = Sequencer(
+            ref("seq", "sequencer"),
+            epoch,
+            0,
+            clock=time.monotonic,
+            logs=[w.ref for w in self.logs],
+            dialer=self.dialer,
+        )
         halves = [KeyRange(b"", b"m"), KeyRange(b"m", b"\xff")]
         self.resolvers = [
             Resolver(ref(f"res{i}", "resolver"), epoch, 0, r) for i, r in enumerate(halves)
@@ -113,7 +158,14 @@ class Pipeline:
             storage=[StorageTeam(b"", b"\xff", [self.storage.ref])],
         )
         self.proxies = [
-            CommitProxy(p, epoch, self.layout, self.dialer, token=TOKEN)
+            CommitProxy(
+                p,
+                epoch,
+                self.layout,
+                FaultyDialer(self),
+                token=TOKEN,
+                idempotency_retention=idempotency_retention,
+            )
             for p in self.layout.proxies
         ]
         for w in [*self.logs, self.storage, self.sequencer, *self.resolvers, *self.proxies]:
@@ -143,9 +195,12 @@ class Pipeline:
         reads: list[KeyRange] | None = None,
         read_version: int | None = None,
         proxy: int = 0,
+        idempotency_id: bytes = b"",
     ) -> Response:
         rv = await self.read_version() if read_version is None else read_version
-        body = Commit(self.proxies[proxy].ref.id, rv, reads or [], [], mutations)
+        body = Commit(
+            self.proxies[proxy].ref.id, rv, reads or [], [], mutations, b"", idempotency_id
+        )
         return await self.call(body)
 
     async def close(self) -> None:

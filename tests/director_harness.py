@@ -153,10 +153,20 @@ class TestCluster:
         return rv.version
 
     async def commit(self, layout: Layout, key: bytes, value: bytes) -> protocol.Response:
+        """Commit ``key = value`` through ``layout``; a refusal of its read version is
+        returned as the answer (an epoch that is over refuses already there)."""
         proxy = layout.proxies[0]
-        rv = await self.read_version(layout)
+        rv = await self.call(
+            layout.sequencer, protocol.GetReadVersion(layout.sequencer.id, layout.epoch)
+        )
+        if not isinstance(rv, protocol.ReadVersion):
+            return rv
         body = protocol.Commit(
-            proxy.id, rv, [KeyRange.single(key)], [], [Mutation(MutationKind.SET, key, value)]
+            proxy.id,
+            rv.version,
+            [KeyRange.single(key)],
+            [],
+            [Mutation(MutationKind.SET, key, value)],
         )
         return await self.call(proxy, body)
 
@@ -252,7 +262,14 @@ class TestContext:
         decoded = decode_layout(layout)
         role: Sequencer | Resolver | CommitProxy
         if kind == "sequencer":
-            role = Sequencer(ref, self.epoch, version, clock=time.monotonic)
+            role = Sequencer(
+                ref,
+                self.epoch,
+                version,
+                clock=time.monotonic,
+                logs=decoded.logs,
+                dialer=self.cluster.dialer,
+            )
         elif kind == "resolver":
             mine = next(r for r in decoded.resolvers if r.worker.id == worker_id)
             role = Resolver(ref, self.epoch, version, KeyRange(mine.begin, mine.end))

@@ -5,32 +5,44 @@ node A's configuration names the link's address as B's. Each link can pass
 traffic, hold it (``blackhole``: bytes are read and discarded, connections stay
 open — a partition *without* a reset, so only timeouts can detect it), reset it
 (``cut``: close every connection and refuse new ones — like a dead host), or
-delay it. The proxy runs its own event loop on a background thread so that
-plain synchronous tests can drive real node processes around it.
+delay it. A blackhole may hold one direction of the link's connections only
+(``forward``: what A sends; ``backward``: what B answers), a one-way link.
+Latency is drawn per chunk from a range, in order (TCP never reorders), and
+``drop`` resets a connection at a forwarded chunk with some probability (a
+flaky link: the dialer reconnects). The proxy runs its own event loop on a
+background thread so that plain synchronous tests can drive real node
+processes around it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Literal
 
 Mode = Literal["pass", "blackhole", "cut"]
+Direction = Literal["both", "forward", "backward"]
 
 
 class Link:
-    """Forwards connections accepted on ``port`` to ``target``, subject to ``mode``."""
+    """Forwards connections accepted on ``port`` to ``target``, subject to its faults."""
 
     def __init__(self, proxy: FaultProxy, target: tuple[str, int]) -> None:
         self.proxy = proxy
         self.target = target
-        self.mode: Mode = "pass"
-        self.delay = 0.0
+        self.cut = False
+        #: Per direction: are bytes discarded (a blackhole)?
+        self.held = {"forward": False, "backward": False}
+        self.delay = (0.0, 0.0)
+        self.drop = 0.0
         self.port = 0
         self.bytes_forwarded = 0
+        self.resets = 0
+        self._rng = random.Random()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -38,12 +50,19 @@ class Link:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def mode(self) -> Mode:
+        """``cut``, ``blackhole`` (in at least one direction) or ``pass``."""
+        if self.cut:
+            return "cut"
+        return "blackhole" if any(self.held.values()) else "pass"
+
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.mode == "cut":
+        if self.cut:
             writer.transport.abort()
             return
         try:
@@ -53,20 +72,33 @@ class Link:
             return
         self._writers |= {writer, up_writer}
         await asyncio.gather(
-            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+            self._pump(reader, up_writer, "forward", writer),
+            self._pump(up_reader, writer, "backward", up_writer),
+            return_exceptions=True,
         )
         self._writers -= {writer, up_writer}
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        direction: str,
+        other: asyncio.StreamWriter,
+    ) -> None:
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if self.mode == "blackhole":
+                if self.held[direction]:
                     continue
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                if self.drop and self._rng.random() < self.drop:
+                    self.resets += 1
+                    other.transport.abort()
+                    break
+                low, high = self.delay
+                if high > 0:
+                    await asyncio.sleep(self._rng.uniform(low, high))
                 writer.write(data)
                 self.bytes_forwarded += len(data)
                 await writer.drain()
@@ -75,11 +107,16 @@ class Link:
         finally:
             writer.transport.abort()
 
-    async def _set_mode(self, mode: Mode) -> None:
-        self.mode = mode
+    async def _set_mode(self, mode: Mode, direction: Direction) -> None:
+        directions = ("forward", "backward") if direction == "both" else (direction,)
         if mode == "cut":
+            self.cut = True
             for w in list(self._writers):
                 w.transport.abort()
+            return
+        self.cut = False
+        for d in directions:
+            self.held[d] = mode == "blackhole"
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -89,11 +126,25 @@ class Link:
 
     # -- thread-safe controls -----------------------------------------------------
 
-    def set_mode(self, mode: Mode) -> None:
-        self.proxy.call(self._set_mode(mode))
+    def set_mode(self, mode: Mode, direction: Direction = "both") -> None:
+        """``cut`` always takes both directions; ``pass`` heals the direction(s) named."""
+        self.proxy.call(self._set_mode(mode, direction))
 
-    def set_delay(self, seconds: float) -> None:
-        self.delay = seconds
+    def set_delay(self, seconds: float, up_to: float | None = None) -> None:
+        """Delay every chunk by ``seconds`` (or uniformly in ``[seconds, up_to]``)."""
+        self.delay = (seconds, seconds if up_to is None else up_to)
+
+    def set_drop(self, probability: float, seed: int | None = None) -> None:
+        """Reset a connection at each forwarded chunk with ``probability``."""
+        if seed is not None:
+            self._rng.seed(seed)
+        self.drop = probability
+
+    def heal(self) -> None:
+        """Back to passing everything at once."""
+        self.set_mode("pass")
+        self.set_delay(0.0)
+        self.set_drop(0.0)
 
 
 class FaultProxy:

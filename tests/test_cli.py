@@ -68,10 +68,15 @@ def test_cluster_up_status_register_services_deregister_down(tmp_path: Path) -> 
             assert node["reachable"] and pid_is_node(node["pid"])
 
         addresses = ",".join(n["address"] for n in status["nodes"])
+        # A bare address list carries no credentials: refused, in one line.
+        refused = cli("services", "--cluster", addresses)
+        assert_one_line_error(refused, "the node may require authentication")
         reg = cli(
             "register",
             "--cluster",
             addresses,
+            "--credentials",
+            str(d / "cluster.toml"),
             "--id",
             "log-1",
             "--kind",
@@ -111,6 +116,8 @@ def test_node_from_flags_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             str(tmp_path / "n1"),
             "--listen",
             f"127.0.0.1:{port}",
+            "--auth",
+            "none",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -134,6 +141,19 @@ def test_node_from_flags_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
 
 
+def test_a_node_without_credentials_refuses_to_start(tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    flags = ["--id", "1", "--data-dir", str(tmp_path / "n1"), "--listen", f"127.0.0.1:{port}"]
+    assert_one_line_error(cli("node", *flags), 'auth.mode = "tls" needs auth.ca', "certs init")
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(
+        f'id = 1\ndata_dir = "{tmp_path / "n2"}"\nlisten = "127.0.0.1:{port}"\n'
+        f'[coordinators]\n"1" = "127.0.0.1:{port}"\n[auth]\nmode = "secret"\n'
+    )
+    assert_one_line_error(cli("node", "--config", str(cfg)), "needs auth.secret")
+    assert not (tmp_path / "n1" / "raft").exists(), "nothing was created"
+
+
 def test_unknown_config_key_is_named(tmp_path: Path) -> None:
     cfg = tmp_path / "n.toml"
     cfg.write_text(
@@ -150,6 +170,12 @@ def test_bad_config_values_are_named(tmp_path: Path) -> None:
     )
     assert_one_line_error(cli("node", "--config", str(cfg)), "listen", "host:port")
     assert_one_line_error(cli("node", "--config", str(tmp_path / "missing.toml")), "no such file")
+    # Idempotency records must outlive the clients' lookups of them by a margin.
+    cfg.write_text(
+        'id = 1\ndata_dir = "x"\nlisten = "127.0.0.1:1"\nidempotency_retention_ms = 5000\n'
+        '[coordinators]\n"1" = "127.0.0.1:1"\n'
+    )
+    assert_one_line_error(cli("node", "--config", str(cfg)), "idempotency_retention_ms")
 
 
 def test_unreachable_cluster_is_one_line() -> None:
@@ -174,6 +200,8 @@ def test_no_leader_in_time_is_one_line(tmp_path: Path) -> None:
             str(tmp_path / "n1"),
             "--listen",
             f"127.0.0.1:{ports[0]}",
+            "--auth",
+            "none",
             *peers,
         ],
         stdout=subprocess.DEVNULL,

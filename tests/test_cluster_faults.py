@@ -57,7 +57,7 @@ async def test_minority_side_of_a_partition_cannot_commit() -> None:
                 # A partition without a reset: bytes vanish, connections stay open.
                 _isolate(links, old, "blackhole")
 
-                minority = direct_client(cluster.addresses[old], request_timeout=1.5)
+                minority = direct_client(cluster, cluster.addresses[old], request_timeout=1.5)
                 try:
                     with pytest.raises((ClusterUnavailable, RequestRejected)):
                         await minority.register("minority", kind="log", address="127.0.0.1:2")
@@ -72,7 +72,7 @@ async def test_minority_side_of_a_partition_cannot_commit() -> None:
                 _isolate(links, old, "pass")
 
                 async def healed() -> bool:
-                    st = await direct_client(cluster.addresses[old]).status()
+                    st = await direct_client(cluster, cluster.addresses[old]).status()
                     me = next(x for x in st["nodes"] if x["id"] == old)
                     return bool(me["leader"] == new and me["role"] == "follower")
 
@@ -132,7 +132,7 @@ async def test_add_two_coordinators_under_load_then_remove_the_leader() -> None:
             assert not missing, f"acknowledged writes lost: {missing[:5]}"
 
             async def voters_settled() -> bool:
-                st = await direct_client(cluster.addresses[new_leader]).status()
+                st = await direct_client(cluster, cluster.addresses[new_leader]).status()
                 me = next(x for x in st["nodes"] if x["id"] == new_leader)
                 return bool(me["role"] == "leader")
 
@@ -163,14 +163,16 @@ def _raw_send(address: str, payload: bytes) -> bytes:
 
 
 async def test_hostile_input_closes_only_that_connection() -> None:
-    async with running(LocalCluster(3)) as cluster:
+    # The shared-secret mode: frames travel in the clear, so hostile bytes reach
+    # the framing (under TLS they fail the TLS layer first).
+    async with running(LocalCluster(3, auth="secret")) as cluster:
         client = await cluster.client()
         try:
             target_id = 1
             target = cluster.addresses[target_id]
             hello = encode(Hello(PROTOCOL_VERSION, "bedrock", 0, "client"))
             wrong_cluster = encode(Hello(PROTOCOL_VERSION, "other-cluster", 0, "client"))
-            unexpected = hello + encode(Response(1, msgspec.Raw(protocol.encode(protocol.Ping()))))
+            unexpected = encode(Response(1, msgspec.Raw(protocol.encode(protocol.Ping()))))
             cases = {
                 "random bytes": os.urandom(4096),
                 "2**31 length prefix": struct.pack("<I", 2**31) + b"x" * 64,
@@ -184,7 +186,7 @@ async def test_hostile_input_closes_only_that_connection() -> None:
                 if what == "wrong cluster id":
                     assert b"other-cluster" in answer, "the refusal names the cluster id"
                 # The node still serves: a real request through it succeeds.
-                one = direct_client(target)
+                one = direct_client(cluster, target)
                 try:
                     pong = await one.ping_any(2.0)
                 finally:
@@ -192,7 +194,7 @@ async def test_hostile_input_closes_only_that_connection() -> None:
                 assert pong.node_id == target_id, what
             await client.register("still-fine", kind="log", address="127.0.0.1:1")
             log = cluster.log_path(target_id).read_text()
-            for reason in ("cluster id 'other-cluster'", "exceeds", "unexpected"):
+            for reason in ("cluster id 'other-cluster'", "exceeds", "expected Hello, got Response"):
                 assert reason in log, f"no logged reason containing {reason!r}"
             assert cluster.alive(target_id)
         finally:
@@ -201,9 +203,12 @@ async def test_hostile_input_closes_only_that_connection() -> None:
 
 async def test_a_request_with_a_bad_body_gets_a_rejection_not_a_crash() -> None:
     async with running(LocalCluster(1)) as cluster:
+        from bedrock_cp.client.client import client_credentials
         from bedrock_cp.transport import RpcClient
 
-        rpc = await RpcClient.connect(cluster.addresses[1], "bedrock")
+        rpc = await RpcClient.connect(
+            cluster.addresses[1], "bedrock", auth=client_credentials(cluster.client_cluster_file())
+        )
         try:
             raw = await rpc.call(msgspec.Raw(msgspec.msgpack.encode(["nonsense", 1, 2])), 2.0)
             reply = protocol.decode_response(bytes(raw))

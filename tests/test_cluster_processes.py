@@ -25,7 +25,7 @@ async def test_exactly_one_leader_and_every_node_agrees(n: int) -> None:
         try:
             leader, _ = await leader_of(client)
             for node_id, address in cluster.addresses.items():
-                one = direct_client(address)
+                one = direct_client(cluster, address)
                 try:
                     st = await one.status()
                     me = next(x for x in st["nodes"] if x["id"] == node_id)
@@ -70,13 +70,13 @@ async def test_kill_9_leader_then_restart_it_and_catch_up_through_a_snapshot() -
             target = (await client.status())["nodes"]
 
             async def caught_up() -> bool:
-                st = await direct_client(cluster.addresses[leader]).status()
+                st = await direct_client(cluster, cluster.addresses[leader]).status()
                 me = next(x for x in st["nodes"] if x["id"] == leader)
                 best = max(x["applied_index"] or 0 for x in target)
                 return bool(me["applied_index"] >= best and me["leader"] == new_leader)
 
             await eventually(caught_up, timeout=15, what="restarted node caught up")
-            restarted = direct_client(cluster.addresses[leader])
+            restarted = direct_client(cluster, cluster.addresses[leader])
             try:
                 stale = {s.id for s in await restarted.services(stale=True)}
             finally:
@@ -109,7 +109,7 @@ async def test_sigstop_leader_steps_down_and_loses_no_acknowledged_write() -> No
                 cluster.resume(old)
 
             async def old_stepped_down() -> bool:
-                st = await direct_client(cluster.addresses[old]).status()
+                st = await direct_client(cluster, cluster.addresses[old]).status()
                 me = next(x for x in st["nodes"] if x["id"] == old)
                 return bool(me["role"] == "follower" and me["leader"] == new)
 

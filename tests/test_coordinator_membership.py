@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bedrock_cp import protocol
+from bedrock_cp.auth import AuthConfig
 from bedrock_cp.cluster import free_ports
 from bedrock_cp.node import Node, NodeConfig
 
@@ -22,6 +23,7 @@ async def test_a_follower_refers_membership_changes_to_the_leader(tmp_path: Path
         join=True,
         fsync=False,
         capabilities=[],
+        auth=AuthConfig(mode="none"),
     )
     node = await Node.start(config)
     try:

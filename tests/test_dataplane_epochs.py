@@ -52,10 +52,14 @@ async def test_a_lock_by_a_newer_epoch_supersedes_the_proxy(tmp_path: Path) -> N
     p = Pipeline(tmp_path, epoch=1)
     await p.start()
     assert isinstance(await p.commit([set_(b"a", b"1")]), Committed)
+    rv = await p.read_version()
     for log in p.logs:
         await p.call(LogLock(log.ref.id, 2))
-    # The proxy's next push meets a log locked by epoch 2: the old generation is over.
-    answer = await p.commit([set_(b"a", b"2")])
+    # The sequencer no longer hands out read versions: its logs are locked.
+    assert await p.call(GetReadVersion("seq", 1)) == NewerEpoch(2)
+    # The proxy's next push meets logs locked by epoch 2: the old generation is
+    # over, and since every log refused the batch, it definitely did not commit.
+    answer = await p.commit([set_(b"a", b"2")], read_version=rv)
     assert answer == NewerEpoch(2)
-    assert await p.commit([set_(b"a", b"3")]) == NewerEpoch(2)
+    assert await p.commit([set_(b"a", b"3")], read_version=rv) == NewerEpoch(2)
     await p.close()

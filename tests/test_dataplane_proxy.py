@@ -15,15 +15,22 @@ from bedrock_cp.protocol import (
     Mutation,
     MutationKind,
     NotCommitted,
+    ReportCommitted,
+    Request,
+    Resolve,
     Response,
     StorageGet,
+    StorageGetRange,
     StorageState,
     StorageStatus,
     UnlockProxy,
     Value,
+    Values,
+    WorkerRef,
+    idempotency,
 )
 
-from .dataplane_pipeline import Pipeline, set_, until
+from .dataplane_pipeline import TOKEN, Pipeline, set_, until, until_async
 
 
 async def read(p: Pipeline, key: bytes, version: int) -> Response:
@@ -114,16 +121,140 @@ async def test_a_proxy_is_locked_until_unlocked_with_its_token(tmp_path: Path) -
     await p.close()
 
 
-async def test_a_dead_log_makes_commits_unavailable(tmp_path: Path) -> None:
+async def test_a_log_lost_during_the_push_leaves_the_outcome_unknown(tmp_path: Path) -> None:
     p = Pipeline(tmp_path)
     await p.start()
     assert isinstance(await p.commit([set_(b"a", b"1")]), Committed)
+    rv = await p.read_version()
     await p.logs[1].stop()
-    answer = await p.commit([set_(b"a", b"2")])
-    assert isinstance(answer, Failed) and answer.code == "unavailable", answer
-    later = await p.commit([set_(b"a", b"3")])
+    # log0 may make the batch durable: a recovery from it would keep the commit.
+    answer = await p.commit([set_(b"a", b"2")], read_version=rv)
+    assert isinstance(answer, Failed) and answer.code == "commit_unknown_result", answer
+    # The proxy is broken now: later commits are refused before anything is sent.
+    later = await p.commit([set_(b"a", b"3")], read_version=rv)
     assert isinstance(later, Failed) and later.code == "unavailable"
     assert p.proxies[0].broken
+    await p.close()
+
+
+async def test_a_failure_before_the_push_is_definitely_not_committed(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    await p.start()
+    rv = await p.read_version()
+    p.fault = lambda ref, body: OSError("resolver down") if isinstance(body, Resolve) else None
+    answer = await p.commit([set_(b"a", b"1")], read_version=rv)
+    assert isinstance(answer, Failed) and answer.code == "unavailable", answer
+    assert all(log.last == 0 for log in p.logs)  # no log ever saw the batch
+    await p.close()
+
+
+async def test_a_sequencer_lost_after_the_push_leaves_the_outcome_unknown(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    await p.start()
+    rv = await p.read_version()
+
+    def report_lost(ref: WorkerRef, body: Request) -> BaseException | None:
+        return TimeoutError() if isinstance(body, ReportCommitted) else None
+
+    p.fault = report_lost
+    answer = await p.commit([set_(b"a", b"1")], reads=[KeyRange.single(b"a")], read_version=rv)
+    assert isinstance(answer, Failed) and answer.code == "commit_unknown_result", answer
+    # Durable on every log: the next recovery keeps it, although nobody was told.
+    assert all(log.durable > rv for log in p.logs)
+    await p.close()
+
+
+async def test_an_idempotent_commit_is_recorded_and_its_retry_conflicts(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    await p.start()
+    ident = idempotency.new_id()
+    rv = await p.read_version()
+    first = await p.commit([set_(b"n", b"1")], read_version=rv, idempotency_id=ident)
+    assert isinstance(first, Committed)
+    record = await read(p, idempotency.record_key(first.version), first.version)
+    assert isinstance(record, Value) and record.value is not None
+    assert idempotency.decode_ids(record.value) == [ident]
+    assert idempotency.record_version(idempotency.record_key(first.version)) == first.version
+    # A retry of the same transaction from before that commit, with no reads of
+    # its own (a blind write), conflicts on the id: it is never applied twice.
+    retry = await p.commit([set_(b"n", b"2")], read_version=rv, idempotency_id=ident)
+    assert retry == NotCommitted("conflict")
+    # Another transaction from the same read version is not affected.
+    other = await p.commit([set_(b"o", b"1")], read_version=rv, idempotency_id=b"other")
+    assert isinstance(other, Committed)
+    # Two attempts in flight at once: at most one commits.
+    rv = await p.read_version()
+    again = idempotency.new_id()
+    both = await asyncio.gather(
+        *(p.commit([set_(b"p", b"%d" % i)], read_version=rv, idempotency_id=again) for i in (1, 2))
+    )
+    assert sorted(type(a).__name__ for a in both) == ["Committed", "NotCommitted"]
+    await p.close()
+
+
+async def test_a_batch_records_all_its_ids_under_one_key(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    await p.start()
+    rv = await p.read_version()
+    ids = [b"id-%d" % i for i in range(20)]
+    answers = await asyncio.gather(
+        *(
+            p.commit([set_(b"k%d" % i, b"v")], read_version=rv, idempotency_id=ident)
+            for i, ident in enumerate(ids)
+        )
+    )
+    versions = {a.version for a in answers if isinstance(a, Committed)}
+    assert len(versions) < len(ids)  # batched: fewer records than transactions
+    found: list[bytes] = []
+    top = max(versions)
+    for version in versions:
+        record = await read(p, idempotency.record_key(version), top)
+        assert isinstance(record, Value) and record.value is not None
+        found += idempotency.decode_ids(record.value)
+    assert sorted(found) == sorted(ids)
+    await p.close()
+
+
+async def test_idempotency_records_expire_after_the_retention(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path, idempotency_retention=0.2)
+    await p.start()
+    first = await p.commit([set_(b"kept", b"1")], idempotency_id=b"short-lived")
+    assert isinstance(first, Committed)
+    key = idempotency.record_key(first.version)
+    assert await read(p, key, first.version) != Value(None, first.version)
+
+    async def gone() -> bool:
+        rv = await p.read_version()
+        answer = await read(p, key, rv)
+        assert isinstance(answer, Value)
+        return answer.value is None
+
+    await until_async(gone)
+    # Only the record went: the transaction's own write stays.
+    rv = await p.read_version()
+    assert await read(p, b"kept", rv) == Value(b"1", rv)
+    await p.close()
+
+
+async def test_clients_read_user_keys_and_idempotency_records_only(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    await p.start()
+    system = Commit("proxy0", 0, [], [], [set_(b"\xff/epoch", b"1")], TOKEN)
+    done = await p.call(system)
+    assert isinstance(done, Committed)
+    # Storage keeps the system key (the replica serving the end of the user space
+    # serves the system keys too), but clients may not read it.
+    for body in (
+        StorageGet("ss0", b"\xff/epoch", done.version),
+        StorageGetRange("ss0", b"\xfe", b"\xff\x01", done.version),
+        StorageGetRange("ss0", idempotency.PREFIX, b"\xff\xff", done.version),
+    ):
+        refused = await p.call(body)
+        assert isinstance(refused, Failed) and refused.code == "invalid", (body, refused)
+    records = await p.call(
+        StorageGetRange("ss0", idempotency.PREFIX, idempotency.END, done.version)
+    )
+    assert isinstance(records, Values)
     await p.close()
 
 

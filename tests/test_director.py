@@ -11,7 +11,7 @@ from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import PHASE_NAMES
 from bedrock_cp.director.phases.monitor import components
-from bedrock_cp.director.retire import to_retire
+from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
 from .director_harness import TestCluster, TestContext, closes_clusters
@@ -267,3 +267,58 @@ def test_retirement_picks_older_epochs_leftovers_and_nothing_the_live_layouts_ne
         "log-orphan",
         "storage-lost",
     }
+
+
+async def test_retirement_asks_a_node_that_did_not_answer_again_until_it_does() -> None:
+    # A node cut off (or paused) while the epoch went live still runs the old
+    # epoch's roles: retirement must not take its silence for death.
+    def ref(kind: str, i: str, node: str) -> WorkerRef:
+        return WorkerRef(f"{kind}-{i}", kind, node, f"127.0.0.1:{node}")
+
+    live = Layout(
+        4,
+        0,
+        ref("sequencer", "e4", "1"),
+        [ref("commit_proxy", "e4", "1")],
+        [ResolverAssignment(b"", b"\xff", ref("resolver", "e4", "1"))],
+        [ref("log", "e4", "1")],
+        [StorageTeam(b"", b"\xff", [ref("storage", "s1", "1")])],
+    )
+    old_roles = [ref("sequencer", "e3", "2"), ref("commit_proxy", "e3", "2")]
+    unanswered = [3]  # node 2 stays silent for its first 3 listings
+
+    class Context:
+        epoch = 4
+
+        def __init__(self) -> None:
+            self.stopped: list[str] = []
+
+        async def nodes(self) -> list[NodeInfo]:
+            return [NodeInfo("1", "127.0.0.1:1"), NodeInfo("2", "127.0.0.1:2")]
+
+        async def call(
+            self,
+            target: WorkerRef,
+            body: protocol.Request,
+            timeout: float,  # noqa: ASYNC109
+        ) -> protocol.Response:
+            assert isinstance(body, protocol.ListWorkers)
+            if target.node == "1":
+                return protocol.Workers([])
+            if unanswered[0] > 0:
+                unanswered[0] -= 1
+                raise TimeoutError
+            running = [r for r in old_roles if r.id not in self.stopped]
+            return protocol.Workers([WorkerInfo(r, "running", "", 3) for r in running])
+
+        async def stop_role(self, ref: WorkerRef) -> None:
+            self.stopped.append(ref.id)
+
+        async def retiring(self) -> list[protocol.RetiredWorker]:
+            return []
+
+    ctx = Context()
+    retired = await asyncio.wait_for(retire(ctx, live, None), 30)  # type: ignore[arg-type]
+    assert sorted(ctx.stopped) == ["commit_proxy-e3", "sequencer-e3"]
+    assert sorted(retired) == ["commit_proxy commit_proxy-e3", "sequencer sequencer-e3"]
+    assert unanswered == [0]

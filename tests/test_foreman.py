@@ -243,6 +243,7 @@ async def test_a_node_refuses_a_capability_its_build_lacks(tmp_path: Path) -> No
             "listen": "127.0.0.1:1",
             "coordinators": {"1": "127.0.0.1:1"},
             "capabilities": ["log", "tape"],
+            "auth": {"mode": "none"},
         }
     )
     with pytest.raises(ConfigError, match="'tape' are not worker kinds of this build"):

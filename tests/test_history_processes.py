@@ -23,7 +23,7 @@ from bedrock_cp.client import Client, Database, open_database
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.protocol import Layout
 
-from .clusters import eventually, recovered, running
+from .clusters import eventually, node_caller, recovered, running
 from .dataplane_pipeline import disk_bytes
 
 pytestmark = pytest.mark.slow
@@ -134,7 +134,7 @@ async def test_64_mib_survive_a_kill_9_of_each_node_in_turn() -> None:
 
         async def bounded() -> bool:
             used = sum(disk_bytes(cluster.directory / f"data-{n}") for n in cluster.addresses)
-            return used <= 3 * logical + 3 * 16 * MIB and await storage_quiet(db, layout)
+            return used <= 3 * logical + 3 * 16 * MIB and await storage_quiet(cluster, layout)
 
         await eventually(bounded, timeout=60, what="disk within 3x the data + 16 MiB a node")
 
@@ -262,10 +262,15 @@ async def test_a_corrupt_manifest_on_one_node_causes_at_most_one_extra_epoch() -
         await assert_all_present(db, acked)
 
 
-async def storage_quiet(db: Database, layout: Layout) -> bool:
-    """Every replica made everything it applied durable (nothing left to flush)."""
+async def storage_quiet(cluster: LocalCluster, layout: Layout) -> bool:
+    """Every replica made everything it applied durable (nothing left to flush).
+    (Storage status is for cluster nodes: ask as the replica's own node.)"""
     for ref in layout.storage[0].replicas:
-        state = await db.call(ref, protocol.StorageStatus(ref.id))
+        peer = node_caller(cluster, int(ref.node))
+        try:
+            state = await peer.call(ref, protocol.StorageStatus(ref.id), 2.0)
+        finally:
+            await peer.close()
         if not isinstance(state, protocol.StorageState) or state.durable < state.applied:
             return False
     return True
@@ -277,7 +282,7 @@ async def test_an_idle_cluster_writes_almost_nothing() -> None:
         acked: set[bytes] = set()
         await load(db, "i", 20 * VALUE_SIZE, acked)
         _, layout = await settled(client, db)
-        await eventually(lambda: storage_quiet(db, layout), timeout=30, what="storage flushed")
+        await eventually(lambda: storage_quiet(cluster, layout), timeout=30, what="storage flushed")
         dirs: list[Path] = [cluster.directory / f"data-{n}" for n in cluster.addresses]
         before = [disk_bytes(d) for d in dirs]
         window = 20.0  # a measuring window; the budget is in bytes

@@ -14,6 +14,8 @@ import msgspec
 import pytest
 
 from bedrock_cp import protocol
+from bedrock_cp.auth import AcceptorAuth
+from bedrock_cp.auth.credentials import NO_AUTH
 from bedrock_cp.protocol import Body, Caller, Sender, WorkerRef
 from bedrock_cp.transport import ConnInfo, Transport
 from bedrock_cp.wire import Request as RequestFrame
@@ -45,6 +47,7 @@ REQUEST_TAGS = {
     "LogRecover": "dp_recover",
     "LogPop": "dp_pop",
     "LogCommitted": "dp_log_committed",
+    "ConfirmEpoch": "dp_confirm_epoch",
     "StorageGet": "dp_get",
     "StorageGetRange": "dp_get_range",
     "StorageStatus": "dp_storage_status",
@@ -87,6 +90,7 @@ RESPONSE_TAGS = {
     "NewerEpoch": "dp_newer_epoch",
     "Locked": "dp_locked_out",
     "Failed": "dp_failed",
+    "Unauthorized": "unauthorized",
 }
 
 
@@ -217,6 +221,8 @@ async def _serving(answer: bytes) -> Transport:
         on_raft=lambda _p, _m: None,
         on_peer_lost=lambda _p: None,
         on_request=on_request,
+        auth=AcceptorAuth("none", "c"),
+        connector_auth=NO_AUTH,
     )
     await node.start()
     return node
@@ -225,7 +231,7 @@ async def _serving(answer: bytes) -> Transport:
 async def test_the_caller_reaches_a_node_by_address_and_a_worker_by_ref() -> None:
     reply = protocol.PingReply(1, 2, 3, 1, "a", "ready")
     node = await _serving(protocol.encode(reply))
-    caller = Caller(None)
+    caller = Caller(None, auth=NO_AUTH)
     try:
         address = f"127.0.0.1:{node.port}"
         assert await caller.call(address, protocol.Ping(), 2.0) == reply
@@ -239,7 +245,7 @@ async def test_the_caller_reaches_a_node_by_address_and_a_worker_by_ref() -> Non
 
 async def test_the_caller_raises_a_wire_error_for_an_undecodable_answer() -> None:
     node = await _serving(msgspec.msgpack.encode(["no_such_tag"]))
-    caller = Caller("c")
+    caller = Caller("c", auth=NO_AUTH)
     try:
         with pytest.raises(WireError) as err:
             await caller.call(f"127.0.0.1:{node.port}", protocol.Ping(), 2.0)

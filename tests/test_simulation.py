@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bedrock_cp import protocol
+from bedrock_cp.auth import AuthConfig
 from bedrock_cp.node import Node, NodeConfig
 from bedrock_cp.sim import InlineExecutor, SimNetwork, run_simulation
 
@@ -25,6 +26,7 @@ def _config(node_id: int, base: Path) -> NodeConfig:
         listen=f"sim-{node_id}:7000",
         coordinators={str(i): f"sim-{i}:7000" for i in (1, 2, 3)},
         fsync=False,
+        auth=AuthConfig(mode="none"),  # the simulated network authenticates nobody
     )
 
 

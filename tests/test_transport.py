@@ -17,6 +17,8 @@ import pytest
 import uvloop
 
 from bedrock_cp._framing import FrameDecoder
+from bedrock_cp.auth import AcceptorAuth
+from bedrock_cp.auth.credentials import NO_AUTH
 from bedrock_cp.transport import (
     ConnectionLost,
     ConnInfo,
@@ -93,7 +95,7 @@ class Node:
             reconnect_base=0.005,
             reconnect_cap=0.05,
             rng=random.Random(node_id),
-            **kw,
+            **{"auth": AcceptorAuth("none", CLUSTER), "connector_auth": NO_AUTH, **kw},
         )
 
     def messages_from(self, peer: int) -> list[bytes]:
@@ -268,7 +270,7 @@ async def read_all(reader: asyncio.StreamReader) -> list[Frame]:
 
 
 async def still_serves(n: Node) -> None:
-    client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
+    client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER, auth=NO_AUTH)
     assert decode_body(await client.call(encode_body("hi"), 1.0), object) == [
         "echo",
         "client",
@@ -283,7 +285,7 @@ def test_wrong_cluster_id_is_refused_with_the_reason(
     async def main() -> None:
         n = await serving_node()
         with pytest.raises(HandshakeRefused) as err:
-            await RpcClient.connect(f"127.0.0.1:{n.t.port}", "other")
+            await RpcClient.connect(f"127.0.0.1:{n.t.port}", "other", auth=NO_AUTH)
         assert err.value.reason == "cluster id 'other' != 'prod'"
         assert n.t.stats["closed.wrong_cluster"] == 1
         await still_serves(n)
@@ -301,7 +303,7 @@ def test_wrong_cluster_id_is_refused_with_the_reason(
 @pytest.mark.parametrize(
     ("first", "code", "reason"),
     [
-        (Hello(PROTOCOL_VERSION + 1, CLUSTER, 0, "client"), "bad_protocol", "protocol version 2"),
+        (Hello(PROTOCOL_VERSION + 1, CLUSTER, 0, "client"), "bad_protocol", "protocol version 3"),
         (Hello(PROTOCOL_VERSION, "other", 2, "peer"), "wrong_cluster", "cluster id 'other'"),
         (Hello(PROTOCOL_VERSION, CLUSTER, 9, "peer"), "unknown_peer", "node id 9 is not a known"),
         (Hello(PROTOCOL_VERSION, CLUSTER, 1, "peer"), "own_node_id", "node id 1 is this node's"),
@@ -342,7 +344,7 @@ def test_no_hello_within_the_deadline_is_refused_and_closed(run: Run) -> None:
         t0 = asyncio.get_running_loop().time()
         frames = await read_all(reader)
         assert asyncio.get_running_loop().time() - t0 < 1.0
-        assert frames == [Refused("no Hello within 0.1s")]
+        assert frames == [Refused("no handshake within 0.1s")]
         assert n.t.stats["closed.handshake_timeout"] == 1
         writer.close()
         await still_serves(n)
@@ -403,7 +405,7 @@ def test_hostile_input_closes_that_connection_only(
 ) -> None:
     async def main() -> None:
         n = await serving_node()
-        bystander = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
+        bystander = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER, auth=NO_AUTH)
         if kind == "none":
             reader, writer = await asyncio.open_connection("127.0.0.1", n.t.port)
         else:
@@ -455,7 +457,7 @@ def test_100_concurrent_calls_complete_out_of_order_each_with_its_answer(run: Ru
 
     async def main() -> None:
         n = await serving_node(on_request=slow_echo)
-        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", None)
+        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", None, auth=NO_AUTH)
         assert (client.remote_node_id, client.remote_cluster_id) == (1, CLUSTER)
         done: list[int] = []
 
@@ -497,7 +499,7 @@ def test_handler_timeout_and_exception_become_transport_errors(
         assert n.t.stats["requests.timeout"] == 1
         writer.close()
 
-        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
+        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER, auth=NO_AUTH)
         for what in ("boom", "own-timeout"):
             with pytest.raises(RemoteError) as rerr:
                 await client.call(encode_body(what), 1.0)
@@ -521,7 +523,7 @@ def test_too_many_requests_in_flight_are_answered_overloaded(run: Run) -> None:
             return encode_body("ok")
 
         n = await serving_node(on_request=blocked, max_inflight=2)
-        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
+        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER, auth=NO_AUTH)
         first = [asyncio.ensure_future(client.call(encode_body(i), 2.0)) for i in range(2)]
         await until(lambda: n.t.stats["accepted"] == 1 and len(client._proto.pending) == 2)
         await asyncio.sleep(0.01)
@@ -546,7 +548,7 @@ def test_client_deadline_raises_timeout_error(run: Run) -> None:
 
         server = await asyncio.start_server(mute, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        client = await RpcClient.connect(f"127.0.0.1:{port}", CLUSTER)
+        client = await RpcClient.connect(f"127.0.0.1:{port}", CLUSTER, auth=NO_AUTH)
         assert client.remote_node_id == 7
         with pytest.raises(TimeoutError):
             await client.call(encode_body("x"), 0.05)
@@ -567,7 +569,7 @@ def test_connection_loss_fails_every_pending_call(run: Run) -> None:
             raise AssertionError("unreachable")
 
         n = await serving_node(on_request=never)
-        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER)
+        client = await RpcClient.connect(f"127.0.0.1:{n.t.port}", CLUSTER, auth=NO_AUTH)
         calls = [asyncio.ensure_future(client.call(encode_body(i), 5.0)) for i in range(3)]
         await until(lambda: len(arrived) == 3)  # every request reached the server
         n.t.abort()
@@ -584,6 +586,6 @@ def test_connection_loss_fails_every_pending_call(run: Run) -> None:
 def test_connect_to_a_closed_port_fails_with_oserror(run: Run) -> None:
     async def main() -> None:
         with pytest.raises(OSError):
-            await RpcClient.connect("127.0.0.1:1", CLUSTER, timeout=1.0)
+            await RpcClient.connect("127.0.0.1:1", CLUSTER, auth=NO_AUTH, timeout=1.0)
 
     run(main())

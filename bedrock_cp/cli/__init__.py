@@ -44,6 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
     node.add_argument("--cluster-name", default="bedrock")
     node.add_argument("--join", action="store_true", help="join a running cluster")
+    node.add_argument(
+        "--auth",
+        choices=("tls", "secret", "none"),
+        default="tls",
+        help="authentication (default tls; none: off, anyone can change the cluster)",
+    )
+    node.add_argument("--credentials", metavar="DIR", help="made by `certs init` (tls, secret)")
+
+    certs = sub.add_parser("certs", help="credentials of a cluster")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    cinit = certs_sub.add_parser(
+        "init", help="create a CA, node and client certificates, a cluster secret and tokens"
+    )
+    cinit.add_argument("dir")
+    cinit.add_argument("--cluster-name", default="bedrock")
+    cinit.add_argument("--nodes", type=int, default=3, help="node certificates 1..N (default 3)")
 
     cluster = sub.add_parser("cluster", help="local clusters of node processes")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
@@ -53,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int)
     up.add_argument("--name", default="bedrock", help="cluster name (id)")
     up.add_argument("--timeout", type=float, default=30.0)
+    up.add_argument(
+        "--auth",
+        choices=("tls", "secret", "none"),
+        default="tls",
+        help="authentication (default tls: credentials are generated into DIR/certs)",
+    )
     down = csub.add_parser("down", help="stop the nodes of a local cluster")
     down.add_argument("--dir", required=True)
 
@@ -62,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--json", action="store_true", help="print one JSON object")
         sp.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        sp.add_argument(
+            "--credentials",
+            metavar="TOML",
+            help="a cluster.toml whose [auth] to use (with --cluster host:port,...)",
+        )
         return sp
 
     with_cluster(sub.add_parser("status", help="leader, term, epoch, every node"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,10 @@ from typing import Any
 import msgspec
 
 from .._native import native
-from ..client import Client, Transaction, connect, read_cluster_file
+from ..auth.certs import CredentialFiles
+from ..auth.certs import init as init_credentials
+from ..client import Client, ClusterFile, Transaction, connect, read_cluster_file
+from ..client.cluster_file import resolve_cluster
 from ..cluster.local import LocalCluster, stop_pids
 from ..node import Node, NodeConfig, load_config
 from ..node.config import config_from_dict
@@ -26,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     match args.command:
         case "node":
             return run_node(_node_config(args))
+        case "certs":
+            return _certs_init(args)
         case "cluster":
             return _cluster_up(args) if args.cluster_command == "up" else _cluster_down(args)
         case "status":
@@ -63,6 +69,11 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         if not sep:
             raise CliError(f"--peer {peer!r} is not ID=HOST:PORT")
         coordinators[key] = address
+    auth: dict[str, str] = {"mode": args.auth}
+    if args.credentials:
+        files = CredentialFiles(Path(args.credentials).resolve(), args.cluster_name)
+        chosen = files.node_tls(args.id) if args.auth == "tls" else files.node_secret()
+        auth = {k: v for k, v in msgspec.structs.asdict(chosen).items() if v}
     return config_from_dict(
         {
             "id": args.id,
@@ -71,13 +82,19 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
             "coordinators": coordinators,
             "cluster": args.cluster_name,
             "join": args.join,
+            "auth": auth,
         },
         source="flags",
     )
 
 
 def run_node(config: NodeConfig) -> int:
-    """Run one node until SIGTERM/SIGINT; exit 0 after a clean stop."""
+    """Run one node until SIGTERM/SIGINT; exit 0 after a clean stop.
+
+    Every file the node creates (WAL, state, manifests) is private to its user:
+    the process umask is 0o077.
+    """
+    os.umask(0o077)
     setup_logging(config.log_level, config.id)
     import uvloop
 
@@ -119,7 +136,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         if stop_pids_alive(n.pid for n in cf.nodes):
             raise CliError(f"{directory} already holds a running cluster: cluster down first")
     cluster = LocalCluster(
-        args.nodes, directory=directory, base_port=args.base_port, cluster=args.name
+        args.nodes, directory=directory, base_port=args.base_port, cluster=args.name, auth=args.auth
     )
     cluster.start()
 
@@ -133,11 +150,28 @@ def _cluster_up(args: argparse.Namespace) -> int:
         raise CliError(f"cluster did not become ready: {str(exc).splitlines()[0]}") from None
     print(f"cluster {args.name!r}: {args.nodes} nodes up, leader node {leader}")
     print(f"  cluster file: {cluster.cluster_file}")
+    if args.auth != "none":
+        print(f"  credentials ({args.auth}): {cluster.credentials.directory}")
+    else:
+        print("  WARNING: authentication is off: anyone who can reach the nodes can change them")
     for node_id, address in sorted(cluster.addresses.items()):
         print(
             f"  node {node_id}: {address} pid {cluster.procs[node_id].pid} "
             f"config {cluster.config_path(node_id)} log {cluster.log_path(node_id)}"
         )
+    return 0
+
+
+def _certs_init(args: argparse.Namespace) -> int:
+    if not 1 <= args.nodes <= 99:
+        raise CliError(f"--nodes must be between 1 and 99, not {args.nodes}")
+    files = init_credentials(Path(args.dir), args.cluster_name, list(range(1, args.nodes + 1)))
+    d = files.directory
+    print(f"credentials of cluster {args.cluster_name!r} in {d} (keys and secrets mode 0600):")
+    print(f"  CA: {d / 'ca.pem'} (its key {d / 'ca.key'}: keep it off the nodes)")
+    print(f"  nodes 1..{args.nodes}: node-<id>.pem, node-<id>.key")
+    print("  clients: admin.pem/.key (admin), client.pem/.key (client)")
+    print("  secret mode: secret (nodes), tokens.toml (nodes), admin.token, client.token")
     return 0
 
 
@@ -156,13 +190,22 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 # -- client commands ----------------------------------------------------------------------------
 
+
+def _cluster(args: argparse.Namespace) -> ClusterFile:
+    """``--cluster``, with the ``[auth]`` of ``--credentials`` when given."""
+    cf = resolve_cluster(args.cluster)
+    if args.credentials:
+        cf.auth = read_cluster_file(Path(args.credentials)).auth
+    return cf
+
+
 ClientFn = Callable[[Client, argparse.Namespace], Awaitable[dict[str, Any]]]
 
 
 def _client_command(args: argparse.Namespace, fn: ClientFn) -> int:
     async def go() -> dict[str, Any]:
         client = await connect(
-            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+            _cluster(args), timeout=min(args.timeout, 5.0), request_timeout=args.timeout
         )
         try:
             return await fn(client, args)
@@ -275,7 +318,7 @@ def _kv_command(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         db = await open_database(
-            args.cluster, timeout=min(args.timeout, 5.0), request_timeout=args.timeout
+            _cluster(args), timeout=min(args.timeout, 5.0), request_timeout=args.timeout
         )
         try:
             # Arguments that are not UTF-8 arrive as surrogates: keep their raw bytes.

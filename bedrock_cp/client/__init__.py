@@ -2,7 +2,8 @@
 
 from .client import Client, ClientError, ClusterUnavailable, RequestRejected, connect
 from .cluster_file import ClusterFile, NodeEntry, read_cluster_file, resolve_cluster
-from .transaction import Database, Transaction, TransactionError, open_database
+from .errors import ErrorCode, TransactionError
+from .transaction import Database, Transaction, open_database
 
 __all__ = [
     "Client",
@@ -10,6 +11,7 @@ __all__ = [
     "ClusterFile",
     "ClusterUnavailable",
     "Database",
+    "ErrorCode",
     "NodeEntry",
     "RequestRejected",
     "Transaction",

@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 
 from .. import protocol
+from ..auth import AuthError, ConnectorAuth, load_connector
+from ..auth.credentials import NO_AUTH
 from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
 from ..transport import ConnectionLost, HandshakeRefused, RemoteError
 from .cluster_file import ClusterFile, resolve_cluster
@@ -48,7 +50,7 @@ _RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteErro
 
 
 async def connect(
-    cluster: str | Path,
+    cluster: str | Path | ClusterFile,
     *,
     timeout: float = 5.0,  # noqa: ASYNC109 - bounds the first contact, not one await
     request_timeout: float = 10.0,
@@ -57,7 +59,7 @@ async def connect(
 
     Raises ClusterUnavailable if no coordinator answers within ``timeout``.
     """
-    cf = resolve_cluster(cluster)
+    cf = cluster if isinstance(cluster, ClusterFile) else resolve_cluster(cluster)
     client = Client(cf, request_timeout=request_timeout)
     try:
         await client.ping_any(timeout)
@@ -94,7 +96,9 @@ class Client:
         # one write at a time: concurrent writes each take a session of their own
         # from this pool (session id -> last seq used).
         self._free_sessions: list[tuple[int, int]] = []
-        self._caller = Caller(cluster.cluster or None, connect_timeout=2.0)
+        #: How this client proves itself (the cluster file's ``[auth]``).
+        self.auth = client_credentials(cluster)
+        self._caller = Caller(cluster.cluster or None, auth=self.auth, connect_timeout=2.0)
         self._leader: str | None = None
         self._lock = asyncio.Lock()
 
@@ -117,7 +121,7 @@ class Client:
         else:
             reply = await self._leader_call(body)
         if not isinstance(reply, protocol.ServicesReply):
-            raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+            raise RequestRejected(unexpected(reply))
         return reply.services
 
     async def nodes(self, *, stale: bool = False) -> list[NodeRecord]:
@@ -125,7 +129,7 @@ class Client:
         body = protocol.ListNodes(stale)
         reply = await (self._any(body) if stale else self._leader_call(body))
         if not isinstance(reply, protocol.NodesReply):
-            raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+            raise RequestRejected(unexpected(reply))
         return reply.nodes
 
     async def fetch_layout(self, timeout: float = 2.0) -> Layout | None:  # noqa: ASYNC109
@@ -172,8 +176,13 @@ class Client:
         for reply in replies.values():
             if isinstance(reply, protocol.PingReply):
                 return reply
+        for reply in replies.values():
+            if isinstance(reply, RequestRejected):
+                raise reply  # refused the connection: another cluster, no credentials
+        last = next((r for r in replies.values() if isinstance(r, ConnectionLost)), None)
         raise ClusterUnavailable(
             f"no coordinator answered within {timeout:g}s (tried {', '.join(self.addresses)})"
+            + (f": {last}" if last is not None else "")
         )
 
     async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109
@@ -292,7 +301,7 @@ class Client:
             self._free_sessions.append((session, last + 1))
         if isinstance(reply, protocol.WriteOk):
             return reply.index
-        raise RequestRejected(f"unexpected reply {type(reply).__name__}")
+        raise RequestRejected(unexpected(reply))
 
     async def _leader_call(self, body: protocol.Request) -> protocol.Response:
         """Send to the leader, following redirects and failovers until the deadline."""
@@ -334,6 +343,8 @@ class Client:
                             last_problem = f"{address}: {reason}"
                         case protocol.Rejected(reason=reason):
                             raise RequestRejected(reason)
+                        case protocol.Unauthorized():
+                            raise RequestRejected(unauthorized(reply))
                         case _:
                             self._leader = address
                             return reply
@@ -477,6 +488,26 @@ class Client:
     def cluster_id(self) -> str | None:
         """The cluster's id: given, or learned from the first coordinator reached."""
         return self._caller.cluster_id
+
+
+def client_credentials(cluster: ClusterFile) -> ConnectorAuth:
+    """The credentials the cluster file names (none when it names none)."""
+    if cluster.auth is None:
+        return NO_AUTH
+    try:
+        return load_connector(cluster.auth, node=False)
+    except AuthError as exc:
+        raise ClientError(f"cannot load the client's credentials: {exc}") from None
+
+
+def unauthorized(reply: protocol.Unauthorized) -> str:
+    return f"{reply.request} refused for {reply.principal}: {reply.reason}"
+
+
+def unexpected(reply: protocol.Response) -> str:
+    if isinstance(reply, protocol.Unauthorized):
+        return unauthorized(reply)
+    return f"unexpected reply {type(reply).__name__}"
 
 
 def _recovery(reported: dict[str, Any] | None) -> dict[str, Any]:

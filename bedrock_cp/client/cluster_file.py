@@ -10,9 +10,17 @@ address = "127.0.0.1:7001"
 config = "/tmp/c/1.toml"
 log = "/tmp/c/1.log"
 pid = 4242
+
+[auth]                         # the client's credentials (files, never a secret)
+mode = "tls"
+ca = "/tmp/c/certs/ca.pem"
+cert = "/tmp/c/certs/admin.pem"
+key = "/tmp/c/certs/admin.key"
 ```
 
-Clients accept either such a file or a comma-separated ``host:port`` list.
+Clients accept either such a file or a comma-separated ``host:port`` list (which
+carries no credentials: a cluster with authentication on refuses it).
+Relative paths in ``[auth]`` are taken from the file's folder.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pathlib import Path
 
 import msgspec
 
+from ..auth import AuthConfig
 from ..node.config import ConfigError, parse_address
 
 
@@ -42,6 +51,8 @@ class ClusterFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cluster: str
     coordinators: list[str]
     nodes: list[NodeEntry] = msgspec.field(default_factory=list)
+    #: How clients authenticate (None: they present no credentials).
+    auth: AuthConfig | None = None
 
     def dump(self) -> str:
         lines = [
@@ -58,6 +69,8 @@ class ClusterFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 f"log = {json.dumps(n.log)}",
                 f"pid = {n.pid}",
             ]
+        if self.auth is not None:
+            lines += ["", *self.auth.toml_lines()]
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
@@ -78,6 +91,8 @@ def read_cluster_file(path: Path) -> ClusterFile:
         raise ConfigError(f"{path}: lists no coordinators")
     for addr in cf.coordinators:
         parse_address(addr, what=f"{path}: coordinators")
+    if cf.auth is not None:
+        cf.auth = cf.auth.resolved(path.resolve().parent)
     return cf
 
 

@@ -17,11 +17,38 @@
 A transaction reads at one read version (from the sequencer) from storage,
 buffers its writes (reads see them), and commits through a commit proxy, which
 checks with the resolvers that nothing it read changed since its read version.
-Retryable failures — a conflict (``not_committed``), an unreachable component
-(``unavailable``), a new epoch (``epoch_changed``), a read version outside the
-MVCC window — raise a :class:`TransactionError` with ``retryable`` set;
-:meth:`Database.attempts` and :meth:`Database.run` retry those with backoff.
-The layout of the transaction system (TSL) comes from any node's gateway.
+The sequencer hands out a read version only once it has confirmed that its
+epoch is still the current one, so a read never misses a commit acknowledged
+before it began. The layout of the transaction system (TSL) comes from any
+node's gateway.
+
+Failures raise a :class:`~.errors.TransactionError` whose ``code`` is one of a
+closed list (:class:`~.errors.ErrorCode`): each says whether a retry can
+succeed, whether the attempt may have committed, and whether the layout held
+may be out of date.
+
+**Exactly once.** A commit may end without a definite answer
+(``commit_unknown_result``): the request reached a proxy and the answer was
+lost, or the proxy failed after it began pushing to the logs. It may have
+committed. :meth:`Database.attempts` and :meth:`Database.run` are idempotent by
+default: all attempts of one logical transaction carry one random id, which
+the proxy records with the commit and makes conflict between attempts
+(:mod:`bedrock_cp.protocol.idempotency`). After an unknown outcome, the next
+attempt first looks the id up at a fresh read version: found, the transaction
+committed at that version — the loop stops and reports it
+(:attr:`Transaction.committed_version`, with
+:attr:`Transaction.committed_earlier` set) without running the block again;
+not found, the block runs again, and no earlier attempt can commit beside it.
+The lookup is trusted for 20 s after the unknown attempt (records are kept for
+at least twice that); past that, or with ``idempotent=False``, the loop raises
+``commit_unknown_result`` instead of retrying. A bare :meth:`Database.transaction`
+has no id: its commit raises ``commit_unknown_result`` to the caller, who must
+decide (``maybe_committed`` is set).
+
+**Layout.** Every error that suggests the layout is old (``epoch_changed``,
+``unavailable``, ``version_too_old``, ``wrong_shard``, ``commit_unknown_result``)
+makes the retry loop fetch the layout again before the next attempt, waiting up
+to a second for a newer epoch after ``epoch_changed``.
 """
 
 from __future__ import annotations
@@ -31,12 +58,13 @@ import bisect
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .. import protocol
 from ..protocol import (
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
+    SYSTEM_PREFIX,
     Caller,
     KeyRange,
     Layout,
@@ -44,38 +72,56 @@ from ..protocol import (
     MutationKind,
     WorkerRef,
     check_user_key,
+    idempotency,
+    served_range,
 )
-from .client import Client, ClientError
+from ..transport import RemoteError
+from .cluster_file import ClusterFile
+from .errors import ErrorCode, TransactionError, server_code
 
 T = TypeVar("T")
 
+__all__ = ["Database", "ErrorCode", "Transaction", "TransactionError", "open_database"]
 
-class TransactionError(ClientError):
-    """A transaction failed; ``code`` names why and ``retryable`` whether to try again."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.retryable = retryable
-
-
-def _retryable(code: str, message: str) -> TransactionError:
-    return TransactionError(code, message, retryable=True)
-
-
-def _fatal(code: str, message: str) -> TransactionError:
-    return TransactionError(code, message, retryable=False)
-
-
-# A storage replica that has not yet seen the layout answers wrong_shard: retry.
-_RETRYABLE_FAILED = {"unavailable", "future_version", "version_too_old", "gap", "wrong_shard"}
 _CALL_TIMEOUT = 5.0
+#: How long one layout fetch may take, and how long to wait for a newer epoch.
+_FETCH_TIMEOUT = 0.5
+_NEWER_EPOCH_WAIT = 1.0
+#: Rows per storage range read when scanning idempotency records.
+_SCAN_LIMIT = 1000
+
+
+def _error(code: ErrorCode, message: str) -> TransactionError:
+    return TransactionError(code, message)
+
+
+class Dialer(Protocol):
+    """How a :class:`Database` reaches workers (a :class:`~bedrock_cp.protocol.Caller`)."""
+
+    async def call(
+        self,
+        to: WorkerRef,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response: ...
+
+    async def connect(self, to: WorkerRef, timeout: float) -> None: ...  # noqa: ASYNC109
+
+    async def close(self) -> None: ...
+
+
+class LayoutSource(Protocol):
+    """Where a :class:`Database` gets the layout (a :class:`~bedrock_cp.client.Client`)."""
+
+    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None: ...  # noqa: ASYNC109
+
+    async def close(self) -> None: ...
 
 
 class Database:
     """A handle on the data plane of one cluster; see the module docstring."""
 
-    def __init__(self, client: Client, dialer: Caller) -> None:
+    def __init__(self, client: LayoutSource, dialer: Dialer) -> None:
         self.client = client
         self.dialer = dialer
         self.layout: Layout | None = None
@@ -84,7 +130,11 @@ class Database:
     # -- layout ------------------------------------------------------------------------
 
     async def refresh_layout(self, newer_than: int = 0, timeout: float = 10.0) -> Layout:  # noqa: ASYNC109
-        """Ask the nodes' gateways for the TSL; wait for one newer than ``newer_than``."""
+        """Ask the nodes' gateways for the TSL; wait for one newer than ``newer_than``.
+
+        Fetches at least once (each fetch waits up to half a second for the
+        gateways); raises ``unavailable`` if none came within ``timeout``.
+        """
         async with self._layout_lock:
             if self.layout is not None and self.layout.epoch > newer_than:
                 return self.layout
@@ -92,13 +142,14 @@ class Database:
             deadline = loop.time() + timeout
             delay = 0.01
             while True:
-                layout = await self.client.fetch_layout()
+                layout = await self.client.fetch_layout(timeout=_FETCH_TIMEOUT)
                 if layout is not None and layout.epoch > newer_than:
                     self.layout = layout
                     return layout
                 if loop.time() + delay > deadline:
-                    raise _retryable(
-                        "unavailable", f"no transaction system layout newer than epoch {newer_than}"
+                    raise _error(
+                        ErrorCode.UNAVAILABLE,
+                        f"no transaction system layout newer than epoch {newer_than}",
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.2)
@@ -106,9 +157,22 @@ class Database:
     async def current_layout(self) -> Layout:
         return self.layout or await self.refresh_layout()
 
+    async def _after_failure(self, error: TransactionError, held: Layout | None) -> None:
+        """Refresh the layout after an error that suggests ``held`` is old."""
+        if not error.code.refreshes_layout:
+            return
+        epoch = held.epoch if held is not None else 0
+        wait = _NEWER_EPOCH_WAIT if error.code is ErrorCode.EPOCH_CHANGED else 0.0
+        try:
+            await self.refresh_layout(newer_than=epoch, timeout=wait)
+        except TransactionError:
+            if error.code is ErrorCode.EPOCH_CHANGED and self.layout is held:
+                self.layout = None  # fetch whatever is current next time
+
     # -- transactions --------------------------------------------------------------------
 
     def transaction(self) -> Transaction:
+        """One attempt, without retries and without an idempotency id."""
         return Transaction(self)
 
     async def attempts(
@@ -116,24 +180,61 @@ class Database:
         *,
         max_attempts: int = 100,
         timeout: float = 30.0,  # noqa: ASYNC109
+        idempotent: bool = True,
     ) -> AsyncIterator[Transaction]:
-        """Yield a fresh transaction until one is used in ``async with`` and commits."""
+        """Yield a fresh transaction until one is used in ``async with`` and commits.
+
+        Retryable errors are retried with backoff; after a ``commit_unknown_result``
+        the next attempt first learns whether the transaction committed (see the
+        module docstring). When the loop ends because an earlier attempt turned
+        out to have committed, the last transaction yielded says so
+        (``committed_version`` set, ``committed_earlier`` true).
+        """
+        if max_attempts < 1:
+            raise _error(ErrorCode.INVALID, "max_attempts must be positive")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.005
+        ident = idempotency.new_id() if idempotent else b""
+        unknown_since: int | None = None  # read version of the first unknown attempt
+        yielded: Transaction | None = None
         for attempt in range(max_attempts):
-            tr = Transaction(self, swallow_retryable=True)
-            yield tr
-            if tr.committed_version is not None:
-                return
-            if tr.error is None:
-                raise _fatal("invalid", "the transaction was not used in `async with`")
-            await self._after_failure(tr.error)
+            tr = Transaction(self, swallow_retryable=True, idempotency_id=ident)
+            if unknown_since is not None:
+                found = await tr._committed_since(unknown_since)
+                if found is not None:
+                    assert yielded is not None
+                    yielded.error = None
+                    yielded.committed_version = found
+                    yielded.committed_earlier = True
+                    return
+            if tr.error is None:  # the lookup (if any) found nothing: run the block
+                yielded = tr
+                yield tr
+                if tr.committed_version is not None:
+                    return
+                if tr.error is None:
+                    raise _error(ErrorCode.INVALID, "the transaction was not used in `async with`")
+            error = tr.error
+            assert error is not None
+            if error.code is ErrorCode.COMMIT_UNKNOWN_RESULT and error.retryable:
+                if not idempotent:
+                    raise error  # never re-run a transaction that may have committed
+                if unknown_since is None:
+                    unknown_since = tr._read_version or 0
+            if not error.retryable:
+                raise error
+            await self._after_failure(error, tr._layout)
             if loop.time() + delay > deadline or attempt == max_attempts - 1:
-                raise tr.error
+                if unknown_since is not None:
+                    raise TransactionError(
+                        ErrorCode.COMMIT_UNKNOWN_RESULT,
+                        f"gave up; an earlier attempt may have committed (last error: {error})",
+                        retryable=False,
+                    )
+                raise error
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 0.5)
-        raise _fatal("invalid", "max_attempts must be positive")
 
     async def run(
         self,
@@ -141,54 +242,72 @@ class Database:
         *,
         max_attempts: int = 100,
         timeout: float = 30.0,  # noqa: ASYNC109
+        idempotent: bool = True,
     ) -> T:
-        """Run ``fn(tr)`` and commit, retrying on retryable errors; return its result."""
+        """Run ``fn(tr)`` and commit, retrying on retryable errors; return its result.
+
+        If an earlier attempt turns out to have committed, ``fn`` is not run again
+        and the result of the attempt that last ran it is returned.
+        """
         result: T | None = None
-        async for tr in self.attempts(max_attempts=max_attempts, timeout=timeout):
+        async for tr in self.attempts(
+            max_attempts=max_attempts, timeout=timeout, idempotent=idempotent
+        ):
             async with tr:
                 result = await fn(tr)
         return result  # type: ignore[return-value]
-
-    async def _after_failure(self, error: TransactionError) -> None:
-        if error.code in ("epoch_changed", "unavailable") and self.layout is not None:
-            try:
-                await self.refresh_layout(newer_than=self.layout.epoch, timeout=0.5)
-            except TransactionError:
-                self.layout = None  # fetch whatever is current next time
 
     # -- plumbing ------------------------------------------------------------------
 
     async def call(self, ref: WorkerRef, body: protocol.Request) -> protocol.Response:
         try:
             reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            raise _retryable(
-                "unavailable", f"{ref.kind} {ref.id} at {ref.address}: {exc}"
+        except (OSError, TimeoutError, RemoteError) as exc:
+            raise _error(ErrorCode.UNAVAILABLE, _unreachable(ref, exc)) from None
+        return _checked(ref, reply)
+
+    async def commit_call(self, ref: WorkerRef, body: protocol.Commit) -> protocol.Response:
+        """Send a commit: a failure once it may have been sent is ``commit_unknown_result``."""
+        try:
+            await self.dialer.connect(ref, _CALL_TIMEOUT)
+        except (OSError, TimeoutError, RemoteError) as exc:
+            raise _error(ErrorCode.UNAVAILABLE, _unreachable(ref, exc)) from None
+        try:
+            reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
+        except (OSError, TimeoutError, RemoteError) as exc:
+            raise _error(
+                ErrorCode.COMMIT_UNKNOWN_RESULT,
+                f"no answer to the commit: {_unreachable(ref, exc)}",
             ) from None
-        match reply:
-            case protocol.NewerEpoch(epoch=epoch):
-                raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is at epoch {epoch}")
-            case protocol.Locked(reason=reason):
-                raise _retryable("epoch_changed", f"{ref.kind} {ref.id} is locked: {reason}")
-            case protocol.Failed(code="no_such_worker", message=message):
-                # The layout this client holds names a worker that is gone (its
-                # node restarted, or a newer epoch replaced it): refresh, retry.
-                raise _retryable("epoch_changed", message)
-            case protocol.Failed(code=code, message=message):
-                if code in _RETRYABLE_FAILED:
-                    raise _retryable(code, message)
-                raise _fatal(code, message)
-        return reply
+        return _checked(ref, reply)
 
     async def close(self) -> None:
         await self.dialer.close()
         await self.client.close()
 
 
+def _unreachable(ref: WorkerRef, exc: BaseException) -> str:
+    return f"{ref.kind} {ref.id} at {ref.address}: {type(exc).__name__} {exc}"
+
+
+def _checked(ref: WorkerRef, reply: protocol.Response) -> protocol.Response:
+    """``reply``, or the TransactionError a refusal means."""
+    match reply:
+        case protocol.NewerEpoch(epoch=epoch):
+            raise _error(ErrorCode.EPOCH_CHANGED, f"{ref.kind} {ref.id} is at epoch {epoch}")
+        case protocol.Locked(reason=reason):
+            raise _error(ErrorCode.EPOCH_CHANGED, f"{ref.kind} {ref.id} is locked: {reason}")
+        case protocol.Failed(code=code, message=message):
+            raise _error(server_code(code), f"{ref.kind} {ref.id}: {message}")
+    return reply
+
+
 class Transaction:
     """One attempt. Use as ``async with``: commits on a normal exit."""
 
-    def __init__(self, db: Database, *, swallow_retryable: bool = False) -> None:
+    def __init__(
+        self, db: Database, *, swallow_retryable: bool = False, idempotency_id: bytes = b""
+    ) -> None:
         self.db = db
         self._swallow = swallow_retryable
         self._layout: Layout | None = None
@@ -198,7 +317,11 @@ class Transaction:
         self._mutations: list[Mutation] = []
         self._reads: list[KeyRange] = []
         self._size = 0
+        #: The id all attempts of this logical transaction share (empty: none).
+        self.idempotency_id = idempotency_id
         self.committed_version: int | None = None
+        #: The commit was that of an earlier attempt, learned after an unknown outcome.
+        self.committed_earlier = False
         self.error: TransactionError | None = None
 
     async def __aenter__(self) -> Transaction:
@@ -224,12 +347,14 @@ class Transaction:
     async def _snapshot(self) -> tuple[Layout, int]:
         if self._read_version is None:
             layout = await self.db.current_layout()
+            self._layout = layout
             reply = await self.db.call(
                 layout.sequencer, protocol.GetReadVersion(layout.sequencer.id, layout.epoch)
             )
             if not isinstance(reply, protocol.ReadVersion):
-                raise _fatal("internal", f"unexpected {type(reply).__name__} for a read version")
-            self._layout = layout
+                raise _error(
+                    ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a read version"
+                )
             self._read_version = reply.version
         assert self._layout is not None
         return self._layout, self._read_version
@@ -240,8 +365,8 @@ class Transaction:
     def _team(self, layout: Layout, key: bytes) -> list[WorkerRef]:
         begins = [t.begin for t in layout.storage]
         i = bisect.bisect_right(begins, key) - 1
-        if i < 0 or not layout.storage[i].begin <= key < layout.storage[i].end:
-            raise _fatal("invalid", f"no storage team serves key {key[:32]!r}")
+        if i < 0 or not served_range(layout.storage[i].begin, layout.storage[i].end).contains(key):
+            raise _error(ErrorCode.INVALID, f"no storage team serves key {key[:32]!r}")
         return layout.storage[i].replicas
 
     async def _storage_call(
@@ -254,10 +379,10 @@ class Transaction:
             try:
                 return await self.db.call(ref, make(ref.id))
             except TransactionError as err:
-                if err.code not in ("unavailable", "wrong_shard"):
+                if err.code not in (ErrorCode.UNAVAILABLE, ErrorCode.WRONG_SHARD):
                     raise
                 last = err  # try another replica
-        raise last or _retryable("unavailable", "no storage replica")
+        raise last or _error(ErrorCode.UNAVAILABLE, "no storage replica")
 
     def _buffered(self, key: bytes) -> tuple[bool, bytes | None]:
         if key in self._writes:
@@ -275,19 +400,30 @@ class Transaction:
         layout, version = await self._snapshot()
         self._reads.append(KeyRange.single(key))
         reply = await self._storage_call(
-            layout, key, lambda worker: protocol.StorageGet(worker, key, version)
+            layout, key, lambda worker: protocol.StorageGet(worker, key, version, layout.epoch)
         )
         if not isinstance(reply, protocol.Value):
-            raise _fatal("internal", f"unexpected {type(reply).__name__} for a read")
+            raise _error(ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a read")
         return reply.value
+
+    async def _read_range(
+        self, layout: Layout, version: int, begin: bytes, end: bytes, limit: int
+    ) -> protocol.Values:
+        reply = await self._storage_call(
+            layout,
+            begin,
+            functools.partial(_range_request, begin, end, version, limit, layout.epoch),
+        )
+        if not isinstance(reply, protocol.Values):
+            raise _error(ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a range read")
+        return reply
 
     async def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 1000
     ) -> list[tuple[bytes, bytes]]:
         """Key-value pairs in ``[begin, end)``, sorted, at most ``limit``."""
         _check_key(begin)
-        if end > b"\xff":
-            end = b"\xff"
+        end = min(end, SYSTEM_PREFIX)
         if begin >= end or limit <= 0:
             return []
         layout, version = await self._snapshot()
@@ -297,11 +433,7 @@ class Transaction:
             lo, hi = max(begin, team.begin), min(end, team.end)
             got = 0
             while lo < hi and got < limit:
-                reply = await self._storage_call(
-                    layout, lo, functools.partial(_range_request, lo, hi, version, limit - got)
-                )
-                if not isinstance(reply, protocol.Values):
-                    raise _fatal("internal", f"unexpected {type(reply).__name__} for a range read")
+                reply = await self._read_range(layout, version, lo, hi, limit - got)
                 rows.update(reply.pairs)
                 got += len(reply.pairs)
                 if not reply.more or not reply.pairs:
@@ -319,12 +451,41 @@ class Transaction:
                 rows[key] = value
         return sorted(rows.items())[:limit]
 
+    async def _committed_since(self, after: int) -> int | None:
+        """The version this transaction's id committed at above ``after``, or None.
+
+        Reads the idempotency records in ``(after, read version]`` at this
+        attempt's (fresh, confirmed) read version. A failure is recorded in
+        :attr:`error` (and None returned); so is a lookup too late to trust.
+        """
+        try:
+            layout, version = await self._snapshot()
+            if version - after > idempotency.LOOKUP_WINDOW_VERSIONS:
+                raise TransactionError(
+                    ErrorCode.COMMIT_UNKNOWN_RESULT,
+                    "an earlier attempt may have committed, too long ago to find out",
+                    retryable=False,
+                )
+            begin = idempotency.record_key(after + 1)
+            end = idempotency.record_key(version + 1)
+            while begin < end:
+                values = await self._read_range(layout, version, begin, end, _SCAN_LIMIT)
+                for key, value in values.pairs:
+                    if self.idempotency_id in idempotency.decode_ids(value):
+                        return idempotency.record_version(key)
+                if not values.more or not values.pairs:
+                    return None
+                begin = values.pairs[-1][0] + b"\x00"
+        except TransactionError as err:
+            self.error = err
+        return None
+
     # -- writes --------------------------------------------------------------------
 
     def set(self, key: bytes, value: bytes) -> None:
         _check_key(key)
         if len(value) > MAX_VALUE_SIZE:
-            raise _fatal("invalid", f"value of {len(value)} bytes exceeds {MAX_VALUE_SIZE}")
+            raise _error(ErrorCode.INVALID, f"value of {len(value)} bytes exceeds {MAX_VALUE_SIZE}")
         self._add(Mutation(MutationKind.SET, key, value))
         self._writes[key] = value
 
@@ -335,7 +496,7 @@ class Transaction:
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
         _check_key(begin)
-        end = min(end, b"\xff")
+        end = min(end, SYSTEM_PREFIX)
         if begin >= end:
             return
         self._add(Mutation(MutationKind.CLEAR_RANGE, begin, end))
@@ -346,15 +507,20 @@ class Transaction:
     def _add(self, m: Mutation) -> None:
         self._size += len(m.key) + len(m.param) + 16
         if self._size > MAX_TRANSACTION_SIZE:
-            raise _fatal(
-                "invalid", f"transaction exceeds the {MAX_TRANSACTION_SIZE} byte size limit"
+            raise _error(
+                ErrorCode.INVALID,
+                f"transaction exceeds the {MAX_TRANSACTION_SIZE} byte size limit",
             )
         self._mutations.append(m)
 
     # -- commit --------------------------------------------------------------------
 
     async def commit(self) -> int | None:
-        """Commit; return the commit version (None for a read-only transaction)."""
+        """Commit; return the commit version (None for a read-only transaction).
+
+        Raises ``commit_unknown_result`` if the outcome is unknown (see the module
+        docstring).
+        """
         if not self._mutations:
             self.committed_version = self._read_version or 0
             return None
@@ -366,33 +532,34 @@ class Transaction:
             for m in self._mutations
         ]
         proxy = random.choice(layout.proxies)
-        reply = await self.db.call(
-            proxy, protocol.Commit(proxy.id, version, self._reads, writes, self._mutations)
+        body = protocol.Commit(
+            proxy.id, version, self._reads, writes, self._mutations, b"", self.idempotency_id
         )
+        reply = await self.db.commit_call(proxy, body)
         match reply:
             case protocol.Committed(version=committed):
                 self.committed_version = committed
                 return committed
             case protocol.NotCommitted(reason=reason):
-                raise _retryable("not_committed", reason)
-        raise _fatal("internal", f"unexpected {type(reply).__name__} for a commit")
+                raise _error(ErrorCode.NOT_COMMITTED, reason)
+        raise _error(ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a commit")
 
 
 def _range_request(
-    begin: bytes, end: bytes, version: int, limit: int, worker: str
+    begin: bytes, end: bytes, version: int, limit: int, epoch: int, worker: str
 ) -> protocol.Request:
-    return protocol.StorageGetRange(worker, begin, end, version, limit)
+    return protocol.StorageGetRange(worker, begin, end, version, limit, epoch)
 
 
 def _check_key(key: bytes) -> None:
     problem = check_user_key(key)
     if problem is not None:
-        raise _fatal("invalid", problem)
+        raise _error(ErrorCode.INVALID, problem)
 
 
-async def open_database(cluster: str, **kwargs: float) -> Database:
+async def open_database(cluster: str | ClusterFile, **kwargs: float) -> Database:
     """A :class:`Database` for ``cluster`` (a cluster.toml path or ``host:port,...``)."""
     from .client import connect
 
     client = await connect(cluster, **kwargs)
-    return Database(client, Caller(client.cluster_id))
+    return Database(client, Caller(client.cluster_id, auth=client.auth))

@@ -5,6 +5,12 @@ directory (a temporary one by default), starts ``python -m bedrock_cp node
 --config DIR/<id>.toml`` for each, writes ``DIR/cluster.toml`` and returns once
 a leader is ready. The same class backs ``bedrock-cp cluster up``; tests use it
 to kill -9, SIGSTOP and restart nodes for real.
+
+Authentication is on: the cluster's credentials (``bedrock-cp certs init``) are
+generated into ``DIR/certs`` (0700; keys and secrets 0600), each node's config
+names its own, and ``cluster.toml`` names the admin's. ``auth="secret"``
+uses the cluster secret and tokens instead of certificates; ``auth="none"``
+turns authentication off (the nodes warn loudly).
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..auth import AuthConfig
+from ..auth.certs import CredentialFiles
+from ..auth.certs import init as init_credentials
+from ..auth.config import Mode
 from ..client import Client, ClusterFile, ClusterUnavailable, NodeEntry, connect
 from ..node.config import NodeConfig, Timers, dump_config
 
@@ -62,12 +72,14 @@ class LocalCluster:
         peer_address: PeerAddress | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        auth: Mode = "tls",
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one node")
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="bedrock-cluster-")).resolve()
         self.cluster = cluster
+        self.auth: Mode = auth
         self.timers = timers or Timers()
         self.fsync = fsync
         self.log_level = log_level
@@ -94,6 +106,35 @@ class LocalCluster:
     def cluster_file(self) -> Path:
         return self.directory / "cluster.toml"
 
+    @property
+    def credentials(self) -> CredentialFiles:
+        """Where the cluster's credentials are (made by :meth:`write_files`)."""
+        return CredentialFiles(self.directory / "certs", self.cluster)
+
+    def node_auth(self, node_id: int) -> AuthConfig:
+        """The ``[auth]`` of node ``node_id``'s config."""
+        if self.auth == "none":
+            return AuthConfig(mode="none")
+        if self.auth == "secret":
+            return self.credentials.node_secret()
+        return self.credentials.node_tls(node_id)
+
+    def client_auth(self, name: str = "admin") -> AuthConfig:
+        """The ``[auth]`` of client ``name`` (``admin`` or ``client``)."""
+        if self.auth == "none":
+            return AuthConfig(mode="none")
+        if self.auth == "secret":
+            return self.credentials.client_secret(name)
+        return self.credentials.client_tls(name)
+
+    def client_cluster_file(self, name: str = "admin") -> ClusterFile:
+        """A cluster file for client ``name`` (the written one is the admin's)."""
+        return ClusterFile(
+            cluster=self.cluster,
+            coordinators=[a for _, a in sorted(self.addresses.items())],
+            auth=self.client_auth(name),
+        )
+
     def node_config(self, node_id: int) -> NodeConfig:
         coordinators = {}
         for other, address in self.addresses.items():
@@ -114,13 +155,21 @@ class LocalCluster:
             capabilities=self.capabilities,
             timers=self.timers,
             log_level=self.log_level,
+            auth=self.node_auth(node_id),
         )
 
     def write_files(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        self.write_credentials()
         for node_id in self.addresses:
             self.config_path(node_id).write_text(dump_config(self.node_config(node_id)))
         self.write_cluster_file()
+
+    def write_credentials(self) -> None:
+        """Create the credentials of every node (kept if they exist: the CA stays)."""
+        if self.auth != "none":
+            init_credentials(self.credentials.directory, self.cluster, sorted(self.addresses))
 
     def write_cluster_file(self) -> None:
         nodes = [
@@ -137,6 +186,7 @@ class LocalCluster:
             cluster=self.cluster,
             coordinators=[a for _, a in sorted(self.addresses.items())],
             nodes=nodes,
+            auth=self.client_auth(),
         ).write(self.cluster_file)
 
     # -- processes --------------------------------------------------------------------
@@ -200,6 +250,7 @@ class LocalCluster:
         node_id = node_id or max(self.addresses) + 1
         self.addresses[node_id] = f"127.0.0.1:{free_ports(1)[0]}"
         self.joining.add(node_id)
+        self.write_credentials()
         self.config_path(node_id).write_text(dump_config(self.node_config(node_id)))
         self.spawn(node_id)
         self.write_cluster_file()
@@ -234,9 +285,7 @@ class LocalCluster:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: object = "no answer yet"
-        client = Client(
-            ClusterFile(cluster=self.cluster, coordinators=list(self.addresses.values()))
-        )
+        client = Client(self.client_cluster_file())
         try:
             while loop.time() < deadline:
                 self._check_alive()

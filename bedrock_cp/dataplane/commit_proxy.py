@@ -14,15 +14,28 @@ Per batch (requests arriving within ``batch_interval`` of each other, in order):
    ``NotCommitted`` to the others (I3: nothing is acknowledged before it is
    durable everywhere).
 
-Any failure of the sequencer, a resolver or a log fails the batch with the
-retryable ``unavailable`` and breaks the proxy for good (the versions chain is
-broken; the Director starts a new epoch). ``NewerEpoch`` from any component
-means this generation is superseded: the proxy stops and answers
-``NewerEpoch``. Every ``idle_interval`` without a transaction it checks the
-sequencer (a read version) and tells every log the committed version
+Any failure of the sequencer, a resolver or a log breaks the proxy for good
+(the versions chain is broken; the Director starts a new epoch), and
+``NewerEpoch`` from any component means this generation is superseded. Either
+way the batch's transactions are answered by how far it got: before the push
+to the logs began, ``unavailable`` (or ``NewerEpoch``) — definitely not
+committed; after, ``commit_unknown_result`` for every transaction the
+resolvers admitted, since the batch may be durable on enough logs for the next
+recovery to keep it (conflicting ones still get ``NotCommitted``). Every
+``idle_interval`` without a transaction it checks the sequencer (a read
+version) and tells every log the committed version
 (:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
 can persist the last batches): a dead component is noticed as quickly as by a
 batch, and an idle cluster writes nothing.
+
+Idempotency (:mod:`bedrock_cp.protocol.idempotency`): a transaction that
+carries an id gets that id's conflict key added to its read and write ranges,
+and each batch holding such transactions writes one record naming the ids of
+those committed, at the batch's version. The layout's first proxy also clears
+records older than ``idempotency_retention`` (in versions) with one range clear
+in a batch, every tenth of that period; idle for a whole retention period after
+the last commit, it clears what is left with one empty batch (and then writes
+nothing more until the next commit).
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
 The same token, carried in ``Commit.system``, is the only way to write keys of
@@ -35,6 +48,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from dataclasses import dataclass, field
 
 from ..protocol import (
@@ -43,6 +57,7 @@ from ..protocol import (
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
     SYSTEM_PREFIX,
+    VERSIONS_PER_SECOND,
     Commit,
     CommitBatch,
     Committed,
@@ -71,6 +86,8 @@ from ..protocol import (
     UnlockProxy,
     WorkerRef,
     check_user_key,
+    idempotency,
+    served_range,
 )
 from .resolver import clip
 from .worker import Dialer
@@ -97,10 +114,45 @@ class _Superseded(Exception):
 @dataclass
 class _Txn:
     req: Commit
+    reads: list[KeyRange]
     writes: list[KeyRange]
     size: int
     reply: asyncio.Future[Response] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Batch:
+    """A batch in flight: the answers decided so far, and whether the push began."""
+
+    txns: list[_Txn]
+    answers: list[Response | None]
+    pushing: bool = False
+    version: int = 0  # its commit version, once the sequencer gave one
+
+    def fail(self, failure: Response, detail: str) -> None:
+        """Answer every transaction of the batch that the batch did not answer.
+
+        Once the push began, an admitted transaction may be committed after all:
+        it gets ``commit_unknown_result``, never the definite ``failure``.
+        """
+        unknown = Failed("commit_unknown_result", f"the commit may have happened: {detail}")
+        for txn, answer in zip(self.txns, self.answers, strict=True):
+            if txn.reply.done():
+                continue
+            if isinstance(answer, Committed):
+                txn.reply.set_result(unknown if self.pushing else failure)
+            else:
+                txn.reply.set_result(answer if answer is not None else failure)
+
+
+def _refused_before_append(result: Response | BaseException) -> bool:
+    """Did a log's answer to a push prove it never appended the batch?"""
+    if isinstance(result, _Superseded):
+        return True  # NewerEpoch: refused before anything else
+    return isinstance(result, Locked) or (
+        isinstance(result, Failed) and result.code in ("gap", "invalid")
     )
 
 
@@ -129,6 +181,8 @@ def validate(req: Commit, *, system: bool = False) -> str | None:
     """
     if req.read_version < 0:
         return "negative read version"
+    if why := idempotency.check_id(req.idempotency_id):
+        return why
     size = 0
     for m in req.mutations:
         if m.kind not in _KINDS:
@@ -167,6 +221,7 @@ class CommitProxy:
         batch_interval: float = 0.002,
         idle_interval: float = 0.05,
         call_timeout: float = 5.0,
+        idempotency_retention: float = idempotency.RETENTION_SECONDS,
     ) -> None:
         self.ref = ref
         self.epoch = epoch
@@ -182,7 +237,16 @@ class CommitProxy:
         self._broken: str | None = None
         self._committed = layout.recovery_version  # durable on every log of the layout
         self._queue: list[_Txn] = []
-        self._inflight: list[_Txn] = []
+        self._inflight: _Batch | None = None
+        # Idempotency records older than this many versions are cleared (first proxy only).
+        self._cleans = bool(layout.proxies) and layout.proxies[0].id == ref.id
+        self._retention = int(idempotency_retention * VERSIONS_PER_SECOND)
+        self._cleaned_at = 0  # the commit version of the last clearing
+        # Idle: the newest version committed by anyone but this proxy's own idle
+        # clearing, when it was first seen, and what the last idle clearing covered.
+        self._activity = (-1, 0.0)
+        self._idle_cleared = 0
+        self._idle_clearing = -1  # the version of that clearing batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -239,9 +303,14 @@ class CommitProxy:
             return Failed("invalid", why)
         if len(self._queue) >= MAX_QUEUED:
             return Failed("unavailable", f"proxy {self.ref.id} is overloaded")
+        reads = list(req.reads)
         writes = list(req.writes) + [_mutation_range(m) for m in req.mutations]
+        if req.idempotency_id:
+            conflict = KeyRange.single(idempotency.conflict_key(req.idempotency_id))
+            reads.append(conflict)
+            writes.append(conflict)
         size = sum(len(m.key) + len(m.param) + 8 for m in req.mutations)
-        txn = _Txn(req, writes, size)
+        txn = _Txn(req, reads, writes, size)
         self._queue.append(txn)
         self._wake.set()
         return await asyncio.shield(txn.reply)
@@ -259,9 +328,9 @@ class CommitProxy:
             self._wake.clear()
             if self._queue and self._batch_interval > 0:
                 await asyncio.sleep(self._batch_interval)  # let concurrent requests join
-            self._inflight = self._take_batch()
+            self._inflight = _Batch(txns := self._take_batch(), [None] * len(txns))
             await self._run_batch(self._inflight)
-            self._inflight = []
+            self._inflight = None
 
     async def _check_idle(self) -> None:
         """Idle: are the sequencer and the logs still there? (No write anywhere.)"""
@@ -277,14 +346,32 @@ class CommitProxy:
             for answer in answers[1:]:
                 if not isinstance(answer, Done):
                     raise _Unavailable(f"log answered {answer}")
+            await self._clear_when_idle(answers[0].version)
         except _Superseded as exc:
             self._seen_epoch = max(self._seen_epoch, exc.epoch)
             log.info("proxy %s: %s", self.ref.id, exc)
-            self._fail_all([], NewerEpoch(self._seen_epoch))
+            self._fail(None, NewerEpoch(self._seen_epoch), str(exc))
         except _Unavailable as exc:
             self._broken = str(exc)
             log.warning("proxy %s: broken: %s", self.ref.id, exc)
-            self._fail_all([], Failed("unavailable", str(exc)))
+            self._fail(None, Failed("unavailable", str(exc)), str(exc))
+
+    async def _clear_when_idle(self, committed: int) -> None:
+        """The first proxy, idle for a whole retention period after the last commit,
+        clears every record left with one empty batch: one write per burst of
+        activity, then nothing (an idle proxy does not write)."""
+        if not self._cleans:
+            return
+        now = time.monotonic()
+        if committed > self._activity[0] and committed != self._idle_clearing:
+            self._activity = (committed, now)
+        version, seen = self._activity
+        if version <= self._idle_cleared or now - seen < self._retention / VERSIONS_PER_SECOND:
+            return
+        batch = _Batch([], [])
+        await self._run_batch(batch)
+        if batch.version:
+            self._idle_cleared, self._idle_clearing = version, batch.version
 
     def _take_batch(self) -> list[_Txn]:
         n, size = 0, 0
@@ -296,33 +383,36 @@ class CommitProxy:
         batch, self._queue = self._queue[:n], self._queue[n:]
         return batch
 
-    async def _run_batch(self, batch: list[_Txn]) -> None:
+    async def _run_batch(self, batch: _Batch) -> None:
         try:
-            answers = await self._commit_batch(batch)
+            await self._commit_batch(batch)
         except _Superseded as exc:
             self._seen_epoch = max(self._seen_epoch, exc.epoch)
             log.info("proxy %s: %s", self.ref.id, exc)
-            self._fail_all(batch, NewerEpoch(self._seen_epoch))
+            self._fail(batch, NewerEpoch(self._seen_epoch), str(exc))
             return
         except _Unavailable as exc:
             self._broken = str(exc)
             log.warning("proxy %s: broken: %s", self.ref.id, exc)
-            self._fail_all(batch, Failed("unavailable", str(exc)))
+            self._fail(batch, Failed("unavailable", str(exc)), str(exc))
             return
         except Exception as exc:  # a bug: fail safe, answer everyone
             self._broken = f"{type(exc).__name__}: {exc}"
             log.exception("proxy %s: batch failed", self.ref.id)
-            self._fail_all(batch, Failed("unavailable", self._broken))
+            self._fail(batch, Failed("unavailable", self._broken), self._broken)
             return
-        for txn, answer in zip(batch, answers, strict=True):
+        for txn, answer in zip(batch.txns, batch.answers, strict=True):
             if not txn.reply.done():
-                txn.reply.set_result(answer)
+                txn.reply.set_result(answer or Failed("internal", "no answer"))
 
-    def _fail_all(self, batch: list[_Txn], answer: Response) -> None:
-        waiting, self._queue = batch + self._queue, []
-        for txn in waiting:
+    def _fail(self, batch: _Batch | None, failure: Response, detail: str) -> None:
+        """Answer the batch in flight (see :meth:`_Batch.fail`) and everything queued."""
+        if batch is not None:
+            batch.fail(failure, detail)
+        queued, self._queue = self._queue, []
+        for txn in queued:
             if not txn.reply.done():
-                txn.reply.set_result(answer)
+                txn.reply.set_result(failure)
 
     async def _call(self, target: WorkerRef, body: Request) -> Response:
         try:
@@ -345,12 +435,14 @@ class CommitProxy:
             raise errors[0]
         return [r for r in results if not isinstance(r, BaseException)]
 
-    async def _commit_batch(self, batch: list[_Txn]) -> list[Response]:
+    async def _commit_batch(self, b: _Batch) -> None:
+        """Commit batch ``b``, deciding ``b.answers``; raises if it cannot (see _run_batch)."""
         layout = self.layout
+        batch, answers = b.txns, b.answers
         cv = await self._call(layout.sequencer, GetCommitVersion(layout.sequencer.id, self.epoch))
         if not isinstance(cv, CommitVersion):
             raise _Unavailable(f"sequencer answered {cv}")
-        answers: list[Response | None] = [None] * len(batch)
+        b.version = cv.version
         floor = max(layout.recovery_version, cv.version - MVCC_WINDOW_VERSIONS)
         candidates: list[int] = []
         for i, txn in enumerate(batch):
@@ -359,18 +451,18 @@ class CommitProxy:
                     "future_version",
                     f"read version {txn.req.read_version} was never committed (now {cv.version})",
                 )
-            elif txn.req.reads and txn.req.read_version < floor:
+            elif txn.reads and txn.req.read_version < floor:
                 answers[i] = NotCommitted("too_old")
             else:
                 candidates.append(i)
 
         resolves: list[tuple[WorkerRef, Request]] = []
         for assignment in layout.resolvers:
-            key_range = KeyRange(assignment.begin, assignment.end)
+            key_range = served_range(assignment.begin, assignment.end)
             txns = [
                 ResolveTransaction(
                     batch[i].req.read_version,
-                    clip(batch[i].req.reads, key_range),
+                    clip(batch[i].reads, key_range),
                     clip(batch[i].writes, key_range),
                 )
                 for i in candidates
@@ -381,23 +473,36 @@ class CommitProxy:
         for resolved in await self._all(resolves):
             if not isinstance(resolved, Resolved) or len(resolved.committed) != len(candidates):
                 raise _Unavailable(f"resolver answered {resolved}")
-            admitted = [a and b for a, b in zip(admitted, resolved.committed, strict=True)]
+            admitted = [x and y for x, y in zip(admitted, resolved.committed, strict=True)]
 
-        mutations: list[Mutation] = []
+        mutations = self._expiry(cv.version)
+        ids: list[bytes] = []
         for i, ok in zip(candidates, admitted, strict=True):
             if ok:
                 mutations.extend(batch[i].req.mutations)
+                if batch[i].req.idempotency_id:
+                    ids.append(batch[i].req.idempotency_id)
                 answers[i] = Committed(cv.version)
             else:
                 answers[i] = NotCommitted("conflict")
+        if ids:
+            record = idempotency.record_key(cv.version)
+            mutations.append(Mutation(MutationKind.SET, record, idempotency.encode_ids(ids)))
         commit_batch = CommitBatch(cv.prev_version, cv.version, mutations)
         pushes: list[tuple[WorkerRef, Request]] = [
             (target, LogPush(target.id, self.epoch, commit_batch, self._committed))
             for target in layout.logs
         ]
-        for pushed in await self._all(pushes):
-            if not isinstance(pushed, LogPushed):
-                raise _Unavailable(f"log answered {pushed}")
+        b.pushing = True  # from here on, a failure may leave the outcome unknown
+        results = await asyncio.gather(
+            *(self._call(target, body) for target, body in pushes), return_exceptions=True
+        )
+        if not all(isinstance(r, LogPushed) for r in results):
+            # Unknown unless every log refused before appending the batch.
+            b.pushing = not all(_refused_before_append(r) for r in results)
+            superseded = [r for r in results if isinstance(r, _Superseded)]
+            failed = [r for r in results if isinstance(r, BaseException)]
+            raise (superseded or failed or [_Unavailable(f"logs answered {results}")])[0]
         # Durable on every log: now (and only now) it is committed.
         self._committed = max(self._committed, cv.version)
         reported = await self._call(
@@ -405,7 +510,17 @@ class CommitProxy:
         )
         if not isinstance(reported, ReadVersion):
             raise _Unavailable(f"sequencer answered {reported}")
-        return [a if a is not None else Failed("internal", "no answer") for a in answers]
+
+    def _expiry(self, version: int) -> list[Mutation]:
+        """The first proxy's clearing of expired idempotency records, when one is due."""
+        if not self._cleans or version - self._cleaned_at < max(1, self._retention // 10):
+            return []
+        self._cleaned_at = version
+        cutoff = version - self._retention
+        if cutoff <= 0:
+            return []
+        end = idempotency.record_key(cutoff)
+        return [Mutation(MutationKind.CLEAR_RANGE, idempotency.PREFIX, end)]
 
     async def stop(self) -> None:
         if self.stopped:
@@ -416,4 +531,5 @@ class CommitProxy:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        self._fail_all(self._inflight, Failed("unavailable", f"proxy {self.ref.id} is stopped"))
+        why = f"proxy {self.ref.id} is stopped"
+        self._fail(self._inflight, Failed("unavailable", why), why)

@@ -60,6 +60,7 @@ from ..protocol import (
     MAX_STREAM_BYTES,
     STREAM_BYTES,
     CommitBatch,
+    ConfirmEpoch,
     Done,
     Failed,
     Locked,
@@ -296,10 +297,23 @@ class LogWorker:
                 return await self._lock(body)
             if isinstance(body, LogRecover):
                 return await self._recover(body)
+            if isinstance(body, ConfirmEpoch):
+                return self.confirm_epoch(body)
         except Exception as exc:  # a bug or a broken disk: answer, never crash the node
             log.exception("log %s: %s failed", self.ref.id, type(body).__name__)
             return Failed("internal", f"{type(exc).__name__}: {exc}")
         return Failed("invalid", f"a log does not handle {type(body).__name__}")
+
+    def confirm_epoch(self, req: ConfirmEpoch) -> Response:
+        """Is ``req.epoch`` still current here? A sequencer asks before handing out
+        read versions. Read-only: nothing is persisted, no other request waits."""
+        if req.epoch < self._state.epoch:
+            return NewerEpoch(self._state.epoch)
+        if self._state.locked:
+            return Locked(f"log {self.ref.id} is locked (epoch {self._state.epoch})")
+        if failed := self._unavailable():
+            return failed
+        return Done()
 
     async def _see_epoch(self, epoch: int) -> NewerEpoch | None:
         """Refuse an older epoch (I6); raise and persist a newer one."""

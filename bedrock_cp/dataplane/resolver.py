@@ -12,6 +12,10 @@ history older than the window is dropped, so memory stays bounded.
 
 A transaction admitted here may be refused by another resolver; its writes stay
 recorded (a possible false conflict later, never a missed one).
+
+The resolver whose range reaches the end of the user key space also checks the
+system keys (:func:`~bedrock_cp.protocol.served_range`): the idempotency
+conflict keys that keep two attempts of one transaction from both committing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..protocol import (
     Resolved,
     Response,
     WorkerRef,
+    served_range,
 )
 from .pulse import Pulse
 
@@ -59,6 +64,7 @@ class Resolver:
         self.ref = ref
         self.epoch = epoch
         self.key_range = key_range
+        self._served = served_range(key_range.begin, key_range.end)
         self.stopped = False
         self._seen_epoch = epoch
         self._start_version = start_version
@@ -112,8 +118,8 @@ class Resolver:
         admitted: list[bool] = []
         batch_writes: list[KeyRange] = []
         for txn in req.transactions:
-            reads = clip(txn.reads, self.key_range)
-            writes = clip(txn.writes, self.key_range)
+            reads = clip(txn.reads, self._served)
+            writes = clip(txn.writes, self._served)
             ok = not reads or (
                 txn.read_version >= floor
                 and not self._conflicts(reads, txn.read_version)

@@ -9,21 +9,43 @@ the logs and at the resolvers. ``start_version`` is the recovery version, so
 versions increase across epochs.
 
 The read version is the highest version a proxy reported durable on every log;
-reads at it see every acknowledged commit (I7). The sequencer is not durable:
-a new epoch starts a new one above everything the old one could have handed out
-as committed.
+reads at it see every acknowledged commit of this epoch (I7). But a newer epoch
+may already be live — this sequencer's node was cut off or paused while the
+Director of the next epoch locked the logs — and acknowledge commits this
+sequencer never hears of. So a read version is handed out only after a
+**confirmation round** that started after the request arrived: every log of the
+layout answered :class:`~bedrock_cp.protocol.ConfirmEpoch` with ``Done``. A
+newer epoch locks at least one of them before it commits anything, so a round
+that succeeds proves that no commit of a newer epoch was acknowledged before the
+request arrived. A log that refuses (``NewerEpoch``, ``Locked``) supersedes this
+sequencer: the request is answered ``NewerEpoch`` (``Locked`` while only a
+lock is known); one that does not answer within ``confirm_timeout`` fails the
+round with ``Failed("unavailable")``.
+
+Concurrent requests share rounds (as FoundationDB batches read-version
+requests): one round is in flight at a time; requests arriving meanwhile wait
+for the next one, which starts as soon as it ends. Each reader pays at most two
+log round trips, and the logs see one small request per round, not per reader.
+
+The sequencer is not durable: a new epoch starts a new one above everything the
+old one could have handed out as committed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from ..protocol import (
     VERSIONS_PER_SECOND,
     CommitVersion,
+    ConfirmEpoch,
+    Done,
     Failed,
     GetCommitVersion,
     GetReadVersion,
+    Locked,
     NewerEpoch,
     ReadVersion,
     ReportCommitted,
@@ -31,11 +53,23 @@ from ..protocol import (
     Response,
     WorkerRef,
 )
+from .worker import Dialer
+
+#: How long a confirmation round waits for the logs before it fails.
+CONFIRM_TIMEOUT = 1.0
 
 
 class Sequencer:
     def __init__(
-        self, ref: WorkerRef, epoch: int, start_version: int, *, clock: Callable[[], float]
+        self,
+        ref: WorkerRef,
+        epoch: int,
+        start_version: int,
+        *,
+        clock: Callable[[], float],
+        logs: list[WorkerRef],
+        dialer: Dialer,
+        confirm_timeout: float = CONFIRM_TIMEOUT,
     ) -> None:
         self.ref = ref
         self.epoch = epoch
@@ -46,6 +80,16 @@ class Sequencer:
         self._seen_epoch = epoch
         self._last = start_version  # last commit version handed out
         self._committed = start_version
+        self._logs = list(logs)
+        self._dialer = dialer
+        self._confirm_timeout = confirm_timeout
+        # Read-version requests waiting for the next confirmation round, and
+        # those the round in flight will answer.
+        self._waiting: list[asyncio.Future[Response]] = []
+        self._in_round: list[asyncio.Future[Response]] = []
+        self._rounds: asyncio.Task[None] | None = None
+        #: Confirmation rounds run so far (for tests and status).
+        self.rounds = 0
 
     @property
     def committed(self) -> int:
@@ -72,7 +116,70 @@ class Sequencer:
                 return Failed("invalid", f"version {body.version} was never handed out")
             self._committed = max(self._committed, body.version)
             return ReadVersion(self._committed)
-        return ReadVersion(self._committed)
+        return await self._read_version()
+
+    # -- read versions ----------------------------------------------------------------
+
+    async def _read_version(self) -> Response:
+        """A read version, once a confirmation round started after now succeeded."""
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
+        if self._rounds is None or self._rounds.done():
+            self._rounds = asyncio.get_running_loop().create_task(
+                self._run_rounds(), name=f"confirm-{self.ref.id}"
+            )
+        return await asyncio.shield(answer)
+
+    async def _run_rounds(self) -> None:
+        while self._waiting and not self.stopped:
+            self._in_round, self._waiting = self._waiting, []
+            try:
+                refusal = await self._confirm()
+            except Exception as exc:  # a bug: answer, never leave a reader waiting
+                refusal = Failed("internal", f"confirmation failed: {exc!r}")
+            self.rounds += 1
+            result = refusal if refusal is not None else ReadVersion(self._committed)
+            _answer(self._in_round, result)
+            self._in_round = []
+
+    async def _confirm(self) -> Response | None:
+        """One round: None if every log still accepts this epoch, else the refusal."""
+        if self._seen_epoch > self.epoch:
+            return NewerEpoch(self._seen_epoch)
+        answers = await asyncio.gather(
+            *(self._ask(ref) for ref in self._logs), return_exceptions=True
+        )
+        refusal: Response | None = None
+        for ref, answer in zip(self._logs, answers, strict=True):
+            if isinstance(answer, Done):
+                continue
+            if isinstance(answer, NewerEpoch):
+                self._seen_epoch = max(self._seen_epoch, answer.epoch)
+                return NewerEpoch(self._seen_epoch)
+            if isinstance(answer, Locked):
+                refusal = Locked(f"log {ref.id} is locked: epoch {self.epoch} is over")
+            elif refusal is None:
+                why = answer if not isinstance(answer, BaseException) else repr(answer)
+                refusal = Failed("unavailable", f"log {ref.id} did not confirm the epoch: {why}")
+        return refusal
+
+    async def _ask(self, ref: WorkerRef) -> Response:
+        # The dialer enforces the timeout (TimeoutError).
+        return await self._dialer.call(ref, ConfirmEpoch(ref.id, self.epoch), self._confirm_timeout)
 
     async def stop(self) -> None:
         self.stopped = True
+        task, self._rounds = self._rounds, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        stopped = Failed("unavailable", f"sequencer {self.ref.id} is stopped")
+        _answer(self._in_round + self._waiting, stopped)
+        self._in_round, self._waiting = [], []
+
+
+def _answer(waiting: list[asyncio.Future[Response]], result: Response) -> None:
+    for answer in waiting:
+        if not answer.done():
+            answer.set_result(result)

@@ -34,6 +34,13 @@ keep what it will need), copies the chunks, and is then a replica whose data
 is the source's at that version: a recovery can add it to the team.
 
 The highest epoch seen and the lock flag are kept in a state file (I6).
+
+The replica of the team that reaches the end of the user key space also keeps
+the system keys (:func:`~bedrock_cp.protocol.served_range`); clients may read
+only the idempotency records among them. A read names the epoch of the
+reader's layout; until this replica follows that epoch's layout (and so has
+rolled back what its recovery dropped) it waits ``read_wait`` for it, then
+answers ``unavailable``: the client tries another replica.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from ..protocol import (
     MAX_STREAM_BYTES,
     MVCC_WINDOW_VERSIONS,
     STREAM_BYTES,
+    SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
     CommitBatch,
     Done,
@@ -79,6 +87,8 @@ from ..protocol import (
     Value,
     Values,
     WorkerRef,
+    idempotency,
+    served_range,
 )
 from . import statefile
 from .engine import FILL_DONE, FILL_RUNNING, Engine, Snapshot
@@ -148,6 +158,13 @@ class _Session:
     snapshot: Snapshot
     end: bytes
     used: float
+
+
+def _client_readable(begin: bytes, end: bytes | None) -> bool:
+    """User keys, and the idempotency records among the system keys."""
+    if end is None:
+        return begin < SYSTEM_PREFIX or idempotency.PREFIX <= begin < idempotency.END
+    return end <= SYSTEM_PREFIX or idempotency.PREFIX <= begin <= end <= idempotency.END
 
 
 class StorageWorker:
@@ -260,11 +277,12 @@ class StorageWorker:
         self._layout = layout
         self._ranges = _merge(
             [
-                KeyRange(team.begin, team.end)
+                served_range(team.begin, team.end)
                 for team in layout.storage
                 if any(r.id == self.ref.id for r in team.replicas)
             ]
         )
+        self._pulse.fire()  # reads waiting for this epoch
         if self._puller is not None:
             self._puller.cancel()  # safe: batches are applied between awaits, never halfway
             self._puller = None
@@ -503,11 +521,17 @@ class StorageWorker:
         return Failed("version_too_old", f"version {version} < oldest kept {self._durable}")
 
     async def _readable(
-        self, version: int, begin: bytes, end: bytes | None
+        self, version: int, begin: bytes, end: bytes | None, epoch: int
     ) -> Failed | Locked | None:
         """Why a read of ``[begin, end)`` (or the key ``begin``) at ``version`` cannot be served."""
         if self._state.locked:
             return Locked(f"storage {self.ref.id} is locked by a recovery")
+        if not _client_readable(begin, end):
+            return Failed("invalid", f"system key {begin[:32]!r} is not readable by clients")
+        if epoch > self._state.epoch and not await self._pulse.wait_for(
+            lambda: self._state.epoch >= epoch or self.stopped, self._read_wait
+        ):
+            return Failed("unavailable", f"storage {self.ref.id} has not seen epoch {epoch} yet")
         if not self._covers(begin, end):
             return Failed("wrong_shard", f"storage {self.ref.id} does not serve {begin[:32]!r}")
         if version < self._durable:
@@ -523,7 +547,7 @@ class StorageWorker:
         return None
 
     async def _get(self, req: StorageGet) -> Response:
-        if refused := await self._readable(req.version, req.key, None):
+        if refused := await self._readable(req.version, req.key, None, req.epoch):
             return refused
         found, value = self._map.lookup(req.key, req.version)
         if not found:
@@ -536,7 +560,7 @@ class StorageWorker:
     async def _get_range(self, req: StorageGetRange) -> Response:
         if req.begin > req.end:
             return Failed("invalid", "range begin is after its end")
-        if refused := await self._readable(req.version, req.begin, req.end):
+        if refused := await self._readable(req.version, req.begin, req.end, req.epoch):
             return refused
         limit = max(1, min(req.limit, MAX_RANGE_LIMIT))
         # The window first (before any await: it may change meanwhile), then the base.

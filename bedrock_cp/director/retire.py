@@ -25,8 +25,14 @@ instead of using it; a retired worker is never recruited again. A superseded
 Director's record is refused, so it removes nothing; the Foreman also refuses
 to remove a newer epoch's worker.
 
-A node that does not answer is skipped; the Director runs this again whenever
-the directory changes (such a node registering again).
+A node that does not answer may be dead — or only cut off or paused, its
+roles still running — so it is asked again, with a growing delay (up to
+:data:`RETRY_CAP`), until every registered node has answered and every
+retirement is done: the Director runs this beside its watch, again whenever
+the directory changes (such a node registering again), and cancels it when
+the epoch ends. (An old role left running cannot hand out a read version or
+commit anything: its logs are locked. It is retired so it stops costing memory
+and confusing clients.)
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ log = logging.getLogger(__name__)
 ROLE_KINDS = frozenset({"sequencer", "commit_proxy", "resolver"})
 #: How long a node's Foreman has to list its workers.
 LIST_TIMEOUT = 0.5
+#: The first and the longest delay before asking the nodes that did not answer again.
+RETRY_FIRST = 0.2
+RETRY_CAP = 5.0
 
 
 def used_by(layout: Layout) -> set[str]:
@@ -78,11 +87,34 @@ async def retire(
     *,
     recorded_hook: Callable[[], Awaitable[None]] | None = None,
 ) -> list[str]:
-    """Retire what :func:`to_retire` finds on every answering node and the logs of
-    the generation ``live`` recovered from (wherever they are), and finish the
+    """Retire what :func:`to_retire` finds on every node and the logs of the
+    generation ``live`` recovered from (wherever they are), and finish the
     retirements recorded before; returns what was removed or stopped.
-    ``recorded_hook`` (tests) runs once the retirement is recorded, before any
-    removal."""
+
+    Returns once every registered node answered and every retirement is done;
+    until then it asks again (see the module docstring). ``recorded_hook``
+    (tests) runs once the first retirement is recorded, before any removal.
+    """
+    done: list[str] = []
+    delay = RETRY_FIRST
+    while True:
+        complete = await _sweep(ctx, live, recovered_from, keep, done, recorded_hook)
+        if complete:
+            return done
+        recorded_hook = None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_CAP)
+
+
+async def _sweep(
+    ctx: RecoveryContext,
+    live: Layout,
+    recovered_from: Layout | None,
+    keep: Iterable[str],
+    done: list[str],
+    recorded_hook: Callable[[], Awaitable[None]] | None,
+) -> bool:
+    """One pass over the nodes; True if every node answered and nothing is left."""
     nodes = await ctx.nodes()
     answers = await asyncio.gather(
         *(
@@ -96,6 +128,7 @@ async def retire(
         for n, a in zip(nodes, answers, strict=True)
         if isinstance(a, Workers)
     }
+    complete = len(listed) == len(nodes)
     workers = [w for a in answers if isinstance(a, Workers) for w in a.workers]
     found = to_retire(workers, ctx.epoch, live, keep)
     roles = [r for r in found if r.kind in ROLE_KINDS]
@@ -114,35 +147,42 @@ async def retire(
             await ctx.retire_workers(fresh)  # recorded before anything is removed
         except Superseded as exc:
             log.info("director: not retiring (superseded): %s", exc)
-            return []
+            return True
         recorded.update((w.id, w) for w in fresh)
     if recorded_hook is not None:
         await recorded_hook()
-    done: list[str] = []
+    now: list[str] = []
     for ref in roles:
         try:
             await ctx.stop_role(ref)
-        except Exception as exc:  # the next sweep tries again
+        except Exception as exc:  # asked again
             log.info("director: could not stop %s %s: %s", ref.kind, ref.id, exc)
+            complete = False
             continue
-        done.append(f"{ref.kind} {ref.id}")
+        now.append(f"{ref.kind} {ref.id}")
     removed: list[str] = []
     for w in recorded.values():
-        if w.id in used or w.node not in listed:
-            continue  # a record naming a live worker is ignored; a silent node waits
+        if w.id in used:
+            continue  # a record naming a live worker is ignored, never obeyed
+        if w.node not in listed:
+            complete = False  # its node is silent: removed when it answers
+            continue
         if w.id in listed[w.node]:
             try:
                 await ctx.remove_worker(WorkerRef(w.id, w.kind, w.node, w.address))
-            except Exception as exc:  # the next sweep tries again
+            except Exception as exc:  # asked again
                 log.info("director: could not remove %s %s: %s", w.kind, w.id, exc)
+                complete = False
                 continue
-            done.append(f"{w.kind} {w.id}")
+            now.append(f"{w.kind} {w.id}")
         removed.append(w.id)
     if removed:
         try:
             await ctx.forget_retired(removed)
         except Superseded as exc:
             log.info("director: removal not recorded (superseded): %s", exc)
-    if done:
-        log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(done))
-    return done
+            return True
+    if now:
+        log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(now))
+        done += now
+    return complete

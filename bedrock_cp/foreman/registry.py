@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import protocol
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
 from ..dataplane.worker import Dialer, Worker
-from ..protocol import KeyRange, Layout, WorkerRef, decode_layout
+from ..protocol import KeyRange, Layout, WorkerRef, decode_layout, idempotency
 from .foreman import RoleFactory, WorkerFactory
 
 
@@ -30,6 +30,8 @@ class WorkerContext:
     fsync: bool = True
     #: The layout the node's Gateway holds now (storage starts following it).
     current_layout: Callable[[], Layout | None] = lambda: None
+    #: Seconds the commit proxies keep idempotency records.
+    idempotency_retention: float = idempotency.RETENTION_SECONDS
 
 
 def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
@@ -60,7 +62,10 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
         return {}
 
     async def sequencer(ref: WorkerRef, req: protocol.StartRole) -> Worker:
-        return Sequencer(ref, req.epoch, req.version, clock=time.monotonic)
+        logs = decode_layout(req.layout).logs
+        return Sequencer(
+            ref, req.epoch, req.version, clock=time.monotonic, logs=logs, dialer=ctx.dialer
+        )
 
     async def resolver(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         layout = decode_layout(req.layout)
@@ -70,7 +75,14 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
         return Resolver(ref, req.epoch, req.version, KeyRange(mine[0].begin, mine[0].end))
 
     async def commit_proxy(ref: WorkerRef, req: protocol.StartRole) -> Worker:
-        return CommitProxy(ref, req.epoch, decode_layout(req.layout), ctx.dialer, token=req.token)
+        return CommitProxy(
+            ref,
+            req.epoch,
+            decode_layout(req.layout),
+            ctx.dialer,
+            token=req.token,
+            idempotency_retention=ctx.idempotency_retention,
+        )
 
     return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}
 

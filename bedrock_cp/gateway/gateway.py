@@ -31,7 +31,7 @@ from typing import Protocol
 import msgspec
 
 from .. import protocol
-from ..protocol import Caller, Layout, Service, decode_layout
+from ..protocol import Layout, Service, decode_layout
 from ..transport import Backoff, ConnectionLost, RemoteError
 
 log = logging.getLogger("bedrock_cp.gateway")
@@ -70,7 +70,7 @@ class Gateway:
         services: Callable[[], list[Service]],
         on_layout: Callable[[Layout], None] | None = None,
         rng: random.Random | None = None,
-        caller: CoordinatorCaller | None = None,
+        caller: CoordinatorCaller,
         attempt_timeout: float = 0.5,
         write_timeout: float = 2.0,
         watch_wait_ms: int = 5_000,
@@ -87,7 +87,7 @@ class Gateway:
         self.services = services
         self.on_layout = on_layout
         self.rng = rng or random.Random()
-        self.caller: CoordinatorCaller = caller or Caller(cluster_id)
+        self.caller: CoordinatorCaller = caller
         self.attempt_timeout = attempt_timeout
         self.write_timeout = write_timeout
         self.watch_wait_ms = watch_wait_ms
@@ -133,6 +133,11 @@ class Gateway:
     def leader(self) -> tuple[int, str] | None:
         """(id, address) of the leader being followed, or None while discovering."""
         return self._leader
+
+    @property
+    def epoch(self) -> int:
+        """The newest epoch a coordinator reported to this Gateway (one they issued)."""
+        return max(self._epoch, self._layout_seen)
 
     def current_layout(self) -> Layout | None:
         """The newest valid layout received, or None."""

@@ -11,6 +11,7 @@ listen = "127.0.0.1:7001"
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
 capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
+idempotency_retention_ms = 60000    # how long commit proxies here keep idempotency records
 
 [coordinators]        # the founding members: id -> host:port
 1 = "127.0.0.1:7001"
@@ -21,7 +22,16 @@ capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 tick_ms = 10
 heartbeat_ms = 50
 election_timeout_ms = 200   # randomized in [200, 400)
+
+[auth]                      # see bedrock_cp.auth.config; relative paths are
+mode = "tls"                # taken from this file's folder
+ca = "certs/ca.pem"
+cert = "certs/node-1.pem"
+key = "certs/node-1.key"
 ```
+
+Authentication is on unless ``auth.mode = "none"`` says otherwise: a node
+without credentials for its mode refuses to start.
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+
+from ..auth import AuthConfig
+from ..protocol import idempotency
 
 
 class ConfigError(ValueError):
@@ -82,6 +95,11 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
     #: its Gateway still registers it and follows the layout).
     capabilities: list[str] = []
+    #: Where this node's credentials are (default: TLS, which needs files).
+    auth: AuthConfig = AuthConfig()
+    #: How long the commit proxies this node runs keep idempotency records (the
+    #: records that let a retry learn that an earlier attempt committed).
+    idempotency_retention_ms: int = int(idempotency.RETENTION_SECONDS * 1000)
 
     def validate(self) -> None:
         if self.id < 1:
@@ -108,6 +126,13 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 raise ConfigError(f"capabilities: {kind!r} is not a worker kind name")
         if len(set(self.capabilities)) != len(self.capabilities):
             raise ConfigError("capabilities: a kind is listed twice")
+        least = int(idempotency.MIN_RETENTION_SECONDS * 1000)
+        if self.idempotency_retention_ms < least:
+            raise ConfigError(
+                f"idempotency_retention_ms must be >= {least} (clients trust a record "
+                f"lookup for {idempotency.LOOKUP_WINDOW_SECONDS:g} s), "
+                f"not {self.idempotency_retention_ms}"
+            )
         self.timers.validate()
 
     def coordinator_map(self) -> dict[int, str]:
@@ -147,7 +172,8 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{p}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return config_from_dict(raw, source=str(p))
+    cfg = config_from_dict(raw, source=str(p))
+    return msgspec.structs.replace(cfg, auth=cfg.auth.resolved(p.resolve().parent))
 
 
 def config_from_dict(raw: dict[str, object], *, source: str = "config") -> NodeConfig:
@@ -174,6 +200,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"snapshot_every = {cfg.snapshot_every}",
         f'log_level = "{cfg.log_level}"',
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
+        f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",
         "",
         "[coordinators]",
         *(
@@ -185,6 +212,8 @@ def dump_config(cfg: NodeConfig) -> str:
         f"tick_ms = {cfg.timers.tick_ms}",
         f"heartbeat_ms = {cfg.timers.heartbeat_ms}",
         f"election_timeout_ms = {cfg.timers.election_timeout_ms}",
+        "",
+        *cfg.auth.toml_lines(),
         "",
     ]
     return "\n".join(lines)

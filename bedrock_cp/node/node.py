@@ -5,7 +5,9 @@ application embeds a node this way); ``await node.stop()`` shuts it down
 cleanly.
 
 Requests arriving on the node's listener are decoded once, as the protocol's
-:data:`~bedrock_cp.protocol.Request` union, and routed by type: coordinator
+:data:`~bedrock_cp.protocol.Request` union, authorized against the connection's
+authenticated principal (:mod:`.authorize`: a refusal is answered before any
+handler runs), and routed by type: coordinator
 requests to the coordinator, Foreman requests to the Foreman, ``GetLayout`` to
 the Gateway's cache, and every worker request to the worker it names (unknown:
 ``Failed("no_such_worker")``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ import msgspec
 
 from .. import protocol
 from .._native import native
+from ..auth import AcceptorAuth, AuthError, ConnectorAuth, load_acceptor, load_connector
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
@@ -38,8 +42,9 @@ from ..gateway import CoordinatorCaller, Gateway
 from ..protocol import Caller, Layout, Service
 from ..transport import ConnInfo, Transport
 from ..wire import Request, WireError
+from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
-from .recovery import DirectorHost
+from .recovery import DirectorHost, check_stored_layout
 
 log = logging.getLogger("bedrock_cp.node")
 
@@ -65,10 +70,39 @@ class NetworkCallbacks:
     on_request: Callable[[Request, ConnInfo], Awaitable[msgspec.Raw]]
 
 
-NetworkFactory = Callable[[NodeConfig, NetworkCallbacks], NodeNetwork]
+@dataclass(frozen=True)
+class NodeCredentials:
+    """A node's loaded credentials: what its listener accepts, how it connects."""
+
+    acceptor: AcceptorAuth
+    connector: ConnectorAuth
 
 
-def tcp_network(config: NodeConfig, callbacks: NetworkCallbacks) -> Transport:
+def load_credentials(config: NodeConfig) -> NodeCredentials:
+    """Load ``config.auth``; raises ConfigError (naming what is missing) when the
+    mode needs credentials that are not there: a node never starts open by accident."""
+    try:
+        creds = NodeCredentials(
+            load_acceptor(config.auth, config.cluster), load_connector(config.auth, node=True)
+        )
+    except AuthError as exc:
+        raise ConfigError(f"node {config.id}: {exc}") from None
+    if config.auth.mode == "none":
+        log.warning(
+            'node %d runs WITHOUT AUTHENTICATION (auth.mode = "none"): anyone who can '
+            "reach %s can change the cluster",
+            config.id,
+            config.listen,
+        )
+    return creds
+
+
+NetworkFactory = Callable[[NodeConfig, NetworkCallbacks, NodeCredentials], NodeNetwork]
+
+
+def tcp_network(
+    config: NodeConfig, callbacks: NetworkCallbacks, credentials: NodeCredentials
+) -> Transport:
     """The real network: one uvloop/asyncio TCP listener and a link per peer."""
     host, port = parse_address(config.listen, what="listen")
     return Transport(
@@ -80,6 +114,8 @@ def tcp_network(config: NodeConfig, callbacks: NetworkCallbacks) -> Transport:
         on_raft=callbacks.on_raft,
         on_peer_lost=callbacks.on_peer_lost,
         on_request=callbacks.on_request,
+        auth=credentials.acceptor,
+        connector_auth=credentials.connector,
     )
 
 
@@ -95,6 +131,7 @@ class Node:
         self.gateway: Gateway | None = None
         self.dialer: Caller | None = None
         self.recovery: DirectorHost | None = None
+        self.authority = Authority(epoch=self._known_epoch, directory=self._directory)
         self._wal: native.Wal | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -128,13 +165,16 @@ class Node:
         rng = rng or random.Random()
         self = cls(config)
         loop = asyncio.get_running_loop()
-        # Workers reach other workers through the nodes' ports.
-        self.dialer = Caller(config.cluster)
+        credentials = load_credentials(config)
+        _private_directory(Path(config.data_dir))
+        # Workers reach other workers through the nodes' ports, as this node.
+        self.dialer = Caller(config.cluster, auth=credentials.connector, node_id=config.id)
         ctx = registry.WorkerContext(
             cluster_id=config.cluster,
             dialer=self.dialer,
             fsync=config.fsync,
             current_layout=self._current_layout,
+            idempotency_retention=config.idempotency_retention_ms / 1000,
         )
         try:
             factories = registry.offered(
@@ -144,7 +184,7 @@ class Node:
         except KeyError as exc:
             raise ConfigError(f"node {config.id}: {exc.args[0]}") from None
         if gateway_caller is None and network_factory is tcp_network:
-            gateway_caller = Caller(config.cluster)
+            gateway_caller = Caller(config.cluster, auth=credentials.connector, node_id=config.id)
         wal_dir = Path(config.data_dir) / "raft"
         # Opening reads every segment: keep it off the event loop.
         wal = await loop.run_in_executor(
@@ -164,7 +204,7 @@ class Node:
                 seed=rng.getrandbits(63),
             )
             callbacks = NetworkCallbacks(self._on_raft, self._on_peer_lost, self._on_request)
-            network = network_factory(config, callbacks)
+            network = network_factory(config, callbacks, credentials)
             self.network = network
             coordinator = Coordinator(
                 node_id=config.id,
@@ -292,7 +332,43 @@ class Node:
             body = protocol.decode_request(bytes(request.body))
         except WireError as exc:
             return msgspec.Raw(protocol.encode(protocol.Rejected(f"bad request: {exc}")))
+        refusal = await self.authority.authorize(body, info.principal)
+        if refusal is None and isinstance(body, protocol.StoreLayoutRequest):
+            refusal = self._check_layout(body)
+        if refusal is not None:
+            if isinstance(refusal, protocol.Unauthorized):
+                log.warning(
+                    "refused %s from %s (%s): %s",
+                    refusal.request,
+                    refusal.principal,
+                    info.address,
+                    refusal.reason,
+                )
+            return msgspec.Raw(protocol.encode(refusal))
         return msgspec.Raw(protocol.encode(await self.handle(body)))
+
+    def _check_layout(self, body: protocol.StoreLayoutRequest) -> protocol.Response | None:
+        """A layout stored by request must decode and name registered workers."""
+        if self.coordinator is None:
+            return protocol.Unavailable("this node runs no coordinator")
+        state = self.coordinator.state
+        problem = check_stored_layout(
+            body.layout,
+            epoch=body.epoch,
+            old=state.layout.layout if state.layout is not None else None,
+            directory=state.directory,
+        )
+        return None if problem is None else protocol.Rejected(f"invalid layout: {problem}")
+
+    def _known_epoch(self) -> int:
+        """The newest epoch this node knows the coordinators issued."""
+        epoch = self.coordinator.state.epoch if self.coordinator is not None else 0
+        if self.gateway is not None:
+            epoch = max(epoch, self.gateway.epoch)
+        return epoch
+
+    def _directory(self) -> Mapping[str, protocol.ServiceRecord]:
+        return self.coordinator.state.directory if self.coordinator is not None else {}
 
     async def handle(self, body: protocol.Request) -> protocol.Response:
         """Route one decoded request (see the module docstring)."""
@@ -340,3 +416,10 @@ class Node:
     def _on_fatal(self, exc: BaseException) -> None:
         self.fatal = exc
         asyncio.get_running_loop().create_task(self.stop())
+
+
+def _private_directory(path: Path) -> None:
+    """Create the data directory readable by this user only (0700), or make it so."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)

@@ -18,7 +18,10 @@ import logging
 import os
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from .. import protocol
 from ..coordinator.results import Applied
@@ -26,8 +29,9 @@ from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
 from ..director import Director, NodeInfo, Parameters, RecoveryStatus, ReplicaHealth, Superseded
 from ..director.director import PAUSE_ENV
+from ..director.phases import build_layout
 from ..foreman import Foreman
-from ..protocol import WorkerRef
+from ..protocol import Layout, ServiceRecord, WorkerRef, decode_layout
 
 log = logging.getLogger("bedrock_cp.recovery")
 
@@ -37,6 +41,41 @@ def _pause_before(epoch: int) -> str | None:
     value = os.environ.get(PAUSE_ENV, "")
     phase, _, at = value.partition("@")
     return phase if phase and at.isdigit() and int(at) == epoch else None
+
+
+def check_stored_layout(
+    data: bytes, *, epoch: int, old: bytes | None, directory: Mapping[str, ServiceRecord]
+) -> str | None:
+    """Why ``data`` may not be stored as the layout of ``epoch``, or None.
+
+    It must decode strictly, be a whole layout of ``epoch`` succeeding ``old``
+    (the Director's own check: every role, logs, resolvers and storage teams
+    covering the key space without gap or overlap), and name only workers the
+    directory holds, on the nodes it says.
+    """
+    try:
+        layout = decode_layout(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return f"it does not decode as a layout: {exc}"
+    previous: Layout | None = None
+    if old is not None:
+        try:
+            previous = decode_layout(old)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            previous = None
+    problem = build_layout.check(layout, epoch=epoch, old=previous)
+    if problem is not None:
+        return problem
+    refs = [layout.sequencer, *layout.proxies, *layout.logs]
+    refs += [r.worker for r in layout.resolvers]
+    refs += [ref for team in layout.storage for ref in team.replicas]
+    for ref in refs:
+        record = directory.get(ref.id)
+        if record is None:
+            return f"worker {ref.id!r} is not registered"
+        if (record.node, record.address) != (ref.node, ref.address):
+            return f"worker {ref.id!r} is registered on node {record.node!r} at {record.address}"
+    return None
 
 
 class NodeRecoveryContext:
@@ -196,6 +235,11 @@ class DirectorHost:
         self._task = asyncio.get_running_loop().create_task(self._run(epoch))
 
     def leadership_lost(self) -> None:
+        if self.director is not None and self._task is not None and not self._task.done():
+            # One line: a Director cut off (or paused) and superseded leaves a trace.
+            log.warning(
+                "director of epoch %d stopped: this node no longer leads", self.director.ctx.epoch
+            )
         self._stop_director()
 
     def directory_changed(self) -> None:

@@ -9,10 +9,13 @@ apart from the role's code, so callers depend on the interface only:
 - :mod:`.log`, :mod:`.storage`, :mod:`.sequencer`, :mod:`.resolver`,
   :mod:`.commit_proxy` — the data-plane workers.
 - :mod:`.errors` — the refusals every role shares (``NotLeader``, ``Unavailable``,
-  ``Rejected``, ``NewerEpoch``, ``Locked``, ``Failed``) and the plain ``Done``.
+  ``Rejected``, ``NewerEpoch``, ``Locked``, ``Failed``, ``Unauthorized``) and the
+  plain ``Done``.
 - :mod:`.layout` — the transaction system layout (TSL), the records the data
   plane's bodies carry (``WorkerRef``, ``KeyRange``, ``Mutation``,
   ``CommitBatch``) and the limits of the key space.
+- :mod:`.idempotency` — the records that tell a retry whether an earlier
+  attempt of its transaction committed (a module of its own, not re-exported).
 - :mod:`.records` — the directory's records (``Service``, ``ServiceRecord``,
   ``NodeRecord``, ``LayoutRecord``).
 - :mod:`.base` — :class:`Body`, the one base Struct, and :class:`Sender`.
@@ -25,8 +28,8 @@ Everything is re-exported here flat (names are unique across the roles).
 Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 
 - ``any``: Ping, NodeStatus, Health
-- ``peer``: LogPush, LogPull, LogPop, LogCommitted, StorageStatus, StorageSnapshot,
-  GetCommitVersion, ReportCommitted, Resolve, ListWorkers
+- ``peer``: LogPush, LogPull, LogPop, LogCommitted, ConfirmEpoch, StorageStatus,
+  StorageSnapshot, GetCommitVersion, ReportCommitted, Resolve, ListWorkers
 - ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, StorageFill,
   UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
@@ -69,7 +72,16 @@ from .coordinator import (
     WriteOk,
     WriteRequest,
 )
-from .errors import Done, Failed, Locked, NewerEpoch, NotLeader, Rejected, Unavailable
+from .errors import (
+    Done,
+    Failed,
+    Locked,
+    NewerEpoch,
+    NotLeader,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
 from .foreman import (
     CreateWorker,
     ForemanRequest,
@@ -90,6 +102,7 @@ from .layout import (
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
     STREAM_BYTES,
+    SYSTEM_END,
     SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
     CommitBatch,
@@ -103,8 +116,10 @@ from .layout import (
     check_user_key,
     decode_layout,
     encode_layout,
+    served_range,
 )
 from .log import (
+    ConfirmEpoch,
     LogBatches,
     LogCommitted,
     LogLock,
@@ -151,6 +166,7 @@ __all__ = [
     "MVCC_WINDOW_VERSIONS",
     "SENDERS",
     "STREAM_BYTES",
+    "SYSTEM_END",
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
     "AddCoordinator",
@@ -161,6 +177,7 @@ __all__ = [
     "CommitProxyRequest",
     "CommitVersion",
     "Committed",
+    "ConfirmEpoch",
     "CoordinatorRequest",
     "CreateWorker",
     "Deregister",
@@ -236,6 +253,7 @@ __all__ = [
     "StorageStatus",
     "StorageTeam",
     "StoreLayoutRequest",
+    "Unauthorized",
     "Unavailable",
     "UnlockProxy",
     "UpdateConfigRequest",
@@ -255,4 +273,5 @@ __all__ = [
     "decode_response",
     "encode",
     "encode_layout",
+    "served_range",
 ]

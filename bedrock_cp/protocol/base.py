@@ -31,7 +31,8 @@ class Body(msgspec.Struct, array_like=True, frozen=True, gc=False):
 class Sender(StrEnum):
     """Who may send a request (authenticated by the handshake).
 
-    Declared on every request type as ``sender``; the transport does not check it yet.
+    Declared on every request type as ``sender``; the node checks it for every
+    request before any handler runs (``bedrock_cp.node.authorize``).
     """
 
     ANY = "any"
@@ -42,9 +43,10 @@ class Sender(StrEnum):
     and resolvers, storage pulling from logs), and reads of a node's workers."""
     DIRECTOR = "director"
     """The current epoch's Director: worker creation and removal, locks, roles, the
-    stored layout. Every such request carries the Director's ``epoch``."""
+    stored layout. Every such request carries the Director's ``epoch``: it must
+    come from a cluster node and name the epoch the coordinators issued last."""
     ADMIN = "admin"
     """An operator: membership and configuration."""
     CLIENT = "client"
     """A client of the cluster: transactions, directory reads, registering services
-    (a node's Gateway registering its own node included)."""
+    (a node's Gateway registering its own node's, and only its own)."""

@@ -15,8 +15,11 @@ over it.
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
+from ..auth import ConnectorAuth
 from ..transport import RpcPool
 from .codec import Request, Response, decode_response, encode
 from .layout import WorkerRef
@@ -26,11 +29,21 @@ class Caller:
     """Calls nodes by address (``"host:port"``) or workers by :class:`WorkerRef`.
 
     ``cluster_id`` None accepts, then holds every node to, the cluster the first
-    node reached names.
+    node reached names. ``auth`` is how every connection proves who is calling
+    (a node calling as ``node_id``, or a client with 0).
     """
 
-    def __init__(self, cluster_id: str | None, *, connect_timeout: float = 1.0) -> None:
-        self._pool = RpcPool(cluster_id, connect_timeout=connect_timeout)
+    def __init__(
+        self,
+        cluster_id: str | None,
+        *,
+        auth: ConnectorAuth,
+        node_id: int = 0,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        self._pool = RpcPool(
+            cluster_id, auth=auth, node_id=node_id, connect_timeout=connect_timeout
+        )
 
     @property
     def cluster_id(self) -> str | None:
@@ -52,6 +65,21 @@ class Caller:
         address = to if isinstance(to, str) else to.address
         raw = await self._pool.call(address, msgspec.Raw(encode(body)), timeout)
         return decode_response(bytes(raw))
+
+    async def connect(
+        self,
+        to: str | WorkerRef,
+        timeout: float,  # noqa: ASYNC109 - bounds connect and handshake together
+    ) -> None:
+        """Open (or reuse) the connection to ``to``'s node within ``timeout``.
+
+        A caller that must know whether a request was sent at all (a commit)
+        connects first: a failure here means nothing was sent. Raises as
+        :meth:`call` does.
+        """
+        address = to if isinstance(to, str) else to.address
+        async with asyncio.timeout(timeout):
+            await self._pool.connection(address)
 
     async def close(self) -> None:
         await self._pool.close()

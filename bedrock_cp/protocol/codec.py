@@ -35,7 +35,16 @@ from .coordinator import (
     ServicesReply,
     WriteOk,
 )
-from .errors import Done, Failed, Locked, NewerEpoch, NotLeader, Rejected, Unavailable
+from .errors import (
+    Done,
+    Failed,
+    Locked,
+    NewerEpoch,
+    NotLeader,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
 from .foreman import ForemanRequest, Health, WorkerCreated, Workers
 from .gateway import GatewayRequest
 from .log import LogBatches, LogLocked, LogPushed, LogRecovered, LogRequest
@@ -83,6 +92,8 @@ Response = (
     | NewerEpoch
     | Locked
     | Failed
+    # every node
+    | Unauthorized
 )
 
 #: Who may send each request type; the authorization check reads it from here.

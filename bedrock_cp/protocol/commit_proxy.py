@@ -3,6 +3,10 @@
 A client sends what its transaction read (at ``read_version``) and what it
 writes (:class:`Commit`); the proxy answers :class:`Committed` only once the
 batch holding it is durable on every log, or :class:`NotCommitted` (retryable).
+A proxy that fails before it pushed the batch to any log answers
+``Failed("unavailable")`` (definitely not committed); one that fails after it
+began pushing answers ``Failed("commit_unknown_result")``: the batch may be
+durable on enough logs for a recovery to keep it.
 A proxy starts locked and serves commits only once its epoch's Director
 unlocked it with the epoch's token (:class:`UnlockProxy`).
 """
@@ -23,6 +27,9 @@ class Commit(Body, tag="dp_commit"):
     ``system`` is empty for every client. The Director's system transaction
     (the last step of a recovery) carries its epoch's proxy unlock token there:
     only such a commit may write keys of the reserved ``0xff`` system key space.
+    ``idempotency_id`` (at most 255 bytes; empty: none) names the logical
+    transaction this attempt belongs to (:mod:`.idempotency`): the proxy records
+    it with the commit and makes attempts with the same id conflict.
     """
 
     sender: ClassVar[Sender] = Sender.CLIENT
@@ -33,6 +40,7 @@ class Commit(Body, tag="dp_commit"):
     writes: list[KeyRange]
     mutations: list[Mutation]
     system: bytes = b""
+    idempotency_id: bytes = b""
 
 
 class UnlockProxy(Body, tag="dp_unlock"):

@@ -6,7 +6,8 @@ Foremen refuse with :class:`NewerEpoch` (the caller is superseded: every request
 that carries an ``epoch`` is refused this way by a worker that has seen a newer
 one), :class:`Locked` (a recovery holds the worker) or :class:`Failed` (a
 documented ``code``); they acknowledge a request that has no result with
-:class:`Done`.
+:class:`Done`. Any node refuses a request its sender may not make with
+:class:`Unauthorized`, before any handler runs.
 """
 
 from __future__ import annotations
@@ -60,8 +61,25 @@ class Failed(Body, tag="dp_failed"):
     Codes: ``no_such_worker``, ``invalid`` (bad input: key outside the key space,
     over a size limit, ...), ``future_version``, ``version_too_old``, ``gap``
     (a missing earlier version), ``wrong_shard`` (a storage read of a key this
-    replica does not serve), ``unavailable`` (retryable), ``internal``.
+    replica does not serve), ``unavailable`` (retryable), ``internal``, and
+    ``commit_unknown_result`` (a commit proxy failed after it began pushing the
+    batch to the logs: the commit may or may not have happened).
     """
 
     code: str
     message: str
+
+
+# -- every node ----------------------------------------------------------------------------
+
+
+class Unauthorized(Body, tag="unauthorized"):
+    """The sender may not make this request (nothing changed); do not retry it.
+
+    ``request`` names the request type, ``principal`` who sent it (as the
+    handshake proved it), ``reason`` why it is refused.
+    """
+
+    request: str
+    principal: str
+    reason: str

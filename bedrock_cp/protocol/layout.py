@@ -2,8 +2,13 @@
 
 Keys and values are bytes. The user key space is ``[b"", b"\\xff")``: keys
 starting with ``0xff`` are reserved for the system and refused in user
-transactions. Versions are integers that advance about one million per second
-(as in FoundationDB), so the 5 s MVCC window is :data:`MVCC_WINDOW_VERSIONS`.
+transactions. The system key space is ``[b"\\xff", b"\\xff\\xff")``
+(:data:`SYSTEM_END`); layouts assign only the user key space, and the storage
+team and the resolver whose range reaches its end also serve the system keys
+(:func:`served_range`).
+
+Versions are integers that advance about one million per second (as in
+FoundationDB), so the 5 s MVCC window is :data:`MVCC_WINDOW_VERSIONS`.
 
 A :class:`Layout` says who does what in one epoch: the sequencer, the commit
 proxies, the resolvers by key range, the logs and the storage teams, each a
@@ -21,6 +26,8 @@ from .base import Body
 
 #: First key of the reserved system key space; user keys are below it.
 SYSTEM_PREFIX = b"\xff"
+#: End of the system key space (exclusive): system keys are ``[SYSTEM_PREFIX, SYSTEM_END)``.
+SYSTEM_END = b"\xff\xff"
 #: Versions advance ~1e6 per second; reads older than the window are refused.
 VERSIONS_PER_SECOND = 1_000_000
 MVCC_WINDOW_VERSIONS = 5 * VERSIONS_PER_SECOND
@@ -129,6 +136,16 @@ class Layout(Body):
     resolvers: list[ResolverAssignment]
     logs: list[WorkerRef]
     storage: list[StorageTeam]
+
+
+def served_range(begin: bytes, end: bytes) -> KeyRange:
+    """The keys a storage team or resolver assigned ``[begin, end)`` serves.
+
+    The one whose range reaches the end of the user key space also serves the
+    system keys (the Director's and the idempotency records, which are written
+    and conflict-checked like any others).
+    """
+    return KeyRange(begin, SYSTEM_END if end == SYSTEM_PREFIX else end)
 
 
 def encode_layout(layout: Layout) -> bytes:

@@ -18,7 +18,9 @@ A recovering Director locks the old generation's logs with its epoch
 (:class:`LogLock`: they stop accepting pushes and report the range they hold
 and how far each replica got) and has the new generation copy exactly the range
 storage still needs from them (:class:`LogRecover`). A log that has seen a
-newer epoch answers :class:`~bedrock_cp.protocol.errors.NewerEpoch`.
+newer epoch answers :class:`~bedrock_cp.protocol.errors.NewerEpoch`. Before it
+hands out read versions, a sequencer asks every log of its layout whether its
+epoch is still the current one (:class:`ConfirmEpoch`).
 """
 
 from __future__ import annotations
@@ -133,7 +135,18 @@ class LogRecover(Body, tag="dp_recover"):
     replicas: list[ReplicaProgress] = []  # noqa: RUF012 - msgspec copies a mutable default
 
 
-LogRequest = LogPush | LogPull | LogLock | LogRecover | LogPop | LogCommitted
+class ConfirmEpoch(Body, tag="dp_confirm_epoch"):
+    """Is ``epoch`` still this log's? ``Done`` if so; ``NewerEpoch`` if the log has
+    seen a newer one, ``Locked`` if a recovery locked it (its generation is over).
+    Changes nothing."""
+
+    sender: ClassVar[Sender] = Sender.PEER
+
+    worker: str
+    epoch: int
+
+
+LogRequest = LogPush | LogPull | LogLock | LogRecover | LogPop | LogCommitted | ConfirmEpoch
 
 # -- replies ---------------------------------------------------------------------------
 

@@ -2,7 +2,12 @@
 
 Clients ask for a read version (:class:`GetReadVersion`): the highest version a
 proxy reported durable on every log (:class:`ReportCommitted`), so a read at it
-sees every acknowledged commit. Commit proxies ask for a commit version
+sees every acknowledged commit. It is answered only after every log of the
+sequencer's layout confirmed, in a round that began after the request arrived,
+that the sequencer's epoch is still current
+(:class:`~bedrock_cp.protocol.ConfirmEpoch`); a sequencer whose epoch is over
+answers ``NewerEpoch`` (or ``Locked``), one that cannot reach a log
+``Failed("unavailable")``. Commit proxies ask for a commit version
 (:class:`GetCommitVersion`), answered with the previous version handed out,
 which chains the batches on the logs and at the resolvers.
 """

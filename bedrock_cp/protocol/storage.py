@@ -3,7 +3,11 @@
 A replica applies the committed batches it pulls from the logs and serves
 reads at a version inside the MVCC window (:class:`StorageGet`,
 :class:`StorageGetRange`); a read of a key it does not serve answers
-``Failed("wrong_shard")``. The Director asks for its progress
+``Failed("wrong_shard")``. A read names the epoch of the layout the reader
+holds: a replica that has not seen that epoch yet (so may still hold versions
+that epoch's recovery dropped) waits briefly for it, then answers
+``Failed("unavailable")``. Clients may read the user keys and the idempotency
+records (:mod:`.idempotency`), no other system key. The Director asks for its progress
 (:class:`StorageStatus`) when planning a recovery, and may lock it
 (:class:`StorageLock`).
 
@@ -30,6 +34,7 @@ class StorageGet(Body, tag="dp_get"):
     worker: str
     key: bytes
     version: int
+    epoch: int = 0
 
 
 class StorageGetRange(Body, tag="dp_get_range"):
@@ -44,6 +49,7 @@ class StorageGetRange(Body, tag="dp_get_range"):
     end: bytes
     version: int
     limit: int = 1000
+    epoch: int = 0
 
 
 class StorageStatus(Body, tag="dp_storage_status"):

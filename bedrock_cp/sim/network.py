@@ -17,8 +17,9 @@ from collections.abc import Mapping
 import msgspec
 
 from .. import protocol
+from ..auth import Principal
 from ..node.config import NodeConfig
-from ..node.node import NetworkCallbacks
+from ..node.node import NetworkCallbacks, NodeCredentials
 from ..transport import ConnInfo
 from ..wire import Request
 
@@ -61,7 +62,11 @@ class SimNetwork:
         self.dropped = 0
         self._request_ids = 0
 
-    def factory(self, config: NodeConfig, callbacks: NetworkCallbacks) -> SimEndpoint:
+    def factory(
+        self, config: NodeConfig, callbacks: NetworkCallbacks, credentials: NodeCredentials
+    ) -> SimEndpoint:
+        """A node's endpoint; the simulated network authenticates nobody (its
+        requests come from a client principal)."""
         endpoint = SimEndpoint(self, config.id, callbacks)
         self.endpoints[config.id] = endpoint
         return endpoint
@@ -115,6 +120,7 @@ class SimNetwork:
         await asyncio.sleep(self._latency())
         self._request_ids += 1
         req = Request(self._request_ids, 5000, msgspec.Raw(protocol.encode(body)))
-        raw = await self.endpoints[to].callbacks.on_request(req, ConnInfo("client", 0, "sim"))
+        info = ConnInfo("client", 0, "sim", Principal.client("sim"))
+        raw = await self.endpoints[to].callbacks.on_request(req, info)
         await asyncio.sleep(self._latency())
         return protocol.decode_response(bytes(raw))

@@ -1,15 +1,21 @@
 """InboundConnection: one accepted connection, from a peer or from a client.
 
-Until the handshake is done only a :class:`Hello` is accepted, within
-``handshake_timeout``; a bad or missing Hello is answered with ``Refused`` and
-the connection closed. Afterwards a peer may only send :class:`RaftBatch`
-(delivered to the host) and a client only :class:`Request` (served as a task
-under the request's deadline, answered with :class:`Response`). Any other frame
-closes this connection, never the node.
+Until the handshake is done, within ``handshake_timeout`` of the accept: under
+TLS the certificates are verified first (by the protocol itself, see
+:mod:`.tls`, so the connection counts against the limits from its first
+byte); then only a
+:class:`Hello` is accepted, and with a secret or token the :class:`Proof`
+answering our :class:`Challenge`. A bad or missing Hello or proof is answered
+with ``Refused`` and the connection closed — before any state changes.
+Afterwards a peer may only send :class:`RaftBatch` (delivered to the host with
+the authenticated node id) and a client only :class:`Request` (served as a task
+under the request's deadline with the connection's :class:`ConnInfo`, answered
+with :class:`Response`). Any other frame closes this connection, never the node.
 
 Memory per connection is bounded (DESIGN I9): the frame decoder by the frame
-cap, requests by ``max_inflight`` (beyond it the answer is ``overloaded``), and
-responses by pausing reads while the client is not reading its answers.
+cap (and 64 KiB before the handshake), requests by ``max_inflight`` (beyond it
+the answer is ``overloaded``), and responses by pausing reads while the client
+is not reading its answers. The host bounds the number of connections.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Final, Protocol
 
 import msgspec
 
+from ..auth import AcceptorAuth, Principal
+from ..auth.tls import principal_of
 from ..wire import (
     INTERNAL,
     OVERLOADED,
@@ -29,6 +37,7 @@ from ..wire import (
     TIMEOUT,
     Frame,
     Hello,
+    Proof,
     RaftBatch,
     Request,
     Response,
@@ -37,8 +46,9 @@ from ..wire import (
     WireError,
     encode_body,
 )
-from .handshake import ConnInfo, Problem
+from .handshake import AUTH_FAILED, ConnInfo, PendingProof, Problem, authenticate, check_proof
 from .protocol import FramedProtocol
+from .tls import TlsSession
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -57,9 +67,11 @@ class InboundHost(Protocol):
     max_frame: int
     handshake_timeout: float
     max_inflight: int
+    auth: AcceptorAuth
 
     def check_hello(self, hello: Hello) -> Problem | None: ...
-    def inbound_opened(self, conn: InboundConnection) -> None: ...
+    def inbound_opened(self, conn: InboundConnection) -> bool: ...
+    def inbound_authenticated(self, conn: InboundConnection) -> None: ...
     def inbound_closed(self, conn: InboundConnection, remote_broke: bool) -> None: ...
     def peer_up(self, peer_id: int) -> None: ...
     def raft_received(self, peer_id: int, messages: list[bytes]) -> None: ...
@@ -73,8 +85,14 @@ class InboundConnection(FramedProtocol):
         super().__init__(max_frame=host.max_frame, stats=host.stats)
         self._host = host
         self.info: ConnInfo | None = None
+        #: The source address (no port), for the per-address limits.
+        self.source = "?"
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tls_principal: Principal | None = None
+        self._hello: Hello | None = None
+        self._pending: PendingProof | None = None
+        self._closed_once = False
 
     def who(self) -> str:
         info = self.info
@@ -82,26 +100,39 @@ class InboundConnection(FramedProtocol):
             return f"connection {self.peername}"
         if info.kind == "peer":
             return f"peer {info.node_id} {self.peername}"
-        return f"client {self.peername}"
+        return f"{info.principal} {self.peername}"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.transport.set_write_buffer_limits(high=RESPONSE_BUFFER_HIGH)
+        peer = transport.get_extra_info("peername")
+        self.source = str(peer[0]) if isinstance(peer, tuple) and peer else self.peername
         self._host.stats["accepted"] += 1
-        self._host.inbound_opened(self)
+        if not self._host.inbound_opened(self):
+            return  # over a limit: the host closed it
+        self.transport.set_write_buffer_limits(high=RESPONSE_BUFFER_HIGH)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._host.handshake_timeout, self._handshake_expired)
+        ctx = self._host.auth.ssl
+        if ctx is not None:
+            self.tls = TlsSession(ctx, server_side=True)
+
+    def tls_established(self) -> None:
+        assert self.tls is not None
+        self._tls_principal = principal_of(self.tls.peer_certificate(), self._host.cluster_id)
 
     def _handshake_expired(self) -> None:
         self.fail(
-            "handshake_timeout", f"no Hello within {self._host.handshake_timeout}s", refuse=True
+            "handshake_timeout", f"no handshake within {self._host.handshake_timeout}s", refuse=True
         )
 
     def frame_received(self, frame: Frame) -> None:
         info = self.info
         if info is None:
-            self._hello_received(frame)
+            if self._pending is not None:
+                self._proof_received(frame)
+            else:
+                self._hello_received(frame)
         elif info.kind == "peer":
             if type(frame) is RaftBatch:
                 self._host.raft_received(info.node_id, frame.messages)
@@ -117,21 +148,62 @@ class InboundConnection(FramedProtocol):
         if type(frame) is not Hello:
             self.fail("not_hello", f"expected Hello, got {type(frame).__name__}", refuse=True)
             return
+        who = f"{_claimed(frame)} {self.peername}"
         problem = self._host.check_hello(frame)
         if problem is not None:
             code, reason = problem
-            self.fail(code, reason, refuse=True, who=f"{frame.kind} {self.peername}")
+            self.fail(code, reason, refuse=True, who=who)
             return
+        outcome = authenticate(
+            frame,
+            auth=self._host.auth,
+            node_id=self._host.node_id,
+            tls_principal=self._tls_principal,
+        )
+        if isinstance(outcome, tuple):
+            code, reason = outcome
+            # The log says why; the remote only learns that it failed.
+            log.warning("refused %s: %s", who, reason)
+            self.fail(code, AUTH_FAILED, refuse=True, who=who, quiet=True)
+            return
+        self._hello = frame
+        if isinstance(outcome, PendingProof):
+            self._pending = outcome
+            self.write(outcome.challenge)
+            return
+        self._established(frame, outcome)
+
+    def _proof_received(self, frame: Frame) -> None:
+        pending, hello = self._pending, self._hello
+        assert pending is not None and hello is not None
+        who = f"{_claimed(hello)} {self.peername}"
+        if type(frame) is not Proof:
+            self.fail("not_proof", f"expected Proof, got {type(frame).__name__}", refuse=True)
+            return
+        problem = check_proof(pending, frame)
+        if problem is not None:
+            code, reason = problem
+            log.warning("refused %s: %s", who, reason)
+            self.fail(code, AUTH_FAILED, refuse=True, who=who, quiet=True)
+            return
+        self._established(hello, pending.principal)
+
+    def _established(self, hello: Hello, principal: Principal) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.info = ConnInfo(kind=frame.kind, node_id=frame.node_id, address=self.peername)
+        node_id = principal.node_id if principal.role == "node" else hello.node_id
+        self.info = ConnInfo(
+            kind=hello.kind, node_id=node_id, address=self.peername, principal=principal
+        )
+        self._pending = None
         self.handshake_done = True
-        self.loss_is_news = frame.kind == "peer"
+        self.loss_is_news = hello.kind == "peer"
+        self._host.inbound_authenticated(self)
         self.write(Welcome(PROTOCOL_VERSION, self._host.cluster_id, self._host.node_id))
         log.debug("accepted %s", self.who())
-        if frame.kind == "peer":
-            self._host.peer_up(frame.node_id)
+        if hello.kind == "peer":
+            self._host.peer_up(node_id)
 
     # -- requests -------------------------------------------------------------
 
@@ -191,9 +263,19 @@ class InboundConnection(FramedProtocol):
             self.transport.resume_reading()
 
     def on_closed(self, remote_broke: bool) -> None:
+        if self._closed_once:
+            return
+        self._closed_once = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         for task in self._tasks:
             task.cancel()
         self._host.inbound_closed(self, remote_broke)
+
+
+def _claimed(hello: Hello) -> str:
+    """Who a Hello claims to be, for log lines (``peer 2``, ``client``, ``client 'app'``)."""
+    if hello.node_id:
+        return f"{hello.kind} {hello.node_id}" if hello.kind == "peer" else f"node {hello.node_id}"
+    return f"client {hello.name[:64]!r}" if hello.name else "client"

@@ -22,10 +22,11 @@ import logging
 from collections import Counter
 from typing import Final, Protocol
 
-from ..wire import HEADER_SIZE, PROTOCOL_VERSION, Hello, RaftBatch
+from ..auth import ConnectorAuth
+from ..wire import HEADER_SIZE, RaftBatch
 from .address import split_address
 from .backoff import Backoff
-from .connector import ConnectorProtocol
+from .connector import ConnectorProtocol, tls_options
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -45,6 +46,7 @@ class LinkHost(Protocol):
     handshake_timeout: float
     write_buffer_limit: int
     backoff: Backoff
+    connector_auth: ConnectorAuth
 
     def peer_up(self, peer_id: int) -> None: ...
     def link_broken(self, peer_id: int) -> None: ...
@@ -54,7 +56,10 @@ class _LinkProtocol(ConnectorProtocol):
     def __init__(self, link: PeerLink) -> None:
         host = link.host
         super().__init__(
-            hello=Hello(PROTOCOL_VERSION, host.cluster_id, host.node_id, "peer"),
+            auth=host.connector_auth,
+            cluster_id=host.cluster_id,
+            node_id=host.node_id,
+            kind="peer",
             expect_cluster=host.cluster_id,
             expect_node=link.peer_id,
             max_frame=host.max_frame,
@@ -177,7 +182,9 @@ class PeerLink:
         proto: _LinkProtocol | None = None
         try:
             async with asyncio.timeout(self.host.handshake_timeout):
-                _, proto = await loop.create_connection(lambda: _LinkProtocol(self), host, port)
+                _, proto = await loop.create_connection(
+                    lambda: _LinkProtocol(self), host, port, **tls_options(self.host.connector_auth)
+                )
                 await proto.welcome
         except BaseException:
             if proto is not None:

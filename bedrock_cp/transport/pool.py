@@ -12,15 +12,28 @@ import contextlib
 
 import msgspec
 
+from ..auth import ConnectorAuth
 from .errors import ConnectionLost
 from .rpc_client import RpcClient
 
 
 class RpcPool:
-    """Connections by address; ``cluster_id`` None accepts (and then adopts) any cluster."""
+    """Connections by address; ``cluster_id`` None accepts (and then adopts) any cluster.
 
-    def __init__(self, cluster_id: str | None, *, connect_timeout: float = 1.0) -> None:
+    Every connection proves ``auth`` (as node ``node_id`` when a node calls, 0 for clients).
+    """
+
+    def __init__(
+        self,
+        cluster_id: str | None,
+        *,
+        auth: ConnectorAuth,
+        node_id: int = 0,
+        connect_timeout: float = 1.0,
+    ) -> None:
         self.cluster_id = cluster_id
+        self.auth = auth
+        self.node_id = node_id
         self.connect_timeout = connect_timeout
         self._conns: dict[str, RpcClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -50,7 +63,11 @@ class RpcPool:
             conn = self._conns.get(address)
             if conn is None or conn.closed:
                 conn = await RpcClient.connect(
-                    address, self.cluster_id, timeout=self.connect_timeout
+                    address,
+                    self.cluster_id,
+                    auth=self.auth,
+                    node_id=self.node_id,
+                    timeout=self.connect_timeout,
                 )
                 if self.cluster_id is None:
                     # The first node reached names the cluster; hold the others to it.

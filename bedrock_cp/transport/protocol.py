@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 from collections import Counter
 from typing import Final, cast
 
 from .._framing import FrameDecoder, FrameError
 from ..wire import Frame, Refused, WireError, decode, encode
+from .tls import TlsSession
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -55,6 +57,8 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         # Frames written during one loop iteration leave in one send (see write).
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        #: TLS run by this protocol (the acceptor's; see :mod:`.tls`), or None.
+        self.tls: TlsSession | None = None
 
     # -- subclass interface ---------------------------------------------------
 
@@ -68,6 +72,9 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
 
     def on_closed(self, remote_broke: bool) -> None:
         """Called once, from ``connection_lost``."""
+
+    def tls_established(self) -> None:
+        """The TLS handshake of :attr:`tls` completed (the peer's certificate verified)."""
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -85,6 +92,22 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        tls = self.tls
+        if tls is not None:
+            try:
+                data, now = tls.feed(data)
+            except ssl.SSLError as e:
+                self.fail("tls_failed", f"TLS: {e.reason or e}")
+                return
+            if now:
+                self.tls_established()
+            self._send_raw(tls.outgoing())
+            if tls.peer_closed:
+                self._eof = True  # the remote closed: as an EOF
+                if self.transport is not None:
+                    self.transport.close()
+            if not data or self.closing:
+                return
         try:
             bodies = self._decoder.feed(data)
         except FrameError as e:
@@ -117,6 +140,8 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed.done():
+            return  # reported once (a failed TLS upgrade reports it itself)
         remote_broke = self._eof or not self.closing
         if not self.closing:
             self.closing = True
@@ -156,24 +181,50 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         """Send every queued frame now."""
         self._flush_scheduled = False
         out, self._out = self._out, []
-        transport = self.transport
-        if not out or transport is None or transport.is_closing():
+        if not out:
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self.tls is not None:
+            if not self.tls.established:
+                return  # nothing can be sent before the TLS handshake (a refusal is dropped)
+            self.tls.encrypt(data)
+            data = self.tls.outgoing()
+        self._send_raw(data)
 
-    def fail(self, code: str, detail: str, *, refuse: bool = False, who: str | None = None) -> None:
+    def _close_notify(self) -> None:
+        if self.tls is not None:
+            self.tls.close_notify()
+            self._send_raw(self.tls.outgoing())
+
+    def _send_raw(self, data: bytes) -> None:
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def fail(
+        self,
+        code: str,
+        detail: str,
+        *,
+        refuse: bool = False,
+        who: str | None = None,
+        quiet: bool = False,
+    ) -> None:
         """Close this connection for ``detail``: log it, count ``closed.<code>``.
 
-        With ``refuse``, send ``Refused(detail)`` first so the other side learns why.
+        With ``refuse``, send ``Refused(detail)`` first so the other side learns why;
+        ``quiet`` when the caller logged a better line already.
         """
         if self.closing:
             return
         self.stats[f"closed.{code}"] += 1
         self.close_reason = detail
-        log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
+        if not quiet:
+            log.warning("%s %s: %s", "refused" if refuse else "closed", who or self.who(), detail)
         if refuse:
             self.write(Refused(detail))
         self.flush()  # what was queued (the refusal) goes out before the close
+        self._close_notify()
         self.closing = True
         if self.transport is not None:
             self.transport.close()
@@ -183,6 +234,7 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         if self.closing:
             return
         self.flush()  # a graceful close still delivers what was written
+        self._close_notify()
         self.closing = True
         self.close_reason = reason
         if self.transport is not None:

@@ -21,9 +21,10 @@ from typing import Final
 
 import msgspec
 
-from ..wire import MAX_FRAME, PROTOCOL_VERSION, Frame, Hello, Request, Response, transport_error_of
+from ..auth import ConnectorAuth
+from ..wire import MAX_FRAME, Frame, Request, Response, transport_error_of
 from .address import split_address
-from .connector import ConnectorProtocol
+from .connector import ConnectorProtocol, tls_options
 from .errors import ConnectionLost, RemoteError
 
 #: Request ids wrap here (msgpack uint64 is fine, but keep them small on the wire).
@@ -31,9 +32,19 @@ _MAX_ID: Final = 2**32
 
 
 class _RpcProtocol(ConnectorProtocol):
-    def __init__(self, cluster_id: str | None, max_frame: int, stats: Counter[str]) -> None:
+    def __init__(
+        self,
+        cluster_id: str | None,
+        auth: ConnectorAuth,
+        node_id: int,
+        max_frame: int,
+        stats: Counter[str],
+    ) -> None:
         super().__init__(
-            hello=Hello(PROTOCOL_VERSION, cluster_id or "", 0, "client"),
+            auth=auth,
+            cluster_id=cluster_id or "",
+            node_id=node_id,
+            kind="client",
             expect_cluster=cluster_id,
             expect_node=None,
             max_frame=max_frame,
@@ -77,13 +88,17 @@ class RpcClient:
         address: str,
         cluster_id: str | None,
         *,
+        auth: ConnectorAuth,
+        node_id: int = 0,
         timeout: float = 2.0,  # noqa: ASYNC109 - bounds connect and handshake together
         max_frame: int = MAX_FRAME,
     ) -> RpcClient:
         """Connect to ``"host:port"`` and complete the handshake within ``timeout``.
 
         ``cluster_id`` None accepts any cluster (discovery; see ``remote_cluster_id``).
-        Raises HandshakeRefused (with the acceptor's reason), TimeoutError or OSError.
+        ``auth`` is how this side proves itself; ``node_id`` is this node's id when a
+        node calls another (0 for clients). Raises HandshakeRefused (with the
+        acceptor's reason), TimeoutError or OSError.
         """
         host, port = split_address(address)
         loop = asyncio.get_running_loop()
@@ -92,7 +107,10 @@ class RpcClient:
         try:
             async with asyncio.timeout(timeout):
                 _, proto = await loop.create_connection(
-                    lambda: _RpcProtocol(cluster_id, max_frame, stats), host, port
+                    lambda: _RpcProtocol(cluster_id, auth, node_id, max_frame, stats),
+                    host,
+                    port,
+                    **tls_options(auth),
                 )
                 welcome = await proto.welcome
         except BaseException:

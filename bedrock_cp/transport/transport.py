@@ -8,6 +8,18 @@ process's kernel closes its sockets at once: the fast failure detector); it is
 not called for closes we make ourselves (stop, membership change, a bad frame),
 and again only after a link to that peer has been up since.
 
+Every connection authenticates (``auth``: what the listener accepts;
+``connector_auth``: how this node proves itself on its links) before anything
+else is read from it; see :mod:`.handshake`.
+
+Limits (DESIGN I9): at most ``max_connections_per_address`` connections from
+one source address (more are reset at once), and at most ``max_handshaking``
+connections still in their handshake (``max_handshaking_per_address`` from one
+address): a new one over either cap evicts the oldest one still handshaking, so
+a flood of slow or silent connections costs bounded memory and cannot keep a
+real peer, which completes its handshake in milliseconds, out for long. An
+established connection is never evicted.
+
 Clock-free and loop-agnostic: runs on uvloop or the stock asyncio loop.
 """
 
@@ -22,6 +34,7 @@ from typing import Final
 
 import msgspec
 
+from ..auth import AcceptorAuth, ConnectorAuth
 from ..wire import MAX_FRAME, Hello, Request
 from .backoff import Backoff
 from .handshake import ConnInfo, Problem, check_hello
@@ -36,6 +49,11 @@ OnRequest = Callable[[Request, ConnInfo], Awaitable[msgspec.Raw]]
 
 #: Unsent bytes to one peer beyond which Raft messages to it are dropped.
 WRITE_BUFFER_LIMIT: Final = 64 * 1024 * 1024
+#: Connections from one source address (a local cluster's nodes and clients share one).
+MAX_CONNECTIONS_PER_ADDRESS: Final = 1024
+#: Connections still in their handshake, in all and from one address.
+MAX_HANDSHAKING: Final = 128
+MAX_HANDSHAKING_PER_ADDRESS: Final = 64
 
 
 class Transport:
@@ -52,6 +70,8 @@ class Transport:
         on_raft: OnRaft,
         on_peer_lost: OnPeerLost,
         on_request: OnRequest,
+        auth: AcceptorAuth,
+        connector_auth: ConnectorAuth,
         max_frame: int = MAX_FRAME,
         handshake_timeout: float = 2.0,
         reconnect_base: float = 0.01,
@@ -59,8 +79,18 @@ class Transport:
         rng: random.Random | None = None,
         write_buffer_limit: int = WRITE_BUFFER_LIMIT,
         max_inflight: int = 1024,
+        max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
+        max_handshaking: int = MAX_HANDSHAKING,
+        max_handshaking_per_address: int = MAX_HANDSHAKING_PER_ADDRESS,
     ) -> None:
+        if auth.cluster != cluster_id:
+            raise ValueError(f"credentials are for cluster {auth.cluster!r}, not {cluster_id!r}")
         self.node_id = node_id
+        self.auth = auth
+        self.connector_auth = connector_auth
+        self.max_connections_per_address = max_connections_per_address
+        self.max_handshaking = max_handshaking
+        self.max_handshaking_per_address = max_handshaking_per_address
         self.cluster_id = cluster_id
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -77,6 +107,10 @@ class Transport:
         self._peers: dict[int, str] = {p: a for p, a in peers.items() if p != node_id}
         self._links: dict[int, PeerLink] = {}
         self._inbound: set[InboundConnection] = set()
+        # Connections still handshaking, oldest first; connections by source address.
+        self._handshaking: dict[InboundConnection, None] = {}
+        self._by_source: Counter[str] = Counter()
+        self._handshaking_by_source: Counter[str] = Counter()
         self._lost_reported: set[int] = set()
         self._server: asyncio.Server | None = None
         self._stopped = False
@@ -186,14 +220,55 @@ class Transport:
             is_peer=self._peers.__contains__,
         )
 
-    def inbound_opened(self, conn: InboundConnection) -> None:
+    def inbound_opened(self, conn: InboundConnection) -> bool:
+        """Admit a new connection (True), or reset it: stopping, or over a limit."""
         if self._stopped:
             conn.close("node stopping")
-            return
+            return False
+        source = conn.source
+        if self._by_source[source] >= self.max_connections_per_address:
+            self.stats["closed.too_many_from_address"] += 1
+            if self.stats["closed.too_many_from_address"] % 100 == 1:
+                log.warning(
+                    "refusing connections from %s: %d open (the limit)",
+                    source,
+                    self._by_source[source],
+                )
+            conn.abort(rst=True)
+            return False
+        if self._handshaking_by_source[source] >= self.max_handshaking_per_address:
+            self._evict(next(c for c in self._handshaking if c.source == source))
+        if len(self._handshaking) >= self.max_handshaking:
+            self._evict(next(iter(self._handshaking)))
         self._inbound.add(conn)
+        self._by_source[source] += 1
+        self._handshaking[conn] = None
+        self._handshaking_by_source[source] += 1
+        return True
+
+    def _evict(self, conn: InboundConnection) -> None:
+        self.stats["closed.evicted"] += 1
+        if self.stats["closed.evicted"] % 100 == 1:
+            log.warning("too many connections in handshake: evicting the oldest (%s)", conn.who())
+        self._handshake_over(conn)
+        conn.abort(rst=True)
+
+    def _handshake_over(self, conn: InboundConnection) -> None:
+        if self._handshaking.pop(conn, False) is None:
+            self._handshaking_by_source[conn.source] -= 1
+            if self._handshaking_by_source[conn.source] <= 0:
+                del self._handshaking_by_source[conn.source]
+
+    def inbound_authenticated(self, conn: InboundConnection) -> None:
+        self._handshake_over(conn)
 
     def inbound_closed(self, conn: InboundConnection, remote_broke: bool) -> None:
-        self._inbound.discard(conn)
+        self._handshake_over(conn)
+        if conn in self._inbound:
+            self._inbound.discard(conn)
+            self._by_source[conn.source] -= 1
+            if self._by_source[conn.source] <= 0:
+                del self._by_source[conn.source]
         info = conn.info
         if remote_broke and info is not None and info.kind == "peer":
             self.link_broken(info.node_id)

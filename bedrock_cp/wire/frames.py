@@ -8,8 +8,13 @@ layer above (:mod:`bedrock_cp.protocol`), so adding an API never touches the wir
 
 A connection starts with a handshake: the connecting side sends
 :class:`Hello`; the acceptor answers :class:`Welcome` or :class:`Refused` (and
-closes). After it, a peer sends only :class:`RaftBatch` and a client only
-:class:`Request`; the acceptor answers requests with :class:`Response`.
+closes). With a shared secret or a token (``Hello.auth`` ``"secret"`` or
+``"token"``) two frames come between: the acceptor's :class:`Challenge` (its
+nonce and proof) and the connector's :class:`Proof` (see
+:mod:`bedrock_cp.auth.proof`). Under TLS the certificates authenticate both
+sides before the Hello. After the handshake, a peer sends only
+:class:`RaftBatch` and a client only :class:`Request`; the acceptor answers
+requests with :class:`Response`.
 """
 
 from __future__ import annotations
@@ -19,22 +24,30 @@ from typing import Final, Literal
 import msgspec
 
 #: Bumped on any incompatible change to the frames below.
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 
 class Hello(msgspec.Struct, tag="hello", array_like=True, frozen=True, gc=False):
     """First frame of the connecting side.
 
     ``kind="peer"`` is another coordinator that will send Raft traffic;
-    ``kind="client"`` sends requests and uses ``node_id`` 0. A client that does not
-    know the cluster yet (CLI discovery) sends an empty ``cluster_id``; the
-    :class:`Welcome` tells it which cluster it reached. Peers must always name it.
+    ``kind="client"`` sends requests: a client (``node_id`` 0) or a node calling
+    another node (its own ``node_id``). A client that does not know the cluster
+    yet (CLI discovery) sends an empty ``cluster_id``; the :class:`Welcome` tells
+    it which cluster it reached. Peers must always name it.
+
+    ``auth`` says how the connector proves itself: ``"tls"`` (its certificate),
+    ``"secret"`` (a node: the cluster secret), ``"token"`` (a client: the token
+    called ``name``) or ``"none"``; ``nonce`` is its fresh nonce for the last two.
     """
 
     protocol: int
     cluster_id: str
     node_id: int
     kind: Literal["peer", "client"]
+    auth: Literal["tls", "secret", "token", "none"] = "none"
+    name: str = ""
+    nonce: bytes = b""
 
 
 class Welcome(msgspec.Struct, tag="welcome", array_like=True, frozen=True, gc=False):
@@ -43,6 +56,21 @@ class Welcome(msgspec.Struct, tag="welcome", array_like=True, frozen=True, gc=Fa
     protocol: int
     cluster_id: str
     node_id: int
+
+
+class Challenge(msgspec.Struct, tag="challenge", array_like=True, frozen=True, gc=False):
+    """The acceptor's answer to a secret or token Hello: its fresh ``nonce``, its
+    ``node_id`` and its ``proof`` of the key over both nonces."""
+
+    nonce: bytes
+    node_id: int
+    proof: bytes
+
+
+class Proof(msgspec.Struct, tag="proof", array_like=True, frozen=True, gc=False):
+    """The connector's proof of the key over both nonces, after a :class:`Challenge`."""
+
+    proof: bytes
 
 
 class Refused(msgspec.Struct, tag="refused", array_like=True, frozen=True, gc=False):
@@ -75,7 +103,7 @@ class Response(msgspec.Struct, tag="resp", array_like=True, frozen=True, gc=Fals
     body: msgspec.Raw
 
 
-Frame = Hello | Welcome | Refused | RaftBatch | Request | Response
+Frame = Hello | Challenge | Proof | Welcome | Refused | RaftBatch | Request | Response
 
 
 class TransportError(msgspec.Struct, tag="transport_error", array_like=True, frozen=True, gc=False):

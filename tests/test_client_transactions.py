@@ -1,0 +1,246 @@
+"""The client's retry loop over a real in-process pipeline: unknown outcomes are
+never taken for "not committed", and an old layout is refreshed.
+
+The :class:`~bedrock_cp.client.Database` runs against the workers of
+:class:`~.dataplane_pipeline.Pipeline` through a dialer that can lose, delay or
+answer in place of a call, and a layout source the test controls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bedrock_cp.client import Database, ErrorCode, Transaction, TransactionError, errors
+from bedrock_cp.protocol import (
+    Commit,
+    Committed,
+    Failed,
+    GetReadVersion,
+    Layout,
+    ReadVersion,
+    Request,
+    Response,
+    StorageGet,
+    StorageTeam,
+    WorkerRef,
+)
+
+from .dataplane_pipeline import Pipeline, ref
+
+#: Given a call, an answer to give (or error to raise) instead of making it
+#: (None: make the call).
+Intercept = Callable[[WorkerRef, Request], Awaitable[Response | BaseException | None]]
+
+
+class Dialer:
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+        self.intercept: Intercept | None = None
+        self.commits: list[Commit] = []
+
+    async def connect(self, to: WorkerRef, timeout: float) -> None:  # noqa: ASYNC109
+        pass
+
+    async def call(self, to: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        if isinstance(body, Commit):
+            self.commits.append(body)
+        if self.intercept is not None and (answer := await self.intercept(to, body)) is not None:
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+        return await self.p.dialer.call(to, body, timeout)
+
+    async def close(self) -> None:
+        pass
+
+
+class Layouts:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.fetches = 0
+
+    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None:  # noqa: ASYNC109
+        self.fetches += 1
+        return self.layout
+
+    async def close(self) -> None:
+        pass
+
+
+async def _setup(tmp_path: Path) -> tuple[Pipeline, Dialer, Database]:
+    p = Pipeline(tmp_path, epoch=2)
+    await p.start()
+    dialer = Dialer(p)
+    return p, dialer, Database(Layouts(p.layout), dialer)
+
+
+async def _counter(db: Database) -> int:
+    async with db.transaction() as tr:
+        return int(await tr.get(b"counter") or b"0")
+
+
+async def _increment(db: Database, runs: list[int], **kwargs: object) -> Transaction:
+    async for tr in db.attempts(**kwargs):  # type: ignore[arg-type]
+        async with tr:
+            n = int(await tr.get(b"counter") or b"0")
+            runs.append(n)
+            tr.set(b"counter", str(n + 1).encode())
+    return tr
+
+
+async def test_a_commit_whose_answer_was_lost_is_found_and_not_run_again(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+    answered: list[Response] = []
+
+    async def lose_first_answer(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, Commit) and not answered:
+            answered.append(await p.dialer.call(to, body, 5.0))  # it commits ...
+            return TimeoutError("the answer was lost")  # ... but the client never hears
+        return None
+
+    dialer.intercept = lose_first_answer
+    runs: list[int] = []
+    tr = await _increment(db, runs)
+    assert runs == [0], "the block ran again after its commit"
+    assert isinstance(answered[0], Committed)
+    assert tr.committed_earlier and tr.committed_version == answered[0].version
+    assert await _counter(db) == 1
+    await p.close()
+
+
+async def test_a_commit_that_never_arrived_runs_again_once(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+
+    async def lose_first(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, Commit) and len(dialer.commits) == 1:
+            return ConnectionResetError("lost on the way")
+        return None
+
+    dialer.intercept = lose_first
+    runs: list[int] = []
+    tr = await _increment(db, runs)
+    assert runs == [0, 0] and not tr.committed_earlier
+    assert await _counter(db) == 1
+    assert len({c.idempotency_id for c in dialer.commits}) == 1  # one id for all attempts
+    await p.close()
+
+
+async def test_an_attempt_still_in_flight_and_its_retry_never_both_commit(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+    held: list[tuple[WorkerRef, Request]] = []
+    outcomes: list[Response] = []
+
+    async def delay_the_first(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if not isinstance(body, Commit):
+            return None
+        if not held:
+            held.append((to, body))  # delayed in the network: the client gives up on it
+            return TimeoutError("no answer yet")
+        if len(dialer.commits) == 2:
+            # The retry looked the id up (nothing yet) and ran its block; before its
+            # commit goes out, the first attempt lands and commits.
+            outcomes.append(await p.dialer.call(*held[0], 5.0))
+        return None
+
+    dialer.intercept = delay_the_first
+    runs: list[int] = []
+    tr = await _increment(db, runs)
+    assert runs == [0, 0]
+    assert isinstance(outcomes[0], Committed)
+    # The retry conflicted on the id; the next attempt found the first one's commit.
+    assert tr.committed_earlier and tr.committed_version == outcomes[0].version
+    assert await _counter(db) == 1, "two attempts of one transaction committed"
+    await p.close()
+
+
+async def test_without_idempotency_an_unknown_outcome_is_raised_not_retried(
+    tmp_path: Path,
+) -> None:
+    p, dialer, db = await _setup(tmp_path)
+
+    async def no_answer(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        return TimeoutError() if isinstance(body, Commit) else None
+
+    dialer.intercept = no_answer
+    runs: list[int] = []
+    with pytest.raises(TransactionError) as raised:
+        await _increment(db, runs, idempotent=False)
+    assert raised.value.code is ErrorCode.COMMIT_UNKNOWN_RESULT and raised.value.maybe_committed
+    assert runs == [0]
+    # A bare transaction has no id: it raises the unknown outcome to its caller.
+    with pytest.raises(TransactionError) as bare:
+        async with db.transaction() as tr:
+            tr.set(b"x", b"1")
+    assert bare.value.code == "commit_unknown_result" and bare.value.maybe_committed
+    await p.close()
+
+
+async def test_a_proxy_that_broke_after_pushing_is_an_unknown_outcome(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+
+    async def broke(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, Commit):
+            return Failed("commit_unknown_result", "broke after the push")
+        return None
+
+    dialer.intercept = broke
+    with pytest.raises(TransactionError) as bare:
+        async with db.transaction() as tr:
+            tr.set(b"x", b"1")
+    assert bare.value.code is ErrorCode.COMMIT_UNKNOWN_RESULT and bare.value.retryable
+    await p.close()
+
+
+async def test_version_too_old_against_an_old_layout_refreshes_it(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+    # The previous epoch's layout: its sequencer still answers (with a version
+    # from before the epoch change) and its replica no longer keeps that version.
+    old = Layout(
+        1,
+        0,
+        ref("old-seq", "sequencer"),
+        [ref("old-proxy", "commit_proxy")],
+        p.layout.resolvers,
+        [ref("old-log", "log")],
+        [StorageTeam(b"", b"\xff", [ref("old-ss", "storage")])],
+    )
+
+    async def old_epoch(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, GetReadVersion) and to.id == "old-seq":
+            return ReadVersion(1)
+        if isinstance(body, StorageGet) and to.id == "old-ss":
+            return Failed("version_too_old", "version 1 < oldest kept 5000000")
+        return None
+
+    dialer.intercept = old_epoch
+    db.layout = old
+    errors: list[str] = []
+    async for tr in db.attempts(max_attempts=3):
+        async with tr:
+            await tr.get(b"counter")
+        if tr.error is not None:
+            errors.append(tr.error.code)
+    assert tr.committed_version is not None, errors
+    assert errors == ["version_too_old"]
+    assert db.layout is p.layout
+    await p.close()
+
+
+def test_every_error_code_says_whether_to_retry_and_whether_it_may_have_committed() -> None:
+    assert [c for c in ErrorCode if c.maybe_committed] == [ErrorCode.COMMIT_UNKNOWN_RESULT]
+    assert {c for c in ErrorCode if not c.retryable} == {ErrorCode.INVALID, ErrorCode.INTERNAL}
+    # The table in the errors module's docstring is the documented list: it
+    # names every code, with the properties the code has.
+    documented = {
+        code: [flag.strip("*") == "yes" for flag in flags]
+        for code, *flags in re.findall(
+            r"^``(\w+)``\s+(\S+)\s+(\S+)\s+(\S+)$", errors.__doc__ or "", re.M
+        )
+    }
+    assert documented == {
+        str(c): [c.retryable, c.maybe_committed, c.refreshes_layout] for c in ErrorCode
+    }
