@@ -17,7 +17,7 @@ from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.director import Attempt, Director, Failed
 from bedrock_cp.director import director as director_module
 from bedrock_cp.director.context import RecoveryContext
-from bedrock_cp.director.phases import PHASES, vacancies
+from bedrock_cp.director.phases import PHASES, persist, vacancies
 from bedrock_cp.protocol import CommitBatch, Layout, Mutation, MutationKind, WorkerRef
 
 from .director_harness import (
@@ -172,6 +172,9 @@ async def test_a_lost_replica_is_replaced_by_one_filled_from_a_healthy_one(tmp_p
     for i in range(20):
         read = await cluster.call(new, protocol.StorageGet(new.id, b"k%02d" % i, version))
         assert read == protocol.Value(b"%d" % i, version)
+    # The system keys it serves came along too (the epoch key of every persist).
+    value, _ = storage_of(cluster, new)._engine.get(persist.EPOCH_KEY)
+    assert value is not None
     await eventually(lambda: not cluster.retiring)  # the lost one's record is done with
     task.cancel()
 

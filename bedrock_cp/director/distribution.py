@@ -44,6 +44,7 @@ from ..protocol import (
     StorageTeam,
     WorkerRef,
     Workers,
+    served_range,
 )
 from .context import STORAGE, NodeInfo, RecoveryContext, Superseded
 from .phases._calls import call_all, call_one
@@ -173,8 +174,9 @@ class Distribution:
         except Exception as exc:
             log.info("director: cannot create a storage replica on node %s: %s", node.node, exc)
             return
+        keys = served_range(team.begin, team.end)  # the system keys too, for the last team
         answer = await call_one(
-            ctx, target, StorageFill(target.id, ctx.epoch, source, team.begin, team.end), 2.0
+            ctx, target, StorageFill(target.id, ctx.epoch, source, keys.begin, keys.end), 2.0
         )
         if answer != Done():
             log.info("director: storage %s refused to be filled: %s", target.id, answer)
