@@ -152,12 +152,11 @@ class LogWorker:
         directory.mkdir(parents=True, exist_ok=True)
         self._state = statefile.load(self._state_path, LogState) or LogState()
         self._remove_strays()
-        # The chain held, in version order, from index _head on (those above
-        # _durable await their fsync); sizes are the encoded batches' bytes.
+        # The chain held, in version order (those above _durable await their
+        # fsync); sizes are the encoded batches' bytes.
         self._versions: list[int] = []
         self._batches: list[CommitBatch] = []
         self._sizes: list[int] = []
-        self._head = 0
         #: Closed generations still on disk: (generation, its last version).
         self._closed: list[tuple[int, int]] = []
         self._committed = 0
@@ -267,7 +266,7 @@ class LogWorker:
     @property
     def held(self) -> int:
         """How many batches the log holds in memory."""
-        return len(self._versions) - self._head
+        return len(self._versions)
 
     @property
     def generations(self) -> list[int]:
@@ -362,7 +361,7 @@ class LogWorker:
         if batch.version <= self._last:
             # A retry of a batch already here is acknowledged; anything else is a fork.
             # (Below the base nothing can be checked: refused too.)
-            i = bisect.bisect_left(self._versions, batch.version, lo=self._head)
+            i = bisect.bisect_left(self._versions, batch.version)
             if i == len(self._versions) or self._batches[i] != batch:
                 return Failed(
                     "invalid", f"batch {batch.version} is not the one logged (log at {self._last})"
@@ -472,7 +471,7 @@ class LogWorker:
             return failed
         if req.after < self._base:  # discarded while waiting
             return self._too_old(req.after)
-        start = bisect.bisect_right(self._versions, req.after, lo=self._head)
+        start = bisect.bisect_right(self._versions, req.after)
         end = bisect.bisect_right(self._versions, self._durable, lo=start)
         end = min(end, start + limit)
         stop, size = start, 0
@@ -524,15 +523,13 @@ class LogWorker:
         floor = min(min(self._replicas.values()), self._durable)
         if floor <= self._base:
             return
-        stop = bisect.bisect_right(self._versions, floor, lo=self._head)
-        if stop > self._head:
+        stop = bisect.bisect_right(self._versions, floor)
+        if stop:
             self._base = self._versions[stop - 1]
-            self._head = stop
-            if self._head > 1024 and self._head * 2 > len(self._versions):
-                del self._versions[: self._head]
-                del self._batches[: self._head]
-                del self._sizes[: self._head]
-                self._head = 0
+            # Let go of the batches at once (they may be megabytes each).
+            del self._versions[:stop]
+            del self._batches[:stop]
+            del self._sizes[:stop]
         if self._closed and self._closed[0][1] <= self._base and self._discarding is None:
             self._discarding = asyncio.get_running_loop().create_task(
                 self._discard_generations(), name=f"log-discard-{self.ref.id}"
@@ -574,7 +571,7 @@ class LogWorker:
         )
         if failed := self._unavailable():
             return failed
-        oldest = self._versions[self._head] if self.held else 0
+        oldest = self._versions[0] if self._versions else 0
         progress = [ReplicaProgress(r, v) for r, v in sorted(self._replicas.items())]
         return LogLocked(oldest, self._last, self._durable, progress)
 
@@ -694,7 +691,6 @@ class LogWorker:
         self._versions = [b.version for b in batches]
         self._batches = list(batches)
         self._sizes = [len(d) for d in datas]
-        self._head = 0
         self._closed = closed
         self._next_index = next_index
         self._generation_size = size
