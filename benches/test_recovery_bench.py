@@ -14,7 +14,7 @@ durable (the database at rest).
   replica on every node) and one transaction committed. ``extra_info`` holds
   p50 and max (20 samples: no p99), the mean duration of every recovery phase
   of the epochs that followed the kills, and the disk used by the nodes' data
-  directories after the trials.
+  directories and the nodes' memory (RSS) after the trials.
 - ``test_disk_after_20_failovers_of_64_mib``: the 64 MiB cluster after 20
   such failovers (run here if the recovery bench did not): the timed interval
   is one walk of the data directories; ``extra_info`` has the bytes used per
@@ -33,6 +33,7 @@ import signal
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +63,17 @@ def runner() -> Iterator[asyncio.Runner]:
 def value_of(key: bytes) -> bytes:
     seed = hashlib.sha256(key).digest()
     return (seed * (VALUE_SIZE // len(seed) + 1))[:VALUE_SIZE]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 class _Rig:
@@ -183,6 +195,7 @@ class _Rig:
             "logical_bytes": logical,
             "budget_bytes": 3 * logical + 16 * MIB * len(used),
             "failovers": self.failovers,
+            "rss_mb_per_node": {n: _rss_mb(p.pid) for n, p in self.cluster.procs.items()},
         }
 
     async def close(self) -> None:
