@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import signal
 import statistics
 import time
@@ -40,6 +41,7 @@ import pytest
 import uvloop
 
 from bedrock_cp import protocol
+from bedrock_cp.auth.config import Mode
 from bedrock_cp.client import Client, Database, open_database
 from bedrock_cp.cluster import LocalCluster
 from tests.clusters import eventually, node_caller, recovered
@@ -49,6 +51,9 @@ from .cluster_sides import percentiles
 
 TRIALS = 20
 FAILOVERS = 20
+#: The clusters' authentication (``tls`` by default; ``none`` to compare with runs
+#: made before authentication existed).
+AUTH: Mode = "none" if os.environ.get("BEDROCK_BENCH_AUTH") == "none" else "tls"
 VALUE_SIZE = 100_000
 WRITERS = 16
 MIB = 1 << 20
@@ -83,7 +88,7 @@ class _Rig:
         self.runner = runner
         self.size = size
         self.keys = 0
-        self.cluster = LocalCluster(3)
+        self.cluster = LocalCluster(3, auth=AUTH)
         self.client: Client | None = None
         self.db: Database | None = None
         self.killed: int | None = None
