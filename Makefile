@@ -9,7 +9,7 @@ CARGO ?= cargo
 # versions pinned in constraints.txt; `make lock` refreshes them.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test chaos bench wheels setup native python lint rust-test pytest clean lock
+.PHONY: demo test chaos bench soak wheels setup native python lint rust-test pytest clean lock version
 
 ## demo: set up, then run the main job
 demo: setup
@@ -49,8 +49,16 @@ lint: $(BIN)/.deps
 	$(BIN)/python -m mypy.stubtest bedrock_cp_native --allowlist native/stubtest-allowlist.txt
 
 # The binding crate is a cdylib for Python; it is exercised by pytest, not cargo test.
+# The randomized schedules run their fixed seeds plus a fresh random base (printed).
 rust-test:
 	cd native && $(CARGO) test --locked --workspace --exclude bedrock-cp-native
+
+## soak: 100,000 randomized schedules (crashes, power losses, partitions; not part of `make test`)
+SOAK_FIXED ?= 20000
+SOAK_FRESH ?= 80000
+soak:
+	cd native && RAFT_SEEDS=$(SOAK_FIXED) RAFT_FRESH=$(SOAK_FRESH) $(CARGO) test --release \
+		-p bedrock-raft-harness --test randomized -- --nocapture
 
 pytest:
 	$(BIN)/pytest
@@ -61,12 +69,20 @@ chaos: setup
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_RUNS=$${CHAOS_RUNS:-3} \
 		$(BIN)/pytest tests/test_chaos.py -v -rA
 
-## bench: pytest-benchmark suites (installs etcd, the cluster benches' peer); JSON in benches/results/
+## bench: pytest-benchmark suites; JSON in benches/results/ (the cluster benches need etcd beside ours)
 bench: setup
-	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	@command -v etcd >/dev/null || { echo "make bench: etcd is not installed; the cluster benches run it beside ours." >&2; \
+		echo "  Debian/Ubuntu: sudo apt-get install etcd-server etcd-client" >&2; exit 1; }
 	mkdir -p benches/results
 	$(BIN)/pytest benches -p no:randomly --benchmark-only \
 		--benchmark-json=benches/results/latest.json
+
+## version: set the version (bedrock_cp/_version.py, the one source, and native/Cargo.toml): make version V=0.2.0
+version:
+	@test -n "$(V)" || { echo "usage: make version V=x.y.z" >&2; exit 2; }
+	sed -i 's/^__version__ = ".*"/__version__ = "$(V)"/' bedrock_cp/_version.py
+	sed -i '0,/^version = ".*"/s//version = "$(V)"/' native/Cargo.toml
+	cd native && $(CARGO) update --workspace --quiet
 
 ## wheels: both wheels from their sdists into dist/, installed and imported in a fresh venv
 wheels:

@@ -1,4 +1,5 @@
-"""Builds the Cython extensions of bedrock_cp (everything else is in pyproject.toml).
+"""Builds the Cython extensions of bedrock_cp, and gives the version and the
+runtime requirements from their one source (everything else is in pyproject.toml).
 
 Switches (environment variables), after uvloop's build_ext options:
   BEDROCK_CYTHON_ANNOTATE=1   write the HTML annotation next to each .pyx
@@ -7,6 +8,8 @@ Switches (environment variables), after uvloop's build_ext options:
 """
 
 import os
+import re
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -41,4 +44,25 @@ def extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=extensions())
+def version() -> str:
+    """The one source of the version: bedrock_cp/_version.py."""
+    text = (Path(__file__).parent / "bedrock_cp" / "_version.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    if match is None:
+        raise SystemExit("bedrock_cp/_version.py does not define __version__")
+    return match.group(1)
+
+
+VERSION = version()
+# Runtime requirements: ranges for users, except the native wheel, which must be
+# exactly this version (checked again at import). cryptography: `bedrock-cp certs
+# init` (and every local cluster) makes the CA and certificates in-process, the
+# same on every platform.
+DEPENDENCIES = [
+    f"bedrock-cp-native=={VERSION}",
+    "cryptography>=42,<60",
+    "msgspec>=0.18,<1",
+    "uvloop>=0.19,<1",
+]
+
+setup(version=VERSION, install_requires=DEPENDENCIES, ext_modules=extensions())

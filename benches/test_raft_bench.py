@@ -21,7 +21,7 @@ def _group(tmp_path: Path) -> tuple[LocalGroup, int]:
 
 def test_propose_commit_latency_3_nodes(benchmark: Any, tmp_path: Path) -> None:
     group, leader = _group(tmp_path)
-    node = group.members[leader].node
+    node = group.members[leader].consensus
 
     def one() -> None:
         index = node.propose(b"v" * 64)
@@ -34,7 +34,7 @@ def test_propose_commit_latency_3_nodes(benchmark: Any, tmp_path: Path) -> None:
 
 def test_propose_commit_throughput_3_nodes(benchmark: Any, tmp_path: Path) -> None:
     group, leader = _group(tmp_path)
-    node = group.members[leader].node
+    node = group.members[leader].consensus
     batch = 256
 
     def many() -> None:

@@ -34,9 +34,11 @@ from bedrock_cp.coordinator import (
     encode_proposal,
 )
 from bedrock_cp.coordinator.limits import MAX_NAME_LEN, MAX_SERVICES_PER_COMMAND
+from bedrock_cp.coordinator.service import Coordinator
 from bedrock_cp.coordinator.writes import write_proposal, write_reply
 from bedrock_cp.protocol import RetiredWorker, Service
 from bedrock_cp.wire import WireError
+from bedrock_cp_native import Snapshot
 
 
 def enc(command: Command, client_id: int = 0, seq: int = 0) -> bytes:
@@ -597,3 +599,16 @@ def test_write_requests_become_proposals_the_state_applies() -> None:
         assert isinstance(f.raw(encode_proposal(write_proposal(request, 57, "me"))), Applied)
     assert [r.id for r in f.state.services()] == ["b"] and not f.state.coordinators
     assert f.state.config.storage_replacement_s == 5
+
+
+def test_a_snapshot_holding_the_state_of_another_index_is_refused() -> None:
+    """A snapshot labelled S must hold the state at S: applying b+1..S would
+    otherwise be skipped on that replica, silently."""
+    state = CoordinatorState()
+    for index in range(1, 6):
+        state.apply_noop(index)
+    mislabelled = Snapshot(9, 1, [1, 2, 3], state.snapshot())
+    with pytest.raises(SnapshotError, match="labelled index 9 holds the state at index 5"):
+        Coordinator._checked_restore(mislabelled)
+    right = Snapshot(5, 1, [1, 2, 3], state.snapshot())
+    assert Coordinator._checked_restore(right).digest() == state.digest()

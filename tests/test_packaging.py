@@ -43,3 +43,18 @@ def test_exception_hierarchy() -> None:
     assert issubclass(n.NativePanicError, n.NativeError)
     # A native panic must be catchable as an ordinary Exception (unlike pyo3's PanicException).
     assert issubclass(n.NativePanicError, Exception)
+
+
+def test_the_version_has_one_source_and_the_native_crate_follows_it() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cargo = tomllib.loads((root / "native" / "Cargo.toml").read_text())
+    assert cargo["workspace"]["package"]["version"] == bedrock_cp.__version__
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "dependencies" not in project
+    assert set(project["dynamic"]) == {"version", "dependencies"}
+    setup = (root / "setup.py").read_text()
+    assert re.search(r'f"bedrock-cp-native==\{VERSION\}"', setup)

@@ -9,6 +9,7 @@ import pytest
 from bedrock_cp_native import (
     Entry,
     HardState,
+    MemDisk,
     Wal,
     WalCorruptError,
     WalError,
@@ -52,12 +53,13 @@ def test_foreign_cluster_and_node_are_refused_by_name(tmp_path: Path) -> None:
 def test_a_flipped_bit_in_a_middle_record_refuses_to_open(tmp_path: Path) -> None:
     wal = Wal.open(tmp_path, "c", 1)
     wal.append(_entries(1, 50))
+    wal.append(_entries(51, 1))  # a later write: the damage is not in the last one
     wal.close()
     segments = sorted(p for p in tmp_path.iterdir() if p.suffix == ".wal")
     assert segments, "no segment file found"
     seg = segments[0]
     raw = bytearray(seg.read_bytes())
-    pos = len(raw) // 2
+    pos = len(raw) // 3
     raw[pos] ^= 0x10
     seg.write_bytes(bytes(raw))
     with pytest.raises(WalCorruptError) as err:
@@ -66,9 +68,10 @@ def test_a_flipped_bit_in_a_middle_record_refuses_to_open(tmp_path: Path) -> Non
     assert "offset" in str(err.value)
 
 
-def test_a_torn_tail_is_truncated_and_earlier_records_survive(tmp_path: Path) -> None:
+def test_a_torn_last_write_is_cut_off_and_earlier_ones_survive(tmp_path: Path) -> None:
     wal = Wal.open(tmp_path, "c", 1)
-    wal.append(_entries(1, 10))
+    wal.append(_entries(1, 9))
+    wal.append(_entries(10, 1))
     wal.close()
     seg = sorted(p for p in tmp_path.iterdir() if p.suffix == ".wal")[-1]
     seg.write_bytes(seg.read_bytes()[:-3])
@@ -99,6 +102,25 @@ def test_non_consecutive_entries_are_refused(tmp_path: Path) -> None:
 def test_entry_kind_is_validated() -> None:
     with pytest.raises(ValueError, match="normal"):
         Entry(1, 1, b"", kind="bogus")  # type: ignore[arg-type]
+
+
+def test_unsynced_writes_are_lost_on_power_loss_and_synced_ones_kept(tmp_path: Path) -> None:
+    disk = MemDisk()
+    synced = Wal.open(tmp_path / "a", "c", 1, disk=disk)
+    unsynced = Wal.open(tmp_path / "b", "c", 1, disk=disk, sync=False)
+    for w in (synced, unsynced):
+        w.append(_entries(1, 20))
+    disk.power_loss(7)
+    synced.close()
+    unsynced.close()
+    _, _, kept = Wal.open(tmp_path / "a", "c", 1, disk=disk).take_recovered()
+    assert [e.index for e in kept] == list(range(1, 21))
+    # Without fsync nothing was durable, not even the directory entries.
+    try:
+        _, _, left = Wal.open(tmp_path / "b", "c", 1, disk=disk).take_recovered()
+    except WalError:  # a segment whose header never reached the disk
+        left = []
+    assert len(left) < 20
 
 
 def test_a_wal_directory_is_locked_while_open(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def _run(base: Path, nodes: int, writes: int, as_json: bool, sync: bool) -> int:
     leader = group.wait_for_leader()
     report["first_leader"] = leader
     report["election_ticks"] = group.ticks
-    _say(as_json, f"  leader elected: node {leader} (term {group.members[leader].node.term})")
+    _say(as_json, f"  leader elected: node {leader} (term {group.members[leader].consensus.term})")
 
     acknowledged: dict[int, bytes] = {}
     lat: list[float] = []

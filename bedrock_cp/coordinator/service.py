@@ -20,9 +20,16 @@ to :class:`~bedrock_cp.coordinator.state.CoordinatorState`, and client requests
   waiter is woken when a ``StoreLayout`` (or a snapshot) changes the layout, or
   answered with the current layout when its wait ends. Waiters are bounded
   (:data:`MAX_LAYOUT_WATCHERS`) and fail as retryable when leadership is lost.
-- **Membership**: adding a coordinator commits its address, then the Raft
-  configuration change; removing one does the reverse. A leader asked to remove
-  itself first hands leadership to the most up-to-date voter.
+- **Membership**: adding a coordinator commits its address, then adds it as a
+  Raft *learner* (it receives the log but does not count toward a quorum), waits
+  until its log is within :data:`CATCH_UP_DISTANCE` entries of the leader's (at
+  most ``learner_catch_up_s``; if it never gets there it stays a learner and the
+  reply says so), and only then promotes it to voter — so adding a coordinator
+  that must first copy a large state never lowers fault tolerance. Removing one
+  does the reverse. A leader asked to remove itself first hands leadership to
+  the most up-to-date voter.
+- **Snapshots** from the leader are checked: the state they hold must be the
+  state at their index, or the node stops.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any, Protocol
 
 from .. import protocol as api
 from .._native import native
-from ..raft.runner import RaftRunner
+from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
 from .commands import (
     BeginEpoch,
     ForgetRetired,
@@ -51,7 +58,7 @@ from .commands import (
 )
 from .results import Applied, ApplyResult
 from .results import Rejected as ApplyRejected
-from .state import CoordinatorState
+from .state import CoordinatorState, SnapshotError
 from .writes import write_proposal, write_reply
 
 log = logging.getLogger("bedrock_cp.coordinator")
@@ -62,6 +69,10 @@ _NO_SESSION = 0
 MAX_LAYOUT_WATCHERS = 10_000
 #: Longest a ``WatchLayout`` waits before answering with the current layout.
 MAX_LAYOUT_WAIT_MS = 30_000
+#: A learner this close to the leader's last index is promoted to voter.
+CATCH_UP_DISTANCE = 100
+#: How long a new coordinator may take to catch up as a learner, by default.
+LEARNER_CATCH_UP_S = 30.0
 
 
 class Network(Protocol):
@@ -100,12 +111,12 @@ class Coordinator:
         node_id: int,
         address: str,
         configured: Mapping[int, str],
-        node: native.RaftNode,
-        wal: native.Wal,
+        consensus: native.Consensus,
         network: Network,
         tick_interval: float,
-        snapshot: native.Snapshot | None = None,
         compact_every: int = 10_000,
+        compact_bytes: int = DEFAULT_COMPACT_BYTES,
+        learner_catch_up_s: float = LEARNER_CATCH_UP_S,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
@@ -115,16 +126,16 @@ class Coordinator:
         self.configured = dict(configured)
         self.network = network
         self.wall_clock_ms = wall_clock_ms
-        if snapshot is not None:
-            self.state = CoordinatorState.restore(snapshot.data)
-        else:
-            self.state = CoordinatorState()
+        self.tick_interval = tick_interval
+        self.learner_catch_up_s = learner_catch_up_s
+        snapshot = consensus.recovered_snapshot
+        self.state = CoordinatorState() if snapshot is None else self._checked_restore(snapshot)
         self.runner = RaftRunner(
-            node,
-            wal,
+            consensus,
             self,
             tick_interval=tick_interval,
             compact_every=compact_every,
+            compact_bytes=compact_bytes,
             executor=executor,
         )
         self.runner.applied_index = self.state.applied_index
@@ -202,8 +213,19 @@ class Coordinator:
                 self.epoch_listener.directory_changed()
         self._release_applied(index)
 
+    @staticmethod
+    def _checked_restore(snapshot: native.Snapshot) -> CoordinatorState:
+        """The state a snapshot holds, refused unless it is the state at its index."""
+        state = CoordinatorState.restore(snapshot.data)
+        if state.applied_index != snapshot.index:
+            raise SnapshotError(
+                f"snapshot labelled index {snapshot.index} holds the state at index "
+                f"{state.applied_index}"
+            )
+        return state
+
     def restore(self, snapshot: native.Snapshot) -> None:
-        self.state = CoordinatorState.restore(snapshot.data)
+        self.state = self._checked_restore(snapshot)
         self._update_peers()
         self._release_applied(snapshot.index)
         self._wake_layout_waiters()
@@ -219,7 +241,7 @@ class Coordinator:
         self.role = role
         if role == "leader":
             if not was_leader:
-                self.leader_term = self.runner.node.term
+                self.leader_term = self.runner.consensus.term
                 self.readiness = "waiting_consensus"
                 log.info("node %d leads term %d", self.node_id, self.leader_term)
         else:
@@ -324,7 +346,7 @@ class Coordinator:
     def ping(self) -> api.PingReply:
         return api.PingReply(
             self.node_id,
-            self.runner.node.term,
+            self.runner.consensus.term,
             self.state.epoch,
             self.leader_id,
             self.advertised_address(self.leader_id),
@@ -332,7 +354,7 @@ class Coordinator:
         )
 
     def node_status(self) -> api.NodeStatusReply:
-        st = self.runner.node.status()
+        st = self.runner.consensus.status()
         return api.NodeStatusReply(
             self.node_id,
             self.address,
@@ -349,6 +371,7 @@ class Coordinator:
             if self.recovery_status is not None
             else {"state": "none", "epoch": self.state.epoch},
             {v: self.advertised_address(v) for v in st["voters"]},
+            st["forged_dropped"],
         )
 
     # -- layout watches ----------------------------------------------------------------------
@@ -400,7 +423,7 @@ class Coordinator:
         except native.ProposalDroppedError as exc:
             raise _Retry(api.Unavailable(f"{exc}; retry")) from None
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self._writes[index] = (self.runner.node.term, fut)
+        self._writes[index] = (self.runner.consensus.term, fut)
         return await fut
 
     async def _conf_change(self, kind: str, node_id: int) -> None:
@@ -419,15 +442,50 @@ class Coordinator:
         await fut
 
     def voters(self) -> list[int]:
-        return self.runner.node.status()["voters"]
+        return self.runner.consensus.status()["voters"]
+
+    def learners(self) -> list[int]:
+        return self.runner.consensus.status()["learners"]
 
     async def _add_coordinator(self, body: api.AddCoordinator) -> api.Response:
         result = await self._commit(write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
         if isinstance(result, ApplyRejected):
             return write_reply(result)
-        if body.id not in self.voters():
-            await self._conf_change("add", body.id)
+        if body.id in self.voters():
+            return api.WriteOk(self.state.applied_index, None)
+        if body.id not in self.learners():
+            await self._conf_change("add_learner", body.id)
+        if not await self._caught_up(body.id):
+            return api.Unavailable(
+                f"coordinator {body.id} did not catch up within {self.learner_catch_up_s:g} s "
+                "(is it running and reachable?); it stays a learner, which does not count "
+                "toward a quorum: retry AddCoordinator to promote it, or remove it"
+            )
+        await self._conf_change("add", body.id)
         return api.WriteOk(self.state.applied_index, None)
+
+    async def _caught_up(self, node_id: int) -> bool:
+        """Wait (bounded) until learner ``node_id`` is within CATCH_UP_DISTANCE of our log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.learner_catch_up_s
+        while True:
+            if self.role != "leader":
+                raise _Retry(self._not_leader())
+            st = self.runner.consensus.status()
+            matched = next((p["match"] for p in st["progress"] if p["id"] == node_id), 0)
+            # It holds everything up to our snapshot (no snapshot transfer left)
+            # and is at most CATCH_UP_DISTANCE entries behind.
+            if (
+                matched > 0
+                and matched >= st["first_index"] - 1
+                and matched + CATCH_UP_DISTANCE >= st["last_index"]
+            ):
+                return True
+            if loop.time() >= deadline:
+                return False
+            # Progress is only visible through the core's status: poll it, a few
+            # ticks apart.
+            await asyncio.sleep(4 * self.tick_interval)
 
     async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.Response:
         # Only the leader's view of the membership counts: a follower still
@@ -435,15 +493,18 @@ class Coordinator:
         if self.role != "leader":
             raise _Retry(self._not_leader())
         if body.id == self.node_id:
+            if self.voters() == [self.node_id]:
+                return api.Rejected("cannot remove the only coordinator")
             target = self._best_successor()
             if target is None:
-                return api.Rejected("cannot remove the only coordinator")
+                # The core already stepped down; this node hears of it with its next Ready.
+                raise _Retry(api.Unavailable("leadership is changing; retry"))
             self.runner.transfer_leader(target)
             raise _Retry(
                 api.Unavailable(f"handing leadership to node {target} before removing {body.id}")
             )
-        if body.id in self.voters():
-            if len(self.voters()) == 1:
+        if body.id in self.voters() or body.id in self.learners():
+            if self.voters() == [body.id]:
                 return api.Rejected("cannot remove the only coordinator")
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
@@ -452,7 +513,8 @@ class Coordinator:
         return api.WriteOk(self.state.applied_index, None)
 
     def _best_successor(self) -> int | None:
-        progress = self.runner.node.status()["progress"]
+        st = self.runner.consensus.status()
+        progress = [p for p in st["progress"] if p["id"] in st["voters"]]
         best: tuple[int, int] | None = None
         for p in progress:
             if p["id"] == self.node_id:

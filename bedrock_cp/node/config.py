@@ -10,6 +10,7 @@ data_dir = "/var/lib/bedrock/1"
 listen = "127.0.0.1:7001"
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
+snapshot_bytes = 67108864   # or bytes of entries applied, whichever comes first
 capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 idempotency_retention_ms = 60000    # how long commit proxies here keep idempotency records
 
@@ -90,6 +91,7 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     join: bool = False
     fsync: bool = True
     snapshot_every: int = 10_000
+    snapshot_bytes: int = 64 * 1024 * 1024
     timers: Timers = Timers()
     log_level: str = "info"
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
@@ -117,6 +119,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             )
         if self.snapshot_every < 1:
             raise ConfigError(f"snapshot_every must be >= 1, not {self.snapshot_every}")
+        if self.snapshot_bytes < 1:
+            raise ConfigError(f"snapshot_bytes must be >= 1, not {self.snapshot_bytes}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f"log_level must be debug, info, warning or error, not {self.log_level!r}"
@@ -198,6 +202,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"join = {'true' if cfg.join else 'false'}",
         f"fsync = {'true' if cfg.fsync else 'false'}",
         f"snapshot_every = {cfg.snapshot_every}",
+        f"snapshot_bytes = {cfg.snapshot_bytes}",
         f'log_level = "{cfg.log_level}"',
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
         f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",

@@ -15,7 +15,8 @@ the Gateway's cache, and every worker request to the worker it names (unknown:
 The seams of the deterministic simulation (DESIGN §1) are explicit here: time
 is the running loop's clock, randomness comes from ``rng``, the network is any
 object with the :class:`~bedrock_cp.coordinator.service.Network` shape (built by
-``network_factory``), and the disk is the WAL directory.
+``network_factory``), and the disk is the WAL directory — on the real file
+system, or on a :class:`~bedrock_cp_native.MemDisk` that can lose power.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import concurrent.futures
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,10 @@ class NodeCredentials:
 
     acceptor: AcceptorAuth
     connector: ConnectorAuth
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def load_credentials(config: NodeConfig) -> NodeCredentials:
@@ -132,7 +138,7 @@ class Node:
         self.dialer: Caller | None = None
         self.recovery: DirectorHost | None = None
         self.authority = Authority(epoch=self._known_epoch, directory=self._directory)
-        self._wal: native.Wal | None = None
+        self._consensus: native.Consensus | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
         self.fatal: BaseException | None = None
@@ -149,6 +155,7 @@ class Node:
         worker_factories: Mapping[str, WorkerFactory] | None = None,
         role_factories: Mapping[str, RoleFactory] | None = None,
         gateway_caller: CoordinatorCaller | None = None,
+        disk: native.MemDisk | None = None,
     ) -> Node:
         """Open the WAL, restore the state, start the network and the Raft loop,
         boot the Foreman's workers and start the Gateway.
@@ -160,7 +167,8 @@ class Node:
         ``config.capabilities`` lists (a kind missing from the registry is a
         ConfigError). The Gateway calls coordinators through ``gateway_caller``;
         without one it runs over TCP when the network is TCP, and not at all on
-        another network (the simulator has no client connections).
+        another network (the simulator has no client connections). ``disk`` puts
+        the coordinator's WAL on an in-memory disk (simulation, power-loss tests).
         """
         rng = rng or random.Random()
         self = cls(config)
@@ -186,23 +194,27 @@ class Node:
         if gateway_caller is None and network_factory is tcp_network:
             gateway_caller = Caller(config.cluster, auth=credentials.connector, node_id=config.id)
         wal_dir = Path(config.data_dir) / "raft"
-        # Opening reads every segment: keep it off the event loop.
-        wal = await loop.run_in_executor(
-            executor, lambda: native.Wal.open(wal_dir, config.cluster, config.id, sync=config.fsync)
-        )
-        self._wal = wal
-        try:
-            snapshot = wal.recovered_snapshot
-            voters = [] if config.join else sorted(config.coordinator_map())
-            timers = config.timers
-            raft = native.RaftNode(
+        voters = [] if config.join else sorted(config.coordinator_map())
+        timers = config.timers
+        seed = rng.getrandbits(63)
+
+        def open_consensus() -> native.Consensus:
+            return native.Consensus.open(
+                wal_dir,
+                config.cluster,
                 config.id,
                 voters,
-                wal,
+                disk=disk,
+                sync=config.fsync,
                 election_tick=timers.election_ticks,
                 heartbeat_tick=timers.heartbeat_ticks,
-                seed=rng.getrandbits(63),
+                seed=seed,
             )
+
+        # Opening scans every segment: keep it off the event loop.
+        consensus = await loop.run_in_executor(executor, open_consensus)
+        self._consensus = consensus
+        try:
             callbacks = NetworkCallbacks(self._on_raft, self._on_peer_lost, self._on_request)
             network = network_factory(config, callbacks, credentials)
             self.network = network
@@ -210,14 +222,13 @@ class Node:
                 node_id=config.id,
                 address=config.listen,
                 configured=config.coordinator_map(),
-                node=raft,
-                wal=wal,
+                consensus=consensus,
                 network=network,
                 tick_interval=timers.tick_ms / 1000,
-                snapshot=snapshot,
                 compact_every=config.snapshot_every,
+                compact_bytes=config.snapshot_bytes,
                 executor=executor,
-                **({"wall_clock_ms": wall_clock_ms} if wall_clock_ms else {}),
+                wall_clock_ms=wall_clock_ms or _wall_clock_ms,
             )
             coordinator.runner.on_fatal = self._on_fatal
             self.coordinator = coordinator
@@ -260,7 +271,7 @@ class Node:
                 await self.foreman.stop()
             if gateway_caller is not None:
                 await gateway_caller.close()
-            wal.close()
+            consensus.close()
             raise
         log.info("node %d started on %s (cluster %r)", config.id, config.listen, config.cluster)
         return self
@@ -285,8 +296,8 @@ class Node:
             if self.dialer is not None:
                 await self.dialer.close()
         finally:
-            if self._wal is not None:
-                self._wal.close()
+            if self._consensus is not None:
+                self._consensus.close()
             self._stopped.set()
             log.info("node %d stopped", self.id)
 
@@ -294,16 +305,24 @@ class Node:
         """Stop at once, as kill -9 would: no clean shutdown of anything.
 
         What the WAL wrote stays (a crash loses only what was never written);
-        the simulator uses this to crash nodes.
+        the simulator uses this to crash nodes. A WAL write in flight on the WAL
+        thread finishes there, unseen (as a killed process's last write may
+        still reach the disk): the WAL's files are released once it is done
+        (``closed``), never while it runs.
         """
         self._stopping = True
         if self.gateway is not None:
             self.gateway.abort()
         if self.coordinator is not None:
             self.coordinator.runner.abort()
-        if self._wal is not None:
-            self._wal.close()
+        if self._consensus is not None:
+            self._consensus.close()
         self._stopped.set()
+
+    @property
+    def closed(self) -> bool:
+        """True once the node's WAL files are released (after stop or abort)."""
+        return self._consensus is None or self._consensus.closed
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -317,7 +336,8 @@ class Node:
         runner = coordinator.runner
         for data in messages:
             try:
-                runner.step(data)
+                if not runner.step(data, peer):
+                    log.debug("dropped a raft message on node %d's connection: forged sender", peer)
             except native.MessageDecodeError as exc:
                 log.warning("dropped an undecodable raft message from node %d: %s", peer, exc)
             except native.RaftError as exc:

@@ -202,6 +202,9 @@ class NodeStatusReply(Body, tag="status_reply"):
     #: The voting coordinators this node knows, id -> advertised address, so
     #: clients learn membership changes.
     members: dict[int, str] = {}  # noqa: RUF012 - msgspec copies a mutable default per instance
+    #: Raft messages dropped because their sender was not the peer the
+    #: connection authenticated.
+    raft_forged_dropped: int = 0
 
 
 class ServicesReply(Body, tag="services"):

@@ -1,16 +1,24 @@
-"""The asyncio driver of one native Raft node: ticks, the Ready loop, persistence.
+"""The asyncio driver of one node's :class:`~bedrock_cp_native.Consensus`.
 
-One task owns the node. It delivers ticks on a fixed grid (``_timers.TickClock``)
-and runs every Ready through the contract of :mod:`bedrock_cp.raft.driver`:
+One task owns the Ready loop. Ticks are delivered on a fixed grid
+(``_timers.TickClock``), and every Ready goes through the contract of
+:mod:`bedrock_cp.raft.driver`, which the native object enforces:
 
-1. **persist** — entries and term/vote are fsync'd on a dedicated WAL thread
-   (the GIL is released during the write), so the event loop keeps receiving
-   messages and proposals meanwhile; they go into the *next* Ready, which is how
-   many proposals share one fsync (group commit). A commit-only change needs no
-   fsync and is written inline;
-2. **send** the Ready's messages — only after step 1 returned;
+1. **persist** — ``Consensus.persist`` writes entries and term/vote with an
+   fsync on a dedicated WAL thread (the GIL is released), so the event loop
+   keeps stepping messages and taking proposals meanwhile; they go into the
+   *next* Ready, which is how many proposals share one fsync (group commit).
+   A Ready that needs no fsync is persisted inline. The messages exist only
+   in what ``persist`` returns: nothing can be sent before it is durable;
+2. **send** those messages;
 3. **apply** the snapshot (if any) and the committed entries, in order;
-4. **advance** the node.
+4. **advance**, then release confirmed reads (the host waits for their index
+   to be applied).
+
+Compaction: once ``compact_every`` entries or ``compact_bytes`` bytes were
+applied since the last snapshot, the host's state is snapshotted at exactly
+the index it applied (the core refuses any other, and while a snapshot from
+the leader is being installed).
 
 Time is the running loop's clock (``loop.time()``), so the deterministic
 simulator drives this same code on a virtual clock.
@@ -29,6 +37,9 @@ from .._native import native
 from .._timers import TickClock
 
 log = logging.getLogger("bedrock_cp.raft")
+
+#: Default bytes of applied entries between two compactions.
+DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
 
 
 class RaftHost(Protocol):
@@ -54,29 +65,33 @@ class RaftHost(Protocol):
 
 
 class RaftRunner:
-    """Owns a :class:`~bedrock_cp_native.RaftNode` and its WAL on the event loop."""
+    """Drives a :class:`~bedrock_cp_native.Consensus` on the event loop."""
 
     def __init__(
         self,
-        node: native.RaftNode,
-        wal: native.Wal,
+        consensus: native.Consensus,
         host: RaftHost,
         *,
         tick_interval: float,
         compact_every: int = 10_000,
+        compact_bytes: int = DEFAULT_COMPACT_BYTES,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
-        self.node = node
-        self.wal = wal
+        self.consensus = consensus
         self.host = host
         self.tick_interval = tick_interval
         self.compact_every = compact_every
+        self.compact_bytes = compact_bytes
+        #: Index the host has applied (entries and restored snapshots).
         self.applied_index = 0
+        #: Index of the latest snapshot (local or from the leader).
         self.snapshot_index = 0
+        #: Bytes of entry data applied since that snapshot.
+        self.bytes_since_snapshot = 0
         self.fatal: BaseException | None = None
         self._owns_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"wal-{node.id}"
+            max_workers=1, thread_name_prefix=f"wal-{consensus.id}"
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -94,9 +109,10 @@ class RaftRunner:
         self._loop = loop
         self._clock = TickClock(self.tick_interval, loop.time())
         self._tick_handle = loop.call_at(self._clock.next_deadline(), self._on_tick)
-        self._task = loop.create_task(self._run(), name=f"raft-{self.node.id}")
+        self._task = loop.create_task(self._run(), name=f"raft-{self.consensus.id}")
 
     async def stop(self) -> None:
+        """Finish the Ready in progress (its persist included), then stop."""
         self._stopping = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
@@ -108,7 +124,11 @@ class RaftRunner:
             self._executor.shutdown(wait=True)
 
     def abort(self) -> None:
-        """Stop the loop at once, persisting nothing more (a simulated crash)."""
+        """Stop the loop at once, as a crash would: nothing more is sent or applied.
+
+        A persist running on the WAL thread finishes its write there (the
+        native object keeps the WAL until then); its result is discarded.
+        """
         self._stopping = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
@@ -123,36 +143,39 @@ class RaftRunner:
 
     # -- inputs (all from the loop thread) ------------------------------------------
 
-    def step(self, data: bytes) -> None:
-        """Feed one message from a peer. Undecodable bytes raise MessageDecodeError."""
-        self.node.step(data)
+    def step(self, data: bytes, from_peer: int) -> bool:
+        """Feed one message received from ``from_peer`` (the transport's
+        authenticated peer). False when dropped as forged or misaddressed.
+        Undecodable bytes raise MessageDecodeError."""
+        stepped = self.consensus.step(data, from_peer)
         self._wake.set()
+        return stepped
 
     def propose(self, data: bytes) -> int:
         """Propose ``data``; return its index. Raises NotLeaderError on followers."""
-        index = self.node.propose(data)
+        index = self.consensus.propose(data)
         self._wake.set()
         return index
 
     def propose_conf_change(self, kind: str, node_id: int) -> int:
-        index = self.node.propose_conf_change(kind, node_id)  # type: ignore[arg-type]
+        index = self.consensus.propose_conf_change(kind, node_id)  # type: ignore[arg-type]
         self._wake.set()
         return index
 
     def read_index(self, ctx: bytes) -> None:
-        self.node.read_index(ctx)
+        self.consensus.read_index(ctx)
         self._wake.set()
 
     def peer_unreachable(self, peer: int) -> None:
-        self.node.peer_unreachable(peer)
+        self.consensus.peer_unreachable(peer)
         self._wake.set()
 
     def transfer_leader(self, to: int) -> None:
-        self.node.transfer_leader(to)
+        self.consensus.transfer_leader(to)
         self._wake.set()
 
     def campaign(self) -> None:
-        self.node.campaign()
+        self.consensus.campaign()
         self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------
@@ -164,8 +187,8 @@ class RaftRunner:
         assert loop is not None and clock is not None
         try:
             for _ in range(clock.due(loop.time())):
-                self.node.tick()
-            ready = self.node.has_ready()
+                self.consensus.tick()
+            ready = self.consensus.has_ready()
         except Exception as exc:  # a poisoned core: let the loop task fail
             self._tick_error = exc
             self._wake.set()
@@ -183,12 +206,13 @@ class RaftRunner:
                 self._wake.clear()
                 if self._tick_error is not None:
                     raise self._tick_error
-                while not self._stopping and self.node.has_ready():
+                while not self._stopping and self.consensus.has_ready():
                     await self._handle_ready(loop)
         except Exception as exc:
-            # A WAL failure (fsync error, corruption) or a broken core: the node
-            # must stop rather than keep running on state it cannot trust.
-            log.critical("raft loop of node %d stopped: %s", self.node.id, exc, exc_info=True)
+            # A WAL failure (fsync error, corruption), a broken core, or a
+            # state machine that cannot apply: the node must stop rather than
+            # keep running on state it cannot trust.
+            log.critical("raft loop of node %d stopped: %s", self.consensus.id, exc, exc_info=True)
             self.fatal = exc
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
@@ -197,43 +221,55 @@ class RaftRunner:
             raise
 
     async def _handle_ready(self, loop: asyncio.AbstractEventLoop) -> None:
-        node = self.node
-        rd = node.ready()
-        # 1. Persist BEFORE any message of this Ready leaves the node.
-        if rd.persist_needed:
-            if rd.must_sync:
-                await loop.run_in_executor(self._executor, self.wal.save, rd)
-            else:
-                self.wal.save(rd)
+        c = self.consensus
+        rd = c.ready()
+        # 1. Persist; the messages only exist once that returned.
+        if rd.must_sync:
+            out = await loop.run_in_executor(self._executor, c.persist, rd)
+        else:
+            out = c.persist(rd)
         # 2. Send.
         host = self.host
-        for to, data in rd.messages:
+        for to, data in out.messages:
             host.send_raft(to, data)
         # 3. Apply — after telling the host about a role change, so that a new
         #    leader whose no-op commits in this same Ready knows it leads.
-        soft = rd.soft_state
+        soft = out.soft_state
         if soft is not None:
             host.on_soft_state(soft[0], soft[1])
-        snapshot = rd.snapshot
+        snapshot = out.snapshot
         if snapshot is not None:
             host.restore(snapshot)
-            self.applied_index = snapshot.index
-            self.snapshot_index = snapshot.index
-        if rd.committed_count:
-            for entry in rd.committed_entries:
+            self.applied_index = self.snapshot_index = snapshot.index
+            self.bytes_since_snapshot = 0
+        if out.committed_count:
+            applied_bytes = 0
+            for entry in out.committed_entries:
                 host.apply(entry)
+                applied_bytes += len(entry.data)
                 self.applied_index = entry.index
+            self.bytes_since_snapshot += applied_bytes
         # 4. Advance, then release confirmed reads (they wait for the apply).
-        read_states = rd.read_states
-        node.advance(rd)
-        for index, ctx in read_states:
+        c.advance(out)
+        for index, ctx in out.read_states:
             host.on_read_state(index, ctx)
-        if self.applied_index - self.snapshot_index >= self.compact_every:
+        if (
+            self.applied_index - self.snapshot_index >= self.compact_every
+            or self.bytes_since_snapshot >= self.compact_bytes
+        ):
             await self._compact(loop)
 
     async def _compact(self, loop: asyncio.AbstractEventLoop) -> None:
         """Snapshot the state machine at the applied index and drop the log before it."""
-        snapshot = self.node.create_snapshot(self.host.snapshot_data())
-        await loop.run_in_executor(self._executor, self.wal.save_snapshot, snapshot)
+        applied, data = self.applied_index, self.host.snapshot_data()
+        try:
+            snapshot = await loop.run_in_executor(
+                self._executor, self.consensus.create_snapshot, applied, data
+            )
+        except native.SnapshotRefusedError as exc:
+            # A snapshot from the leader is being installed: it will do.
+            log.info("node %d skipped a compaction: %s", self.consensus.id, exc)
+            return
         self.snapshot_index = snapshot.index
-        log.info("node %d compacted its log at index %d", self.node.id, snapshot.index)
+        self.bytes_since_snapshot = 0
+        log.info("node %d compacted its log at index %d", self.consensus.id, snapshot.index)

@@ -113,14 +113,17 @@ class SimNetwork:
     def heal(self) -> None:
         self.cut.clear()
 
-    async def request(self, to: int, body: protocol.Request) -> protocol.Response:
-        """A client request to node ``to``, with a network hop each way."""
+    async def request(
+        self, to: int, body: protocol.Request, *, principal: Principal | None = None
+    ) -> protocol.Response:
+        """A request to node ``to`` from ``principal`` (default: a client), with a
+        network hop each way."""
         if to in self.down:
             raise ConnectionRefusedError(f"node {to} is down")
         await asyncio.sleep(self._latency())
         self._request_ids += 1
         req = Request(self._request_ids, 5000, msgspec.Raw(protocol.encode(body)))
-        info = ConnInfo("client", 0, "sim", Principal.client("sim"))
+        info = ConnInfo("client", 0, "sim", principal or Principal.client("sim"))
         raw = await self.endpoints[to].callbacks.on_request(req, info)
         await asyncio.sleep(self._latency())
         return protocol.decode_response(bytes(raw))

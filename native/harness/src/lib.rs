@@ -1,13 +1,27 @@
-//! Test harness for the bedrock-raft core: an in-memory [`Network`] of
-//! [`RawNode`]s with per-link faults, a trivial state machine, and durable
-//! [`Storage`] behind a trait so crashes and restarts are faithful.
+//! Test harness for the bedrock-raft core: an in-memory [`Network`] of nodes,
+//! each the real Ready-loop object ([`Consensus`]) over the real WAL on its
+//! own power-losing in-memory disk ([`MemDisk`]), with per-link faults, a
+//! transport frame cap, and a trivial state machine.
+//!
+//! Faults a schedule can inject: a process crash ([`Network::crash`]: what
+//! was written survives), a power loss of one node or of all at once
+//! ([`Network::power_loss`]: what was not synced is lost or torn), and a
+//! power cut in the middle of a node's next persist
+//! ([`Network::cut_power_after`]).
 
-pub mod storage;
-
-pub use storage::{MemStorage, Storage, WalStorage};
-
-use bedrock_raft::{Config, Entry, EntryType, Message, NodeId, RawNode, ReadState, Role, Snapshot};
+use bedrock_raft::{
+    Config, Entry, EntryType, Message, NodeId, RawNode, ReadState, Role, Snapshot, Status,
+};
+use bedrock_wal::{Consensus, Disk, MemDisk, WalOptions, WalStorage};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, MutexGuard};
+
+/// Default cap on one message, as the transport's 16 MiB frame cap.
+pub const FRAME_CAP: usize = 16 << 20;
+
+/// Where each node's WAL lives on its disk.
+pub const WAL_DIR: &str = "/raft";
 
 /// splitmix64: a small deterministic PRNG for schedules.
 #[derive(Debug, Clone)]
@@ -61,6 +75,9 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Applies one committed entry.
+    ///
+    /// # Panics
+    /// If `e` is not the entry after the last one applied.
     pub fn apply(&mut self, e: &Entry) {
         assert_eq!(e.index, self.applied + 1, "applied out of order");
         self.applied = e.index;
@@ -70,31 +87,38 @@ impl StateMachine {
         }
     }
 
-    /// Serializes for a snapshot.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Serializes for a snapshot, followed by `padding` zero bytes (to make
+    /// snapshots as large as a test needs).
+    pub fn encode(&self, padding: usize) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&self.applied.to_le_bytes());
         v.extend_from_slice(&self.digest.to_le_bytes());
+        v.extend_from_slice(&(self.data.len() as u32).to_le_bytes());
         for d in &self.data {
             v.extend_from_slice(&(d.len() as u32).to_le_bytes());
             v.extend_from_slice(d);
         }
+        v.resize(v.len() + padding, 0);
         v
     }
 
     /// Rebuilds from snapshot data.
+    ///
+    /// # Panics
+    /// If `b` is not what [`StateMachine::encode`] produced.
     pub fn decode(b: &[u8]) -> Self {
         let u = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let n = u32::from_le_bytes(b[16..20].try_into().unwrap());
         let mut sm = StateMachine {
             applied: u(0),
             digest: u(8),
             data: Vec::new(),
         };
-        let mut o = 16;
-        while o < b.len() {
-            let n = u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
-            sm.data.push(b[o + 4..o + 4 + n].to_vec());
-            o += 4 + n;
+        let mut o = 20;
+        for _ in 0..n {
+            let len = u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+            sm.data.push(b[o + 4..o + 4 + len].to_vec());
+            o += 4 + len;
         }
         sm
     }
@@ -142,39 +166,64 @@ pub enum Event {
         /// The read.
         rs: ReadState,
     },
+    /// `id`'s disk failed during a persist: the node died.
+    DiskFailed {
+        /// The node.
+        id: NodeId,
+    },
 }
 
-/// A live node: the core, its storage and its application.
+/// A live node: the core over its WAL, and its application.
 pub struct Node {
-    /// The Raft core.
-    pub raw: RawNode,
+    /// The core and its WAL.
+    pub c: Consensus,
     /// The application state.
     pub sm: StateMachine,
     /// Reads confirmed so far.
     pub read_states: Vec<ReadState>,
 }
 
-/// A simulated cluster: nodes, durable storages, messages in flight and
-/// link faults. Messages are queued on send and filtered on delivery.
+impl Node {
+    /// The core (locked).
+    pub fn raw(&self) -> MutexGuard<'_, RawNode<WalStorage>> {
+        self.c.raw()
+    }
+
+    /// The core's status.
+    pub fn status(&self) -> Status {
+        self.c.raw().status()
+    }
+}
+
+/// A simulated cluster: nodes, their disks, messages in flight and link
+/// faults. Messages are queued on send and filtered on delivery.
 pub struct Network {
     /// Live nodes (absent = crashed or never started).
     pub nodes: BTreeMap<NodeId, Node>,
-    /// Durable storage per node; survives crashes.
-    pub storages: BTreeMap<NodeId, Box<dyn Storage>>,
+    /// Each node's disk; survives crashes (and loses what was not synced
+    /// on a power loss).
+    pub disks: BTreeMap<NodeId, MemDisk>,
     /// Configuration per node.
     pub configs: BTreeMap<NodeId, Config>,
-    /// Membership a node starts with when it has no snapshot.
+    /// Membership a node starts with when its disk is empty.
     pub initial_voters: BTreeMap<NodeId, Vec<NodeId>>,
     /// Messages sent and not yet delivered.
     pub in_flight: VecDeque<Message>,
+    /// Messages larger than this are dropped, as the transport drops frames
+    /// over its cap.
+    pub max_msg_bytes: usize,
+    /// Messages dropped for their size.
+    pub oversize_dropped: u64,
+    /// Zero bytes added to every snapshot the harness takes.
+    pub snapshot_padding: usize,
+    /// WAL segment size of every node (small, so segments roll often).
+    pub segment_bytes: u64,
     /// Directed links that drop everything.
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Events recorded while processing Readys (when `record` is set).
     pub events: Vec<Event>,
     /// Record events.
     pub record: bool,
-    /// Makes a storage for a fresh node.
-    storage_factory: Box<dyn FnMut(NodeId) -> Box<dyn Storage>>,
 }
 
 /// A config suitable for tests: election 10, heartbeat 1, seed `seed`.
@@ -186,34 +235,31 @@ pub fn test_config(id: NodeId, seed: u64) -> Config {
     c
 }
 
+fn trace() -> bool {
+    std::env::var_os("HARNESS_TRACE").is_some()
+}
+
 impl Network {
-    /// A cluster of `ids` (all initial voters), in-memory storage, default
-    /// test configs.
+    /// A cluster of `ids` (all initial voters), default test configs.
     pub fn new(ids: &[NodeId]) -> Self {
         Self::with_config(ids, |id| test_config(id, 0))
     }
 
     /// A cluster of `ids` with configs from `cfg`.
     pub fn with_config(ids: &[NodeId], cfg: impl Fn(NodeId) -> Config) -> Self {
-        Self::with_storage(ids, cfg, Box::new(|_| Box::new(MemStorage::new())))
-    }
-
-    /// A cluster of `ids` with configs from `cfg` and storages from `factory`.
-    pub fn with_storage(
-        ids: &[NodeId],
-        cfg: impl Fn(NodeId) -> Config,
-        factory: Box<dyn FnMut(NodeId) -> Box<dyn Storage>>,
-    ) -> Self {
         let mut net = Network {
             nodes: BTreeMap::new(),
-            storages: BTreeMap::new(),
+            disks: BTreeMap::new(),
             configs: BTreeMap::new(),
             initial_voters: BTreeMap::new(),
             in_flight: VecDeque::new(),
+            max_msg_bytes: FRAME_CAP,
+            oversize_dropped: 0,
+            snapshot_padding: 0,
+            segment_bytes: 4 << 10,
             cut: BTreeSet::new(),
             events: Vec::new(),
             record: false,
-            storage_factory: factory,
         };
         for &id in ids {
             net.start_node(id, cfg(id), ids.to_vec());
@@ -221,11 +267,10 @@ impl Network {
         net
     }
 
-    /// Starts a fresh node `id` (new storage) with `voters` as its initial
+    /// Starts a fresh node `id` (empty disk) with `voters` as its initial
     /// membership (`[]` for a node joining an existing group).
     pub fn start_node(&mut self, id: NodeId, config: Config, voters: Vec<NodeId>) {
-        let storage = (self.storage_factory)(id);
-        self.storages.insert(id, storage);
+        self.disks.insert(id, MemDisk::new());
         self.configs.insert(id, config);
         self.initial_voters.insert(id, voters);
         self.restart(id);
@@ -247,36 +292,82 @@ impl Network {
         self.nodes.get_mut(&id).expect("node not running")
     }
 
-    /// The core of node `id`.
-    pub fn raw(&mut self, id: NodeId) -> &mut RawNode {
-        &mut self.node_mut(id).raw
+    /// The core of node `id` (locked).
+    ///
+    /// # Panics
+    /// If it is not running.
+    pub fn raw(&self, id: NodeId) -> MutexGuard<'_, RawNode<WalStorage>> {
+        self.node(id).raw()
     }
 
-    /// Crashes `id`: everything not saved in its storage is lost.
+    /// Crashes the process of `id`: everything in memory is lost; what its
+    /// WAL wrote stays on its disk (synced or not: the page cache survives).
     pub fn crash(&mut self, id: NodeId) {
-        if std::env::var_os("HARNESS_TRACE").is_some() {
+        if trace() {
             eprintln!("crash {id}");
         }
         self.nodes.remove(&id);
+        if let Some(d) = self.disks.get(&id) {
+            // A power cut armed for this process's writes dies with it.
+            d.cancel_power_cut();
+        }
     }
 
-    /// (Re)starts `id` from its storage.
+    /// The power of `id`'s machine fails: the process dies and its disk
+    /// keeps only what was synced (the rest lost or torn, as `seed` decides).
+    pub fn power_loss(&mut self, id: NodeId, seed: u64) {
+        if trace() {
+            eprintln!("power loss {id} (seed {seed})");
+        }
+        self.nodes.remove(&id);
+        if let Some(d) = self.disks.get(&id) {
+            d.power_loss(seed);
+        }
+    }
+
+    /// The power of `id`'s machine fails after `ops` more disk operations:
+    /// the persist that hits it fails and the node dies (see
+    /// [`Network::process_ready`]); [`Network::restart`] then loses power first.
+    pub fn cut_power_after(&mut self, id: NodeId, ops: u64) {
+        if let Some(d) = self.disks.get(&id) {
+            d.cut_power_after(ops);
+        }
+    }
+
+    /// (Re)starts `id` from its disk and processes its first Readys (the
+    /// committed entries it re-applies), as a driver does at once.
+    ///
+    /// # Panics
+    /// If the WAL cannot be opened: in a test that is a failure.
     pub fn restart(&mut self, id: NodeId) {
-        let state = self.storages.get_mut(&id).expect("storage").load();
-        let sm = match &state.snapshot {
+        let disk = self.disks.get(&id).expect("disk").clone();
+        if disk.power_failed() {
+            disk.power_loss(id);
+        }
+        let mut opts = WalOptions::new("harness", id);
+        opts.segment_bytes = self.segment_bytes;
+        opts.cache_bytes = 16 << 10;
+        let c = Consensus::open(
+            Disk::Mem(disk),
+            Path::new(WAL_DIR),
+            opts,
+            &self.configs[&id],
+            &self.initial_voters[&id],
+        )
+        .unwrap_or_else(|e| panic!("restart of {id}: {e}"));
+        let sm = match c.recovered_snapshot() {
             Some(s) => StateMachine::decode(&s.data),
             None => StateMachine::default(),
         };
-        let raw =
-            RawNode::new(&self.configs[&id], state, &self.initial_voters[&id]).expect("restart");
         self.nodes.insert(
             id,
             Node {
-                raw,
+                c,
                 sm,
                 read_states: Vec::new(),
             },
         );
+        self.process_ready(id);
     }
 
     /// Cuts the links between `a` and `b` both ways.
@@ -287,7 +378,7 @@ impl Network {
 
     /// Cuts `id` off from every other node.
     pub fn isolate(&mut self, id: NodeId) {
-        let ids: Vec<NodeId> = self.storages.keys().copied().collect();
+        let ids: Vec<NodeId> = self.disks.keys().copied().collect();
         for o in ids {
             if o != id {
                 self.cut(id, o);
@@ -321,50 +412,58 @@ impl Network {
     /// Ticks `id` once (if running).
     pub fn tick(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.get_mut(&id) {
-            n.raw.tick();
+            n.c.tick().expect("tick");
         }
     }
 
     /// Ticks every running node once.
     pub fn tick_all(&mut self) {
         for n in self.nodes.values_mut() {
-            n.raw.tick();
+            n.c.tick().expect("tick");
         }
     }
 
-    /// Processes every pending Ready of `id` following the contract:
-    /// persist, then send, then apply, then advance.
+    /// Processes every pending Ready of `id` the way every driver does:
+    /// persist (the WAL on its disk), then send, then apply, then advance.
+    /// A persist that fails (the disk lost power) kills the node.
     pub fn process_ready(&mut self, id: NodeId) {
         loop {
             let Some(node) = self.nodes.get_mut(&id) else {
                 return;
             };
-            if !node.raw.has_ready() {
+            if !node.c.has_ready().expect("has_ready") {
                 return;
             }
-            let mut rd = node.raw.ready();
-            let term = node.raw.status().hard_state.term;
-            if std::env::var_os("HARNESS_TRACE").is_some() {
+            let pending = node.c.ready().expect("ready");
+            let p = match node.c.persist(pending) {
+                Ok(p) => p,
+                Err(e) => {
+                    if trace() {
+                        eprintln!("persist of {id} failed: {e}");
+                    }
+                    if self.record {
+                        self.events.push(Event::DiskFailed { id });
+                    }
+                    self.crash(id);
+                    return;
+                }
+            };
+            let term = node.c.raw().status().hard_state.term;
+            if trace() {
                 eprintln!(
-                    "ready {id}: hs={:?} snap={:?} ents={:?} committed={:?} msgs={}",
-                    rd.hard_state,
-                    rd.snapshot
+                    "ready {id}: hs={:?} snap={:?} committed={:?} msgs={}",
+                    p.hard_state,
+                    p.snapshot
                         .as_ref()
                         .map(|s| (s.metadata.index, s.metadata.term)),
-                    rd.entries
-                        .iter()
-                        .map(|e| (e.index, e.term))
-                        .collect::<Vec<_>>(),
-                    rd.committed_entries
+                    p.committed_entries
                         .iter()
                         .map(|e| e.index)
                         .collect::<Vec<_>>(),
-                    rd.messages.len()
+                    p.messages.len()
                 );
             }
-            let storage = self.storages.get_mut(&id).expect("storage");
-            if let Some(s) = &rd.snapshot {
-                storage.save_snapshot(s);
+            if let Some(s) = &p.snapshot {
                 node.sm = StateMachine::decode(&s.data);
                 assert_eq!(node.sm.applied, s.metadata.index, "snapshot data index");
                 if self.record {
@@ -375,19 +474,24 @@ impl Network {
                     });
                 }
             }
-            storage.save(rd.hard_state.as_ref(), &rd.entries);
             if self.record {
-                if let Some(hs) = rd.hard_state {
+                if let Some(hs) = p.hard_state {
                     self.events.push(Event::HardState { id, hs });
                 }
-                if let Some(ss) = rd.soft_state {
+                if let Some(ss) = p.soft_state {
                     if ss.role == Role::Leader {
                         self.events.push(Event::BecameLeader { id, term });
                     }
                 }
             }
-            self.in_flight.extend(rd.messages.drain(..));
-            for e in &rd.committed_entries {
+            for m in &p.messages {
+                if m.approx_size() > self.max_msg_bytes {
+                    self.oversize_dropped += 1;
+                } else {
+                    self.in_flight.push_back(m.clone());
+                }
+            }
+            for e in &p.committed_entries {
                 if e.index <= node.sm.applied {
                     continue;
                 }
@@ -400,13 +504,13 @@ impl Network {
                     });
                 }
             }
-            for rs in &rd.read_states {
+            node.c.advance(p.marks()).expect("advance");
+            for rs in &p.read_states {
                 node.read_states.push(rs.clone());
                 if self.record {
                     self.events.push(Event::Read { id, rs: rs.clone() });
                 }
             }
-            node.raw.advance(rd);
         }
     }
 
@@ -426,14 +530,17 @@ impl Network {
         }
         let to = m.to;
         if let Some(n) = self.nodes.get_mut(&to) {
+            let from = m.from;
             // Errors are misaddressed messages: harmless here.
-            let _ = n.raw.step(m);
+            let _ = n.c.step(m, from);
             self.process_ready(to);
         }
     }
 
-    /// Processes Readys and delivers messages until nothing moves (or
-    /// `max_rounds` delivery rounds passed).
+    /// Processes Readys and delivers messages until nothing moves.
+    ///
+    /// # Panics
+    /// If the network never settles.
     pub fn stabilize(&mut self) {
         for _ in 0..10_000 {
             self.process_all();
@@ -455,6 +562,7 @@ impl Network {
 
     /// Campaigns on `id`, then stabilizes.
     pub fn elect(&mut self, id: NodeId) {
+        self.process_ready(id);
         self.raw(id).campaign().expect("campaign");
         self.stabilize();
     }
@@ -463,9 +571,10 @@ impl Network {
     pub fn leader(&self) -> Option<NodeId> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.raw.status().soft_state.role == Role::Leader)
-            .max_by_key(|(_, n)| n.raw.status().hard_state.term)
-            .map(|(id, _)| *id)
+            .map(|(id, n)| (*id, n.status()))
+            .filter(|(_, st)| st.soft_state.role == Role::Leader)
+            .max_by_key(|(_, st)| st.hard_state.term)
+            .map(|(id, _)| id)
     }
 
     /// Proposes `data` on `id` and stabilizes; returns the assigned index.
@@ -475,18 +584,33 @@ impl Network {
         r
     }
 
-    /// Takes a snapshot of `id` at its applied index and persists it.
-    pub fn compact(&mut self, id: NodeId) -> bedrock_raft::Result<Snapshot> {
+    /// Takes a snapshot of `id` at its applied index and persists it. A
+    /// disk failure while writing it kills the node.
+    ///
+    /// # Errors
+    /// When the core refuses (see `Consensus::create_snapshot`), or the disk failed.
+    pub fn compact(&mut self, id: NodeId) -> Result<Arc<Snapshot>, bedrock_wal::WalError> {
+        let padding = self.snapshot_padding;
         let node = self.nodes.get_mut(&id).expect("node not running");
-        let snap = node.raw.create_snapshot(node.sm.encode())?;
-        if std::env::var_os("HARNESS_TRACE").is_some() {
-            eprintln!("compact {id}: at {}", snap.metadata.index);
+        match node
+            .c
+            .create_snapshot(node.sm.applied, node.sm.encode(padding))
+        {
+            Ok(snap) => {
+                if trace() {
+                    eprintln!("compact {id}: at {}", snap.metadata.index);
+                }
+                Ok(snap)
+            }
+            Err(e @ bedrock_wal::WalError::Raft(_)) => Err(e),
+            Err(e) => {
+                if self.record {
+                    self.events.push(Event::DiskFailed { id });
+                }
+                self.crash(id);
+                Err(e)
+            }
         }
-        self.storages
-            .get_mut(&id)
-            .expect("storage")
-            .save_snapshot(&snap);
-        Ok(snap)
     }
 
     /// Ticks every node `n` times, stabilizing after each tick.
@@ -517,6 +641,9 @@ impl Network {
 
     /// Like [`Network::stabilize`], but drops the messages matching `pred`
     /// instead of delivering them.
+    ///
+    /// # Panics
+    /// If the network never settles.
     pub fn stabilize_filter_out(&mut self, pred: impl Fn(&Message) -> bool) {
         for _ in 0..10_000 {
             self.process_all();

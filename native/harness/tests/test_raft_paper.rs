@@ -64,25 +64,23 @@ fn split_votes_resolve_with_one_leader_per_term() {
 /// Reference: section 5.2. A node votes at most once per term.
 #[test]
 fn vote_granted_at_most_once_per_term() {
-    let mut net = Network::with_config(&[1, 2, 3], plain_config);
+    let net = Network::with_config(&[1, 2, 3], plain_config);
     for (cand, expect_grant) in [(2, true), (3, false), (2, true)] {
         let mut m = Message::new(MessageType::RequestVote, cand, 1, 5);
         m.index = 3; // as long as the bootstrap log
         m.log_term = 0;
         net.raw(1).step(m).unwrap();
-        let rd = net.raw(1).ready();
-        let resp = rd
-            .messages
+        let (msgs, hs, must_sync) = take_ready(&net, 1);
+        let resp = msgs
             .iter()
             .find(|m| m.msg_type == MessageType::RequestVoteResponse)
             .unwrap();
         assert_eq!(!resp.reject, expect_grant, "vote for {cand}");
         // The vote is in the same Ready as the reply that depends on it.
-        if let Some(hs) = rd.hard_state {
+        if let Some(hs) = hs {
             assert_eq!(hs.vote, 2);
-            assert!(rd.must_sync);
+            assert!(must_sync);
         }
-        net.raw(1).advance(rd);
     }
 }
 
@@ -186,7 +184,7 @@ fn batching_and_flow_control_replicate_everything() {
     net.stabilize();
     net.heal();
     net.tick_and_stabilize(5);
-    let st = net.node(1).raw.status();
+    let st = net.node(1).status();
     assert_eq!(commit(&net, 3), st.hard_state.commit);
     assert_eq!(applied_data(&net, 3).len(), 200);
     let appends_sizes_ok = net.in_flight.iter().all(|m| m.entries.len() <= 5);
@@ -352,9 +350,8 @@ fn leader_stickiness_ignores_higher_term_votes() {
         m.index = 10;
         m.log_term = 5;
         net.raw(2).step(m).unwrap();
-        let rd = net.raw(2).ready();
-        assert!(rd.messages.is_empty(), "{t:?} must be ignored");
-        net.raw(2).advance(rd);
+        let (msgs, _, _) = take_ready(&net, 2);
+        assert!(msgs.is_empty(), "{t:?} must be ignored");
         assert_eq!(term(&net, 2), 1);
     }
     let mut m = Message::new(MessageType::RequestVote, 3, 2, 5);
@@ -363,7 +360,7 @@ fn leader_stickiness_ignores_higher_term_votes() {
     m.context = bedrock_raft::raft::CAMPAIGN_TRANSFER.to_vec();
     net.raw(2).step(m).unwrap();
     assert_eq!(term(&net, 2), 5);
-    assert_eq!(net.node(2).raw.status().hard_state.vote, 3);
+    assert_eq!(net.node(2).status().hard_state.vote, 3);
 }
 
 // ----- Fast failure detection -----
@@ -473,7 +470,6 @@ fn peer_unreachable_on_leader_probes_follower() {
     net.propose(1, b"a").unwrap();
     let st = |net: &Network| {
         net.node(1)
-            .raw
             .status()
             .progress
             .into_iter()
@@ -589,7 +585,7 @@ fn transfer_to_lagging_follower_and_proposals_dropped() {
         net.raw(1).propose(b"b".to_vec()),
         Err(Error::ProposalDropped(_))
     ));
-    assert_eq!(net.node(1).raw.status().lead_transferee, 3);
+    assert_eq!(net.node(1).status().lead_transferee, 3);
     net.stabilize();
     assert_eq!(net.leader(), Some(3));
     assert_eq!(applied_data(&net, 3), vec![b"a".to_vec()]);
@@ -619,7 +615,7 @@ fn transfer_aborts_after_election_timeout() {
         net.stabilize();
     }
     assert_eq!(role(&net, 1), Role::Leader);
-    assert_eq!(net.node(1).raw.status().lead_transferee, INVALID_ID);
+    assert_eq!(net.node(1).status().lead_transferee, INVALID_ID);
     assert!(net.propose(1, b"y").is_ok());
 }
 
@@ -638,7 +634,7 @@ fn add_then_remove_node() {
         .unwrap();
     net.stabilize();
     net.tick_and_stabilize(3);
-    assert_eq!(net.node(4).raw.status().voters, vec![1, 2, 3, 4]);
+    assert_eq!(net.node(4).status().voters, vec![1, 2, 3, 4]);
     assert_eq!(applied_data(&net, 4), vec![b"a".to_vec()]);
     // Four voters: two failures now block commits.
     net.crash(2);
@@ -654,7 +650,7 @@ fn add_then_remove_node() {
         .unwrap();
     net.stabilize();
     net.tick_and_stabilize(2);
-    assert_eq!(net.node(1).raw.status().voters, vec![1, 2, 4]);
+    assert_eq!(net.node(1).status().voters, vec![1, 2, 4]);
 }
 
 /// One change at a time; invalid changes are refused.
@@ -662,7 +658,7 @@ fn add_then_remove_node() {
 fn one_pending_conf_change_and_invalid_changes() {
     let mut net = Network::new(&[1, 2, 3]);
     net.elect(1);
-    let r = net.raw(1);
+    let mut r = net.raw(1);
     assert!(matches!(
         r.propose_conf_change(ConfChange::AddNode(2)),
         Err(Error::InvalidArgument(_))
@@ -676,6 +672,7 @@ fn one_pending_conf_change_and_invalid_changes() {
         r.propose_conf_change(ConfChange::RemoveNode(3)),
         Err(Error::ConfChangePending { index: i })
     );
+    drop(r);
     assert!(matches!(
         net.raw(2).propose_conf_change(ConfChange::AddNode(5)),
         Err(Error::NotLeader { leader: 1 })
@@ -738,7 +735,7 @@ fn remove_leader() {
     let l = tick_until_leader(&mut net, 200);
     assert_ne!(l, 1);
     net.tick_and_stabilize(3);
-    assert_eq!(net.node(l).raw.status().voters, vec![2, 3]);
+    assert_eq!(net.node(l).status().voters, vec![2, 3]);
     let i = net.propose(l, b"after").unwrap();
     assert!(commit(&net, l) >= i);
     // The removed node never campaigns.
@@ -763,7 +760,7 @@ fn lagging_follower_catches_up_by_snapshot() {
     }
     let snap = net.compact(1).unwrap();
     assert_eq!(snap.metadata.conf_state.voters, vec![1, 2, 3]);
-    assert!(net.node(1).raw.status().first_index > 2);
+    assert!(net.node(1).status().first_index > 2);
     net.propose(1, b"after").unwrap();
     net.heal();
     net.tick_and_stabilize(3);
@@ -838,20 +835,25 @@ fn odd_messages_never_panic() {
                 .collect();
         }
         if t == MessageType::Snapshot && rng.chance(50) {
-            m.snapshot = Some(bedrock_raft::Snapshot {
+            let data = bedrock_raft_harness::StateMachine::default().encode(0);
+            let total = data.len() as u64;
+            m.chunk = Some(bedrock_raft::SnapshotChunk {
                 metadata: bedrock_raft::SnapshotMetadata {
-                    index: rng.below(10),
+                    index: big(&mut rng),
                     term: rng.below(4),
                     conf_state: bedrock_raft::ConfState::new(vec![rng.below(5)]),
                 },
-                data: bedrock_raft_harness::StateMachine::default().encode(),
+                total_len: if rng.chance(20) { big(&mut rng) } else { total },
+                offset: if rng.chance(20) { big(&mut rng) } else { 0 },
+                data,
             });
         }
-        let _ = net.raw(to).step(m);
-        let rd = net.raw(to).ready();
-        net.raw(to).advance(rd);
+        let from = m.from;
+        let _ = net.node(to).c.step(m, from);
+        net.process_ready(to);
+        net.drop_in_flight();
         if round % 500 == 0 {
-            net.raw(to).tick();
+            net.tick(to);
         }
     }
 }
@@ -870,8 +872,8 @@ fn stale_vote_request_is_refused_with_current_term() {
     m.index = 100;
     m.log_term = 9;
     net.raw(2).step(m).unwrap();
-    let rd = net.raw(2).ready();
-    let r = &rd.messages[0];
+    let (msgs, _, _) = take_ready(&net, 2);
+    let r = &msgs[0];
     assert_eq!(
         (r.msg_type, r.reject, r.term),
         (MessageType::RequestVoteResponse, true, 2)

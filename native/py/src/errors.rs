@@ -4,7 +4,7 @@
 //! can catch the whole family; the leaves name what went wrong.
 
 use bedrock_raft::errors::Error as RaftErr;
-use bedrock_raft::wal::WalError as WalErr;
+use bedrock_wal::WalError as WalErr;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::PyErr;
@@ -41,6 +41,12 @@ create_exception!(
 );
 create_exception!(
     bedrock_cp_native,
+    SnapshotRefusedError,
+    RaftError,
+    "A local snapshot cannot be taken now (applied index mismatch, or a leader snapshot is being installed); nothing changed."
+);
+create_exception!(
+    bedrock_cp_native,
     MessageDecodeError,
     RaftError,
     "Bytes given to step() are not a valid Raft message."
@@ -55,7 +61,7 @@ create_exception!(
     bedrock_cp_native,
     WalCorruptError,
     WalError,
-    "The WAL holds a bad record that is not a torn tail; the node must not start."
+    "The WAL holds damaged data that is not a torn unacknowledged write; the node must not start."
 );
 create_exception!(
     bedrock_cp_native,
@@ -83,6 +89,7 @@ pub fn raft_err(e: RaftErr) -> PyErr {
         RaftErr::NotLeader { leader } => NotLeaderError::new_err((msg, leader)),
         RaftErr::ProposalDropped(_) => ProposalDroppedError::new_err(msg),
         RaftErr::ConfChangePending { .. } => ConfChangePendingError::new_err(msg),
+        RaftErr::SnapshotRefused(_) => SnapshotRefusedError::new_err(msg),
         RaftErr::Decode(_) => MessageDecodeError::new_err(msg),
         RaftErr::InvalidConfig(_) | RaftErr::InvalidArgument(_) => PyValueError::new_err(msg),
         #[allow(unreachable_patterns)]
@@ -90,14 +97,16 @@ pub fn raft_err(e: RaftErr) -> PyErr {
     }
 }
 
-/// Maps a WAL error to its Python exception.
+/// Maps an error of the WAL crate (WAL or Ready loop) to its Python exception.
 pub fn wal_err(e: WalErr) -> PyErr {
     let msg = e.to_string();
     match e {
+        WalErr::Raft(r) => raft_err(r),
         WalErr::Corrupt { .. } => WalCorruptError::new_err(msg),
         WalErr::Foreign { .. } => WalForeignError::new_err(msg),
         WalErr::Fatal { .. } => WalFatalError::new_err(msg),
-        WalErr::InvalidArgument(_) => PyValueError::new_err(msg),
+        WalErr::InvalidArgument(_) | WalErr::ReadyOutstanding => PyValueError::new_err(msg),
+        WalErr::Poisoned(_) => NativePanicError::new_err(msg),
         #[allow(unreachable_patterns)]
         _ => WalError::new_err(msg),
     }
@@ -111,5 +120,17 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".to_string()
+    }
+}
+
+/// Runs `f`, mapping its error, and turning a panic into `NativePanicError`
+/// rather than letting it unwind into Python.
+pub fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, WalErr>) -> pyo3::PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(wal_err),
+        Err(p) => Err(NativePanicError::new_err(format!(
+            "internal error in {what}: {}",
+            panic_message(p)
+        ))),
     }
 }

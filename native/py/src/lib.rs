@@ -1,10 +1,15 @@
 //! `bedrock_cp_native._bedrock_cp_native`: a thin PyO3 layer over
-//! `bedrock-raft`. All logic lives in the pure-Rust crate; this crate only
-//! converts types, releases the GIL around disk I/O, and makes sure a Rust
-//! panic surfaces as a Python exception instead of unwinding into Python.
+//! `bedrock-raft` (the pure core) and `bedrock-wal` (the WAL, its virtual
+//! file system and the Ready-loop object). All logic lives in those crates;
+//! this one only converts types, releases the GIL around disk I/O, and makes
+//! sure a Rust panic surfaces as a Python exception instead of unwinding
+//! into Python. Modules: `consensus` (the Raft node over its WAL), `wal`
+//! (the WAL as a plain append log), `disk` (the in-memory disk), `types`,
+//! `errors`; none depends on another but `types` and `errors`.
 
+mod consensus;
+mod disk;
 mod errors;
-mod raft_node;
 mod types;
 mod wal;
 
@@ -22,8 +27,10 @@ fn _bedrock_cp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("build_profile", BUILD_PROFILE)?;
-    m.add_class::<raft_node::PyRaftNode>()?;
-    m.add_class::<raft_node::PyReady>()?;
+    m.add_class::<consensus::PyConsensus>()?;
+    m.add_class::<consensus::PyReady>()?;
+    m.add_class::<consensus::PyPersisted>()?;
+    m.add_class::<disk::PyMemDisk>()?;
     m.add_class::<types::PyEntry>()?;
     m.add_class::<types::PyHardState>()?;
     m.add_class::<types::PySnapshot>()?;
@@ -38,6 +45,10 @@ fn _bedrock_cp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "ConfChangePendingError",
         py.get_type::<errors::ConfChangePendingError>(),
+    )?;
+    m.add(
+        "SnapshotRefusedError",
+        py.get_type::<errors::SnapshotRefusedError>(),
     )?;
     m.add(
         "MessageDecodeError",

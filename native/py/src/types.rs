@@ -1,6 +1,10 @@
 //! Python views of the core's plain data: entries, hard state, snapshots.
 
-use bedrock_raft::{ConfChange, Entry, EntryType, HardState, Snapshot};
+use std::sync::Arc;
+
+use bedrock_raft::{
+    ConfChange, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -79,7 +83,8 @@ impl PyEntry {
         }
     }
 
-    /// For a membership change: ("add" | "remove", node_id); otherwise None.
+    /// For a membership change: ("add" | "add_learner" | "remove", node_id);
+    /// otherwise None.
     #[getter]
     fn conf_change(&self, py: Python<'_>) -> PyResult<Option<(&'static str, u64)>> {
         if !self.conf {
@@ -90,6 +95,7 @@ impl PyEntry {
         Ok(Some(match cc {
             ConfChange::AddNode(id) => ("add", id),
             ConfChange::RemoveNode(id) => ("remove", id),
+            ConfChange::AddLearner(id) => ("add_learner", id),
         }))
     }
 
@@ -158,12 +164,29 @@ impl PyHardState {
 /// A state-machine snapshot with its log position and membership.
 #[pyclass(module = "bedrock_cp_native", name = "Snapshot", frozen)]
 pub struct PySnapshot {
-    /// The core's snapshot.
-    pub inner: Snapshot,
+    /// The core's snapshot (shared: it may be large).
+    pub inner: Arc<Snapshot>,
 }
 
 #[pymethods]
 impl PySnapshot {
+    /// A snapshot of `data`, the state after applying everything up to
+    /// `index` (whose entry has `term`), with that membership.
+    #[new]
+    #[pyo3(signature = (index, term, voters, data, learners = Vec::new()))]
+    fn new(index: u64, term: u64, voters: Vec<u64>, data: &[u8], learners: Vec<u64>) -> Self {
+        PySnapshot {
+            inner: Arc::new(Snapshot {
+                metadata: SnapshotMetadata {
+                    index,
+                    term,
+                    conf_state: ConfState::with_learners(voters, learners),
+                },
+                data: data.to_vec(),
+            }),
+        }
+    }
+
     /// Last log index the snapshot covers.
     #[getter]
     fn index(&self) -> u64 {
@@ -182,6 +205,12 @@ impl PySnapshot {
         self.inner.metadata.conf_state.voters.clone()
     }
 
+    /// Learners as of `index`.
+    #[getter]
+    fn learners(&self) -> Vec<u64> {
+        self.inner.metadata.conf_state.learners.clone()
+    }
+
     /// The application's serialized state.
     #[getter]
     fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -189,11 +218,13 @@ impl PySnapshot {
     }
 
     fn __repr__(&self) -> String {
+        let m = &self.inner.metadata;
         format!(
-            "Snapshot(index={}, term={}, voters={:?}, data=<{} bytes>)",
-            self.inner.metadata.index,
-            self.inner.metadata.term,
-            self.inner.metadata.conf_state.voters,
+            "Snapshot(index={}, term={}, voters={:?}, learners={:?}, data=<{} bytes>)",
+            m.index,
+            m.term,
+            m.conf_state.voters,
+            m.conf_state.learners,
             self.inner.data.len()
         )
     }

@@ -1,23 +1,29 @@
 """bedrock_cp_native: the native core of bedrock_cp.
 
 A thin re-export of the compiled module ``_bedrock_cp_native`` (Rust, PyO3):
-the sans-I/O Raft state machine (:class:`RaftNode`, :class:`Ready`) and the
-write-ahead log (:class:`Wal`). See ``bedrock_cp.raft`` for the driver loop.
+:class:`Consensus` (the Raft core over its write-ahead log, with its Ready
+loop: :class:`Ready`, :class:`Persisted`), the write-ahead log as a plain
+append log (:class:`Wal`), and :class:`MemDisk`, an in-memory disk that can
+lose power, for tests and simulations. See ``bedrock_cp.raft`` for the
+drivers.
 """
 
 from ._bedrock_cp_native import (
     ConfChangePendingError,
+    Consensus,
     Entry,
     HardState,
+    MemDisk,
     MessageDecodeError,
     NativeError,
     NativePanicError,
     NotLeaderError,
+    Persisted,
     ProposalDroppedError,
     RaftError,
-    RaftNode,
     Ready,
     Snapshot,
+    SnapshotRefusedError,
     Wal,
     WalCorruptError,
     WalError,
@@ -38,17 +44,20 @@ setattr(NotLeaderError, "leader", property(_leader))  # noqa: B010
 
 __all__ = [
     "ConfChangePendingError",
+    "Consensus",
     "Entry",
     "HardState",
+    "MemDisk",
     "MessageDecodeError",
     "NativeError",
     "NativePanicError",
     "NotLeaderError",
+    "Persisted",
     "ProposalDroppedError",
     "RaftError",
-    "RaftNode",
     "Ready",
     "Snapshot",
+    "SnapshotRefusedError",
     "Wal",
     "WalCorruptError",
     "WalError",

@@ -33,6 +33,11 @@ impl Writer {
         }
     }
 
+    /// A writer that appends to `buf` (its bytes so far are kept).
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
     /// Appends one byte.
     pub fn put_u8(&mut self, v: u8) {
         self.buf.push(v);

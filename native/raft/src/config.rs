@@ -33,11 +33,21 @@ pub struct Config {
     /// Seed of the pseudo-random generator behind election timeouts, mixed
     /// with `id` so that nodes sharing a seed still differ.
     pub seed: u64,
+    /// Largest snapshot chunk sent in one message. Far below the transport's
+    /// frame cap, so a snapshot of any size can be delivered. At least 1.
+    pub max_snapshot_chunk: u64,
+    /// Largest snapshot a follower accepts (it assembles chunks in memory).
+    pub max_snapshot_bytes: u64,
+    /// Largest entry a leader accepts in a proposal, so every Append fits in
+    /// one transport frame (one entry always goes out, whatever its size).
+    pub max_entry_bytes: u64,
 }
 
 impl Config {
     /// Defaults for node `id`: election 20 ticks, heartbeat 5, 1 MiB per
-    /// message, 256 in flight, 16 MiB per Ready, pre-vote and check-quorum on.
+    /// message, 256 in flight, 16 MiB per Ready, pre-vote and check-quorum
+    /// on, 1 MiB snapshot chunks, snapshots up to 1 GiB, entries up to 12 MiB
+    /// (under a 16 MiB frame cap).
     pub fn new(id: NodeId) -> Self {
         Config {
             id,
@@ -49,6 +59,9 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             seed: 0,
+            max_snapshot_chunk: 1 << 20,
+            max_snapshot_bytes: 1 << 30,
+            max_entry_bytes: 12 << 20,
         }
     }
 
@@ -67,6 +80,11 @@ impl Config {
         }
         if self.max_inflight_msgs == 0 {
             return Err(Error::InvalidConfig("max_inflight_msgs must be > 0".into()));
+        }
+        if self.max_snapshot_chunk == 0 {
+            return Err(Error::InvalidConfig(
+                "max_snapshot_chunk must be > 0".into(),
+            ));
         }
         Ok(())
     }

@@ -32,6 +32,17 @@ pub enum Error {
     /// An argument or message makes no sense in the current state.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Storage: the entry lies at or below the snapshot; only the snapshot has it.
+    #[error("log compacted: the entry is covered by the snapshot")]
+    Compacted,
+    /// Storage: the entry lies beyond the last one stored.
+    #[error("entry not available: beyond the stored log")]
+    Unavailable,
+    /// A local snapshot cannot be taken now: the application's applied index
+    /// is not the core's, or a snapshot from the leader is being installed.
+    /// Nothing changed; the application may try again later.
+    #[error("snapshot refused: {0}")]
+    SnapshotRefused(String),
 }
 
 /// Result of the Raft core's calls.

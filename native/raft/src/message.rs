@@ -6,10 +6,36 @@
 //! boolean, a forged count or trailing bytes are all errors.
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::types::{Entry, NodeId, Snapshot};
+use crate::types::{ConfState, Entry, NodeId, SnapshotMetadata};
 
 /// Wire format version, the first byte of every encoded message.
-pub const WIRE_VERSION: u8 = 1;
+/// Version 2: snapshots travel in chunks; memberships carry learners.
+pub const WIRE_VERSION: u8 = 2;
+
+/// One piece of a snapshot on its way from the leader to a follower.
+///
+/// A snapshot's data is sent in chunks of at most
+/// [`Config::max_snapshot_chunk`](crate::Config::max_snapshot_chunk) bytes,
+/// each carrying the snapshot's metadata, so a follower can tell chunks of
+/// different snapshots apart and resume an interrupted transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot's position and membership.
+    pub metadata: SnapshotMetadata,
+    /// Size of the whole snapshot data.
+    pub total_len: u64,
+    /// Where `data` starts within the snapshot data.
+    pub offset: u64,
+    /// The bytes `[offset, offset + data.len())` of the snapshot data.
+    pub data: Vec<u8>,
+}
+
+impl SnapshotChunk {
+    /// True for the chunk that completes the snapshot.
+    pub fn is_last(&self) -> bool {
+        self.offset.saturating_add(self.data.len() as u64) >= self.total_len
+    }
+}
 
 /// The kinds of message peers exchange. Local events (ticks, proposals,
 /// campaigns) are methods on the node, never messages.
@@ -28,7 +54,7 @@ pub enum MessageType {
     RequestPreVote,
     /// Reply to [`MessageType::RequestPreVote`].
     RequestPreVoteResponse,
-    /// Leader -> follower: install `snapshot`.
+    /// Leader -> follower: one chunk of a snapshot (`chunk`).
     Snapshot,
     /// Leader -> follower: I am alive; `commit` is the commit index you may use.
     Heartbeat,
@@ -43,10 +69,14 @@ pub enum MessageType {
     /// Follower -> leader: please transfer leadership to `index` (to
     /// `from` when `index` is 0).
     TransferLeader,
+    /// Follower -> leader: about the snapshot at (`index`, `log_term`), send
+    /// the chunk at byte `reject_hint` next; with `reject`, the follower
+    /// refuses the snapshot (too large for it).
+    SnapshotResponse,
 }
 
 impl MessageType {
-    const ALL: [MessageType; 13] = [
+    const ALL: [MessageType; 14] = [
         MessageType::Append,
         MessageType::AppendResponse,
         MessageType::RequestVote,
@@ -60,6 +90,7 @@ impl MessageType {
         MessageType::ReadIndex,
         MessageType::ReadIndexResponse,
         MessageType::TransferLeader,
+        MessageType::SnapshotResponse,
     ];
 
     fn to_u8(self) -> u8 {
@@ -102,8 +133,8 @@ pub struct Message {
     pub reject: bool,
     /// On a rejected append: the follower's hint for where to retry.
     pub reject_hint: u64,
-    /// Snapshot to install (Snapshot only).
-    pub snapshot: Option<Snapshot>,
+    /// A piece of a snapshot to install (Snapshot only).
+    pub chunk: Option<SnapshotChunk>,
     /// Opaque request context (ReadIndex ids, transfer markers).
     pub context: Vec<u8>,
 }
@@ -122,17 +153,22 @@ impl Message {
             commit: 0,
             reject: false,
             reject_hint: 0,
-            snapshot: None,
+            chunk: None,
             context: Vec::new(),
         }
     }
 
+    /// Approximate encoded size in bytes (the entries' and chunk's payloads
+    /// plus fixed framing), without encoding.
+    pub fn approx_size(&self) -> usize {
+        80 + self.entries.iter().map(Entry::size).sum::<usize>()
+            + self.context.len()
+            + self.chunk.as_ref().map_or(0, |c| c.data.len() + 64)
+    }
+
     /// Encodes the message for the wire.
     pub fn encode(&self) -> Vec<u8> {
-        let payload: usize = self.entries.iter().map(Entry::size).sum::<usize>()
-            + self.context.len()
-            + self.snapshot.as_ref().map_or(0, |s| s.data.len() + 64);
-        let mut w = Writer::with_capacity(80 + payload);
+        let mut w = Writer::with_capacity(self.approx_size());
         w.put_u8(WIRE_VERSION);
         w.put_u8(self.msg_type.to_u8());
         w.put_u64(self.to);
@@ -148,11 +184,16 @@ impl Message {
         for e in &self.entries {
             e.encode_into(&mut w);
         }
-        match &self.snapshot {
+        match &self.chunk {
             None => w.put_u8(0),
-            Some(s) => {
+            Some(c) => {
                 w.put_u8(1);
-                s.encode_into(&mut w);
+                w.put_u64(c.metadata.index);
+                w.put_u64(c.metadata.term);
+                c.metadata.conf_state.encode_into(&mut w);
+                w.put_u64(c.total_len);
+                w.put_u64(c.offset);
+                w.put_bytes(&c.data);
             }
         }
         w.into_vec()
@@ -189,8 +230,23 @@ impl Message {
         for _ in 0..n {
             entries.push(Entry::decode_from(&mut r)?);
         }
-        let snapshot = if r.get_bool("snapshot flag")? {
-            Some(Snapshot::decode_from(&mut r)?)
+        let chunk = if r.get_bool("chunk flag")? {
+            let index = r.get_u64("snapshot index")?;
+            let term = r.get_u64("snapshot term")?;
+            let conf_state = ConfState::decode_from(&mut r)?;
+            let total_len = r.get_u64("snapshot length")?;
+            let offset = r.get_u64("chunk offset")?;
+            let data = r.get_bytes("chunk data")?.to_vec();
+            Some(SnapshotChunk {
+                metadata: SnapshotMetadata {
+                    index,
+                    term,
+                    conf_state,
+                },
+                total_len,
+                offset,
+                data,
+            })
         } else {
             None
         };
@@ -206,7 +262,7 @@ impl Message {
             commit,
             reject,
             reject_hint,
-            snapshot,
+            chunk,
             context,
         })
     }
@@ -215,7 +271,6 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ConfState, SnapshotMetadata};
 
     fn sample() -> Message {
         let mut m = Message::new(MessageType::Append, 1, 2, 3);
@@ -224,12 +279,14 @@ mod tests {
         m.commit = 9;
         m.entries = vec![Entry::new(3, 11, b"x".to_vec()), Entry::new(3, 12, vec![])];
         m.context = b"ctx".to_vec();
-        m.snapshot = Some(Snapshot {
+        m.chunk = Some(SnapshotChunk {
             metadata: SnapshotMetadata {
                 index: 4,
                 term: 1,
-                conf_state: ConfState::new(vec![1, 2, 3]),
+                conf_state: ConfState::with_learners(vec![1, 2, 3], vec![4]),
             },
+            total_len: 10,
+            offset: 6,
             data: b"snap".to_vec(),
         });
         m

@@ -1,22 +1,41 @@
-//! The Raft state machine: roles, elections, replication, reads, transfers
-//! and membership. Pure: it reacts to ticks, messages and proposals by
-//! changing state and queueing messages; `RawNode` hands those out.
+//! The Raft state machine: roles, elections, replication, reads, transfers,
+//! snapshots and membership. Pure: it reacts to ticks, messages and
+//! proposals by changing state and queueing messages; `RawNode` hands those
+//! out.
+//!
+//! Every value taken from a message (terms, indexes, lengths, offsets) is
+//! used with checked or saturating arithmetic or bounded first: a forged
+//! message can be refused, never make a counter wrap.
 
+use std::sync::Arc;
+
+use crate::conf_log::ConfLog;
 use crate::config::Config;
 use crate::errors::{Error, Result};
-use crate::message::{Message, MessageType};
+use crate::message::{Message, MessageType, SnapshotChunk};
 use crate::raft_log::RaftLog;
 use crate::read_only::{ReadOnly, ReadState};
 use crate::status::{Role, SoftState};
+use crate::storage::Storage;
 use crate::tracker::{ProgressState, ProgressTracker, VoteResult};
 use crate::types::{
-    ConfChange, ConfState, Entry, EntryType, HardState, NodeId, PersistedState, Snapshot,
-    SnapshotMetadata, INVALID_ID,
+    ConfChange, ConfState, Entry, EntryType, HardState, NodeId, Snapshot, SnapshotMetadata,
+    INVALID_ID,
 };
 
 /// Context of a vote request caused by a leadership transfer: it overrides
 /// the voters' leader stickiness.
 pub const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
+
+/// Log indexes (and snapshot sizes) above this are refused as forged: far
+/// beyond any real log, and far enough below `u64::MAX` that index
+/// arithmetic can never overflow.
+pub const MAX_INDEX: u64 = u64::MAX >> 2;
+
+/// Ticks between the fast pre-vote attempts of consecutive ranks after the
+/// leader's connection broke (see [`Raft::peer_unreachable`]). Each node
+/// retries only every `FAST_STAGGER_TICKS * survivors` ticks.
+pub const FAST_STAGGER_TICKS: usize = 3;
 
 /// A small deterministic PRNG (splitmix64) for election timeouts.
 #[derive(Debug, Clone)]
@@ -39,11 +58,51 @@ enum CampaignType {
     Transfer,
 }
 
-/// One Raft node's protocol state.
+/// Fast pre-votes after the transport reported the leader's connection
+/// broken. Only *pre*-votes go early, on a schedule staggered by rank: rank
+/// `r` tries at `r * FAST_STAGGER_TICKS` ticks and then every `period`
+/// ticks. A pre-vote changes no term, so a slow vote round trip cannot burn
+/// terms; a real campaign that follows a won pre-vote keeps the normal
+/// randomized election timeout. The normal election timer keeps running
+/// meanwhile, so the fast path is never slower than the normal one. A
+/// survivor that is itself pre-voting refuses the pre-vote of one ranked
+/// after it, so two survivors never both win a pre-vote and split the
+/// real vote, however slow the round trips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FastElection {
+    /// The leader whose connection broke.
+    lost: NodeId,
+    /// This node's position among the voters other than `lost`.
+    rank: usize,
+    /// Ticks since the leader was reported lost.
+    elapsed: usize,
+    /// Tick of the next fast pre-vote of this node.
+    next_attempt: usize,
+    /// Ticks between two attempts of this node.
+    period: usize,
+}
+
+/// A snapshot a follower is assembling from chunks.
 ///
-/// Invariant: `lead == id` iff `role == Leader`.
+/// Invariant: `data.len() < total_len <= max_snapshot_bytes`.
+#[derive(Debug, Clone)]
+struct IncomingSnapshot {
+    /// Who sends it (chunks of the same snapshot from another leader start over).
+    from: NodeId,
+    /// Its position and membership.
+    metadata: SnapshotMetadata,
+    /// Size of the complete data.
+    total_len: u64,
+    /// The bytes received so far, in order.
+    data: Vec<u8>,
+}
+
+/// One Raft node's protocol state over the durable log in `S`.
+///
+/// Invariant: `lead == id` iff `role == Leader`; `tracker` holds the
+/// membership in force, `conf.in_force()`.
 #[derive(Debug)]
-pub struct Raft {
+pub struct Raft<S: Storage> {
     /// This node.
     pub id: NodeId,
     /// Current term.
@@ -55,8 +114,10 @@ pub struct Raft {
     /// Current role.
     pub role: Role,
     /// The log.
-    pub raft_log: RaftLog,
-    /// Membership, progress and votes.
+    pub raft_log: RaftLog<S>,
+    /// The membership as the log defines it.
+    pub conf: ConfLog,
+    /// Membership in force, progress and votes.
     pub tracker: ProgressTracker,
     /// Messages to send, drained into each Ready.
     pub msgs: Vec<Message>,
@@ -76,46 +137,37 @@ pub struct Raft {
     heartbeat_timeout: usize,
     randomized_election_timeout: usize,
     max_msg_size: u64,
+    max_snapshot_chunk: u64,
+    max_snapshot_bytes: u64,
+    max_entry_bytes: u64,
     check_quorum: bool,
     pre_vote: bool,
     rng: SplitMix64,
-    /// Set when the transport reported the leader's connection broken: until
-    /// a leader is known again (or an election timeout passes), elections
-    /// retry on a short timer staggered by rank, so the survivors elect a new
-    /// leader within a few round trips instead of an election timeout, and do
-    /// not all campaign at once (which would split the vote).
     fast_election: Option<FastElection>,
+    incoming: Option<IncomingSnapshot>,
 }
 
-/// See [`Raft::peer_unreachable`].
-#[derive(Debug, Clone, Copy)]
-struct FastElection {
-    /// Position of this node among the voters other than the lost leader;
-    /// rank 0 campaigns at once, rank r after `1 + 2r` ticks.
-    rank: usize,
-    /// Ticks since the leader was reported lost.
-    elapsed: usize,
-}
-
-impl Raft {
-    /// A follower recovered from `state`, with membership from the snapshot
-    /// or else `initial_voters`.
-    pub fn new(config: &Config, state: PersistedState, initial_voters: &[NodeId]) -> Result<Self> {
+impl<S: Storage> Raft<S> {
+    /// A follower recovered from `store`. Membership is the snapshot's plus
+    /// every conf change in the log; a fresh node (nothing stored) with
+    /// non-empty `initial_voters` bootstraps that membership instead.
+    pub fn new(config: &Config, store: S, initial_voters: &[NodeId]) -> Result<Self> {
         config.validate()?;
-        let voters = match &state.snapshot {
-            Some(s) => s.metadata.conf_state.voters.clone(),
-            None => ConfState::new(initial_voters.to_vec()).voters,
-        };
-        if voters.contains(&INVALID_ID) {
+        if initial_voters.contains(&INVALID_ID) {
             return Err(Error::InvalidArgument("voter id 0".into()));
         }
-        let mut bootstrap = Vec::new();
-        let mut state = state;
-        if state.is_empty() && !voters.is_empty() {
+        let rs = store.initial_state();
+        let fresh = store.first_index() == 1 && store.last_index() == 0 && rs.hard_state.is_empty();
+        let mut conf = ConfLog::new(store.first_index() - 1, rs.conf_state.clone());
+        conf.push_entries(&rs.conf_entries);
+        let hs = rs.hard_state;
+        let mut raft_log = RaftLog::new(store, hs.commit);
+        let voters = ConfState::new(initial_voters.to_vec()).voters;
+        if fresh && !voters.is_empty() {
             // A fresh founding member writes the initial membership into the
             // log as committed term-0 entries (identical on every founder),
             // so a node added later learns it by replaying the log.
-            bootstrap = voters
+            let bootstrap: Vec<Entry> = voters
                 .iter()
                 .enumerate()
                 .map(|(i, v)| Entry {
@@ -125,14 +177,15 @@ impl Raft {
                     data: ConfChange::AddNode(*v).encode(),
                 })
                 .collect();
-            state.hard_state.commit = voters.len() as u64;
+            raft_log.append(&bootstrap);
+            conf.push_entries(&bootstrap);
+            raft_log.commit_to(voters.len() as u64);
         }
-        let hs = state.hard_state;
-        let mut raft_log = RaftLog::new(state);
-        raft_log.append(&bootstrap);
-        raft_log.commit_to(hs.commit);
-        let tracker =
-            ProgressTracker::new(&voters, raft_log.last_index() + 1, config.max_inflight_msgs);
+        let tracker = ProgressTracker::new(
+            &conf.in_force(),
+            raft_log.last_index() + 1,
+            config.max_inflight_msgs,
+        );
         let mut r = Raft {
             id: config.id,
             term: hs.term,
@@ -140,6 +193,7 @@ impl Raft {
             lead: INVALID_ID,
             role: Role::Follower,
             raft_log,
+            conf,
             tracker,
             msgs: Vec::new(),
             read_states: Vec::new(),
@@ -153,10 +207,14 @@ impl Raft {
             heartbeat_timeout: config.heartbeat_tick,
             randomized_election_timeout: config.election_tick,
             max_msg_size: config.max_size_per_msg,
+            max_snapshot_chunk: config.max_snapshot_chunk,
+            max_snapshot_bytes: config.max_snapshot_bytes.min(MAX_INDEX),
+            max_entry_bytes: config.max_entry_bytes,
             check_quorum: config.check_quorum,
             pre_vote: config.pre_vote,
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
             fast_election: None,
+            incoming: None,
         };
         r.become_follower(r.term, INVALID_ID);
         Ok(r)
@@ -179,9 +237,31 @@ impl Raft {
         }
     }
 
-    /// True if this node may campaign: it is a voter.
+    /// True if this node may campaign at all: it is a voter of the
+    /// membership in force.
     pub fn promotable(&self) -> bool {
         self.tracker.is_voter(self.id)
+    }
+
+    /// The one guard every way of starting an election goes through (timeout,
+    /// `campaign()`, a transfer, the fast path after a lost leader, and the
+    /// real campaign after a won pre-vote): not the leader, a voter, the term
+    /// can still grow, and no committed membership change is waiting to be
+    /// applied (the application — the coordinator's peer list, for one — must
+    /// see a membership before this node campaigns under it).
+    pub fn may_campaign(&self) -> bool {
+        self.role != Role::Leader
+            && self.promotable()
+            && self.term < u64::MAX
+            && !self
+                .conf
+                .has_change_in(self.raft_log.applied(), self.raft_log.committed())
+    }
+
+    /// Bytes of snapshot data received so far from the leader (0 when no
+    /// transfer is under way).
+    pub fn incoming_snapshot_bytes(&self) -> u64 {
+        self.incoming.as_ref().map_or(0, |i| i.data.len() as u64)
     }
 
     fn send(&mut self, mut m: Message) {
@@ -190,10 +270,6 @@ impl Raft {
     }
 
     fn reset_randomized_election_timeout(&mut self) {
-        if let Some(f) = self.fast_election {
-            self.randomized_election_timeout = 1 + 2 * f.rank;
-            return;
-        }
         let span = self.election_timeout as u64;
         self.randomized_election_timeout =
             self.election_timeout + (self.rng.next() % span) as usize;
@@ -231,14 +307,19 @@ impl Raft {
         self.role = Role::PreCandidate;
     }
 
+    /// # Panics
+    /// If the term is `u64::MAX` ([`Raft::may_campaign`] rules that out).
     fn become_candidate(&mut self) {
-        self.reset(self.term + 1);
+        let term = self.term.checked_add(1).expect("campaign at the last term");
+        self.fast_election = None;
+        self.reset(term);
         self.vote = self.id;
         self.role = Role::Candidate;
     }
 
     fn become_leader(&mut self) {
         self.fast_election = None;
+        self.incoming = None;
         self.reset(self.term);
         self.lead = self.id;
         self.role = Role::Leader;
@@ -246,10 +327,11 @@ impl Raft {
             p.become_replicate();
         }
         // No conf change until the no-op (and so everything before it) is
-        // applied: the membership of earlier terms must settle first.
+        // applied: a membership of an earlier term must settle first.
         self.pending_conf_index = self.append_entry(vec![Entry::new(0, 0, Vec::new())]);
     }
 
+    /// Appends new entries as leader (terms and indexes assigned here).
     fn append_entry(&mut self, mut ents: Vec<Entry>) -> u64 {
         let mut li = self.raft_log.last_index();
         for e in ents.iter_mut() {
@@ -257,7 +339,7 @@ impl Raft {
             e.term = self.term;
             e.index = li;
         }
-        let li = self.raft_log.append(&ents);
+        let li = self.append_to_log(&ents);
         if let Some(p) = self.tracker.get_mut(self.id) {
             p.maybe_update(li);
         }
@@ -265,8 +347,35 @@ impl Raft {
         li
     }
 
+    /// Appends `ents` to the log (replacing a conflicting tail) and keeps the
+    /// membership in step with it: conf changes take effect on append and
+    /// are undone when truncated.
+    fn append_to_log(&mut self, ents: &[Entry]) -> u64 {
+        let Some(first) = ents.first() else {
+            return self.raft_log.last_index();
+        };
+        let truncated =
+            first.index <= self.raft_log.last_index() && self.conf.truncate_from(first.index);
+        let li = self.raft_log.append(ents);
+        let added = self.conf.push_entries(ents);
+        if truncated || added {
+            self.conf_changed();
+        }
+        li
+    }
+
+    /// The membership in force changed: follow it.
+    fn conf_changed(&mut self) {
+        let conf = self.conf.in_force();
+        self.tracker.set_conf(&conf, self.raft_log.last_index() + 1);
+        if self.lead_transferee != INVALID_ID && !self.tracker.is_voter(self.lead_transferee) {
+            self.lead_transferee = INVALID_ID;
+        }
+    }
+
     /// Advances commit to the quorum's match if that entry is of the current
-    /// term (Raft §5.4.2, Figure 8). Returns true if commit moved.
+    /// term (Raft §5.4.2, Figure 8). Returns true if commit moved. A leader
+    /// whose removal just committed tells the others and steps down.
     fn maybe_commit(&mut self) -> bool {
         let mci = self.tracker.committed_index();
         if mci <= self.raft_log.committed() || self.raft_log.term(mci) != Some(self.term) {
@@ -276,6 +385,16 @@ impl Raft {
         self.raft_log.commit_to(mci);
         if !was_in_term && self.committed_entry_in_current_term() {
             self.release_pending_reads();
+        }
+        if self.role == Role::Leader
+            && !self.promotable()
+            && self.conf.last_change_index() <= self.raft_log.committed()
+        {
+            // Thesis §4.2.2: a leader not in the new configuration steps down
+            // once that configuration is committed.
+            self.bcast_append();
+            let term = self.term;
+            self.become_follower(term, INVALID_ID);
         }
         true
     }
@@ -296,16 +415,27 @@ impl Raft {
     }
 
     fn tick_election(&mut self) {
-        if let Some(f) = &mut self.fast_election {
+        self.election_elapsed += 1;
+        if let Some(mut f) = self.fast_election {
             f.elapsed += 1;
-            if self.lead != INVALID_ID || f.elapsed > self.election_timeout {
-                // A leader is known again, or the fast path failed: back to
-                // ordinary randomized timeouts.
+            let attempt = f.elapsed >= f.next_attempt;
+            if attempt {
+                f.next_attempt += f.period;
+            }
+            if self.lead != INVALID_ID
+                || f.elapsed > self.election_timeout
+                || self.role == Role::Candidate
+            {
+                // A leader is known again, a real campaign is under way, or
+                // the fast window is over: ordinary timeouts from here on.
                 self.fast_election = None;
-                self.reset_randomized_election_timeout();
+            } else {
+                self.fast_election = Some(f);
+                if attempt {
+                    self.fast_pre_vote();
+                }
             }
         }
-        self.election_elapsed += 1;
         if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
             self.hup(false);
@@ -326,19 +456,20 @@ impl Raft {
             self.lead_transferee = INVALID_ID;
         }
         let timeout = self.election_timeout;
-        let mut retry = Vec::new();
+        let mut resume = Vec::new();
         for (id, p) in self.tracker.iter_mut() {
             if p.state == ProgressState::Snapshot {
                 p.snapshot_elapsed += 1;
                 if p.snapshot_elapsed >= timeout {
-                    // No answer to the snapshot: it was probably lost.
-                    p.become_probe();
-                    retry.push(*id);
+                    // No acknowledgement for a while: the chunk (or its
+                    // answer) was probably lost. Resume where it left off.
+                    p.snapshot_elapsed = 0;
+                    resume.push(*id);
                 }
             }
         }
-        for id in retry {
-            self.send_append(id);
+        for id in resume {
+            self.send_snapshot_chunk(id);
         }
         if self.heartbeat_elapsed >= self.heartbeat_timeout {
             self.heartbeat_elapsed = 0;
@@ -348,24 +479,10 @@ impl Raft {
 
     // ----- elections -----
 
-    /// Starts an election now if allowed (voter, not leader, no unapplied
-    /// membership change). `transfer` skips pre-vote and overrides stickiness.
+    /// Starts an election now if [`Raft::may_campaign`] allows it.
+    /// `transfer` skips pre-vote and overrides stickiness.
     pub fn hup(&mut self, transfer: bool) {
-        if self.role == Role::Leader || !self.promotable() {
-            return;
-        }
-        let lo = self.raft_log.applied() + 1;
-        let hi = self.raft_log.committed();
-        let changes_membership = |e: &Entry| {
-            e.entry_type == EntryType::ConfChange
-                && match ConfChange::decode(&e.data) {
-                    Ok(ConfChange::AddNode(id)) => !self.tracker.is_voter(id),
-                    Ok(ConfChange::RemoveNode(id)) => self.tracker.is_voter(id),
-                    Err(_) => false,
-                }
-        };
-        if self.raft_log.slice(lo, hi).iter().any(changes_membership) {
-            // Membership may change under us: apply it first.
+        if !self.may_campaign() {
             return;
         }
         if transfer {
@@ -377,18 +494,25 @@ impl Raft {
         }
     }
 
-    /// Starts a pre-vote campaign regardless of `pre_vote` (used when the
-    /// transport reports the leader dead).
-    pub fn pre_campaign(&mut self) {
-        if self.role == Role::Leader || !self.promotable() {
+    /// A fast pre-vote (see [`FastElection`]), whatever `pre_vote` says.
+    fn fast_pre_vote(&mut self) {
+        if self.role == Role::Candidate {
             return;
         }
         self.campaign(CampaignType::PreElection);
     }
 
     fn campaign(&mut self, ct: CampaignType) {
+        if !self.may_campaign() {
+            if self.role == Role::PreCandidate {
+                let term = self.term;
+                self.become_follower(term, INVALID_ID);
+            }
+            return;
+        }
         let (vote_type, term) = if ct == CampaignType::PreElection {
             self.become_pre_candidate();
+            // may_campaign checked that the term can grow.
             (MessageType::RequestPreVote, self.term + 1)
         } else {
             self.become_candidate();
@@ -480,11 +604,11 @@ impl Raft {
                     if self.check_quorum || self.pre_vote =>
                 {
                     // A stale leader: tell it the term so it steps down
-                    // (with pre-vote it could not learn it otherwise).
-                    let mut r =
-                        Message::new(MessageType::AppendResponse, self.id, m.from, self.term);
-                    r.index = self.raft_log.last_index();
-                    r.reject = false;
+                    // (with pre-vote it could not learn it otherwise). The
+                    // answer carries no index: the same node may lead the
+                    // current term by the time it arrives, and must not take
+                    // our last index for a match of its log.
+                    let r = Message::new(MessageType::AppendResponse, self.id, m.from, self.term);
                     self.send(r);
                 }
                 MessageType::RequestPreVote | MessageType::RequestVote => {
@@ -527,7 +651,10 @@ impl Raft {
         let can_vote = self.vote == m.from
             || (self.vote == INVALID_ID && self.lead == INVALID_ID)
             || (pre && m.term > self.term);
-        if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
+        if can_vote
+            && !self.outranks(pre, m.from)
+            && self.raft_log.is_up_to_date(m.index, m.log_term)
+        {
             // Granting answers in the candidate's term so it can count it.
             let r = Message::new(resp_type, self.id, m.from, m.term);
             self.send(r);
@@ -540,6 +667,23 @@ impl Raft {
             r.reject = true;
             self.send(r);
         }
+    }
+
+    /// True if this node, pre-voting on the fast path, ranks before `from`
+    /// among the survivors of the same lost leader (see [`FastElection`]).
+    fn outranks(&self, pre: bool, from: NodeId) -> bool {
+        let Some(f) = self
+            .fast_election
+            .filter(|_| pre && self.role == Role::PreCandidate)
+        else {
+            return false;
+        };
+        self.tracker
+            .voters()
+            .into_iter()
+            .filter(|v| *v != f.lost)
+            .position(|v| v == from)
+            .is_some_and(|r| r > f.rank)
     }
 
     fn step_candidate(&mut self, m: Message) {
@@ -559,7 +703,7 @@ impl Raft {
             }
             MessageType::Snapshot => {
                 self.become_follower(m.term, m.from);
-                self.handle_snapshot(m);
+                self.handle_snapshot_chunk(m);
             }
             t if t == my_resp => {
                 self.poll(m.from, t, !m.reject);
@@ -583,7 +727,7 @@ impl Raft {
             MessageType::Snapshot => {
                 self.election_elapsed = 0;
                 self.lead = m.from;
-                self.handle_snapshot(m);
+                self.handle_snapshot_chunk(m);
             }
             MessageType::TransferLeader | MessageType::ReadIndex if self.lead != INVALID_ID => {
                 // Forwarded on behalf of the original sender.
@@ -614,35 +758,42 @@ impl Raft {
             self.send(r);
             return;
         }
-        // Forged or corrupt batches (holes, wrong start) are ignored.
+        // Forged or corrupt batches (holes, wrong start, absurd indexes) are ignored.
+        let Some(last_new) = m.index.checked_add(m.entries.len() as u64) else {
+            return;
+        };
         let consecutive = m
             .entries
             .iter()
             .enumerate()
             .all(|(i, e)| Some(e.index) == m.index.checked_add(i as u64 + 1));
-        if !consecutive {
+        if !consecutive || last_new > MAX_INDEX {
             return;
         }
-        match self
-            .raft_log
-            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
-        {
-            Some(last) => {
-                r.index = last;
-                self.send(r);
-            }
-            None => {
-                // Tell the leader where our log may agree: the last index of
-                // a term not above the one it probed (skips whole terms).
-                let hint = m.index.min(self.raft_log.last_index());
-                let (hint, hint_term) = self.raft_log.find_conflict_by_term(hint, m.log_term);
-                r.index = m.index;
-                r.reject = true;
-                r.reject_hint = hint;
-                r.log_term = hint_term;
-                self.send(r);
-            }
+        if !self.raft_log.match_term(m.index, m.log_term) {
+            // Tell the leader where our log may agree: the last index of a
+            // term not above the one it probed (skips whole terms).
+            let hint = m.index.min(self.raft_log.last_index());
+            let (hint, hint_term) = self.raft_log.find_conflict_by_term(hint, m.log_term);
+            r.index = m.index;
+            r.reject = true;
+            r.reject_hint = hint;
+            r.log_term = hint_term;
+            self.send(r);
+            return;
         }
+        let ci = self.raft_log.find_conflict(&m.entries);
+        if ci != 0 {
+            if ci <= committed {
+                // No leader overwrites committed entries: a forged message.
+                return;
+            }
+            let start = (ci - m.index - 1) as usize;
+            self.append_to_log(&m.entries[start..]);
+        }
+        self.raft_log.commit_to(m.commit.min(last_new));
+        r.index = last_new;
+        self.send(r);
     }
 
     fn handle_heartbeat(&mut self, m: Message) {
@@ -652,25 +803,100 @@ impl Raft {
         self.send(r);
     }
 
-    fn handle_snapshot(&mut self, m: Message) {
-        let Some(snap) = m.snapshot else {
+    fn snapshot_response(&mut self, to: NodeId, meta: &SnapshotMetadata, next: u64, reject: bool) {
+        let mut r = Message::new(MessageType::SnapshotResponse, self.id, to, self.term);
+        r.index = meta.index;
+        r.log_term = meta.term;
+        r.reject_hint = next;
+        r.reject = reject;
+        self.send(r);
+    }
+
+    /// One chunk of a snapshot from the leader: assembled in order (bounded by
+    /// `max_snapshot_bytes`), answered with the offset wanted next, restored
+    /// once complete. A transfer broken off resumes where it stopped as long
+    /// as the same leader sends the same snapshot.
+    fn handle_snapshot_chunk(&mut self, m: Message) {
+        let from = m.from;
+        let Some(chunk) = m.chunk else {
             return;
         };
-        let mut r = Message::new(MessageType::AppendResponse, self.id, m.from, self.term);
-        let (si, st) = (snap.metadata.index, snap.metadata.term);
+        let SnapshotChunk {
+            metadata,
+            total_len,
+            offset,
+            data,
+        } = chunk;
+        let (si, st) = (metadata.index, metadata.term);
+        let mut ack = Message::new(MessageType::AppendResponse, self.id, from, self.term);
         if si <= self.raft_log.committed() {
-            r.index = self.raft_log.committed();
-        } else if self.raft_log.match_term(si, st) {
-            // Our log already has the snapshot's last entry: just commit.
-            self.raft_log.commit_to(si);
-            r.index = self.raft_log.committed();
-        } else {
-            let voters = snap.metadata.conf_state.voters.clone();
-            self.raft_log.restore(snap);
-            self.tracker.set_voters(&voters, si + 1);
-            r.index = self.raft_log.last_index();
+            self.incoming = None;
+            ack.index = self.raft_log.committed();
+            self.send(ack);
+            return;
         }
-        self.send(r);
+        if self.raft_log.match_term(si, st) {
+            // Our log already has the snapshot's last entry: just commit.
+            self.incoming = None;
+            self.raft_log.commit_to(si);
+            ack.index = self.raft_log.committed();
+            self.send(ack);
+            return;
+        }
+        if si > MAX_INDEX || total_len > self.max_snapshot_bytes {
+            self.snapshot_response(from, &metadata, 0, true);
+            return;
+        }
+        let same = self.incoming.as_ref().is_some_and(|i| {
+            i.from == from
+                && i.metadata.index == si
+                && i.metadata.term == st
+                && i.total_len == total_len
+        });
+        if !same {
+            self.incoming = None;
+            if offset != 0 {
+                self.snapshot_response(from, &metadata, 0, false);
+                return;
+            }
+            self.incoming = Some(IncomingSnapshot {
+                from,
+                metadata: metadata.clone(),
+                total_len,
+                data: Vec::new(),
+            });
+        }
+        let inc = self.incoming.as_mut().expect("incoming snapshot set above");
+        let have = inc.data.len() as u64;
+        let fits = offset
+            .checked_add(data.len() as u64)
+            .is_some_and(|end| end <= total_len);
+        if offset != have || !fits {
+            self.snapshot_response(from, &metadata, have, false);
+            return;
+        }
+        inc.data.extend_from_slice(&data);
+        let have = inc.data.len() as u64;
+        if have < total_len {
+            self.snapshot_response(from, &metadata, have, false);
+            return;
+        }
+        let inc = self.incoming.take().expect("incoming snapshot set above");
+        self.restore(Snapshot {
+            metadata: inc.metadata,
+            data: inc.data,
+        });
+        ack.index = self.raft_log.last_index();
+        self.send(ack);
+    }
+
+    /// Replaces the log by a complete snapshot from the leader.
+    fn restore(&mut self, snap: Snapshot) {
+        let si = snap.metadata.index;
+        let conf = snap.metadata.conf_state.clone();
+        self.raft_log.restore(Arc::new(snap));
+        self.conf.reset(si, conf);
+        self.conf_changed();
     }
 
     fn step_leader(&mut self, m: Message) {
@@ -710,6 +936,29 @@ impl Raft {
                 }
                 if !m.context.is_empty() {
                     self.handle_read_ack(from, &m.context);
+                }
+            }
+            MessageType::SnapshotResponse => {
+                pr.recent_active = true;
+                let current = pr.state == ProgressState::Snapshot
+                    && pr.pending_snapshot == m.index
+                    && pr
+                        .snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.metadata.term == m.log_term);
+                if !current {
+                    return;
+                }
+                if m.reject {
+                    // The follower cannot take it (too large): stop, probe later.
+                    pr.become_probe();
+                    return;
+                }
+                let len = pr.snapshot.as_ref().map_or(0, |s| s.data.len() as u64);
+                pr.snapshot_offset = m.reject_hint.min(len);
+                pr.snapshot_elapsed = 0;
+                if pr.snapshot_offset < len {
+                    self.send_snapshot_chunk(from);
                 }
             }
             _ => {}
@@ -778,7 +1027,7 @@ impl Raft {
         }
     }
 
-    /// Sends an Append (or snapshot) to `to` if its progress allows.
+    /// Sends an Append (or starts a snapshot) to `to` if its progress allows.
     fn send_append(&mut self, to: NodeId) {
         self.maybe_send_append(to, true);
     }
@@ -790,7 +1039,7 @@ impl Raft {
     /// Returns true if a message was sent. With `send_if_empty` false, only
     /// a message carrying entries is sent.
     fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
-        if to == self.id {
+        if to == self.id || self.role != Role::Leader {
             return false;
         }
         let Some(pr) = self.tracker.get(to) else {
@@ -801,28 +1050,22 @@ impl Raft {
         }
         let next = pr.next_idx;
         let recent_active = pr.recent_active;
-        let prev_term = self.raft_log.term(next - 1);
-        let ents = match prev_term {
-            Some(_) => self.raft_log.entries_from(next, self.max_msg_size),
-            None => Vec::new(),
-        };
-        let Some(prev_term) = prev_term else {
+        let Some(prev_term) = self.raft_log.term(next - 1) else {
             // The entries it needs are compacted: send the snapshot.
             if !recent_active {
                 return false;
             }
-            let Some(snap) = self.raft_log.snapshot().cloned() else {
+            let snap = self.raft_log.snapshot();
+            if snap.metadata.index == 0 {
                 return false;
-            };
-            let si = snap.metadata.index;
-            let mut m = Message::new(MessageType::Snapshot, self.id, to, self.term);
-            m.snapshot = Some(snap);
-            self.send(m);
-            if let Some(pr) = self.tracker.get_mut(to) {
-                pr.become_snapshot(si);
             }
+            if let Some(pr) = self.tracker.get_mut(to) {
+                pr.become_snapshot(snap);
+            }
+            self.send_snapshot_chunk(to);
             return true;
         };
+        let ents = self.raft_log.entries_from(next, self.max_msg_size);
         if ents.is_empty() && !send_if_empty {
             return false;
         }
@@ -849,8 +1092,35 @@ impl Raft {
         true
     }
 
+    /// Sends the chunk of the snapshot in transfer to `to` that starts at its
+    /// acknowledged offset.
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let chunk_size = self.max_snapshot_chunk;
+        let Some(pr) = self.tracker.get_mut(to) else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot {
+            return;
+        }
+        let Some(snap) = pr.snapshot.clone() else {
+            return;
+        };
+        pr.snapshot_elapsed = 0;
+        let len = snap.data.len() as u64;
+        let start = pr.snapshot_offset.min(len);
+        let end = start.saturating_add(chunk_size).min(len);
+        let mut m = Message::new(MessageType::Snapshot, self.id, to, self.term);
+        m.chunk = Some(SnapshotChunk {
+            metadata: snap.metadata.clone(),
+            total_len: len,
+            offset: start,
+            data: snap.data[start as usize..end as usize].to_vec(),
+        });
+        self.send(m);
+    }
+
     fn bcast_append(&mut self) {
-        for id in self.tracker.voters() {
+        for id in self.tracker.members() {
             self.send_append(id);
         }
     }
@@ -896,7 +1166,7 @@ impl Raft {
     }
 
     fn handle_read_index(&mut self, ctx: Vec<u8>, from: NodeId) {
-        if self.tracker.len() <= 1 && self.tracker.is_voter(self.id) {
+        if self.tracker.voter_count() <= 1 && self.tracker.is_voter(self.id) {
             let index = self.raft_log.committed();
             self.respond_read(ctx, from, index);
             return;
@@ -964,7 +1234,16 @@ impl Raft {
             )));
         }
         if !self.tracker.is_voter(self.id) {
-            return Err(Error::ProposalDropped("leader is not a voter".into()));
+            return Err(Error::ProposalDropped(
+                "this leader is being removed from the group".into(),
+            ));
+        }
+        if data.len() as u64 > self.max_entry_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "entry of {} bytes exceeds the limit of {} bytes",
+                data.len(),
+                self.max_entry_bytes
+            )));
         }
         if entry_type == EntryType::ConfChange {
             if self.pending_conf_index > self.raft_log.applied() {
@@ -972,21 +1251,7 @@ impl Raft {
                     index: self.pending_conf_index,
                 });
             }
-            let cc = ConfChange::decode(&data)?;
-            match cc {
-                ConfChange::AddNode(id) if id == INVALID_ID || self.tracker.is_voter(id) => {
-                    return Err(Error::InvalidArgument(format!("cannot add node {id}")));
-                }
-                ConfChange::RemoveNode(id) if !self.tracker.is_voter(id) => {
-                    return Err(Error::InvalidArgument(format!("{id} is not a voter")));
-                }
-                ConfChange::RemoveNode(_) if self.tracker.len() <= 1 => {
-                    return Err(Error::InvalidArgument(
-                        "cannot remove the last voter".into(),
-                    ));
-                }
-                _ => {}
-            }
+            self.check_conf_change(ConfChange::decode(&data)?)?;
         }
         let e = Entry {
             term: 0,
@@ -1000,6 +1265,30 @@ impl Raft {
         }
         self.bcast_append();
         Ok(idx)
+    }
+
+    fn check_conf_change(&self, cc: ConfChange) -> Result<()> {
+        let t = &self.tracker;
+        let bad = |why: String| Err(Error::InvalidArgument(why));
+        match cc {
+            ConfChange::AddNode(id) if id == INVALID_ID || t.is_voter(id) => {
+                bad(format!("cannot add node {id}: already a voter"))
+            }
+            ConfChange::AddLearner(id)
+                if id == INVALID_ID || t.is_voter(id) || t.is_learner(id) =>
+            {
+                bad(format!(
+                    "cannot add node {id} as a learner: already a member"
+                ))
+            }
+            ConfChange::RemoveNode(id) if !t.is_voter(id) && !t.is_learner(id) => {
+                bad(format!("{id} is not a member"))
+            }
+            ConfChange::RemoveNode(id) if t.is_voter(id) && t.voter_count() <= 1 => {
+                bad("cannot remove the last voter".into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Starts a leadership transfer to `to` (leader), or forwards the
@@ -1035,30 +1324,38 @@ impl Raft {
     /// The transport saw the connection to `id` break (EOF/RST).
     ///
     /// On a follower whose leader is `id`: the leader is forgotten (its lease
-    /// no longer protects it) and fast elections start: the lowest-ranked
-    /// surviving voter pre-votes at once, the others retry on short staggered
-    /// timers (see [`FastElection`]). Peers grant such a pre-vote only if they
-    /// too lost the leader or their election timeout elapsed. On a leader, the
-    /// follower `id` goes back to probing.
+    /// no longer protects it) and fast pre-votes start (see
+    /// [`FastElection`]): the lowest-ranked surviving voter pre-votes at once,
+    /// the others on later, staggered ticks. Peers grant such a pre-vote only
+    /// if they too lost the leader or their election timeout elapsed. On a
+    /// leader, the follower `id` goes back to probing.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => {
-                // Its lease no longer protects it. Every survivor sees the
-                // same EOF at about the same moment; ranking them by id lets
-                // the first campaign at once and the others only if it fails.
                 self.lead = INVALID_ID;
-                let rank = self
+                let survivors: Vec<NodeId> = self
                     .tracker
                     .voters()
                     .into_iter()
                     .filter(|v| *v != id)
-                    .position(|v| v == self.id)
-                    .unwrap_or(0);
-                self.fast_election = Some(FastElection { rank, elapsed: 0 });
-                self.election_elapsed = 0;
-                self.reset_randomized_election_timeout();
+                    .collect();
+                let Some(rank) = survivors.iter().position(|v| *v == self.id) else {
+                    return;
+                };
+                let period = FAST_STAGGER_TICKS * survivors.len();
+                let mut f = FastElection {
+                    lost: id,
+                    rank,
+                    elapsed: 0,
+                    next_attempt: rank * FAST_STAGGER_TICKS,
+                    period,
+                };
                 if rank == 0 {
-                    self.pre_campaign();
+                    f.next_attempt = period;
+                    self.fast_election = Some(f);
+                    self.fast_pre_vote();
+                } else {
+                    self.fast_election = Some(f);
                 }
             }
             Role::Leader => {
@@ -1072,67 +1369,43 @@ impl Raft {
         }
     }
 
-    /// Applies a committed membership change (called as it is applied).
-    pub fn apply_conf_change(&mut self, cc: ConfChange) {
-        match cc {
-            ConfChange::AddNode(id) => {
-                if id == INVALID_ID || self.tracker.is_voter(id) {
-                    return;
-                }
-                self.tracker.add_voter(id, self.raft_log.last_index() + 1);
-            }
-            ConfChange::RemoveNode(id) => {
-                if !self.tracker.is_voter(id) {
-                    return;
-                }
-                self.tracker.remove_voter(id);
-                if id == self.lead_transferee {
-                    self.lead_transferee = INVALID_ID;
-                }
-            }
+    /// Checks that a local snapshot may be taken at `applied` — the index the
+    /// application says its state reflects — and returns its metadata (the
+    /// membership as of that index). Refused unless `applied` is exactly the
+    /// index the core handed out and was advanced to, no snapshot from the
+    /// leader is being installed, and the snapshot would be newer than the
+    /// current one. Then the application's state, the snapshot's index and
+    /// its membership always agree.
+    pub fn snapshot_metadata(&mut self, applied: u64) -> Result<SnapshotMetadata> {
+        let log = &self.raft_log;
+        let refuse = |why: String| Err(Error::SnapshotRefused(why));
+        if log.snapshot_in_progress() {
+            return refuse("a snapshot from the leader is being installed".into());
         }
-        if self.role != Role::Leader {
-            return;
-        }
-        if !self.tracker.is_voter(self.id) {
-            // Tell the others the commit index, then step aside.
-            self.bcast_append();
-            let term = self.term;
-            self.become_follower(term, INVALID_ID);
-            return;
-        }
-        if self.maybe_commit() {
-            self.bcast_append();
-        } else if let ConfChange::AddNode(id) = cc {
-            self.send_append(id);
-        }
-    }
-
-    /// Takes a snapshot at the applied index with the current membership,
-    /// keeps it and compacts the log up to it.
-    pub fn create_snapshot(&mut self, data: Vec<u8>) -> Result<Snapshot> {
-        let applied = self.raft_log.applied();
-        if applied == 0 {
-            return Err(Error::InvalidArgument("nothing applied yet".into()));
-        }
-        if applied > self.raft_log.stabled() {
-            return Err(Error::InvalidArgument(
-                "applied entries are not persisted yet: advance first".into(),
+        if applied != log.applied() {
+            return refuse(format!(
+                "the application's applied index {applied} is not the core's {}",
+                log.applied()
             ));
         }
-        let term = self
-            .raft_log
-            .term(applied)
-            .ok_or_else(|| Error::InvalidArgument(format!("no term for index {applied}")))?;
-        let snap = Snapshot {
-            metadata: SnapshotMetadata {
-                index: applied,
-                term,
-                conf_state: ConfState::new(self.tracker.voters()),
-            },
-            data,
+        if applied <= log.snapshot_index() {
+            return refuse(format!(
+                "nothing applied since the snapshot at {}",
+                log.snapshot_index()
+            ));
+        }
+        if applied > log.persisted() {
+            return refuse(format!("index {applied} is not persisted yet"));
+        }
+        let Some(term) = log.term(applied) else {
+            return refuse(format!("no term known for index {applied}"));
         };
-        self.raft_log.compact(snap.clone());
-        Ok(snap)
+        let conf_state = self.conf.at(applied);
+        self.conf.compact_to(applied);
+        Ok(SnapshotMetadata {
+            index: applied,
+            term,
+            conf_state,
+        })
     }
 }

@@ -1,83 +1,68 @@
-//! The in-memory Raft log: everything after the latest snapshot, plus the
-//! commit, apply and persistence marks.
+//! The log as the protocol sees it: the durable log behind a [`Storage`],
+//! the unstable tail in memory, and the commit and apply marks.
 
-use crate::types::{Entry, PersistedState, Snapshot};
+use std::sync::Arc;
+
+use crate::log_unstable::Unstable;
+use crate::storage::{limit_size, Storage};
+use crate::types::{Entry, Snapshot};
 
 /// The log of one node.
 ///
-/// Entries `[first_index(), last_index()]` are in memory; everything up to
-/// `snapshot_index()` is covered by the kept snapshot.
+/// Entries below `unstable.offset` come from storage, the others from the
+/// unstable tail; a pending snapshot from the leader shadows storage entirely.
 ///
-/// Invariants: `snapshot_index() <= applied <= committed <= last_index()`;
-/// `snapshot_index() <= stabled <= last_index()`; `entries[i].index ==
-/// snapshot_index() + 1 + i`.
-#[derive(Debug, Clone, Default)]
-pub struct RaftLog {
-    /// Latest snapshot (local or from the leader); None means the log starts at 1.
-    snapshot: Option<Snapshot>,
-    /// Entries after the snapshot, consecutive.
-    entries: Vec<Entry>,
+/// Invariants: `first_index() - 1 <= applied <= committed <= last_index()`,
+/// except right after a snapshot from the leader was restored: then
+/// `applied` may lag below the snapshot index until the driver reports the
+/// snapshot applied (it must never be told it applied entries it did not).
+#[derive(Debug)]
+pub struct RaftLog<S: Storage> {
+    store: S,
+    unstable: Unstable,
     /// Highest index known committed.
     committed: u64,
-    /// Highest index the application applied (and advanced).
+    /// Highest index the application applied (as reported by `advance`).
     applied: u64,
-    /// Highest index known persisted; entries above it are unstable.
-    stabled: u64,
-    /// The snapshot came from the leader and is not yet handed out in a Ready.
-    pending_snapshot: bool,
 }
 
-impl RaftLog {
-    /// The log recovered from durable state: entries covered by the snapshot
-    /// are dropped, everything is stable, and `applied` starts at the
-    /// snapshot (committed entries after it are re-delivered).
-    pub fn new(state: PersistedState) -> Self {
-        let mut log = RaftLog {
-            snapshot: state.snapshot,
-            ..RaftLog::default()
-        };
-        let si = log.snapshot_index();
-        let mut expect = si + 1;
-        for e in state.entries {
-            if e.index < expect {
-                continue;
-            }
-            if e.index != expect {
-                // A hole: everything after it is unusable.
-                break;
-            }
-            log.entries.push(e);
-            expect += 1;
+impl<S: Storage> RaftLog<S> {
+    /// The log over `store`, committed at `commit` (clamped into the log).
+    /// Everything stored is stable; `applied` starts at the snapshot, so
+    /// committed entries after it are handed out again.
+    pub fn new(store: S, commit: u64) -> Self {
+        let first = store.first_index();
+        let last = store.last_index();
+        RaftLog {
+            store,
+            unstable: Unstable::new(last + 1),
+            committed: commit.clamp(first - 1, last),
+            applied: first - 1,
         }
-        log.committed = state.hard_state.commit.clamp(si, log.last_index());
-        log.applied = si;
-        log.stabled = log.last_index();
-        log
     }
 
-    /// Index covered by the snapshot (0 without one).
-    pub fn snapshot_index(&self) -> u64 {
-        self.snapshot.as_ref().map_or(0, |s| s.metadata.index)
+    /// The storage.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
-    /// Term of the snapshot's last entry (0 without one).
-    pub fn snapshot_term(&self) -> u64 {
-        self.snapshot.as_ref().map_or(0, |s| s.metadata.term)
-    }
-
-    /// The kept snapshot, if any.
-    pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
-    }
-
-    /// First index in memory.
+    /// Index of the first entry (the one after the snapshot).
     pub fn first_index(&self) -> u64 {
-        self.snapshot_index() + 1
+        self.unstable
+            .maybe_first_index()
+            .unwrap_or_else(|| self.store.first_index())
     }
 
-    /// Last index of the log (the snapshot index when no entries follow it).
+    /// Index covered by the latest snapshot (0 without one).
+    pub fn snapshot_index(&self) -> u64 {
+        self.first_index() - 1
+    }
+
+    /// Index of the last entry.
     pub fn last_index(&self) -> u64 {
-        self.snapshot_index() + self.entries.len() as u64
+        self.unstable
+            .maybe_last_index()
+            .unwrap_or_else(|| self.store.last_index())
     }
 
     /// Term of the last entry.
@@ -95,22 +80,25 @@ impl RaftLog {
         self.applied
     }
 
-    /// Persisted index.
-    pub fn stabled(&self) -> u64 {
-        self.stabled
+    /// Highest index persisted (entries above it are unstable).
+    pub fn persisted(&self) -> u64 {
+        self.unstable.offset - 1
     }
 
     /// Term of the entry at `index`, or None when it is compacted away (below
     /// the snapshot) or beyond the end.
     pub fn term(&self, index: u64) -> Option<u64> {
-        let si = self.snapshot_index();
-        if index == si {
-            return Some(self.snapshot_term());
-        }
-        if index < si || index > self.last_index() {
+        let dummy = self.first_index() - 1;
+        if index < dummy || index > self.last_index() {
             return None;
         }
-        Some(self.entries[(index - si - 1) as usize].term)
+        if let Some(t) = self.unstable.maybe_term(index) {
+            return Some(t);
+        }
+        if self.unstable.snapshot.is_some() {
+            return None;
+        }
+        self.store.term(index).ok()
     }
 
     /// True if the log holds an entry at `index` with `term`.
@@ -124,36 +112,89 @@ impl RaftLog {
         term > self.last_term() || (term == self.last_term() && last_index >= self.last_index())
     }
 
-    /// Entries in `[lo, hi]` (clipped to the log).
-    pub fn slice(&self, lo: u64, hi: u64) -> &[Entry] {
+    /// Entries in `[lo, hi]` (clipped to the log), at most `max_size` bytes
+    /// but at least one when the range is not empty.
+    pub fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Vec<Entry> {
         let lo = lo.max(self.first_index());
         let hi = hi.min(self.last_index());
         if lo > hi {
-            return &[];
+            return Vec::new();
         }
-        let si = self.snapshot_index();
-        &self.entries[(lo - si - 1) as usize..(hi - si) as usize]
+        let end = hi + 1;
+        let offset = self.unstable.offset;
+        let mut out = Vec::new();
+        if lo < offset && self.unstable.snapshot.is_none() {
+            let stored_end = end.min(offset);
+            out = self
+                .store
+                .entries(lo, stored_end, max_size)
+                .unwrap_or_else(|e| panic!("storage cannot read [{lo}, {stored_end}): {e}"));
+            if (out.len() as u64) < stored_end - lo {
+                // The size limit was hit inside storage.
+                return out;
+            }
+        }
+        if end > offset {
+            let ents = self.unstable.slice(lo.max(offset), end);
+            if out.is_empty() {
+                return limit_size(ents, max_size).to_vec();
+            }
+            let used: u64 = out.iter().map(|e| e.size() as u64).sum();
+            let mut size = used;
+            for e in ents {
+                size += e.size() as u64;
+                if size > max_size {
+                    break;
+                }
+                out.push(e.clone());
+            }
+        }
+        out
     }
 
-    /// Entries from `lo` on, at most `max_size` bytes but at least one entry.
+    /// Entries from `lo` on, at most `max_size` bytes but at least one.
     pub fn entries_from(&self, lo: u64, max_size: u64) -> Vec<Entry> {
-        limit_size(self.slice(lo, self.last_index()), max_size)
+        self.slice(lo, self.last_index(), max_size)
     }
 
     /// Entries not yet persisted.
     pub fn unstable_entries(&self) -> &[Entry] {
-        self.slice(self.stabled + 1, self.last_index())
+        &self.unstable.entries
+    }
+
+    /// The snapshot from the leader not yet persisted, if any.
+    pub fn pending_snapshot(&self) -> Option<&Arc<Snapshot>> {
+        self.unstable.snapshot.as_ref()
+    }
+
+    /// True when a snapshot from the leader is not yet both persisted and
+    /// applied: no local snapshot may be taken meanwhile.
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.unstable.snapshot.is_some() || self.applied < self.snapshot_index()
+    }
+
+    /// The latest snapshot: the pending one from the leader, else storage's.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match &self.unstable.snapshot {
+            Some(s) => s.clone(),
+            None => self.store.snapshot(),
+        }
+    }
+
+    /// First index that committed entries may be handed out from.
+    fn next_apply_index(&self) -> u64 {
+        (self.applied + 1).max(self.first_index())
     }
 
     /// True if there are committed entries not yet applied.
     pub fn has_next_entries(&self) -> bool {
-        self.committed > self.applied
+        self.committed >= self.next_apply_index()
     }
 
     /// Committed entries after `applied`, at most `max_size` bytes but at
-    /// least one entry.
+    /// least one.
     pub fn next_entries(&self, max_size: u64) -> Vec<Entry> {
-        limit_size(self.slice(self.applied + 1, self.committed), max_size)
+        self.slice(self.next_apply_index(), self.committed, max_size)
     }
 
     /// First index where `ents` disagrees with the log (by term) or goes
@@ -168,10 +209,10 @@ impl RaftLog {
     /// a log whose entry at `index` has `term` may start to agree with ours.
     /// Returns the index and our term there (0 if unknown).
     pub fn find_conflict_by_term(&self, index: u64, term: u64) -> (u64, u64) {
-        let mut i = index.min(self.last_index());
         if index > self.last_index() {
             return (index, 0);
         }
+        let mut i = index;
         loop {
             match self.term(i) {
                 Some(t) if t > term && i > 0 => i -= 1,
@@ -179,34 +220,6 @@ impl RaftLog {
                 None => return (i, 0),
             }
         }
-    }
-
-    /// Follower side of an Append: if our entry at `index` has `log_term`,
-    /// append `ents` (consecutive from `index + 1`), dropping a conflicting
-    /// tail, and advance commit to `min(committed, last new index)`.
-    /// Returns the last new index, or None if the logs do not match (or the
-    /// message would overwrite committed entries, which no leader sends).
-    pub fn maybe_append(
-        &mut self,
-        index: u64,
-        log_term: u64,
-        committed: u64,
-        ents: &[Entry],
-    ) -> Option<u64> {
-        if !self.match_term(index, log_term) {
-            return None;
-        }
-        let last_new = index + ents.len() as u64;
-        let ci = self.find_conflict(ents);
-        if ci != 0 {
-            if ci <= self.committed {
-                return None;
-            }
-            let start = (ci - index - 1) as usize;
-            self.append(&ents[start..]);
-        }
-        self.commit_to(committed.min(last_new));
-        Some(last_new)
     }
 
     /// Appends `ents` (consecutive), replacing any entries at or after the
@@ -226,10 +239,7 @@ impl RaftLog {
             self.committed + 1,
             self.last_index() + 1
         );
-        let keep = (after - self.snapshot_index()) as usize;
-        self.entries.truncate(keep);
-        self.entries.extend_from_slice(ents);
-        self.stabled = self.stabled.min(after);
+        self.unstable.truncate_and_append(ents);
         self.last_index()
     }
 
@@ -242,7 +252,8 @@ impl RaftLog {
         }
     }
 
-    /// The application applied everything up to `index`.
+    /// The application applied everything up to `index` (a committed entry,
+    /// or a snapshot it restored).
     pub fn applied_to(&mut self, index: u64) {
         let index = index.min(self.committed);
         if index > self.applied {
@@ -253,77 +264,29 @@ impl RaftLog {
     /// Entries up to `index` (with `term`) were persisted. Ignored when the
     /// entry there has since been replaced by another term.
     pub fn stable_to(&mut self, index: u64, term: u64) {
-        if self.match_term(index, term) && index > self.stabled {
-            self.stabled = index;
-        }
+        self.unstable.stable_to(index, term);
     }
 
     /// The snapshot handed out in a Ready was persisted.
     pub fn stable_snapshot(&mut self, index: u64) {
-        if self.snapshot_index() == index {
-            self.pending_snapshot = false;
-        }
+        self.unstable.stable_snapshot(index);
     }
 
-    /// The snapshot from the leader not yet handed out, if any.
-    pub fn pending_snapshot(&self) -> Option<&Snapshot> {
-        if self.pending_snapshot {
-            self.snapshot.as_ref()
-        } else {
-            None
-        }
-    }
-
-    /// Replaces the whole log by a snapshot from the leader: commit, apply and
-    /// stable marks jump to it; it goes out in the next Ready.
-    pub fn restore(&mut self, snapshot: Snapshot) {
+    /// Replaces the whole log by a snapshot from the leader: commit jumps to
+    /// it; it goes out in the next Ready. `applied` stays where it is until
+    /// the driver reports the snapshot applied.
+    pub fn restore(&mut self, snapshot: Arc<Snapshot>) {
         let i = snapshot.metadata.index;
-        self.entries.clear();
-        self.snapshot = Some(snapshot);
+        self.unstable.restore(snapshot);
         self.committed = i;
-        self.applied = i;
-        self.stabled = i;
-        self.pending_snapshot = true;
     }
-
-    /// Keeps `snapshot` (taken locally at an applied index) and drops the
-    /// entries it covers.
-    ///
-    /// # Panics
-    /// If the snapshot is past `applied` or below the current snapshot.
-    pub fn compact(&mut self, snapshot: Snapshot) {
-        let i = snapshot.metadata.index;
-        assert!(
-            i <= self.applied && i >= self.snapshot_index(),
-            "compact to {i} outside [{}, {}]",
-            self.snapshot_index(),
-            self.applied
-        );
-        let drop = (i - self.snapshot_index()) as usize;
-        self.entries.drain(..drop);
-        self.snapshot = Some(snapshot);
-        self.stabled = self.stabled.max(i);
-    }
-}
-
-/// Longest prefix of `ents` within `max_size` bytes, at least one entry.
-fn limit_size(ents: &[Entry], max_size: u64) -> Vec<Entry> {
-    let mut size = 0u64;
-    let mut n = 0;
-    for e in ents {
-        size += e.size() as u64;
-        if n > 0 && size > max_size {
-            break;
-        }
-        n += 1;
-    }
-    ents[..n].to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ConfState, HardState, SnapshotMetadata};
+    use crate::storage::MemStorage;
+    use crate::types::{ConfState, SnapshotMetadata};
 
     fn ents(terms: &[u64], from: u64) -> Vec<Entry> {
         terms
@@ -333,33 +296,35 @@ mod tests {
             .collect()
     }
 
-    fn log(terms: &[u64]) -> RaftLog {
-        RaftLog::new(PersistedState {
-            hard_state: HardState::default(),
-            snapshot: None,
-            entries: ents(terms, 1),
-        })
+    fn log(stored: &[u64]) -> (MemStorage, RaftLog<MemStorage>) {
+        let s = MemStorage::new();
+        s.append(&ents(stored, 1));
+        (s.clone(), RaftLog::new(s, 0))
     }
 
     #[test]
-    fn maybe_append_truncates_conflicts_and_commits() {
-        let mut l = log(&[1, 1, 2, 2]);
-        assert_eq!(l.maybe_append(5, 1, 3, &[]), None);
-        assert_eq!(l.maybe_append(2, 1, 3, &ents(&[3, 3], 3)), Some(4));
-        assert_eq!(l.last_index(), 4);
-        assert_eq!(l.term(3), Some(3));
-        assert_eq!(l.committed(), 3);
-        assert_eq!(l.stabled(), 2);
-        assert_eq!(l.unstable_entries().len(), 2);
-        // Already present entries change nothing, commit follows.
-        assert_eq!(l.maybe_append(1, 1, 10, &ents(&[1], 2)), Some(2));
-        assert_eq!(l.committed(), 3);
-        assert_eq!(l.last_index(), 4);
+    fn reads_span_storage_and_the_unstable_tail() {
+        let (_, mut l) = log(&[1, 1, 2]);
+        l.append(&ents(&[2, 3], 4));
+        assert_eq!(l.last_index(), 5);
+        assert_eq!(l.persisted(), 3);
+        assert_eq!(l.term(5), Some(3));
+        let all = l.slice(1, 5, u64::MAX);
+        assert_eq!(
+            all.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(l.slice(2, 5, 0).len(), 1);
+        // A conflicting append below the persisted tail shadows storage.
+        l.append(&ents(&[4], 3));
+        assert_eq!((l.last_index(), l.term(3), l.persisted()), (3, Some(4), 2));
+        l.stable_to(3, 4);
+        assert_eq!(l.persisted(), 3);
     }
 
     #[test]
     fn find_conflict_by_term_skips_higher_terms() {
-        let l = log(&[1, 1, 3, 3, 5]);
+        let (_, l) = log(&[1, 1, 3, 3, 5]);
         assert_eq!(l.find_conflict_by_term(5, 4), (4, 3));
         assert_eq!(l.find_conflict_by_term(5, 2), (2, 1));
         assert_eq!(l.find_conflict_by_term(9, 2), (9, 0));
@@ -367,41 +332,31 @@ mod tests {
     }
 
     #[test]
-    fn size_limits_keep_at_least_one() {
-        let mut l = log(&[]);
-        let big: Vec<Entry> = (1..=4).map(|i| Entry::new(1, i, vec![0; 100])).collect();
-        l.append(&big);
-        assert_eq!(l.entries_from(1, 0).len(), 1);
-        assert_eq!(l.entries_from(1, 250).len(), 2);
-        l.commit_to(9);
-        assert_eq!(l.committed(), 4);
-        assert_eq!(l.next_entries(u64::MAX).len(), 4);
-    }
-
-    #[test]
-    fn compact_and_restore() {
-        let mut l = log(&[1, 1, 2, 2, 2]);
+    fn restore_waits_for_the_application_before_moving_applied() {
+        let (store, mut l) = log(&[1, 1, 2, 2, 2]);
         l.commit_to(4);
-        l.applied_to(3);
-        let snap = |i, t| Snapshot {
+        l.applied_to(2);
+        let snap = Arc::new(Snapshot {
             metadata: SnapshotMetadata {
-                index: i,
-                term: t,
+                index: 10,
+                term: 4,
                 conf_state: ConfState::new(vec![1]),
             },
             data: vec![],
-        };
-        l.compact(snap(3, 2));
-        assert_eq!(l.first_index(), 4);
-        assert_eq!(l.term(3), Some(2));
-        assert_eq!(l.term(2), None);
-        assert_eq!(l.last_index(), 5);
-        assert!(l.pending_snapshot().is_none());
-        l.restore(snap(10, 4));
-        assert_eq!(l.last_index(), 10);
-        assert_eq!(l.committed(), 10);
-        assert!(l.pending_snapshot().is_some());
+        });
+        l.restore(snap.clone());
+        assert_eq!(
+            (l.first_index(), l.last_index(), l.committed()),
+            (11, 10, 10)
+        );
+        assert_eq!(l.applied(), 2);
+        assert!(l.snapshot_in_progress());
+        assert!(!l.has_next_entries());
+        store.apply_snapshot(snap);
         l.stable_snapshot(10);
-        assert!(l.pending_snapshot().is_none());
+        assert_eq!(l.first_index(), 11);
+        assert!(l.snapshot_in_progress(), "persisted but not yet applied");
+        l.applied_to(10);
+        assert!(!l.snapshot_in_progress());
     }
 }

@@ -8,12 +8,16 @@ use crate::raft::Raft;
 use crate::raft_log::RaftLog;
 use crate::read_only::ReadState;
 use crate::status::{ProgressStatus, Role, SoftState, Status};
-use crate::types::{ConfChange, Entry, EntryType, HardState, NodeId, PersistedState, Snapshot};
+use crate::storage::Storage;
+use crate::types::{
+    ConfChange, ConfState, Entry, EntryType, HardState, NodeId, Snapshot, SnapshotMetadata,
+};
+use std::sync::Arc;
 
 /// Everything the driver must do after some events, in this order:
 /// persist `snapshot`, `entries` and `hard_state` (fsync if `must_sync`)
-/// BEFORE sending `messages`; then apply `committed_entries` in order and
-/// serve `read_states`; then call [`RawNode::advance`] with this Ready.
+/// BEFORE sending `messages`; then apply `snapshot` and `committed_entries` in
+/// order and serve `read_states`; then call [`RawNode::advance`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ready {
     /// Some when the leader or role changed since the last Ready.
@@ -22,7 +26,7 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// A snapshot from the leader: persist it and restore the state machine
     /// from it before applying `committed_entries`.
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<Arc<Snapshot>>,
     /// Entries to persist BEFORE sending. `entries[0].index` may be at or
     /// below the last persisted index: the persisted tail from there is replaced.
     pub entries: Vec<Entry>,
@@ -37,27 +41,58 @@ pub struct Ready {
     pub must_sync: bool,
 }
 
-/// A Raft node driven synchronously by one owner.
+impl Ready {
+    /// What [`RawNode::advance_marks`] needs to know about this Ready once it
+    /// was persisted and applied (the rest — messages, entries — may be
+    /// handed elsewhere meanwhile).
+    pub fn marks(&self) -> Marks {
+        Marks {
+            soft_state: self.soft_state,
+            hard_state: self.hard_state,
+            snapshot_index: self.snapshot.as_ref().map(|s| s.metadata.index),
+            last_entry: self.entries.last().map(|e| (e.index, e.term)),
+            last_committed: self.committed_entries.last().map(|e| e.index),
+        }
+    }
+}
+
+/// The part of a [`Ready`] that [`RawNode::advance_marks`] consumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// The Ready's soft state.
+    pub soft_state: Option<SoftState>,
+    /// The Ready's hard state.
+    pub hard_state: Option<HardState>,
+    /// Index of the Ready's snapshot, if it had one.
+    pub snapshot_index: Option<u64>,
+    /// (index, term) of the Ready's last entry, if it had entries.
+    pub last_entry: Option<(u64, u64)>,
+    /// Index of the Ready's last committed entry, if any.
+    pub last_committed: Option<u64>,
+}
+
+/// A Raft node driven synchronously by one owner, over the durable log in `S`.
 #[derive(Debug)]
-pub struct RawNode {
-    raft: Raft,
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
     prev_ss: SoftState,
     prev_hs: HardState,
     max_committed_size_per_ready: u64,
 }
 
-impl RawNode {
-    /// A node recovered from `state` (empty for a fresh node). Membership is
-    /// the snapshot's if there is one, else `initial_voters` (`[]` for a node
+impl<S: Storage> RawNode<S> {
+    /// A node recovered from `store` (empty for a fresh node). Membership is
+    /// the snapshot's plus every conf change in the log; a fresh node with
+    /// non-empty `initial_voters` bootstraps that membership (`[]` for a node
     /// joining an existing group: it waits to be contacted and never
     /// campaigns while not a voter). Committed entries after the snapshot are
     /// re-delivered by [`RawNode::ready`].
-    pub fn new(config: &Config, state: PersistedState, initial_voters: &[NodeId]) -> Result<Self> {
+    pub fn new(config: &Config, store: S, initial_voters: &[NodeId]) -> Result<Self> {
+        let stored_hs = store.initial_state().hard_state;
+        let raft = Raft::new(config, store, initial_voters)?;
         // A fresh node's bootstrap state is new and must be persisted; a
         // recovered node's is already on disk.
-        let fresh = state.is_empty();
-        let raft = Raft::new(config, state, initial_voters)?;
-        let prev_hs = if fresh {
+        let prev_hs = if stored_hs.is_empty() {
             HardState::default()
         } else {
             raft.hard_state()
@@ -97,7 +132,7 @@ impl RawNode {
         self.raft.propose(EntryType::ConfChange, cc.encode())
     }
 
-    /// Starts an election now (pre-vote first when enabled).
+    /// Starts an election now (pre-vote first when enabled), if allowed.
     pub fn campaign(&mut self) -> Result<()> {
         self.raft.hup(false);
         Ok(())
@@ -115,7 +150,7 @@ impl RawNode {
     }
 
     /// The transport saw the connection to `id` break (EOF/RST). A follower
-    /// whose leader it is starts a pre-vote at once; a leader probes `id`.
+    /// whose leader it is starts fast pre-votes; a leader probes `id`.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         self.raft.peer_unreachable(id);
     }
@@ -133,7 +168,8 @@ impl RawNode {
     }
 
     /// Hands out what is pending. Call [`RawNode::advance`] with it once it
-    /// has been persisted, sent and applied.
+    /// has been persisted, sent and applied; the node may keep taking events
+    /// meanwhile (they go into the next Ready).
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
         let ss = r.soft_state();
@@ -161,42 +197,45 @@ impl RawNode {
         }
     }
 
-    /// Records that `rd` was persisted and applied: its entries become
-    /// stable, its committed entries applied, and membership changes among
-    /// them take effect now.
+    /// Records that `rd` was persisted and applied.
     pub fn advance(&mut self, rd: Ready) {
-        if let Some(ss) = rd.soft_state {
+        self.advance_marks(rd.marks());
+    }
+
+    /// Records that the Ready of `marks` was persisted and applied: its
+    /// entries and snapshot become stable, its committed entries (or its
+    /// snapshot) applied.
+    pub fn advance_marks(&mut self, marks: Marks) {
+        if let Some(ss) = marks.soft_state {
             self.prev_ss = ss;
         }
-        if let Some(hs) = rd.hard_state {
+        if let Some(hs) = marks.hard_state {
             self.prev_hs = hs;
         }
-        let r = &mut self.raft;
-        if let Some(s) = &rd.snapshot {
-            r.raft_log.stable_snapshot(s.metadata.index);
+        let log = &mut self.raft.raft_log;
+        if let Some(i) = marks.snapshot_index {
+            log.stable_snapshot(i);
+            log.applied_to(i);
         }
-        if let Some(e) = rd.entries.last() {
-            r.raft_log.stable_to(e.index, e.term);
+        if let Some((index, term)) = marks.last_entry {
+            log.stable_to(index, term);
         }
-        for e in &rd.committed_entries {
-            if e.index <= r.raft_log.applied() {
-                // Superseded by a snapshot installed since this Ready.
-                continue;
-            }
-            if e.entry_type == EntryType::ConfChange {
-                if let Ok(cc) = ConfChange::decode(&e.data) {
-                    r.apply_conf_change(cc);
-                }
-            }
-            r.raft_log.applied_to(e.index);
+        if let Some(i) = marks.last_committed {
+            log.applied_to(i);
         }
     }
 
-    /// Takes a snapshot at the applied index with the current membership;
-    /// the node keeps it (for lagging followers) and compacts its log.
-    /// The caller persists the returned snapshot.
-    pub fn create_snapshot(&mut self, data: Vec<u8>) -> Result<Snapshot> {
-        self.raft.create_snapshot(data)
+    /// Checks that a local snapshot may be taken of the application's state
+    /// at `applied` and returns its metadata; the caller persists the
+    /// snapshot, which compacts the log. See [`Raft::snapshot_metadata`].
+    pub fn snapshot_metadata(&mut self, applied: u64) -> Result<SnapshotMetadata> {
+        self.raft.snapshot_metadata(applied)
+    }
+
+    /// The membership as of the last persisted entry (what a restart from
+    /// storage comes back with).
+    pub fn persisted_conf_state(&self) -> ConfState {
+        self.raft.conf.at(self.raft.raft_log.persisted())
     }
 
     /// The node's current state.
@@ -223,20 +262,23 @@ impl RawNode {
             applied: r.raft_log.applied(),
             last_index: r.raft_log.last_index(),
             first_index: r.raft_log.first_index(),
+            persisted: r.raft_log.persisted(),
             voters: r.tracker.voters(),
+            learners: r.tracker.learners(),
             progress,
             pending_conf_index: r.pending_conf_index,
             lead_transferee: r.lead_transferee,
+            incoming_snapshot_bytes: r.incoming_snapshot_bytes(),
         }
     }
 
     /// The log, for inspection (tests, debugging).
-    pub fn raft_log(&self) -> &RaftLog {
+    pub fn raft_log(&self) -> &RaftLog<S> {
         &self.raft.raft_log
     }
 
     /// The protocol state, for inspection (tests, debugging).
-    pub fn raft(&self) -> &Raft {
+    pub fn raft(&self) -> &Raft<S> {
         &self.raft
     }
 }

@@ -66,12 +66,19 @@ pub struct Status {
     pub last_index: u64,
     /// First index still in the log (snapshot index + 1).
     pub first_index: u64,
-    /// Current voting membership, sorted.
+    /// Highest index persisted (entries above it await a Ready's persist).
+    pub persisted: u64,
+    /// Voters of the membership in force, sorted.
     pub voters: Vec<NodeId>,
-    /// Per-follower replication (self included); empty unless leader.
+    /// Learners of the membership in force, sorted.
+    pub learners: Vec<NodeId>,
+    /// Per-member replication (self and learners included); empty unless leader.
     pub progress: Vec<ProgressStatus>,
     /// Index of the latest membership change that may not be applied yet.
     pub pending_conf_index: u64,
     /// Target of a leadership transfer in progress, or [`crate::INVALID_ID`].
     pub lead_transferee: NodeId,
+    /// Bytes of a snapshot received so far from the leader (0 when none is
+    /// being received).
+    pub incoming_snapshot_bytes: u64,
 }

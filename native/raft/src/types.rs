@@ -131,63 +131,120 @@ impl HardState {
     }
 }
 
-/// The voting membership of the group. `voters` is kept sorted and unique.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The membership of the group: who votes, and who only receives the log.
+///
+/// Invariant: `voters` and `learners` are each sorted and unique, and
+/// disjoint (a node is a voter or a learner, never both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ConfState {
     /// Ids of the voting members.
     pub voters: Vec<NodeId>,
+    /// Ids of the learners: they receive the log but neither vote nor count
+    /// toward a commit quorum.
+    pub learners: Vec<NodeId>,
 }
 
 impl ConfState {
-    /// A membership from any list of ids (sorted and deduplicated here).
-    pub fn new(mut voters: Vec<NodeId>) -> Self {
+    /// A membership of voters only (sorted and deduplicated here).
+    pub fn new(voters: Vec<NodeId>) -> Self {
+        Self::with_learners(voters, Vec::new())
+    }
+
+    /// A membership from any lists (sorted and deduplicated; a learner that
+    /// is also listed as a voter is a voter).
+    pub fn with_learners(mut voters: Vec<NodeId>, mut learners: Vec<NodeId>) -> Self {
         voters.sort_unstable();
         voters.dedup();
-        ConfState { voters }
+        learners.sort_unstable();
+        learners.dedup();
+        learners.retain(|l| voters.binary_search(l).is_err());
+        ConfState { voters, learners }
+    }
+
+    /// True if `id` votes.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.binary_search(&id).is_ok()
+    }
+
+    /// True if `id` is a learner.
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.binary_search(&id).is_ok()
+    }
+
+    /// The membership after `cc`. Changes that make no sense here (adding a
+    /// voter twice, demoting a voter, removing a stranger) change nothing:
+    /// the leader validates proposals, so a log never holds them, but a
+    /// forged or replayed entry must not break the invariant.
+    pub fn apply(&self, cc: ConfChange) -> ConfState {
+        let mut voters = self.voters.clone();
+        let mut learners = self.learners.clone();
+        match cc {
+            ConfChange::AddNode(id) if id != INVALID_ID => {
+                learners.retain(|l| *l != id);
+                voters.push(id);
+            }
+            ConfChange::AddLearner(id) if id != INVALID_ID && !self.is_voter(id) => {
+                learners.push(id);
+            }
+            ConfChange::RemoveNode(id) => {
+                voters.retain(|v| *v != id);
+                learners.retain(|l| *l != id);
+            }
+            _ => {}
+        }
+        ConfState::with_learners(voters, learners)
     }
 
     /// Appends the encoding to `w`.
     pub fn encode_into(&self, w: &mut Writer) {
-        w.put_u32(self.voters.len() as u32);
-        for v in &self.voters {
-            w.put_u64(*v);
+        for ids in [&self.voters, &self.learners] {
+            w.put_u32(ids.len() as u32);
+            for v in ids {
+                w.put_u64(*v);
+            }
         }
     }
 
     /// Decodes a membership from `r`.
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.get_count("voters", 8)?;
-        let mut voters = Vec::with_capacity(n);
-        for _ in 0..n {
-            voters.push(r.get_u64("voter id")?);
+        let mut lists = [Vec::new(), Vec::new()];
+        for (list, what) in lists.iter_mut().zip(["voters", "learners"]) {
+            let n = r.get_count(what, 8)?;
+            list.reserve(n);
+            for _ in 0..n {
+                list.push(r.get_u64("member id")?);
+            }
         }
-        Ok(ConfState::new(voters))
+        let [voters, learners] = lists;
+        Ok(ConfState::with_learners(voters, learners))
     }
 }
 
-/// A single-server membership change, carried in a [`EntryType::ConfChange`] entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A single-server membership change, carried in a [`EntryType::ConfChange`]
+/// entry. It takes effect as soon as it is in a node's log, committed or not
+/// (Raft thesis, section 4.1), and is undone if that entry is truncated away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConfChange {
-    /// Add a voter.
+    /// Add a voter, or promote a learner to voter.
     AddNode(NodeId),
-    /// Remove a voter.
+    /// Remove a voter or a learner.
     RemoveNode(NodeId),
+    /// Add a learner: it receives the log, but does not vote or count toward
+    /// a quorum until promoted with [`ConfChange::AddNode`].
+    AddLearner(NodeId),
 }
 
 impl ConfChange {
     /// Encodes the change as entry data.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(9);
-        match self {
-            ConfChange::AddNode(id) => {
-                w.put_u8(0);
-                w.put_u64(*id);
-            }
-            ConfChange::RemoveNode(id) => {
-                w.put_u8(1);
-                w.put_u64(*id);
-            }
-        }
+        let (kind, id) = match self {
+            ConfChange::AddNode(id) => (0, id),
+            ConfChange::RemoveNode(id) => (1, id),
+            ConfChange::AddLearner(id) => (2, id),
+        };
+        w.put_u8(kind);
+        w.put_u64(*id);
         w.into_vec()
     }
 
@@ -200,6 +257,7 @@ impl ConfChange {
         match kind {
             0 => Ok(ConfChange::AddNode(id)),
             1 => Ok(ConfChange::RemoveNode(id)),
+            2 => Ok(ConfChange::AddLearner(id)),
             _ => Err(DecodeError {
                 what: "conf change kind",
                 offset: 0,
@@ -211,7 +269,9 @@ impl ConfChange {
     /// The node the change is about.
     pub fn node_id(&self) -> NodeId {
         match self {
-            ConfChange::AddNode(id) | ConfChange::RemoveNode(id) => *id,
+            ConfChange::AddNode(id) | ConfChange::RemoveNode(id) | ConfChange::AddLearner(id) => {
+                *id
+            }
         }
     }
 }
@@ -263,25 +323,6 @@ impl Snapshot {
     }
 }
 
-/// Everything a node recovers from its durable storage on restart, handed to
-/// the Raft core at construction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PersistedState {
-    /// Last durable hard state.
-    pub hard_state: HardState,
-    /// Latest durable snapshot, if any.
-    pub snapshot: Option<Snapshot>,
-    /// Durable entries after the snapshot, consecutive by index.
-    pub entries: Vec<Entry>,
-}
-
-impl PersistedState {
-    /// True for a node that has never persisted anything (a fresh node).
-    pub fn is_empty(&self) -> bool {
-        self.hard_state.is_empty() && self.snapshot.is_none() && self.entries.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +333,7 @@ mod tests {
             metadata: SnapshotMetadata {
                 index: 5,
                 term: 2,
-                conf_state: ConfState::new(vec![3, 1, 2, 2]),
+                conf_state: ConfState::with_learners(vec![3, 1, 2, 2], vec![7, 2]),
             },
             data: b"state".to_vec(),
         };
@@ -304,11 +345,38 @@ mod tests {
         r.finish("snapshot").unwrap();
         assert_eq!(d, s);
         assert_eq!(d.metadata.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(d.metadata.conf_state.learners, vec![7]);
+    }
+
+    #[test]
+    fn conf_changes_keep_voters_and_learners_apart() {
+        let c = ConfState::new(vec![1, 2, 3]);
+        let c = c.apply(ConfChange::AddLearner(4));
+        assert_eq!(
+            (c.voters.clone(), c.learners.clone()),
+            (vec![1, 2, 3], vec![4])
+        );
+        // A voter is never demoted by AddLearner; a learner is promoted by AddNode.
+        assert_eq!(c.apply(ConfChange::AddLearner(2)), c);
+        let c = c.apply(ConfChange::AddNode(4));
+        assert_eq!(
+            (c.voters.clone(), c.learners.clone()),
+            (vec![1, 2, 3, 4], vec![])
+        );
+        let c = c
+            .apply(ConfChange::RemoveNode(1))
+            .apply(ConfChange::RemoveNode(9));
+        assert_eq!(c.voters, vec![2, 3, 4]);
+        assert_eq!(c.apply(ConfChange::AddNode(INVALID_ID)), c);
     }
 
     #[test]
     fn conf_change_round_trip() {
-        for cc in [ConfChange::AddNode(4), ConfChange::RemoveNode(9)] {
+        for cc in [
+            ConfChange::AddNode(4),
+            ConfChange::RemoveNode(9),
+            ConfChange::AddLearner(5),
+        ] {
             assert_eq!(ConfChange::decode(&cc.encode()).unwrap(), cc);
         }
         assert!(ConfChange::decode(&[7, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());

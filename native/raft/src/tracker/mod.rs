@@ -1,5 +1,6 @@
-//! What the leader knows about each voter, the vote tally, and quorum
-//! arithmetic (simple majorities: single-server membership changes only).
+//! What the leader knows about each member, the vote tally, and quorum
+//! arithmetic (simple majorities of the voters: single-server membership
+//! changes only; learners replicate but never count).
 
 pub mod inflights;
 pub mod progress;
@@ -7,8 +8,8 @@ pub mod progress;
 pub use inflights::Inflights;
 pub use progress::{Progress, ProgressState};
 
-use crate::types::NodeId;
-use std::collections::BTreeMap;
+use crate::types::{ConfState, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Outcome of an election so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,78 +22,90 @@ pub enum VoteResult {
     Pending,
 }
 
-/// Membership, per-voter progress and votes.
+/// Membership, per-member progress and votes.
 ///
-/// Invariant: `progress` has exactly one entry per voter.
+/// Invariants: `progress` has exactly one entry per voter and per learner;
+/// `voters` and `learners` are disjoint; votes are only recorded for voters.
 #[derive(Debug, Clone)]
 pub struct ProgressTracker {
     progress: BTreeMap<NodeId, Progress>,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
     votes: BTreeMap<NodeId, bool>,
     max_inflight: usize,
 }
 
 impl ProgressTracker {
-    /// A tracker for `voters`, every progress probing from `next_idx`.
-    pub fn new(voters: &[NodeId], next_idx: u64, max_inflight: usize) -> Self {
+    /// A tracker for `conf`, every progress probing from `next_idx`.
+    pub fn new(conf: &ConfState, next_idx: u64, max_inflight: usize) -> Self {
         let mut t = ProgressTracker {
             progress: BTreeMap::new(),
+            voters: BTreeSet::new(),
+            learners: BTreeSet::new(),
             votes: BTreeMap::new(),
             max_inflight,
         };
-        for &v in voters {
-            t.add_voter(v, next_idx);
-        }
+        t.set_conf(conf, next_idx);
         t
     }
 
     /// Voter ids, sorted.
     pub fn voters(&self) -> Vec<NodeId> {
+        self.voters.iter().copied().collect()
+    }
+
+    /// Learner ids, sorted.
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.learners.iter().copied().collect()
+    }
+
+    /// Every member (voters and learners), sorted.
+    pub fn members(&self) -> Vec<NodeId> {
         self.progress.keys().copied().collect()
+    }
+
+    /// The membership as a [`ConfState`].
+    pub fn conf_state(&self) -> ConfState {
+        ConfState::with_learners(self.voters(), self.learners())
     }
 
     /// True if `id` votes.
     pub fn is_voter(&self, id: NodeId) -> bool {
-        self.progress.contains_key(&id)
+        self.voters.contains(&id)
+    }
+
+    /// True if `id` is a learner.
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.contains(&id)
     }
 
     /// Number of voters.
-    pub fn len(&self) -> usize {
-        self.progress.len()
-    }
-
-    /// True when there are no voters (a node waiting to be added).
-    pub fn is_empty(&self) -> bool {
-        self.progress.is_empty()
+    pub fn voter_count(&self) -> usize {
+        self.voters.len()
     }
 
     /// Size of a majority of the voters.
     pub fn quorum(&self) -> usize {
-        self.progress.len() / 2 + 1
+        self.voters.len() / 2 + 1
     }
 
-    /// Adds a voter (no-op if present) probing from `next_idx`.
-    pub fn add_voter(&mut self, id: NodeId, next_idx: u64) {
+    /// Makes the membership `conf`: members that stay keep their progress,
+    /// new ones probe from `next_idx` (and get a full check-quorum round to
+    /// show up), removed ones are forgotten.
+    pub fn set_conf(&mut self, conf: &ConfState, next_idx: u64) {
         let max_inflight = self.max_inflight;
-        self.progress.entry(id).or_insert_with(|| {
-            let mut p = Progress::new(next_idx, max_inflight);
-            // A new member gets a full check-quorum round to show up.
-            p.recent_active = true;
-            p
-        });
-    }
-
-    /// Removes a voter (no-op if absent).
-    pub fn remove_voter(&mut self, id: NodeId) {
-        self.progress.remove(&id);
-        self.votes.remove(&id);
-    }
-
-    /// Replaces the membership with `voters`, every progress fresh.
-    pub fn set_voters(&mut self, voters: &[NodeId], next_idx: u64) {
-        self.progress.clear();
-        self.votes.clear();
-        for &v in voters {
-            self.add_voter(v, next_idx);
+        self.voters = conf.voters.iter().copied().collect();
+        self.learners = conf.learners.iter().copied().collect();
+        let (voters, learners) = (&self.voters, &self.learners);
+        self.progress
+            .retain(|id, _| voters.contains(id) || learners.contains(id));
+        self.votes.retain(|id, _| voters.contains(id));
+        for &id in voters.iter().chain(learners.iter()) {
+            self.progress.entry(id).or_insert_with(|| {
+                let mut p = Progress::new(next_idx, max_inflight);
+                p.recent_active = true;
+                p
+            });
         }
     }
 
@@ -106,7 +119,7 @@ impl ProgressTracker {
         self.progress.get_mut(&id)
     }
 
-    /// All progresses, by id.
+    /// All progresses (voters and learners), by id.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Progress)> {
         self.progress.iter()
     }
@@ -116,7 +129,7 @@ impl ProgressTracker {
         self.progress.iter_mut()
     }
 
-    /// Every progress restarts probing at `next_idx`; `self_id` is
+    /// Every progress restarts probing at `last_index + 1`; `self_id` is
     /// considered to hold everything up to `last_index`.
     pub fn reset_progress(&mut self, self_id: NodeId, last_index: u64) {
         let max_inflight = self.max_inflight;
@@ -129,12 +142,16 @@ impl ProgressTracker {
         }
     }
 
-    /// Highest index replicated on a majority (0 without voters).
+    /// Highest index replicated on a majority of the voters (0 without voters).
     pub fn committed_index(&self) -> u64 {
-        if self.progress.is_empty() {
+        if self.voters.is_empty() {
             return 0;
         }
-        let mut m: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        let mut m: Vec<u64> = self
+            .voters
+            .iter()
+            .map(|id| self.progress.get(id).map_or(0, |p| p.matched))
+            .collect();
         m.sort_unstable_by(|a, b| b.cmp(a));
         m[self.quorum() - 1]
     }
@@ -146,7 +163,7 @@ impl ProgressTracker {
 
     /// Records `id`'s answer (its first answer counts) if it is a voter.
     pub fn record_vote(&mut self, id: NodeId, granted: bool) {
-        if self.progress.contains_key(&id) {
+        if self.voters.contains(&id) {
             self.votes.entry(id).or_insert(granted);
         }
     }
@@ -158,7 +175,7 @@ impl ProgressTracker {
         let q = self.quorum();
         let result = if granted >= q {
             VoteResult::Won
-        } else if self.progress.len() - rejected < q {
+        } else if self.voters.len() - rejected < q {
             VoteResult::Lost
         } else {
             VoteResult::Pending
@@ -166,17 +183,18 @@ impl ProgressTracker {
         (granted, rejected, result)
     }
 
-    /// True if a quorum (counting `self_id`) was heard from since the last
-    /// call; clears every `recent_active` flag but `self_id`'s.
+    /// True if a quorum of voters (counting `self_id`) was heard from since
+    /// the last call; clears every `recent_active` flag but `self_id`'s.
     pub fn quorum_recently_active(&mut self, self_id: NodeId) -> bool {
         let mut active = 0;
         for (id, p) in self.progress.iter_mut() {
+            let voter = self.voters.contains(id);
             if *id == self_id {
                 p.recent_active = true;
-                active += 1;
+                active += usize::from(voter);
                 continue;
             }
-            if p.recent_active {
+            if p.recent_active && voter {
                 active += 1;
             }
             p.recent_active = false;
@@ -191,19 +209,26 @@ mod tests {
 
     #[test]
     fn committed_index_is_the_majority_match() {
-        let mut t = ProgressTracker::new(&[1, 2, 3, 4, 5], 1, 8);
-        for (id, m) in [(1, 9), (2, 7), (3, 3), (4, 8), (5, 1)] {
+        let conf = ConfState::with_learners(vec![1, 2, 3, 4, 5], vec![6]);
+        let mut t = ProgressTracker::new(&conf, 1, 8);
+        for (id, m) in [(1, 9), (2, 7), (3, 3), (4, 8), (5, 1), (6, 100)] {
             t.get_mut(id).unwrap().matched = m;
         }
         assert_eq!(t.committed_index(), 7);
-        t.remove_voter(5);
-        t.remove_voter(4);
+        t.set_conf(&ConfState::with_learners(vec![1, 2, 3], vec![6]), 1);
         assert_eq!(t.committed_index(), 7);
+        assert_eq!(
+            t.get(1).unwrap().matched,
+            9,
+            "members that stay keep their progress"
+        );
+        assert_eq!(t.members(), vec![1, 2, 3, 6]);
     }
 
     #[test]
     fn tally() {
-        let mut t = ProgressTracker::new(&[1, 2, 3], 1, 8);
+        let mut t = ProgressTracker::new(&ConfState::with_learners(vec![1, 2, 3], vec![4]), 1, 8);
+        t.record_vote(4, true); // a learner: ignored
         t.record_vote(1, true);
         assert_eq!(t.tally_votes().2, VoteResult::Pending);
         t.record_vote(9, true); // not a voter: ignored

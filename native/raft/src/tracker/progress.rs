@@ -1,6 +1,9 @@
 //! The leader's view of one follower's log.
 
+use std::sync::Arc;
+
 use super::inflights::Inflights;
+use crate::types::Snapshot;
 
 /// How the leader is currently sending to a follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,7 +12,8 @@ pub enum ProgressState {
     Probe,
     /// Match is known: stream Appends optimistically, up to the inflight window.
     Replicate,
-    /// A snapshot is on its way; send nothing else until it is acknowledged.
+    /// A snapshot is on its way, chunk by chunk; send nothing else until it
+    /// is installed.
     Snapshot,
 }
 
@@ -39,8 +43,17 @@ pub struct Progress {
     pub probe_sent: bool,
     /// In snapshot state: index of the snapshot sent.
     pub pending_snapshot: u64,
-    /// In snapshot state: ticks since the snapshot was sent.
+    /// In snapshot state: ticks since the follower last acknowledged a chunk
+    /// (or since the last chunk was sent).
     pub snapshot_elapsed: usize,
+    /// In snapshot state: the snapshot being sent. Kept for the whole
+    /// transfer, so a compaction meanwhile cannot change the bytes under a
+    /// follower that is halfway through.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// In snapshot state: bytes of the snapshot the follower acknowledged;
+    /// the next chunk starts here (a resumed transfer too).
+    /// Invariant: `snapshot_offset <= snapshot.data.len()`.
+    pub snapshot_offset: u64,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
     /// Appends in flight (replicate state).
@@ -57,6 +70,8 @@ impl Progress {
             probe_sent: false,
             pending_snapshot: 0,
             snapshot_elapsed: 0,
+            snapshot: None,
+            snapshot_offset: 0,
             recent_active: false,
             ins: Inflights::new(max_inflight),
         }
@@ -66,6 +81,8 @@ impl Progress {
         self.probe_sent = false;
         self.pending_snapshot = 0;
         self.snapshot_elapsed = 0;
+        self.snapshot = None;
+        self.snapshot_offset = 0;
         self.state = state;
         self.ins.reset();
     }
@@ -89,10 +106,11 @@ impl Progress {
         self.next_idx = self.matched + 1;
     }
 
-    /// A snapshot at `snapshot_idx` was sent.
-    pub fn become_snapshot(&mut self, snapshot_idx: u64) {
+    /// Starts sending `snapshot` from its first byte.
+    pub fn become_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         self.reset_state(ProgressState::Snapshot);
-        self.pending_snapshot = snapshot_idx;
+        self.pending_snapshot = snapshot.metadata.index;
+        self.snapshot = Some(snapshot);
     }
 
     /// The follower acknowledged everything up to `n`. Returns false when
@@ -183,7 +201,13 @@ mod tests {
         p.ins.add(5);
         p.ins.add(6);
         assert!(p.is_paused());
-        p.become_snapshot(20);
+        p.become_snapshot(Arc::new(Snapshot {
+            metadata: crate::types::SnapshotMetadata {
+                index: 20,
+                ..Default::default()
+            },
+            data: vec![],
+        }));
         assert!(p.is_paused());
         p.become_probe();
         assert_eq!(p.next_idx, 21);

@@ -16,15 +16,14 @@
 //! The slots sit in different 512-byte sectors so one sector write never
 //! touches both.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{Reader, Writer};
-use crate::types::HardState;
+use bedrock_raft::codec::{Reader, Writer};
+use bedrock_raft::HardState;
 
-use super::durable::{self, Durability};
-use super::error::WalError;
+use crate::durable::{self, Durability};
+use crate::error::WalError;
+use crate::vfs::{Disk, DiskFile, OpenMode, Vfs, VfsFile};
 
 /// Name of the hard state file inside the WAL directory.
 pub(crate) const FILE_NAME: &str = "hardstate";
@@ -60,7 +59,7 @@ fn decode_slot(buf: &[u8]) -> Option<(u64, HardState)> {
 /// The open hard state file.
 #[derive(Debug)]
 pub(crate) struct HardStateFile {
-    file: File,
+    file: DiskFile,
     path: PathBuf,
     /// The state last written (a commit-only change may not be synced yet).
     state: HardState,
@@ -74,12 +73,16 @@ pub(crate) struct HardStateFile {
 impl HardStateFile {
     /// Creates the file with both slots holding the empty hard state, so that
     /// even the first real write has a valid slot to fall back to.
-    pub(crate) fn create(dir: &Path, durable: &mut Durability) -> Result<Self, WalError> {
+    pub(crate) fn create(
+        disk: &Disk,
+        dir: &Path,
+        durable: &mut Durability,
+    ) -> Result<Self, WalError> {
         let mut bytes = vec![0u8; SLOT_STRIDE as usize + SLOT_LEN];
         let empty = HardState::default();
         bytes[..SLOT_LEN].copy_from_slice(&encode_slot(1, &empty));
         bytes[SLOT_STRIDE as usize..].copy_from_slice(&encode_slot(0, &empty));
-        let file = durable::replace_file(dir, FILE_NAME, &bytes, durable)?;
+        let file = durable::replace_file(disk, dir, FILE_NAME, &bytes, durable)?;
         Ok(HardStateFile {
             file,
             path: dir.join(FILE_NAME),
@@ -91,13 +94,15 @@ impl HardStateFile {
 
     /// Opens the file and recovers the newest valid slot. An empty file holds
     /// the empty hard state; a non-empty file with no valid slot is corrupt.
-    pub(crate) fn open(path: PathBuf, durable: &mut Durability) -> Result<Self, WalError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+    pub(crate) fn open(
+        disk: &Disk,
+        path: PathBuf,
+        durable: &mut Durability,
+    ) -> Result<Self, WalError> {
+        let file = disk
+            .open(&path, OpenMode::WRITE)
             .map_err(|e| WalError::io("open", &path, e))?;
-        let buf = durable::read_file(&path)?;
+        let buf = durable::read_file(disk, &path)?;
         let slots = [0u64, 1].map(|i| {
             let at = (i * SLOT_STRIDE) as usize;
             buf.get(at..)
@@ -141,7 +146,7 @@ impl HardStateFile {
 
     /// Writes `hs` if it differs from the current state. A change of term or
     /// vote is synced before returning; a commit-only change is not (see
-    /// [`Wal::save`](super::Wal::save)).
+    /// [`Wal::save`](crate::Wal::save)).
     pub(crate) fn save(
         &mut self,
         hs: &HardState,
@@ -153,7 +158,7 @@ impl HardStateFile {
         let must_sync = hs.term != self.state.term || hs.vote != self.state.vote;
         self.seq += 1;
         self.file
-            .write_all_at(&encode_slot(self.seq, hs), self.next_slot * SLOT_STRIDE)
+            .write_at(&encode_slot(self.seq, hs), self.next_slot * SLOT_STRIDE)
             .map_err(|e| WalError::io("write", &self.path, e))?;
         self.state = *hs;
         if must_sync {

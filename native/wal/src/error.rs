@@ -1,4 +1,5 @@
-//! The one error type of the write-ahead log.
+//! The one error type of this crate: the write-ahead log and the Ready loop
+//! over the Raft core.
 
 use std::io;
 use std::path::PathBuf;
@@ -61,6 +62,22 @@ pub enum WalError {
     /// beyond the end of the log or at/below the snapshot, ...). Nothing was written.
     #[error("invalid WAL argument: {0}")]
     InvalidArgument(String),
+    /// The Raft core refused the call (not the leader, a snapshot refused, ...).
+    #[error(transparent)]
+    Raft(#[from] bedrock_raft::Error),
+    /// The WAL was closed.
+    #[error("WAL at {path} is closed")]
+    Closed {
+        /// The WAL directory.
+        path: PathBuf,
+    },
+    /// A Ready is already out: persist and advance it before taking another.
+    #[error("a Ready is outstanding: persist and advance it before taking another")]
+    ReadyOutstanding,
+    /// An earlier call failed inside the core or the WAL (an invariant
+    /// broke); the object is unusable.
+    #[error("unusable after an internal error: {0}")]
+    Poisoned(String),
 }
 
 impl WalError {

@@ -6,11 +6,13 @@
 //! The only safe reaction is to stop: the first failure poisons the WAL and
 //! every later call reports [`WalError::Fatal`].
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use super::error::WalError;
+use crate::error::WalError;
+use crate::vfs::{Disk, DiskFile, OpenMode, Vfs, VfsFile};
 
 /// `EIO`, the error an injected sync failure imitates (same value on every Unix).
 const EIO: i32 = 5;
@@ -21,8 +23,9 @@ const EIO: i32 = 5;
 pub(crate) struct Durability {
     /// Whether syncs are issued at all (false only in tests and simulation).
     enabled: bool,
-    /// Number of fsync/fdatasync calls issued, on files and directories.
-    count: u64,
+    /// Number of fsync/fdatasync calls issued, on files and directories;
+    /// shared so it can be read without the WAL's lock.
+    count: Arc<AtomicU64>,
     /// Test hook: the next sync point fails with `EIO`, even when disabled.
     fail_next: bool,
     /// Set by the first fatal failure. Invariant: once set, never cleared.
@@ -33,14 +36,14 @@ impl Durability {
     pub(crate) fn new(enabled: bool) -> Self {
         Durability {
             enabled,
-            count: 0,
+            count: Arc::new(AtomicU64::new(0)),
             fail_next: false,
             poisoned: None,
         }
     }
 
-    pub(crate) fn count(&self) -> u64 {
-        self.count
+    pub(crate) fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
     }
 
     pub(crate) fn inject_failure(&mut self) {
@@ -68,22 +71,18 @@ impl Durability {
     }
 
     /// `fdatasync` of a file's data (and the metadata needed to read it back).
-    pub(crate) fn sync_data(&mut self, file: &File, path: &Path) -> Result<(), WalError> {
+    pub(crate) fn sync_data(&mut self, file: &DiskFile, path: &Path) -> Result<(), WalError> {
         self.sync_with("fdatasync", path, || file.sync_data())
     }
 
     /// `fsync` of a file, including all its metadata (used for new files).
-    pub(crate) fn sync_all(&mut self, file: &File, path: &Path) -> Result<(), WalError> {
+    pub(crate) fn sync_all(&mut self, file: &DiskFile, path: &Path) -> Result<(), WalError> {
         self.sync_with("fsync", path, || file.sync_all())
     }
 
     /// `fsync` of a directory, making creates, renames and removals in it durable.
-    pub(crate) fn sync_dir(&mut self, dir: &Path) -> Result<(), WalError> {
-        if !self.enabled && !self.fail_next {
-            return Ok(());
-        }
-        let d = File::open(dir).map_err(|e| WalError::io("open directory", dir, e))?;
-        self.sync_with("fsync directory", dir, || d.sync_all())
+    pub(crate) fn sync_dir(&mut self, disk: &Disk, dir: &Path) -> Result<(), WalError> {
+        self.sync_with("fsync directory", dir, || disk.sync_dir(dir))
     }
 
     fn sync_with(
@@ -97,7 +96,7 @@ impl Durability {
             self.fail_next = false;
             Err(io::Error::from_raw_os_error(EIO))
         } else if self.enabled {
-            self.count += 1;
+            self.count.fetch_add(1, Ordering::Relaxed);
             f()
         } else {
             Ok(())
@@ -125,34 +124,34 @@ pub(crate) fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 ///
 /// Returns the new file, open for reading and writing.
 pub(crate) fn replace_file(
+    disk: &Disk,
     dir: &Path,
     name: &str,
     bytes: &[u8],
     durable: &mut Durability,
-) -> Result<File, WalError> {
+) -> Result<DiskFile, WalError> {
     let tmp = tmp_path(dir, name);
     let target = dir.join(name);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let file = disk
+        .open(&tmp, OpenMode::CREATE)
         .map_err(|e| WalError::io("create", &tmp, e))?;
-    file.write_all(bytes)
+    file.write_at(bytes, 0)
         .map_err(|e| WalError::io("write", &tmp, e))?;
     durable.sync_all(&file, &tmp)?;
-    fs::rename(&tmp, &target).map_err(|e| WalError::io("rename", &tmp, e))?;
-    durable.sync_dir(dir)?;
+    disk.rename(&tmp, &target)
+        .map_err(|e| WalError::io("rename", &tmp, e))?;
+    durable.sync_dir(disk, dir)?;
     Ok(file)
 }
 
 /// Removes `path`, mapping the error.
-pub(crate) fn remove_file(path: &Path) -> Result<(), WalError> {
-    fs::remove_file(path).map_err(|e| WalError::io("remove", path, e))
+pub(crate) fn remove_file(disk: &Disk, path: &Path) -> Result<(), WalError> {
+    disk.remove_file(path)
+        .map_err(|e| WalError::io("remove", path, e))
 }
 
 /// Reads a whole file, mapping the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WalError> {
-    fs::read(path).map_err(|e| WalError::io("read", path, e))
+pub(crate) fn read_file(disk: &Disk, path: &Path) -> Result<Vec<u8>, WalError> {
+    disk.read_all(path)
+        .map_err(|e| WalError::io("read", path, e))
 }

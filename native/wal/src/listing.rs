@@ -1,11 +1,11 @@
 //! What an existing WAL directory holds, before any file is read.
 
-use std::fs;
 use std::path::Path;
 
-use super::durable::{self, Durability};
-use super::error::WalError;
-use super::{hard_state, meta, segment, snapshot_file};
+use crate::durable::{self, Durability};
+use crate::error::WalError;
+use crate::vfs::{Disk, Vfs, LOCK_FILE_NAME};
+use crate::{hard_state, meta, segment, snapshot_file};
 
 /// The classified contents of a WAL directory.
 #[derive(Debug, Default)]
@@ -22,33 +22,33 @@ pub(crate) struct Listing {
 
 impl Listing {
     /// Lists `dir`, removing leftover `.tmp` files and refusing anything unknown.
-    pub(crate) fn read(dir: &Path, durable: &mut Durability) -> Result<Listing, WalError> {
+    pub(crate) fn read(
+        disk: &Disk,
+        dir: &Path,
+        durable: &mut Durability,
+    ) -> Result<Listing, WalError> {
         let mut listing = Listing::default();
         let mut removed_tmp = false;
-        let entries = fs::read_dir(dir).map_err(|e| WalError::io("list directory", dir, e))?;
+        let entries = disk
+            .read_dir(dir)
+            .map_err(|e| WalError::io("list directory", dir, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| WalError::io("list directory", dir, e))?;
-            let path = entry.path();
-            let is_file = entry
-                .file_type()
-                .map_err(|e| WalError::io("stat", &path, e))?
-                .is_file();
-            if !is_file {
+            let path = dir.join(&entry.name);
+            if !entry.is_file {
                 return Err(WalError::corrupt(
                     path,
                     0,
                     "unexpected non-file entry in the WAL directory",
                 ));
             }
-            let name = entry.file_name();
-            let name = name.to_str().unwrap_or("");
+            let name = entry.name.as_str();
             match name {
-                super::LOCK_FILE_NAME => {}
+                LOCK_FILE_NAME => {}
                 meta::FILE_NAME => listing.has_meta = true,
                 hard_state::FILE_NAME => listing.has_hard_state = true,
                 snapshot_file::FILE_NAME => listing.has_snapshot = true,
                 _ if name.ends_with(".tmp") => {
-                    durable::remove_file(&path)?;
+                    durable::remove_file(disk, &path)?;
                     removed_tmp = true;
                 }
                 _ => match segment::parse_file_name(name) {
@@ -64,7 +64,7 @@ impl Listing {
             }
         }
         if removed_tmp {
-            durable.sync_dir(dir)?;
+            durable.sync_dir(disk, dir)?;
         }
         listing.segments.sort_unstable();
         Ok(listing)

@@ -13,16 +13,20 @@
 
 use std::path::Path;
 
-use crate::codec::{Reader, Writer};
+use bedrock_raft::codec::{Reader, Writer};
+use bedrock_raft::DecodeError;
 
-use super::durable::{self, Durability};
-use super::error::WalError;
+use crate::durable::{self, Durability};
+use crate::error::WalError;
+use crate::vfs::Disk;
 
 /// Name of the meta file inside the WAL directory.
 pub(crate) const FILE_NAME: &str = "meta";
 
 const MAGIC: &[u8; 8] = b"BRWALMET";
-const VERSION: u32 = 1;
+/// Version 2: segments of batches (see [`crate::record`]). A directory
+/// written in version 1 is refused with a clear error.
+const VERSION: u32 = 2;
 
 /// Longest accepted cluster id, in bytes.
 pub(crate) const MAX_CLUSTER_ID_LEN: usize = 256;
@@ -60,7 +64,12 @@ impl Identity {
     }
 
     /// Writes the meta file for a new WAL directory.
-    pub(crate) fn create_file(&self, dir: &Path, durable: &mut Durability) -> Result<(), WalError> {
+    pub(crate) fn create_file(
+        &self,
+        disk: &Disk,
+        dir: &Path,
+        durable: &mut Durability,
+    ) -> Result<(), WalError> {
         let mut w = Writer::with_capacity(32 + self.cluster_id.len());
         w.put_raw(MAGIC);
         w.put_u32(VERSION);
@@ -68,13 +77,13 @@ impl Identity {
         w.put_bytes(self.cluster_id.as_bytes());
         let crc = crc32c::crc32c(w.as_slice());
         w.put_u32(crc);
-        durable::replace_file(dir, FILE_NAME, w.as_slice(), durable)?;
+        durable::replace_file(disk, dir, FILE_NAME, w.as_slice(), durable)?;
         Ok(())
     }
 
     /// Reads the meta file at `path` and checks it names this identity.
-    pub(crate) fn check_file(&self, path: &Path) -> Result<(), WalError> {
-        let buf = durable::read_file(path)?;
+    pub(crate) fn check_file(&self, disk: &Disk, path: &Path) -> Result<(), WalError> {
+        let buf = durable::read_file(disk, path)?;
         let bad = |reason: String| WalError::corrupt(path, 0, reason);
         let mut r = Reader::new(&buf);
         let parsed = (|| {
@@ -88,7 +97,7 @@ impl Identity {
             Ok((magic, version, node, cluster, body_len, crc))
         })();
         let (magic, version, node, cluster, body_len, crc) =
-            parsed.map_err(|e: crate::DecodeError| bad(format!("unreadable meta file: {e}")))?;
+            parsed.map_err(|e: DecodeError| bad(format!("unreadable meta file: {e}")))?;
         if magic != MAGIC {
             return Err(bad("not a WAL meta file (bad magic)".into()));
         }
@@ -96,7 +105,10 @@ impl Identity {
             return Err(bad("meta file fails its checksum".into()));
         }
         if version != VERSION {
-            return Err(bad(format!("unsupported WAL format version {version}")));
+            return Err(bad(format!(
+                "WAL format version {version} is not supported by this build (it reads version \
+                 {VERSION} only; there is no migration: move the directory away to start afresh)"
+            )));
         }
         self.check(path, node, cluster)
     }

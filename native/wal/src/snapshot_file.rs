@@ -12,21 +12,28 @@
 
 use std::path::Path;
 
-use crate::codec::{Reader, Writer};
-use crate::types::Snapshot;
+use bedrock_raft::codec::{Reader, Writer};
+use bedrock_raft::{DecodeError, Snapshot};
 
-use super::durable::{self, Durability};
-use super::error::WalError;
+use crate::durable::{self, Durability};
+use crate::error::WalError;
+use crate::vfs::Disk;
 
 /// Name of the snapshot file inside the WAL directory.
 pub(crate) const FILE_NAME: &str = "snapshot";
 
 const MAGIC: &[u8; 8] = b"BRWALSNP";
-const VERSION: u32 = 1;
+/// Version 2: memberships carry learners. Version 1 files are refused.
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4 + 4;
 
 /// Durably replaces the snapshot file with `snap`.
-pub(crate) fn write(dir: &Path, snap: &Snapshot, durable: &mut Durability) -> Result<(), WalError> {
+pub(crate) fn write(
+    disk: &Disk,
+    dir: &Path,
+    snap: &Snapshot,
+    durable: &mut Durability,
+) -> Result<(), WalError> {
     let mut payload = Writer::with_capacity(64 + snap.data.len());
     snap.encode_into(&mut payload);
     let payload = payload.into_vec();
@@ -38,13 +45,13 @@ pub(crate) fn write(dir: &Path, snap: &Snapshot, durable: &mut Durability) -> Re
     let crc = crc32c::crc32c(w.as_slice());
     w.put_u32(crc);
     w.put_raw(&payload);
-    durable::replace_file(dir, FILE_NAME, w.as_slice(), durable)?;
+    durable::replace_file(disk, dir, FILE_NAME, w.as_slice(), durable)?;
     Ok(())
 }
 
 /// Reads and checks the snapshot file at `path`.
-pub(crate) fn read(path: &Path) -> Result<Snapshot, WalError> {
-    let buf = durable::read_file(path)?;
+pub(crate) fn read(disk: &Disk, path: &Path) -> Result<Snapshot, WalError> {
+    let buf = durable::read_file(disk, path)?;
     let bad = |offset: u64, reason: String| WalError::corrupt(path, offset, reason);
     if buf.len() < HEADER_LEN {
         return Err(bad(0, "snapshot file header cut short".into()));
@@ -58,7 +65,7 @@ pub(crate) fn read(path: &Path) -> Result<Snapshot, WalError> {
         Ok((magic, version, len, payload_crc))
     })();
     let (magic, version, len, payload_crc) =
-        header.map_err(|e: crate::DecodeError| bad(0, e.to_string()))?;
+        header.map_err(|e: DecodeError| bad(0, e.to_string()))?;
     let header_crc = u32::from_le_bytes([buf[24], buf[25], buf[26], buf[27]]);
     if magic != MAGIC {
         return Err(bad(0, "not a WAL snapshot file (bad magic)".into()));
@@ -69,7 +76,10 @@ pub(crate) fn read(path: &Path) -> Result<Snapshot, WalError> {
     if version != VERSION {
         return Err(bad(
             0,
-            format!("unsupported snapshot format version {version}"),
+            format!(
+                "snapshot format version {version} is not supported by this build (it reads \
+                 version {VERSION} only; older files are not migrated)"
+            ),
         ));
     }
     let payload = &buf[HEADER_LEN..];
