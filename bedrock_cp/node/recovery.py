@@ -27,7 +27,7 @@ from .. import protocol
 from ..coordinator.results import Applied
 from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
-from ..director import Director, NodeInfo, Parameters, RecoveryStatus, Superseded
+from ..director import Director, NodeInfo, Parameters, RecoveryStatus, ReplicaHealth, Superseded
 from ..director.director import PAUSE_ENV
 from ..director.phases import build_layout
 from ..foreman import Foreman
@@ -88,17 +88,29 @@ class NodeRecoveryContext:
         coordinator: Coordinator,
         foreman: Foreman,
         dialer: Dialer,
-        parameters: Parameters,
+        lock_timeout: float = 1.0,
+        call_timeout: float = 2.0,
     ) -> None:
         self.node = str(coordinator.node_id)
         self.address = coordinator.address
         self.epoch = epoch
-        self.parameters = parameters
+        self._lock_timeout = lock_timeout
+        self._call_timeout = call_timeout
         self._coordinator = coordinator
         self._foreman = foreman
         self._dialer = dialer
         self._ids = itertools.count(1)
         self._nonce = os.urandom(3).hex()
+
+    @property
+    def parameters(self) -> Parameters:
+        """From the cluster config as it is now (a change reaches a running Director)."""
+        return Parameters.from_config(
+            self._coordinator.state.config,
+            lock_timeout=self._lock_timeout,
+            call_timeout=self._call_timeout,
+            expected_nodes=len(self._coordinator.voters()),
+        )
 
     async def stored_layout(self) -> bytes | None:
         record = self._coordinator.state.layout
@@ -167,6 +179,19 @@ class NodeRecoveryContext:
         if not isinstance(result, Applied):
             raise Superseded(f"layout of epoch {self.epoch} not stored: {result}")
 
+    async def retiring(self) -> list[protocol.RetiredWorker]:
+        return self._coordinator.state.retiring
+
+    async def retire_workers(self, workers: list[protocol.RetiredWorker]) -> None:
+        result = await self._coordinator.retire_workers(self.epoch, workers)
+        if not isinstance(result, Applied):
+            raise Superseded(f"retirement by epoch {self.epoch} not recorded: {result}")
+
+    async def forget_retired(self, ids: list[str]) -> None:
+        result = await self._coordinator.forget_retired(self.epoch, ids)
+        if not isinstance(result, Applied):
+            raise Superseded(f"removal of retired workers not recorded: {result}")
+
     def clock(self) -> float:
         return time.monotonic()  # uvloop's loop.time() has only millisecond resolution
 
@@ -197,6 +222,8 @@ class DirectorHost:
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
         self.status = RecoveryStatus()
+        #: When each storage replica was last seen, across this node's Directors.
+        self.replicas = ReplicaHealth()
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
@@ -208,6 +235,11 @@ class DirectorHost:
         self._task = asyncio.get_running_loop().create_task(self._run(epoch))
 
     def leadership_lost(self) -> None:
+        if self.director is not None and self._task is not None and not self._task.done():
+            # One line: a Director cut off (or paused) and superseded leaves a trace.
+            log.warning(
+                "director of epoch %d stopped: this node no longer leads", self.director.ctx.epoch
+            )
         self._stop_director()
 
     def directory_changed(self) -> None:
@@ -239,17 +271,15 @@ class DirectorHost:
         self.director = None
 
     async def _run(self, epoch: int) -> None:
-        config = self.coordinator.state.config
         ctx = NodeRecoveryContext(
-            epoch=epoch,
-            coordinator=self.coordinator,
-            foreman=self.foreman,
-            dialer=self.dialer,
-            parameters=Parameters.from_config(
-                config, expected_nodes=len(self.coordinator.voters())
-            ),
+            epoch=epoch, coordinator=self.coordinator, foreman=self.foreman, dialer=self.dialer
         )
-        director = Director(ctx, status=self.status, pause_before=_pause_before(epoch))
+        director = Director(
+            ctx,
+            status=self.status,
+            pause_before=_pause_before(epoch),
+            replicas=self.replicas,
+        )
         self.director = director
         try:
             outcome = await director.run()
