@@ -144,6 +144,10 @@ pub struct Raft<S: Storage> {
     pre_vote: bool,
     rng: SplitMix64,
     fast_election: Option<FastElection>,
+    /// A pre-vote ignored because the leader's lease still held, and the ticks
+    /// it is kept: answered if the transport reports that leader's connection
+    /// broken meanwhile (see [`Raft::peer_unreachable`]).
+    deferred_pre_vote: Option<(Message, usize)>,
     incoming: Option<IncomingSnapshot>,
     /// Entries were proposed that no Append has carried yet (see
     /// [`Raft::flush_proposals`]).
@@ -217,6 +221,7 @@ impl<S: Storage> Raft<S> {
             pre_vote: config.pre_vote,
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
             fast_election: None,
+            deferred_pre_vote: None,
             incoming: None,
             proposals_unsent: false,
         };
@@ -439,6 +444,10 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        self.deferred_pre_vote = match self.deferred_pre_vote.take() {
+            Some((m, ticks)) if ticks > 1 => Some((m, ticks - 1)),
+            _ => None,
+        };
         if let Some(mut f) = self.fast_election {
             f.elapsed += 1;
             let attempt = f.elapsed >= f.next_attempt;
@@ -609,7 +618,12 @@ impl<S: Storage> Raft<S> {
                     && self.election_elapsed < self.election_timeout;
                 if !force && in_lease {
                     // Leader stickiness: a live leader is not deposed by a
-                    // node that merely lost touch with it.
+                    // node that merely lost touch with it. A pre-vote is kept
+                    // a few ticks: the leader may be dead and this node just
+                    // not told yet (survivors learn it in either order).
+                    if m.msg_type == MessageType::RequestPreVote {
+                        self.deferred_pre_vote = Some((m, FAST_STAGGER_TICKS));
+                    }
                     return Ok(());
                 }
             }
@@ -1367,8 +1381,10 @@ impl<S: Storage> Raft<S> {
     /// no longer protects it) and fast pre-votes start (see
     /// [`FastElection`]): the lowest-ranked surviving voter pre-votes at once,
     /// the others on later, staggered ticks. Peers grant such a pre-vote only
-    /// if they too lost the leader or their election timeout elapsed. On a
-    /// leader, the follower `id` goes back to probing.
+    /// if they too lost the leader or their election timeout elapsed; one that
+    /// ignored a pre-vote in the last few ticks because the lease held answers
+    /// it when it learns of the loss itself. On a leader, the follower `id`
+    /// goes back to probing.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => {
@@ -1396,6 +1412,14 @@ impl<S: Storage> Raft<S> {
                     self.fast_pre_vote();
                 } else {
                     self.fast_election = Some(f);
+                }
+                // A survivor that saw the loss first already asked: answer it
+                // now rather than make it retry a period later (this node
+                // ignored it while the lease held).
+                if let Some((m, _)) = self.deferred_pre_vote.take() {
+                    if m.from != id {
+                        let _ = self.step(m);
+                    }
                 }
             }
             Role::Leader => {
