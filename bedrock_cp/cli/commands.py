@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
     if args.config:
-        if args.id or args.data_dir or args.listen or args.peer:
-            raise CliError("give either --config or the --id/--data-dir/--listen/--peer flags")
+        if args.id or args.data_dir or args.listen or args.advertise or args.peer:
+            raise CliError(
+                "give either --config or the --id/--data-dir/--listen/--advertise/--peer flags"
+            )
         return load_config(args.config)
     missing = [f for f in ("id", "data_dir", "listen") if getattr(args, f) is None]
     if missing:
@@ -63,7 +65,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
             "node needs --config, or --id, --data-dir and --listen: missing --"
             + ", --".join(m.replace("_", "-") for m in missing)
         )
-    coordinators = {str(args.id): args.listen}
+    coordinators = {str(args.id): args.advertise or args.listen}
     for peer in args.peer:
         key, sep, address = peer.partition("=")
         if not sep:
@@ -79,6 +81,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
             "id": args.id,
             "data_dir": args.data_dir,
             "listen": args.listen,
+            "advertise": args.advertise or "",
             "coordinators": coordinators,
             "cluster": args.cluster_name,
             "join": args.join,

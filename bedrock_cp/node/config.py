@@ -7,7 +7,9 @@ to a default), and so is a value of the wrong type. Times are in milliseconds.
 id = 1
 cluster = "bedrock"
 data_dir = "/var/lib/bedrock/1"
-listen = "127.0.0.1:7001"
+listen = "127.0.0.1:7001"   # where this node accepts connections
+advertise = ""              # where others reach it (default: listen; needed when
+                            # listen is a wildcard such as 0.0.0.0:7001)
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
 snapshot_bytes = 67108864   # or bytes of entries applied, whichever comes first
@@ -45,6 +47,9 @@ import msgspec
 
 from ..auth import AuthConfig
 from ..protocol import idempotency
+
+#: Hosts that bind every interface: fine to listen on, never to be dialed.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*"})
 
 
 class ConfigError(ValueError):
@@ -85,8 +90,14 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
     id: int
     data_dir: str
+    #: Where this node accepts connections (``host:port``; ``0.0.0.0:7001`` binds
+    #: every interface).
     listen: str
     coordinators: dict[str, str]
+    #: Where the other nodes and clients reach this node: the address it
+    #: registers, and the one a leader writes into the coordinator list.
+    #: Empty: ``listen``, which must then not be a wildcard.
+    advertise: str = ""
     cluster: str = "bedrock"
     join: bool = False
     fsync: bool = True
@@ -108,7 +119,18 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ConfigError(f"id must be a positive integer, not {self.id}")
         if not self.cluster or len(self.cluster) > 128:
             raise ConfigError("cluster must be a non-empty name of at most 128 characters")
-        parse_address(self.listen, what="listen")
+        listen_host, _ = parse_address(self.listen, what="listen")
+        if self.advertise:
+            host, _ = parse_address(self.advertise, what="advertise")
+            if host in WILDCARD_HOSTS:
+                raise ConfigError(
+                    f"advertise: {self.advertise!r} is not an address others can reach"
+                )
+        elif listen_host in WILDCARD_HOSTS:
+            raise ConfigError(
+                f"listen = {self.listen!r} binds every interface, which no peer can dial: "
+                "set advertise to the host:port others reach this node at"
+            )
         for key, addr in self.coordinators.items():
             coordinator_id(key)
             parse_address(addr, what=f"coordinators.{key}")
@@ -138,6 +160,11 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"not {self.idempotency_retention_ms}"
             )
         self.timers.validate()
+
+    @property
+    def advertised(self) -> str:
+        """The address others reach this node at."""
+        return self.advertise or self.listen
 
     def coordinator_map(self) -> dict[int, str]:
         return {coordinator_id(k): v for k, v in self.coordinators.items()}
@@ -199,6 +226,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"cluster = {json.dumps(cfg.cluster)}",
         f"data_dir = {json.dumps(cfg.data_dir)}",
         f"listen = {json.dumps(cfg.listen)}",
+        *([f"advertise = {json.dumps(cfg.advertise)}"] if cfg.advertise else []),
         f"join = {'true' if cfg.join else 'false'}",
         f"fsync = {'true' if cfg.fsync else 'false'}",
         f"snapshot_every = {cfg.snapshot_every}",
