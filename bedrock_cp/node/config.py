@@ -59,8 +59,13 @@ class ConfigError(ValueError):
 class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Raft timing. Each election timeout is randomized in [election, 2 x election)."""
 
+    #: How often the Raft core ticks.
     tick_ms: int = 10
+    #: How often a leader sends heartbeats (a multiple of ``tick_ms``).
     heartbeat_ms: int = 50
+    #: A follower that hears no leader for this long (randomized up to twice as
+    #: long) starts an election; one whose connection to the leader breaks
+    #: starts one at once.
     election_timeout_ms: int = 200
 
     def validate(self) -> None:
@@ -88,22 +93,37 @@ class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Everything one node process needs."""
 
+    #: This node's id (a positive integer, unique in the cluster; its name is
+    #: the id as a string).
     id: int
+    #: Where the node keeps its WAL, state and workers' data (created 0700).
     data_dir: str
     #: Where this node accepts connections (``host:port``; ``0.0.0.0:7001`` binds
     #: every interface).
     listen: str
+    #: The founding coordinators, id -> ``host:port`` (their advertised
+    #: addresses); later membership changes come from the replicated state.
     coordinators: dict[str, str]
     #: Where the other nodes and clients reach this node: the address it
     #: registers, and the one a leader writes into the coordinator list.
     #: Empty: ``listen``, which must then not be a wildcard.
     advertise: str = ""
+    #: The cluster's name: a connection from another cluster is refused.
     cluster: str = "bedrock"
+    #: Start as a non-voting member of a running cluster, to be added with
+    #: ``bedrock-cp coordinators add`` (the node need not be in ``coordinators``).
     join: bool = False
+    #: Make every acknowledged write durable before answering (``false`` only for
+    #: tests: a power loss can lose acknowledged writes).
     fsync: bool = True
+    #: Entries applied between two snapshots of the coordinators' state (the log
+    #: before a snapshot is removed).
     snapshot_every: int = 10_000
+    #: Or bytes of entries applied, whichever comes first.
     snapshot_bytes: int = 64 * 1024 * 1024
+    #: Raft timing, ``[timers]``.
     timers: Timers = Timers()
+    #: ``debug``, ``info``, ``warning`` or ``error``.
     log_level: str = "info"
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
     #: its Gateway still registers it and follows the layout).
