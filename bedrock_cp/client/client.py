@@ -157,8 +157,18 @@ class Client:
             lambda cid, seq: protocol.StoreLayoutRequest(epoch, layout, cid, seq)
         )
 
+    async def config(self, *, stale: bool = False) -> dict[str, int | list[str]]:
+        """The cluster's parameters by name; linearizable unless ``stale``."""
+        body = protocol.GetConfig(stale)
+        reply = await (self._any(body) if stale else self._leader_call(body))
+        if not isinstance(reply, protocol.ConfigReply):
+            raise RequestRejected(unexpected(reply))
+        return reply.config
+
     async def update_config(self, changes: dict[str, int | str | list[str]]) -> int:
-        """Change cluster parameters (all of them or none); returns the applied index."""
+        """Change cluster parameters (all of them or none; the names and bounds:
+        ``docs/configuration.md``); returns the applied index. Raises
+        :class:`RequestRejected` naming the first parameter that is wrong."""
         return await self._write(
             lambda cid, seq: protocol.UpdateConfigRequest(dict(changes), cid, seq)
         )

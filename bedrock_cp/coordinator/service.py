@@ -44,6 +44,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import msgspec
+
 from .. import protocol as api
 from .._native import native
 from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
@@ -83,9 +85,14 @@ class Network(Protocol):
     def set_peers(self, peers: Mapping[int, str]) -> None: ...
 
 
+#: Seconds an excluded leader waits for its successor to take over.
+HAND_OFF_TIMEOUT = 2.0
+
+
 class EpochListener(Protocol):
     """Who runs the Director: told when this leader began an epoch, when it lost
-    leadership, and when the directory changed (a stalled recovery may now work)."""
+    leadership, and when the directory or the cluster config changed (a stalled
+    recovery may now work; an excluded node's roles must move)."""
 
     def epoch_begun(self, epoch: int) -> None: ...
 
@@ -194,6 +201,7 @@ class Coordinator:
         else:
             layout_before = self.state.layout
             directory_before = self.state.directory_changes
+            config_before = self.state.config
             result = self.state.apply(index, entry.data)
             if self.state.layout is not layout_before:
                 self._wake_layout_waiters()
@@ -209,7 +217,12 @@ class Coordinator:
                         )
             if isinstance(result, Applied) and self.state.coordinators != self._known_coordinators:
                 self._update_peers()
-            if self.state.directory_changes != directory_before and self.epoch_listener:
+            config_changed = self.state.config is not config_before
+            if config_changed and self.role == "leader" and self.readiness == "ready":
+                self._spawn(self._hand_off_if_excluded(self.leader_term))
+            if (
+                self.state.directory_changes != directory_before or config_changed
+            ) and self.epoch_listener:
                 self.epoch_listener.directory_changed()
         self._release_applied(index)
 
@@ -263,7 +276,33 @@ class Coordinator:
         """Runs once per term on the leader, after its no-op applied."""
         if self.state.coordinators.get(self.node_id) != self.address:
             await self._propose_internal(SetCoordinator(self.node_id, self.address), term)
+        if await self._hand_off_if_excluded(term):
+            return
         await self.begin_epoch()
+
+    async def _hand_off_if_excluded(self, term: int) -> bool:
+        """An excluded node does not lead while another can: its Director would
+        start the sequencer, proxies and resolvers on it. True once leadership
+        moved; False (lead on) if there is no successor or it did not take over
+        within :data:`HAND_OFF_TIMEOUT` — a cluster must never be left without
+        a Director because its only live node is excluded."""
+        if str(self.node_id) not in self.state.config.excluded_nodes:
+            return False
+        target = self._best_successor()
+        if target is None or self.role != "leader" or self.leader_term != term:
+            return False
+        log.info("node %d is excluded: handing leadership to node %d", self.node_id, target)
+        self.runner.transfer_leader(target)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HAND_OFF_TIMEOUT
+        while loop.time() < deadline:
+            if self.role != "leader" or self.leader_term != term:
+                return True
+            await asyncio.sleep(4 * self.tick_interval)  # the core's status is polled
+        log.warning(
+            "node %d is excluded but node %d did not take over: leading on", self.node_id, target
+        )
+        return False
 
     async def begin_epoch(self) -> int | None:
         """Commit ``BeginEpoch`` as the leader; tell the listener. None if not leading."""
@@ -326,6 +365,11 @@ class Coordinator:
                     await self.linearizable_barrier()
                 nodes = sorted(self.state.nodes.values(), key=lambda n: n.node)
                 return api.NodesReply(self.state.applied_index, nodes)
+            case api.GetConfig(stale=stale):
+                if not stale:
+                    await self.linearizable_barrier()
+                config = msgspec.structs.asdict(self.state.config)
+                return api.ConfigReply(self.state.applied_index, config)
             case api.WatchLayout():
                 return await self._watch_layout(body)
             case api.AddCoordinator():

@@ -220,7 +220,7 @@ class Node:
             self.network = network
             coordinator = Coordinator(
                 node_id=config.id,
-                address=config.listen,
+                address=config.advertised,
                 configured=config.coordinator_map(),
                 consensus=consensus,
                 network=network,
@@ -235,7 +235,7 @@ class Node:
             node_name = str(config.id)
             foreman = Foreman(
                 node_name,
-                config.listen,
+                config.advertised,
                 Path(config.data_dir),
                 factories,
                 roles=registry.role_factories(ctx) if role_factories is None else role_factories,
@@ -247,7 +247,7 @@ class Node:
             if gateway_caller is not None:
                 self.gateway = Gateway(
                     node_name,
-                    config.listen,
+                    config.advertised,
                     [a for _, a in sorted(config.coordinator_map().items())],
                     config.cluster,
                     capabilities=foreman.capabilities,
@@ -273,7 +273,13 @@ class Node:
                 await gateway_caller.close()
             consensus.close()
             raise
-        log.info("node %d started on %s (cluster %r)", config.id, config.listen, config.cluster)
+        log.info(
+            "node %d started on %s, reached at %s (cluster %r)",
+            config.id,
+            config.listen,
+            config.advertised,
+            config.cluster,
+        )
         return self
 
     async def stop(self) -> None:

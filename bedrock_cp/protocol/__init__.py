@@ -33,7 +33,7 @@ Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 - ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, StorageFill,
   UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
-- ``client``: ListServices, ListNodes, WatchLayout, Register, Deregister,
+- ``client``: ListServices, ListNodes, GetConfig, WatchLayout, Register, Deregister,
   RegisterNodeRequest, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
 """
 
@@ -52,8 +52,10 @@ from .commit_proxy import Commit, CommitProxyRequest, Committed, NotCommitted, U
 from .coordinator import (
     CLIENT_NODE,
     AddCoordinator,
+    ConfigReply,
     CoordinatorRequest,
     Deregister,
+    GetConfig,
     LayoutReply,
     ListNodes,
     ListServices,
@@ -177,6 +179,7 @@ __all__ = [
     "CommitProxyRequest",
     "CommitVersion",
     "Committed",
+    "ConfigReply",
     "ConfirmEpoch",
     "CoordinatorRequest",
     "CreateWorker",
@@ -186,6 +189,7 @@ __all__ = [
     "ForemanRequest",
     "GatewayRequest",
     "GetCommitVersion",
+    "GetConfig",
     "GetLayout",
     "GetReadVersion",
     "Health",
