@@ -196,7 +196,7 @@ class Client:
         )
 
     async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """The cluster as every coordinator reports it (DESIGN §8 status fields).
+        """The cluster as every coordinator reports it (the fields `bedrock-cp status --json` prints).
 
         Coordinators the answers name but this client did not know (added since
         it connected) are asked too, and remembered.

@@ -1,6 +1,6 @@
 """The Gateway of a node: finds the leader, registers the node, follows the layout.
 
-One per node (DESIGN §5). Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
+One per node. Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
 
 1. **Discovery** — ping every coordinator concurrently; take the answer with the
    highest epoch that names a leader (ties: highest term). While none does, retry

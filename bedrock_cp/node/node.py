@@ -12,7 +12,7 @@ requests to the coordinator, Foreman requests to the Foreman, ``GetLayout`` to
 the Gateway's cache, and every worker request to the worker it names (unknown:
 ``Failed("no_such_worker")``).
 
-The seams of the deterministic simulation (DESIGN §1) are explicit here: time
+The seams of the deterministic simulation are explicit here: time
 is the running loop's clock, randomness comes from ``rng``, the network is any
 object with the :class:`~bedrock_cp.coordinator.service.Network` shape (built by
 ``network_factory``), and the disk is the WAL directory — on the real file
