@@ -421,7 +421,7 @@ class Node:
         if isinstance(body, protocol.GatewayRequest):
             if self.gateway is None:
                 return protocol.Unavailable("this node runs no gateway")
-            return self.gateway.layout_reply()
+            return await self.gateway.layout_after(body.after_epoch, body.wait_ms)
         foreman = self.foreman
         if foreman is None or self._stopping:
             return protocol.Failed("unavailable", "the node is stopping")
