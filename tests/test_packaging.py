@@ -61,8 +61,6 @@ def test_the_version_has_one_source_and_the_native_crate_follows_it() -> None:
 
 
 def test_test_scaffolding_is_not_in_the_package() -> None:
-    import bedrock_cp
-
     package = Path(bedrock_cp.__file__).parent
     shipped = {p.name for p in package.rglob("*.py")}
     assert not shipped & {"loopback.py", "faultproxy.py", "netns.py"}, shipped
