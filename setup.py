@@ -62,6 +62,8 @@ DEPENDENCIES = [
     f"bedrock-cp-native=={VERSION}",
     "cryptography>=42,<60",
     "msgspec>=0.18,<1",
+    # `bedrock-cp status`: tables and a live view, plain text in a pipe.
+    "rich>=13,<16",
     "uvloop>=0.19,<1",
 ]
 

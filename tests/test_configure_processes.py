@@ -22,9 +22,19 @@ async def _cli(*args: str) -> Any:
     return await asyncio.to_thread(cli, *args, timeout=180)
 
 
-async def test_configure_shows_and_changes_the_parameters_all_or_none() -> None:
+async def test_status_and_configure_show_and_change_a_running_cluster() -> None:
     async with running(LocalCluster(3)) as cluster:
         where = ["--cluster", str(cluster.cluster_file)]
+        # The human view: tables of the nodes and of the last recoveries, and
+        # --watch refreshing it (one snapshot per refresh when piped).
+        watched = await _cli("status", *where, "--watch", "0.1", "--count", "2")
+        assert watched.returncode == 0, watched.stderr
+        assert watched.stdout.count("leader: node") == 2
+        assert watched.stdout.count("last recoveries") == 2
+        assert "completed" in watched.stdout
+        ticks = await _cli("status", *where, "--json", "--watch", "0.1", "--count", "3")
+        views = [json.loads(line) for line in ticks.stdout.splitlines()]
+        assert len(views) == 3 and all(v["leader"] for v in views)
         shown = await _cli("configure", *where, "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["config"]["desired_logs"] == 3

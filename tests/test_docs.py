@@ -38,3 +38,20 @@ def test_docs_link_only_inside_the_repository() -> None:
             if target.startswith(("http://", "https://")):
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_code_cites_nothing_outside_the_repository() -> None:
+    sources = [
+        p
+        for folder in ("bedrock_cp", "native", "tests", "benches")
+        for p in (ROOT / folder).rglob("*")
+        if p.suffix in (".py", ".pyx", ".pxd", ".pyi", ".rs", ".md", ".toml")
+        and "target" not in p.parts
+    ]
+    this = Path(__file__).resolve()
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in sources
+        if p.resolve() != this and re.search(r"DESIGN|\.\./shared", p.read_text(errors="replace"))
+    ]
+    assert not offenders, f"cite docs/ instead: {offenders}"

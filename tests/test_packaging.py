@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,9 @@ def test_the_version_has_one_source_and_the_native_crate_follows_it() -> None:
     assert set(project["dynamic"]) == {"version", "dependencies"}
     setup = (root / "setup.py").read_text()
     assert re.search(r'f"bedrock-cp-native==\{VERSION\}"', setup)
+
+
+def test_test_scaffolding_is_not_in_the_package() -> None:
+    package = Path(bedrock_cp.__file__).parent
+    shipped = {p.name for p in package.rglob("*.py")}
+    assert not shipped & {"loopback.py", "faultproxy.py", "netns.py"}, shipped

@@ -100,7 +100,18 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    with_cluster(sub.add_parser("status", help="leader, term, epoch, every node"))
+    status = with_cluster(
+        sub.add_parser("status", help="leader, term, epoch, every node, the last recoveries")
+    )
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1) until interrupted",
+    )
+    status.add_argument("--count", type=int, help="with --watch: stop after this many views")
     svc = with_cluster(sub.add_parser("services", help="the service directory"))
     svc.add_argument("--stale", action="store_true", help="any coordinator may answer")
     reg = with_cluster(sub.add_parser("register", help="register a service (linearizable)"))

@@ -17,7 +17,7 @@ import msgspec
 from .._native import native
 from ..auth.certs import CredentialFiles
 from ..auth.certs import init as init_credentials
-from ..client import Client, ClusterFile, Transaction, connect, read_cluster_file
+from ..client import Client, ClientError, ClusterFile, Transaction, connect, read_cluster_file
 from ..client.cluster_file import resolve_cluster
 from ..cluster.local import LocalCluster, stop_pids
 from ..node import Node, NodeConfig, load_config
@@ -220,6 +220,8 @@ def _client_command(args: argparse.Namespace, fn: ClientFn) -> int:
             await client.close()
 
     result = asyncio.run(go())
+    if result.pop("_printed", False):
+        return 0
     text = result.pop("_text", None)
     if args.json or text is None:
         print(json.dumps(result, default=_json_default))
@@ -240,42 +242,55 @@ def _json_default(obj: object) -> object:
 
 
 async def _status(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    from .status_view import status_text, status_view
+
     st = await client.status(timeout=min(args.timeout, 2.0))
-    lines = [
-        f"leader: node {st['leader']} ({st['leader_state']})" if st["leader"] else "leader: none",
-        f"term: {st['term']}   epoch: {st['epoch']}   services: {st['services']}",
-        _recovery_line(st["recovery"]),
-        "nodes:",
-    ]
-    for n in st["nodes"]:
-        if n["reachable"]:
-            lines.append(
-                f"  {n['id']:>3} {n['address']:<21} {n['role']:<13} term {n['term']} "
-                f"commit {n['commit_index']} applied {n['applied_index']} pid {n['pid']}"
-            )
+    if args.watch is None:
+        st["_text"] = status_text(st)
+        return st
+    # --watch: redraw in place on a terminal, else one snapshot per refresh.
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(highlight=False)
+    shown = 1
+    if args.json:
+        print(json.dumps(st, default=_json_default), flush=True)
+    elif console.is_terminal:
+        with Live(status_view(st), console=console, auto_refresh=False) as live:
+            while args.count is None or shown < args.count:
+                await asyncio.sleep(args.watch)
+                st = await _status_or_error(client, args)
+                live.update(status_view(st), refresh=True)
+                shown += 1
+        return {"_printed": True}
+    else:
+        print(status_text(st), flush=True)
+    while args.count is None or shown < args.count:
+        await asyncio.sleep(args.watch)
+        st = await _status_or_error(client, args)
+        if args.json:
+            print(json.dumps(st, default=_json_default), flush=True)
         else:
-            lines.append(f"  {n['id'] or '?':>3} {n['address']:<21} unreachable ({n['error']})")
-    st["_text"] = "\n".join(lines)
-    return st
+            print("\n" + status_text(st), flush=True)
+        shown += 1
+    return {"_printed": True}
 
 
-def _recovery_line(rec: dict[str, Any]) -> str:
-    line = f"recovery: {rec['state']}"
-    if rec.get("epoch"):
-        line += f" (epoch {rec['epoch']}, attempt {rec.get('attempt')}"
-        if rec["state"] != "running" and rec.get("phase"):
-            line += f", phase {rec['phase']}"
-        line += ")"
-    if rec.get("last_duration_ms") is not None:
-        line += f"; last recovery {rec['last_duration_ms']} ms"
-    if rec.get("reason") and rec["state"] != "running":
-        line += f"; {rec['reason']}"
-    timeline = rec.get("timeline") or []
-    if timeline:
-        last = timeline[-1]
-        phases = ", ".join(f"{p['phase']} {p['duration_ms']}" for p in last.get("phases", []))
-        line += f"\n  last attempt (epoch {last['epoch']}, {last['outcome']}): {phases}"
-    return line
+async def _status_or_error(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """One refresh of --watch: a cluster that stops answering is shown, not fatal."""
+    try:
+        return await client.status(timeout=min(args.timeout, 2.0))
+    except ClientError as exc:
+        return {
+            "leader": None,
+            "leader_state": None,
+            "term": "?",
+            "epoch": "?",
+            "services": "?",
+            "recovery": {"state": f"unknown ({exc})"},
+            "nodes": [],
+        }
 
 
 async def _services(client: Client, args: argparse.Namespace) -> dict[str, Any]:

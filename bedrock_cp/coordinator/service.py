@@ -151,6 +151,9 @@ class Coordinator:
         self.leader_id = 0
         self.readiness = "follower"
         self.leader_term = 0
+        #: Elections this node started (became a candidate), and leaders it saw.
+        self.elections_started = 0
+        self.leader_changes = 0
         self._writes: dict[int, tuple[int, asyncio.Future[ApplyResult]]] = {}
         self._conf_waiters: dict[int, asyncio.Future[None]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
@@ -250,6 +253,10 @@ class Coordinator:
 
     def on_soft_state(self, leader_id: int, role: str) -> None:
         was_leader = self.role == "leader"
+        if role == "candidate" and self.role != "candidate":
+            self.elections_started += 1
+        if leader_id and leader_id != self.leader_id:
+            self.leader_changes += 1
         self.leader_id = leader_id
         self.role = role
         if role == "leader":

@@ -125,6 +125,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     timers: Timers = Timers()
     #: ``debug``, ``info``, ``warning`` or ``error``.
     log_level: str = "info"
+    #: Where to serve Prometheus metrics (``host:port``, ``GET /metrics``, no
+    #: authentication: bind it where only your scraper reaches); empty: nowhere.
+    metrics_listen: str = ""
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
     #: its Gateway still registers it and follows the layout).
     capabilities: list[str] = []
@@ -159,6 +162,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"node {self.id} is not listed in [coordinators]; "
                 "list it, or set join = true to be added to a running cluster"
             )
+        if self.metrics_listen:
+            parse_address(self.metrics_listen, what="metrics_listen")
         if self.snapshot_every < 1:
             raise ConfigError(f"snapshot_every must be >= 1, not {self.snapshot_every}")
         if self.snapshot_bytes < 1:
@@ -252,6 +257,7 @@ def dump_config(cfg: NodeConfig) -> str:
         f"snapshot_every = {cfg.snapshot_every}",
         f"snapshot_bytes = {cfg.snapshot_bytes}",
         f'log_level = "{cfg.log_level}"',
+        *([f"metrics_listen = {json.dumps(cfg.metrics_listen)}"] if cfg.metrics_listen else []),
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
         f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",
         "",

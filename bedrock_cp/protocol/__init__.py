@@ -96,7 +96,7 @@ from .foreman import (
     WorkerInfo,
     Workers,
 )
-from .gateway import GatewayRequest, GetLayout
+from .gateway import MAX_LAYOUT_WAIT_MS, GatewayRequest, GetLayout
 from .layout import (
     MAX_KEY_SIZE,
     MAX_STREAM_BYTES,
@@ -162,6 +162,7 @@ from .storage import (
 __all__ = [
     "CLIENT_NODE",
     "MAX_KEY_SIZE",
+    "MAX_LAYOUT_WAIT_MS",
     "MAX_STREAM_BYTES",
     "MAX_TRANSACTION_SIZE",
     "MAX_VALUE_SIZE",

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from .._native import native
 from .._timers import TickClock
+from ..metrics import Histogram
 
 log = logging.getLogger("bedrock_cp.raft")
 
@@ -84,6 +85,12 @@ class RaftRunner:
         self.compact_bytes = compact_bytes
         #: Index the host has applied (entries and restored snapshots).
         self.applied_index = 0
+        #: Proposals made through this runner (entries and membership changes).
+        self.proposals = 0
+        #: How long each synced persist (the WAL's write + fsync) took.
+        self.persist_seconds = Histogram(
+            "bedrock_raft_persist_seconds", "Raft persists that fsync the WAL: their duration"
+        )
         #: Index of the latest snapshot (local or from the leader).
         self.snapshot_index = 0
         #: Bytes of entry data applied since that snapshot.
@@ -154,11 +161,13 @@ class RaftRunner:
     def propose(self, data: bytes) -> int:
         """Propose ``data``; return its index. Raises NotLeaderError on followers."""
         index = self.consensus.propose(data)
+        self.proposals += 1
         self._wake.set()
         return index
 
     def propose_conf_change(self, kind: str, node_id: int) -> int:
         index = self.consensus.propose_conf_change(kind, node_id)  # type: ignore[arg-type]
+        self.proposals += 1
         self._wake.set()
         return index
 
@@ -225,7 +234,9 @@ class RaftRunner:
         rd = c.ready()
         # 1. Persist; the messages only exist once that returned.
         if rd.must_sync:
+            started = loop.time()
             out = await loop.run_in_executor(self._executor, c.persist, rd)
+            self.persist_seconds.observe(loop.time() - started)
         else:
             out = c.persist(rd)
         # 2. Send.
