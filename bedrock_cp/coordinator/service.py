@@ -48,6 +48,7 @@ import msgspec
 
 from .. import protocol as api
 from .._native import native
+from ..raft.role import RaftRole
 from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
 from .commands import (
     BeginEpoch,
@@ -58,6 +59,7 @@ from .commands import (
     StoreLayout,
     encode_proposal,
 )
+from .readiness import Readiness
 from .results import Applied, ApplyResult
 from .results import Rejected as ApplyRejected
 from .state import CoordinatorState, SnapshotError
@@ -147,9 +149,9 @@ class Coordinator:
         )
         self.runner.applied_index = self.state.applied_index
         self.runner.snapshot_index = self.state.applied_index
-        self.role = "follower"
+        self.role = RaftRole.FOLLOWER
         self.leader_id = 0
-        self.readiness = "follower"
+        self.readiness = Readiness.FOLLOWER
         self.leader_term = 0
         #: Elections this node started (became a candidate), and leaders it saw.
         self.elections_started = 0
@@ -195,11 +197,11 @@ class Coordinator:
         elif not entry.data:
             self.state.apply_noop(index)
             if (
-                self.role == "leader"
+                self.role is RaftRole.LEADER
                 and entry.term == self.leader_term
-                and self.readiness == "waiting_consensus"
+                and self.readiness is Readiness.WAITING_CONSENSUS
             ):
-                self.readiness = "ready"
+                self.readiness = Readiness.READY
                 self._spawn(self._on_ready(entry.term))
         else:
             layout_before = self.state.layout
@@ -221,7 +223,11 @@ class Coordinator:
             if isinstance(result, Applied) and self.state.coordinators != self._known_coordinators:
                 self._update_peers()
             config_changed = self.state.config is not config_before
-            if config_changed and self.role == "leader" and self.readiness == "ready":
+            if (
+                config_changed
+                and self.role is RaftRole.LEADER
+                and self.readiness is Readiness.READY
+            ):
                 self._spawn(self._hand_off_if_excluded(self.leader_term))
             if (
                 self.state.directory_changes != directory_before or config_changed
@@ -251,21 +257,26 @@ class Coordinator:
         if fut is not None and not fut.done():
             fut.set_result(index)
 
-    def on_soft_state(self, leader_id: int, role: str) -> None:
-        was_leader = self.role == "leader"
-        if role == "candidate" and self.role != "candidate":
+    def on_soft_state(self, leader_id: int, role_name: str) -> None:
+        role = RaftRole(role_name)  # the core's name, checked
+        was_leader = self.role is RaftRole.LEADER
+        if role is RaftRole.CANDIDATE and self.role is not RaftRole.CANDIDATE:
             self.elections_started += 1
         if leader_id and leader_id != self.leader_id:
             self.leader_changes += 1
         self.leader_id = leader_id
         self.role = role
-        if role == "leader":
+        if role is RaftRole.LEADER:
             if not was_leader:
                 self.leader_term = self.runner.consensus.term
-                self.readiness = "waiting_consensus"
+                self.readiness = Readiness.WAITING_CONSENSUS
                 log.info("node %d leads term %d", self.node_id, self.leader_term)
         else:
-            self.readiness = "candidate" if role in ("candidate", "pre_candidate") else "follower"
+            self.readiness = (
+                Readiness.CANDIDATE
+                if role in (RaftRole.CANDIDATE, RaftRole.PRE_CANDIDATE)
+                else Readiness.FOLLOWER
+            )
             if was_leader:
                 log.info("node %d lost leadership (leader now %d)", self.node_id, leader_id)
                 if self.epoch_listener is not None:
@@ -296,14 +307,14 @@ class Coordinator:
         if str(self.node_id) not in self.state.config.excluded_nodes:
             return False
         target = self._best_successor()
-        if target is None or self.role != "leader" or self.leader_term != term:
+        if target is None or self.role is not RaftRole.LEADER or self.leader_term != term:
             return False
         log.info("node %d is excluded: handing leadership to node %d", self.node_id, target)
         self.runner.transfer_leader(target)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HAND_OFF_TIMEOUT
         while loop.time() < deadline:
-            if self.role != "leader" or self.leader_term != term:
+            if self.role is not RaftRole.LEADER or self.leader_term != term:
                 return True
             await asyncio.sleep(4 * self.tick_interval)  # the core's status is polled
         log.warning(
@@ -318,7 +329,11 @@ class Coordinator:
         if not isinstance(reply, Applied) or reply.value is None:
             return None
         log.info("node %d began epoch %s (term %d)", self.node_id, reply.value, term)
-        if self.epoch_listener is not None and self.role == "leader" and self.leader_term == term:
+        if (
+            self.epoch_listener is not None
+            and self.role is RaftRole.LEADER
+            and self.leader_term == term
+        ):
             self.epoch_listener.epoch_begun(reply.value)
         return reply.value
 
@@ -341,7 +356,7 @@ class Coordinator:
         command: BeginEpoch | SetCoordinator | StoreLayout | RetireWorkers | ForgetRetired,
         term: int,
     ) -> ApplyResult | None:
-        if self.role != "leader" or self.leader_term != term:
+        if self.role is not RaftRole.LEADER or self.leader_term != term:
             return None
         try:
             return await self._commit(Proposal(_NO_SESSION, 0, command))
@@ -435,7 +450,7 @@ class Coordinator:
         return api.LayoutReply(record.epoch, record.layout, self.leader_id)
 
     async def _watch_layout(self, body: api.WatchLayout) -> api.Response:
-        if self.role != "leader":
+        if self.role is not RaftRole.LEADER:
             raise _Retry(self._not_leader())
         record = self.state.layout
         if record is not None and record.epoch > body.after_epoch:
@@ -465,7 +480,7 @@ class Coordinator:
 
     async def _commit(self, proposal: Proposal) -> ApplyResult:
         """Propose on this leader and wait until the entry is applied here."""
-        if self.role != "leader":
+        if self.role is not RaftRole.LEADER:
             raise _Retry(self._not_leader())
         try:
             index = self.runner.propose(encode_proposal(proposal))
@@ -478,7 +493,7 @@ class Coordinator:
         return await fut
 
     async def _conf_change(self, kind: str, node_id: int) -> None:
-        if self.role != "leader":
+        if self.role is not RaftRole.LEADER:
             raise _Retry(self._not_leader())
         try:
             index = self.runner.propose_conf_change(kind, node_id)
@@ -520,7 +535,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.learner_catch_up_s
         while True:
-            if self.role != "leader":
+            if self.role is not RaftRole.LEADER:
                 raise _Retry(self._not_leader())
             st = self.runner.consensus.status()
             matched = next((p["match"] for p in st["progress"] if p["id"] == node_id), 0)
@@ -541,7 +556,7 @@ class Coordinator:
     async def _remove_coordinator(self, body: api.RemoveCoordinator) -> api.Response:
         # Only the leader's view of the membership counts: a follower still
         # catching up may see fewer voters (and refuse wrongly).
-        if self.role != "leader":
+        if self.role is not RaftRole.LEADER:
             raise _Retry(self._not_leader())
         if body.id == self.node_id:
             if self.voters() == [self.node_id]:
@@ -579,7 +594,7 @@ class Coordinator:
 
     async def linearizable_barrier(self) -> None:
         """Return once this leader's state reflects every write committed before the call."""
-        if self.role != "leader":
+        if self.role is not RaftRole.LEADER:
             raise _Retry(self._not_leader())
         ctx = next(self._read_ids).to_bytes(8, "little")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
