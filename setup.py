@@ -14,7 +14,8 @@ from pathlib import Path
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_framing", "_timers"]
+#: Cython modules, each beside the code that uses it.
+MODULES = ["wire._framing", "raft._timers"]
 
 
 def _flag(name: str) -> bool:
@@ -31,7 +32,7 @@ def extensions() -> list[Extension]:
     exts = [
         Extension(
             f"bedrock_cp.{name}",
-            [f"bedrock_cp/{name}.pyx"],
+            [f"bedrock_cp/{name.replace('.', '/')}.pyx"],
             define_macros=macros,
             extra_compile_args=compile_args,
         )

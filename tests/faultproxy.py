@@ -197,6 +197,13 @@ class FaultProxy:
         fut: Future[object] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
         return fut.result(timeout=10)
 
+    async def _cancel_tasks(self) -> None:
+        """End every pump still running, so none is destroyed pending at exit."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def link(self, target: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)) -> Link:
         link = Link(self, target, listen)
         self.call(link._start())
@@ -207,6 +214,8 @@ class FaultProxy:
         for link in self.links:
             with contextlib.suppress(Exception):
                 self.call(link._close())
+        with contextlib.suppress(Exception):
+            self.call(self._cancel_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

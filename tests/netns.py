@@ -121,6 +121,7 @@ class NetnsCluster(LocalCluster):
                 self.in_ns(
                     self.ns(node_id),
                     self.python,
+                    "-P",
                     "-m",
                     "bedrock_cp",
                     "node",

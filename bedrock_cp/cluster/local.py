@@ -208,6 +208,10 @@ class LocalCluster:
             proc = subprocess.Popen(
                 [
                     self.python,
+                    # -P: never import a bedrock_cp that happens to sit in the
+                    # current folder (an unbuilt source checkout) instead of
+                    # the installed one.
+                    "-P",
                     "-m",
                     "bedrock_cp",
                     "node",

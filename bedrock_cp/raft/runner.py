@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._native import native
-from .._timers import TickClock
 from ..metrics import Histogram
+from ._timers import TickClock
 
 log = logging.getLogger("bedrock_cp.raft")
 

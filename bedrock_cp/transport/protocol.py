@@ -24,8 +24,8 @@ import struct
 from collections import Counter
 from typing import Final, cast
 
-from .._framing import FrameDecoder, FrameError
 from ..wire import Frame, Refused, WireError, decode, encode
+from ..wire._framing import FrameDecoder, FrameError
 from .tls import TlsSession
 
 log = logging.getLogger("bedrock_cp.transport")
