@@ -9,7 +9,7 @@ CARGO ?= cargo
 # versions pinned in constraints.txt; `make lock` refreshes them.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test chaos bench soak wheels setup native python lint rust-test pytest clean lock version
+.PHONY: demo test chaos bench soak wheels setup native python lint rust-test pytest clean lock version docs
 
 ## demo: set up, then run the main job
 demo: setup
@@ -85,6 +85,10 @@ version:
 	sed -i 's/^__version__ = ".*"/__version__ = "$(V)"/' bedrock_cp/_version.py
 	sed -i '0,/^version = ".*"/s//version = "$(V)"/' native/Cargo.toml
 	cd native && $(CARGO) update --workspace --quiet
+
+## docs: regenerate docs/configuration.md and docs/cli.md from the code
+docs: setup
+	$(BIN)/python -m bedrock_cp.cli.reference docs
 
 ## wheels: both wheels from their sdists into dist/, installed and imported in a fresh venv
 wheels:

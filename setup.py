@@ -14,7 +14,8 @@ from pathlib import Path
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_framing", "_timers"]
+#: Cython modules, each beside the code that uses it.
+MODULES = ["wire._framing", "raft._timers"]
 
 
 def _flag(name: str) -> bool:
@@ -31,7 +32,7 @@ def extensions() -> list[Extension]:
     exts = [
         Extension(
             f"bedrock_cp.{name}",
-            [f"bedrock_cp/{name}.pyx"],
+            [f"bedrock_cp/{name.replace('.', '/')}.pyx"],
             define_macros=macros,
             extra_compile_args=compile_args,
         )
@@ -62,6 +63,8 @@ DEPENDENCIES = [
     f"bedrock-cp-native=={VERSION}",
     "cryptography>=42,<60",
     "msgspec>=0.18,<1",
+    # `bedrock-cp status`: tables and a live view, plain text in a pipe.
+    "rich>=13,<16",
     "uvloop>=0.19,<1",
 ]
 

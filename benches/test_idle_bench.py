@@ -1,6 +1,6 @@
 """An idle 3-node cluster: CPU and memory of each node process.
 
-DESIGN §10: an idle node uses <= 1 % of one core and <= 50 MB RSS. The bench
+Target: an idle node uses <= 1 % of one core and <= 50 MB RSS. The bench
 starts 3 node processes (default timers: 10 ms ticks, 50 ms heartbeats), lets
 them settle, then reads each process's CPU time from /proc over a 3 s window.
 The timed quantity is the window itself; the figures are in ``extra_info``.

@@ -23,7 +23,6 @@ import pytest
 import uvloop
 
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.protocol import (
     CommitBatch,
@@ -40,6 +39,7 @@ from bedrock_cp.protocol import (
     WorkerRef,
 )
 from tests.dataplane_pipeline import disk_bytes, until
+from tests.loopback import LoopbackDialer
 
 MIB = 1 << 20
 STORED = 512 * MIB

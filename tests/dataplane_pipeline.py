@@ -11,7 +11,6 @@ from pathlib import Path
 
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
@@ -33,6 +32,8 @@ from bedrock_cp.protocol import (
     encode,
     idempotency,
 )
+
+from .loopback import LoopbackDialer
 
 CLUSTER = "test-cluster"
 TOKEN = b"secret-token"

@@ -21,7 +21,6 @@ from pathlib import Path
 from bedrock_cp import protocol
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer, StoppableWorker
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
@@ -29,6 +28,8 @@ from bedrock_cp.director import Attempt, Director
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
 from bedrock_cp.director.phases import PHASES, SKIPPED_FOR_NEW_CLUSTER
 from bedrock_cp.protocol import KeyRange, Layout, Mutation, MutationKind, WorkerRef, decode_layout
+
+from .loopback import LoopbackDialer, StoppableWorker
 
 CLUSTER = "director-test"
 #: Every TestCluster not closed yet (see :func:`closes_clusters`).

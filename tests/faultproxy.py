@@ -31,9 +31,12 @@ Direction = Literal["both", "forward", "backward"]
 class Link:
     """Forwards connections accepted on ``port`` to ``target``, subject to its faults."""
 
-    def __init__(self, proxy: FaultProxy, target: tuple[str, int]) -> None:
+    def __init__(
+        self, proxy: FaultProxy, target: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)
+    ) -> None:
         self.proxy = proxy
         self.target = target
+        self.listen = listen
         self.cut = False
         #: Per direction: are bytes discarded (a blackhole)?
         self.held = {"forward": False, "backward": False}
@@ -48,7 +51,7 @@ class Link:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen[0]}:{self.port}"
 
     @property
     def mode(self) -> Mode:
@@ -58,7 +61,7 @@ class Link:
         return "blackhole" if any(self.held.values()) else "pass"
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, *self.listen)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,10 +88,17 @@ class Link:
         direction: str,
         other: asyncio.StreamWriter,
     ) -> None:
+        # Chunks are delayed independently (pipelined, like a long link) but
+        # delivered in order: each is due at its arrival plus its delay, and
+        # never before the chunk ahead of it.
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=256)  # bounded
+        delivering = loop.create_task(self._deliver(queue, writer, other))
+        due = 0.0
         try:
             while True:
                 data = await reader.read(65536)
-                if not data:
+                if not data or delivering.done():
                     break
                 if self.held[direction]:
                     continue
@@ -97,15 +107,42 @@ class Link:
                     other.transport.abort()
                     break
                 low, high = self.delay
-                if high > 0:
-                    await asyncio.sleep(self._rng.uniform(low, high))
-                writer.write(data)
-                self.bytes_forwarded += len(data)
-                await writer.drain()
+                due = max(due, loop.time() + (self._rng.uniform(low, high) if high > 0 else 0.0))
+                await queue.put((due, data))
+            if not delivering.done():
+                await queue.put((due, b""))
+            await delivering
         except (ConnectionError, OSError):
             pass
         finally:
+            delivering.cancel()
             writer.transport.abort()
+
+    async def _deliver(
+        self,
+        queue: asyncio.Queue[tuple[float, bytes]],
+        writer: asyncio.StreamWriter,
+        other: asyncio.StreamWriter,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    return
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                self.bytes_forwarded += len(data)
+                await writer.drain()
+        except BaseException:
+            # The far side is gone: end the near side too, and free a reader
+            # waiting for room in the queue.
+            other.transport.abort()
+            while not queue.empty():
+                queue.get_nowait()
+            raise
 
     async def _set_mode(self, mode: Mode, direction: Direction) -> None:
         directions = ("forward", "backward") if direction == "both" else (direction,)
@@ -160,8 +197,15 @@ class FaultProxy:
         fut: Future[object] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
         return fut.result(timeout=10)
 
-    def link(self, target: tuple[str, int]) -> Link:
-        link = Link(self, target)
+    async def _cancel_tasks(self) -> None:
+        """End every pump still running, so none is destroyed pending at exit."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def link(self, target: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)) -> Link:
+        link = Link(self, target, listen)
         self.call(link._start())
         self.links.append(link)
         return link
@@ -170,6 +214,8 @@ class FaultProxy:
         for link in self.links:
             with contextlib.suppress(Exception):
                 self.call(link._close())
+        with contextlib.suppress(Exception):
+            self.call(self._cancel_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -181,3 +227,29 @@ def fault_proxy() -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.faultproxy LISTEN TARGET [--delay LOW HIGH]``: one link,
+    until killed (run inside a network namespace by the multi-host tests)."""
+    import argparse
+    import signal
+
+    from bedrock_cp.node.config import parse_address
+
+    p = argparse.ArgumentParser(prog="python -m tests.faultproxy")
+    p.add_argument("listen", help="host:port to accept on")
+    p.add_argument("target", help="host:port to forward to")
+    p.add_argument("--delay", nargs=2, type=float, default=(0.0, 0.0), metavar=("LOW", "HIGH"))
+    args = p.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with fault_proxy() as proxy:
+        link = proxy.link(parse_address(args.target), parse_address(args.listen))
+        link.set_delay(*args.delay)
+        print(f"forwarding {link.address} -> {args.target}", flush=True)
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from bedrock_cp._framing import FrameDecoder
 from bedrock_cp.auth import (
     AcceptorAuth,
     AuthConfig,
@@ -48,6 +47,7 @@ from bedrock_cp.wire import (
     encode,
     encode_body,
 )
+from bedrock_cp.wire._framing import FrameDecoder
 
 CLUSTER = "prod"
 

@@ -240,3 +240,34 @@ def test_cluster_up_refuses_a_directory_with_a_running_cluster(tmp_path: Path) -
     finally:
         assert cli("cluster", "down", "--dir", str(d)).returncode == 0
     assert os.path.exists(d / "cluster.toml")
+
+
+def test_where_cluster_up_is_run_from_does_not_matter(tmp_path: Path) -> None:
+    # A folder holding a bedrock_cp that cannot be imported (like an unbuilt
+    # source checkout): the nodes must import the installed package anyway.
+    shadow = tmp_path / "checkout" / "bedrock_cp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("the unbuilt checkout")\n')
+    (shadow / "__main__.py").write_text('raise ImportError("the unbuilt checkout")\n')
+    script = Path(sys.executable).parent / "bedrock-cp"
+    d = tmp_path / "c"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args],
+            cwd=shadow.parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    up = run("cluster", "up", "--nodes", "3", "--dir", str(d))
+    try:
+        assert up.returncode == 0, up.stderr
+        st = run("status", "--cluster", str(d), "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["leader"] in (1, 2, 3)
+    finally:
+        down = run("cluster", "down", "--dir", str(d))
+    assert down.returncode == 0, down.stderr

@@ -8,6 +8,8 @@ answer in place of a call, and a layout source the test controls.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,12 +61,28 @@ class Dialer:
 
 
 class Layouts:
+    """The gateways, as a client sees them: a layout, long-polled when asked to."""
+
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.fetches = 0
+        self._published = asyncio.Event()
 
-    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None:  # noqa: ASYNC109
+    def publish(self, layout: Layout) -> None:
+        self.layout = layout
+        self._published.set()
+
+    async def fetch_layout(
+        self,
+        timeout: float = 2.0,  # noqa: ASYNC109
+        *,
+        newer_than: int = 0,
+        wait: float = 0.0,
+    ) -> Layout | None:
         self.fetches += 1
+        if wait > 0 and self.layout.epoch <= newer_than:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), wait)
         return self.layout
 
     async def close(self) -> None:
@@ -244,3 +262,28 @@ def test_every_error_code_says_whether_to_retry_and_whether_it_may_have_committe
     assert documented == {
         str(c): [c.retryable, c.maybe_committed, c.refreshes_layout] for c in ErrorCode
     }
+
+
+async def test_a_retry_waits_for_the_next_epochs_layout_not_for_its_backoff(
+    tmp_path: Path,
+) -> None:
+    # A recovery is under way: the client's layout (epoch 1) is dead and the
+    # gateways learn epoch 2 a moment later. The wait before the next attempt
+    # ends when the new layout arrives, however long the backoff has grown.
+    p, _, db = await _setup(tmp_path)
+    source = db.client
+    assert isinstance(source, Layouts)
+    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
+    source.layout = old
+    db.layout = old
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, source.publish, p.layout)
+    error = TransactionError(ErrorCode.UNAVAILABLE, "sequencer old-seq: connection refused")
+    await asyncio.wait_for(db._after_failure(error, old, backoff=600.0), 30)
+    assert db.layout is p.layout
+    # An error that says nothing about the layout still backs off (briefly here).
+    conflict = TransactionError(ErrorCode.NOT_COMMITTED, "conflict")
+    fetches = source.fetches
+    await db._after_failure(conflict, p.layout, backoff=0.01)
+    assert source.fetches == fetches
+    await p.close()

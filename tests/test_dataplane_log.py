@@ -8,7 +8,6 @@ from pathlib import Path
 
 from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.protocol import (
     MAX_STREAM_BYTES,
     CommitBatch,
@@ -30,6 +29,7 @@ from bedrock_cp.protocol import (
 )
 
 from .dataplane_pipeline import CLUSTER, MeasuringDialer, disk_bytes, ref, set_, until
+from .loopback import LoopbackDialer
 
 
 def batch(prev: int, version: int) -> CommitBatch:

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.protocol import (
     CommitVersion,
@@ -27,6 +26,7 @@ from bedrock_cp.protocol import (
 )
 
 from .dataplane_pipeline import CLUSTER, ref, until
+from .loopback import LoopbackDialer
 
 
 class Logs:

@@ -10,7 +10,6 @@ import pytest
 
 from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
-from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.protocol import (
     MAX_STREAM_BYTES,
@@ -47,6 +46,7 @@ from bedrock_cp.protocol import (
 from bedrock_cp.transport import RemoteError
 
 from .dataplane_pipeline import CLUSTER, MeasuringDialer, ref, set_, until
+from .loopback import LoopbackDialer
 
 SS = ref("ss", "storage")
 

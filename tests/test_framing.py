@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bedrock_cp._framing import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode_frame
+from bedrock_cp.wire._framing import DEFAULT_MAX_FRAME, FrameDecoder, FrameError
+
+from .framing import encode_frame
 
 
 def test_encode_then_feed_round_trips() -> None:

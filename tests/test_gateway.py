@@ -7,6 +7,7 @@ when it dies.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
@@ -110,6 +111,15 @@ async def test_gateways_follow_a_new_leader_after_kill_9() -> None:
             await layout_everywhere(cluster, list(cluster.addresses), epoch)
             old, _ = await leader_of(client)
             before = {n.node: n.registered_index for n in await client.nodes()}
+            # A long poll for the next epoch's layout, parked at a node that survives.
+            survivor = next(i for i in cluster.addresses if i != old)
+            at = cluster.addresses[survivor]
+            held = direct_client(cluster, at)
+            assert (await held._call(at, GetLayout(epoch - 1, 5000), 6.0)).epoch == epoch
+            quiet = await held._call(at, GetLayout(epoch, 100), 6.0)
+            assert isinstance(quiet, protocol.LayoutReply) and quiet.epoch == epoch
+            # Longer than any recovery here: it must end with the new layout, not its timeout.
+            parked = asyncio.ensure_future(held._call(at, GetLayout(epoch, 5000), 10.0))
 
             cluster.kill(old, signal.SIGKILL)
             new, _ = await leader_of(client)
@@ -124,5 +134,10 @@ async def test_gateways_follow_a_new_leader_after_kill_9() -> None:
             # The new leader's Director stores a newer layout; followed through it.
             newer = int((await recovered(client, newer_than=epoch))["recovery"]["epoch"])
             await layout_everywhere(cluster, survivors, newer, leader=new)
+            # The survivor's Gateway holds it: the parked poll has its answer already
+            # (a Gateway that sat out its wait would still be holding it).
+            answer = await asyncio.wait_for(asyncio.shield(parked), 3.0)
+            assert isinstance(answer, protocol.LayoutReply) and answer.epoch > epoch, answer
+            await held.close()
         finally:
             await client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +31,11 @@ def test_native_package_ships_stub_and_marker() -> None:
 
 
 def test_python_package_ships_stubs_for_its_cython_modules() -> None:
-    files = {p.name for p in resources.files("bedrock_cp").iterdir()}
-    assert {"py.typed", "_framing.pyi", "_timers.pyi", "_framing.pxd", "_timers.pxd"} <= files
+    assert "py.typed" in {p.name for p in resources.files("bedrock_cp").iterdir()}
+    # Each Cython module sits beside the code that uses it, with its stub.
+    for package, module in (("bedrock_cp.wire", "_framing"), ("bedrock_cp.raft", "_timers")):
+        files = {p.name for p in resources.files(package).iterdir()}
+        assert {f"{module}.pyi", f"{module}.pxd"} <= files, (package, files)
 
 
 def test_exception_hierarchy() -> None:
@@ -58,3 +62,9 @@ def test_the_version_has_one_source_and_the_native_crate_follows_it() -> None:
     assert set(project["dynamic"]) == {"version", "dependencies"}
     setup = (root / "setup.py").read_text()
     assert re.search(r'f"bedrock-cp-native==\{VERSION\}"', setup)
+
+
+def test_test_scaffolding_is_not_in_the_package() -> None:
+    package = Path(bedrock_cp.__file__).parent
+    shipped = {p.name for p in package.rglob("*.py")}
+    assert not shipped & {"loopback.py", "faultproxy.py", "netns.py"}, shipped

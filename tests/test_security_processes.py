@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from bedrock_cp import protocol
-from bedrock_cp._framing import FrameDecoder
 from bedrock_cp.auth import tls
 from bedrock_cp.client import Client, RequestRejected
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.wire import PROTOCOL_VERSION, Hello, RaftBatch, decode, encode
+from bedrock_cp.wire._framing import FrameDecoder
 
 from .clusters import caller, eventually, leader_of, node_caller, recovered, running
 

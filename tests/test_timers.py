@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bedrock_cp._timers import FailureDetector, TickClock
+from bedrock_cp.raft._timers import FailureDetector, TickClock
 
 
 def test_ticks_fall_on_a_fixed_grid() -> None:

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 import uvloop
 
-from bedrock_cp._framing import FrameDecoder
 from bedrock_cp.auth import AcceptorAuth
 from bedrock_cp.auth.credentials import NO_AUTH
 from bedrock_cp.transport import (
@@ -42,6 +41,7 @@ from bedrock_cp.wire import (
     encode,
     encode_body,
 )
+from bedrock_cp.wire._framing import FrameDecoder
 
 CLUSTER = "prod"
 Run = Callable[[Coroutine[Any, Any, None]], None]

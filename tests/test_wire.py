@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bedrock_cp._framing import FrameDecoder, encode_frame
 from bedrock_cp.wire import (
     MAX_FRAME,
     PROTOCOL_VERSION,
@@ -29,6 +28,9 @@ from bedrock_cp.wire import (
     encode_body,
     transport_error_of,
 )
+from bedrock_cp.wire._framing import FrameDecoder
+
+from .framing import encode_frame
 
 FRAMES: list[Frame] = [
     Hello(PROTOCOL_VERSION, "prod", 3, "peer"),
@@ -63,7 +65,7 @@ def test_every_frame_round_trips_through_the_framing(frame: Frame) -> None:
 
 
 def test_encode_is_the_framing_layout_of_the_msgpack_body() -> None:
-    # u32 little-endian length | body: what _framing.encode_frame produces.
+    # u32 little-endian length | body: what the frame decoder splits on.
     for frame in FRAMES:
         assert encode(frame) == encode_frame(msgspec.msgpack.encode(frame))
 

@@ -36,13 +36,23 @@ class AuthError(ValueError):
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """See the module docstring. The default, ``tls`` with no files, fails closed."""
 
+    #: ``tls`` (mutual TLS, the default), ``secret`` (a cluster secret and client
+    #: tokens, HMAC-proved) or ``none`` (no authentication: anyone who can reach
+    #: the node can change the cluster).
     mode: Mode = "tls"
+    #: tls: the cluster CA certificate (PEM).
     ca: str = ""
+    #: tls: this node's (or client's) certificate, issued by ``ca``.
     cert: str = ""
+    #: tls: its private key (mode 0600).
     key: str = ""
+    #: secret, nodes: the cluster secret file (mode 0600).
     secret: str = ""
+    #: secret, nodes: the client tokens accepted (``name = "hex"`` lines, 0600).
     tokens: str = ""
+    #: secret, clients: this client's token file (0600).
     token: str = ""
+    #: secret, clients: the name its token is listed under.
     name: str = ""
 
     def resolved(self, base: Path) -> AuthConfig:

@@ -38,11 +38,18 @@ def _parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one node (coordinator if listed)")
     node.add_argument("--config", help="node TOML file")
-    node.add_argument("--id", type=int)
-    node.add_argument("--data-dir")
-    node.add_argument("--listen", help="host:port")
-    node.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
-    node.add_argument("--cluster-name", default="bedrock")
+    node.add_argument("--id", type=int, help="this node's id (without --config)")
+    node.add_argument("--data-dir", help="where its data lives (without --config)")
+    node.add_argument("--listen", help="host:port to accept connections on")
+    node.add_argument("--advertise", help="host:port others reach this node at (default: --listen)")
+    node.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ID=HOST:PORT",
+        help="another founding coordinator (repeat for each)",
+    )
+    node.add_argument("--cluster-name", default="bedrock", help="the cluster's name")
     node.add_argument("--join", action="store_true", help="join a running cluster")
     node.add_argument(
         "--auth",
@@ -57,16 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     cinit = certs_sub.add_parser(
         "init", help="create a CA, node and client certificates, a cluster secret and tokens"
     )
-    cinit.add_argument("dir")
-    cinit.add_argument("--cluster-name", default="bedrock")
+    cinit.add_argument("dir", help="where to write them (created 0700)")
+    cinit.add_argument("--cluster-name", default="bedrock", help="the cluster's name")
     cinit.add_argument("--nodes", type=int, default=3, help="node certificates 1..N (default 3)")
 
     cluster = sub.add_parser("cluster", help="local clusters of node processes")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = csub.add_parser("up", help="start N local nodes in the background")
     up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--dir", required=True)
-    up.add_argument("--base-port", type=int)
+    up.add_argument("--dir", required=True, help="configs, data, logs and cluster.toml")
+    up.add_argument(
+        "--base-port", type=int, help="node i listens on BASE+i-1 (default: free ports)"
+    )
     up.add_argument("--name", default="bedrock", help="cluster name (id)")
     up.add_argument("--timeout", type=float, default=30.0)
     up.add_argument(
@@ -76,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="authentication (default tls: credentials are generated into DIR/certs)",
     )
     down = csub.add_parser("down", help="stop the nodes of a local cluster")
-    down.add_argument("--dir", required=True)
+    down.add_argument("--dir", required=True, help="the --dir of `cluster up`")
 
     def with_cluster(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument(
@@ -91,32 +100,61 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    with_cluster(sub.add_parser("status", help="leader, term, epoch, every node"))
+    status = with_cluster(
+        sub.add_parser("status", help="leader, term, epoch, every node, the last recoveries")
+    )
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1) until interrupted",
+    )
+    status.add_argument("--count", type=int, help="with --watch: stop after this many views")
     svc = with_cluster(sub.add_parser("services", help="the service directory"))
     svc.add_argument("--stale", action="store_true", help="any coordinator may answer")
     reg = with_cluster(sub.add_parser("register", help="register a service (linearizable)"))
-    reg.add_argument("--id", required=True)
-    reg.add_argument("--kind", required=True)
-    reg.add_argument("--address", required=True)
-    reg.add_argument("--node", default="")
+    reg.add_argument("--id", required=True, help="service id")
+    reg.add_argument("--kind", required=True, help="service kind")
+    reg.add_argument("--address", required=True, help="host:port it serves at")
+    reg.add_argument("--node", default="", help="the node it lives on (default: none)")
     dereg = with_cluster(sub.add_parser("deregister", help="remove a service"))
-    dereg.add_argument("--id", required=True)
+    dereg.add_argument("--id", required=True, help="service id")
     coord = sub.add_parser("coordinators", help="add or remove a coordinator")
     coord_sub = coord.add_subparsers(dest="coord_command", required=True)
     add = with_cluster(coord_sub.add_parser("add", help="add a running node as a coordinator"))
-    add.add_argument("--id", type=int, required=True)
-    add.add_argument("--address", required=True)
+    add.add_argument("--id", type=int, required=True, help="node id")
+    add.add_argument("--address", required=True, help="its advertised host:port")
     rm = with_cluster(coord_sub.add_parser("remove", help="remove a coordinator"))
-    rm.add_argument("--id", type=int, required=True)
+    rm.add_argument("--id", type=int, required=True, help="node id")
+    conf = with_cluster(
+        sub.add_parser(
+            "configure", help="show the cluster's parameters, or change them (key=value ...)"
+        )
+    )
+    conf.add_argument(
+        "settings", nargs="*", metavar="KEY=VALUE", help="e.g. desired_logs=5 (all or none)"
+    )
+    exclude = with_cluster(
+        sub.add_parser("exclude", help="drain nodes: their roles and data move away")
+    )
+    exclude.add_argument("nodes", nargs="+", metavar="NODE", help="node names (their ids)")
+    exclude.add_argument("--no-wait", action="store_true", help="do not wait for the drain")
+    exclude.add_argument(
+        "--drain-timeout", type=float, default=120.0, help="seconds to wait (default 120)"
+    )
+    include = with_cluster(sub.add_parser("include", help="undo an exclusion"))
+    include.add_argument("nodes", nargs="+", metavar="NODE", help="node names (their ids)")
     kv = sub.add_parser("kv", help="transactions on the data plane (UTF-8 keys and values)")
     kv_sub = kv.add_subparsers(dest="kv_command", required=True)
     get = with_cluster(kv_sub.add_parser("get", help="read a key"))
-    get.add_argument("key")
+    get.add_argument("key", help="UTF-8 key")
     put = with_cluster(kv_sub.add_parser("put", help="write a key"))
-    put.add_argument("key")
-    put.add_argument("value")
+    put.add_argument("key", help="UTF-8 key")
+    put.add_argument("value", help="UTF-8 value")
     delete = with_cluster(kv_sub.add_parser("delete", help="clear a key"))
-    delete.add_argument("key")
+    delete.add_argument("key", help="UTF-8 key")
     return p
 
 

@@ -17,7 +17,7 @@ import msgspec
 from .._native import native
 from ..auth.certs import CredentialFiles
 from ..auth.certs import init as init_credentials
-from ..client import Client, ClusterFile, Transaction, connect, read_cluster_file
+from ..client import Client, ClientError, ClusterFile, Transaction, connect, read_cluster_file
 from ..client.cluster_file import resolve_cluster
 from ..cluster.local import LocalCluster, stop_pids
 from ..node import Node, NodeConfig, load_config
@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
             return _client_command(args, _deregister)
         case "coordinators":
             return _client_command(args, _coordinators)
+        case "configure":
+            return _client_command(args, _configure)
+        case "exclude" | "include":
+            return _client_command(args, _exclude)
         case "kv":
             return _kv_command(args)
     raise CliError(f"unknown command {args.command!r}")
@@ -54,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
     if args.config:
-        if args.id or args.data_dir or args.listen or args.peer:
-            raise CliError("give either --config or the --id/--data-dir/--listen/--peer flags")
+        if args.id or args.data_dir or args.listen or args.advertise or args.peer:
+            raise CliError(
+                "give either --config or the --id/--data-dir/--listen/--advertise/--peer flags"
+            )
         return load_config(args.config)
     missing = [f for f in ("id", "data_dir", "listen") if getattr(args, f) is None]
     if missing:
@@ -63,7 +69,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
             "node needs --config, or --id, --data-dir and --listen: missing --"
             + ", --".join(m.replace("_", "-") for m in missing)
         )
-    coordinators = {str(args.id): args.listen}
+    coordinators = {str(args.id): args.advertise or args.listen}
     for peer in args.peer:
         key, sep, address = peer.partition("=")
         if not sep:
@@ -79,6 +85,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
             "id": args.id,
             "data_dir": args.data_dir,
             "listen": args.listen,
+            "advertise": args.advertise or "",
             "coordinators": coordinators,
             "cluster": args.cluster_name,
             "join": args.join,
@@ -213,6 +220,8 @@ def _client_command(args: argparse.Namespace, fn: ClientFn) -> int:
             await client.close()
 
     result = asyncio.run(go())
+    if result.pop("_printed", False):
+        return 0
     text = result.pop("_text", None)
     if args.json or text is None:
         print(json.dumps(result, default=_json_default))
@@ -233,42 +242,55 @@ def _json_default(obj: object) -> object:
 
 
 async def _status(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    from .status_view import status_text, status_view
+
     st = await client.status(timeout=min(args.timeout, 2.0))
-    lines = [
-        f"leader: node {st['leader']} ({st['leader_state']})" if st["leader"] else "leader: none",
-        f"term: {st['term']}   epoch: {st['epoch']}   services: {st['services']}",
-        _recovery_line(st["recovery"]),
-        "nodes:",
-    ]
-    for n in st["nodes"]:
-        if n["reachable"]:
-            lines.append(
-                f"  {n['id']:>3} {n['address']:<21} {n['role']:<13} term {n['term']} "
-                f"commit {n['commit_index']} applied {n['applied_index']} pid {n['pid']}"
-            )
+    if args.watch is None:
+        st["_text"] = status_text(st)
+        return st
+    # --watch: redraw in place on a terminal, else one snapshot per refresh.
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(highlight=False)
+    shown = 1
+    if args.json:
+        print(json.dumps(st, default=_json_default), flush=True)
+    elif console.is_terminal:
+        with Live(status_view(st), console=console, auto_refresh=False) as live:
+            while args.count is None or shown < args.count:
+                await asyncio.sleep(args.watch)
+                st = await _status_or_error(client, args)
+                live.update(status_view(st), refresh=True)
+                shown += 1
+        return {"_printed": True}
+    else:
+        print(status_text(st), flush=True)
+    while args.count is None or shown < args.count:
+        await asyncio.sleep(args.watch)
+        st = await _status_or_error(client, args)
+        if args.json:
+            print(json.dumps(st, default=_json_default), flush=True)
         else:
-            lines.append(f"  {n['id'] or '?':>3} {n['address']:<21} unreachable ({n['error']})")
-    st["_text"] = "\n".join(lines)
-    return st
+            print("\n" + status_text(st), flush=True)
+        shown += 1
+    return {"_printed": True}
 
 
-def _recovery_line(rec: dict[str, Any]) -> str:
-    line = f"recovery: {rec['state']}"
-    if rec.get("epoch"):
-        line += f" (epoch {rec['epoch']}, attempt {rec.get('attempt')}"
-        if rec["state"] != "running" and rec.get("phase"):
-            line += f", phase {rec['phase']}"
-        line += ")"
-    if rec.get("last_duration_ms") is not None:
-        line += f"; last recovery {rec['last_duration_ms']} ms"
-    if rec.get("reason") and rec["state"] != "running":
-        line += f"; {rec['reason']}"
-    timeline = rec.get("timeline") or []
-    if timeline:
-        last = timeline[-1]
-        phases = ", ".join(f"{p['phase']} {p['duration_ms']}" for p in last.get("phases", []))
-        line += f"\n  last attempt (epoch {last['epoch']}, {last['outcome']}): {phases}"
-    return line
+async def _status_or_error(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """One refresh of --watch: a cluster that stops answering is shown, not fatal."""
+    try:
+        return await client.status(timeout=min(args.timeout, 2.0))
+    except ClientError as exc:
+        return {
+            "leader": None,
+            "leader_state": None,
+            "term": "?",
+            "epoch": "?",
+            "services": "?",
+            "recovery": {"state": f"unknown ({exc})"},
+            "nodes": [],
+        }
 
 
 async def _services(client: Client, args: argparse.Namespace) -> dict[str, Any]:
@@ -308,6 +330,77 @@ async def _coordinators(client: Client, args: argparse.Namespace) -> dict[str, A
         "index": index,
         "_text": f"node {args.id} is no longer a coordinator",
     }
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def parse_setting(text: str) -> tuple[str, int | str | list[str]]:
+    """``key=value`` as UpdateConfig takes it: lists comma-separated (empty: none),
+    integers as integers; the coordinators validate names and bounds."""
+    from ..coordinator.config import INT_BOUNDS, LIST_PARAMS
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise CliError(f"{text!r} is not key=value")
+    if key in LIST_PARAMS:
+        return key, [v.strip() for v in value.split(",") if v.strip()]
+    if key in INT_BOUNDS:
+        try:
+            return key, int(value)
+        except ValueError:
+            raise CliError(f"{key} must be an integer, not {value!r}") from None
+    return key, value  # unknown: the coordinators name it
+
+
+async def _configure(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    if args.settings:
+        changes = dict(parse_setting(s) for s in args.settings)
+        index = await client.update_config(changes)
+        config = await client.config()
+        text = f"applied at index {index}\n" + _config_text(config)
+        return {"index": index, "config": config, "_text": text}
+    config = await client.config()
+    return {"config": config, "_text": _config_text(config)}
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    def show(v: object) -> str:
+        return ",".join(v) if isinstance(v, list) else str(v)
+
+    return "\n".join(f"{k} = {show(v)}" for k, v in sorted(config.items()))
+
+
+async def _exclude(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """Add (``exclude``) or remove (``include``) nodes from ``excluded_nodes``; an
+    exclusion then waits until the current layout holds nothing on them."""
+    config = await client.config()
+    excluded = set(config["excluded_nodes"])  # type: ignore[arg-type]
+    nodes = set(args.nodes)
+    wanted = excluded | nodes if args.command == "exclude" else excluded - nodes
+    index = await client.update_config({"excluded_nodes": sorted(wanted)})
+    result: dict[str, Any] = {"index": index, "excluded_nodes": sorted(wanted)}
+    if args.command == "include":
+        return {**result, "_text": f"excluded nodes now: {', '.join(sorted(wanted)) or 'none'}"}
+    if args.no_wait:
+        return {**result, "_text": f"node {', '.join(sorted(nodes))} excluded (not waiting)"}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.drain_timeout
+    left: list[str] = []
+    while True:
+        layout = await client.fetch_layout()
+        if layout is not None:
+            left = sorted(f"{r.kind} {r.id}" for r in layout.workers() if r.node in nodes)
+            if not left:
+                text = f"node {', '.join(sorted(nodes))} drained: epoch {layout.epoch} uses none"
+                return {**result, "drained": True, "epoch": layout.epoch, "_text": text}
+        if loop.time() >= deadline:
+            raise CliError(
+                f"node {', '.join(sorted(nodes))} excluded, but after {args.drain_timeout:g}s "
+                f"the layout still has {', '.join(left) or 'no layout'} there"
+            )
+        await asyncio.sleep(0.2)
 
 
 # -- kv ---------------------------------------------------------------------------------------

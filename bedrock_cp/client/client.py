@@ -140,17 +140,36 @@ class Client:
             raise RequestRejected(unexpected(reply))
         return reply.nodes
 
-    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None:  # noqa: ASYNC109
+    async def fetch_layout(
+        self,
+        timeout: float = 2.0,  # noqa: ASYNC109
+        *,
+        newer_than: int = 0,
+        wait: float = 0.0,
+    ) -> Layout | None:
         """The newest transaction system layout any node's Gateway holds (None: none yet).
 
         Gateways cache the layout the leader pushes, so this never loads the leader.
+        With ``wait`` > 0 it is a long poll: the first layout newer than
+        ``newer_than`` that any Gateway learns is returned at once; after ``wait``
+        seconds, the newest held.
         """
-        results = await asyncio.gather(
-            *(self._call(a, GetLayout(), timeout) for a in self.addresses), return_exceptions=True
-        )
-        replies = [
-            r for r in results if isinstance(r, protocol.LayoutReply) and r.layout is not None
-        ]
+        body = GetLayout(newer_than, int(wait * 1000)) if wait > 0 else GetLayout()
+        calls = [asyncio.ensure_future(self._call(a, body, timeout + wait)) for a in self.addresses]
+        replies: list[protocol.LayoutReply] = []
+        try:
+            pending: set[asyncio.Future[protocol.Response]] = set(calls)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    r = None if fut.exception() is not None else fut.result()
+                    if isinstance(r, protocol.LayoutReply) and r.layout is not None:
+                        replies.append(r)
+                if wait > 0 and any(r.epoch > newer_than for r in replies):
+                    break  # the new epoch is known: no need to wait for the others
+        finally:
+            for fut in calls:
+                fut.cancel()
         for reply in sorted(replies, key=lambda r: -r.epoch):
             assert reply.layout is not None
             try:
@@ -165,8 +184,18 @@ class Client:
             lambda cid, seq: protocol.StoreLayoutRequest(epoch, layout, cid, seq)
         )
 
+    async def config(self, *, stale: bool = False) -> dict[str, int | list[str]]:
+        """The cluster's parameters by name; linearizable unless ``stale``."""
+        body = protocol.GetConfig(stale)
+        reply = await (self._any(body) if stale else self._leader_call(body))
+        if not isinstance(reply, protocol.ConfigReply):
+            raise RequestRejected(unexpected(reply))
+        return reply.config
+
     async def update_config(self, changes: dict[str, int | str | list[str]]) -> int:
-        """Change cluster parameters (all of them or none); returns the applied index."""
+        """Change cluster parameters (all of them or none; the names and bounds:
+        ``docs/configuration.md``); returns the applied index. Raises
+        :class:`RequestRejected` naming the first parameter that is wrong."""
         return await self._write(
             lambda cid, seq: protocol.UpdateConfigRequest(dict(changes), cid, seq)
         )
@@ -194,7 +223,7 @@ class Client:
         )
 
     async def status(self, timeout: float = 2.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """The cluster as every coordinator reports it (DESIGN §8 status fields).
+        """The cluster as every coordinator reports it (what ``status --json`` prints).
 
         Coordinators the answers name but this client did not know (added since
         it connected) are asked too, and remembered.

@@ -113,7 +113,13 @@ class Dialer(Protocol):
 class LayoutSource(Protocol):
     """Where a :class:`Database` gets the layout (a :class:`~bedrock_cp.client.Client`)."""
 
-    async def fetch_layout(self, timeout: float = 2.0) -> Layout | None: ...  # noqa: ASYNC109
+    async def fetch_layout(
+        self,
+        timeout: float = 2.0,  # noqa: ASYNC109
+        *,
+        newer_than: int = 0,
+        wait: float = 0.0,
+    ) -> Layout | None: ...
 
     async def close(self) -> None: ...
 
@@ -125,44 +131,56 @@ class Database:
         self.client = client
         self.dialer = dialer
         self.layout: Layout | None = None
-        self._layout_lock = asyncio.Lock()
 
     # -- layout ------------------------------------------------------------------------
 
     async def refresh_layout(self, newer_than: int = 0, timeout: float = 10.0) -> Layout:  # noqa: ASYNC109
         """Ask the nodes' gateways for the TSL; wait for one newer than ``newer_than``.
 
-        Fetches at least once (each fetch waits up to half a second for the
-        gateways); raises ``unavailable`` if none came within ``timeout``.
+        Fetches at least once; while ``timeout`` lasts, the fetch is a long poll
+        of the gateways, answered as soon as one of them learns a newer epoch
+        (not at the next tick of a poll). Raises ``unavailable`` if none came
+        within ``timeout``.
         """
-        async with self._layout_lock:
+        # No lock around the wait: concurrent transactions each park a long poll
+        # at the gateways (cheap there) rather than queue behind one another.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.01
+        while True:
             if self.layout is not None and self.layout.epoch > newer_than:
                 return self.layout
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            delay = 0.01
-            while True:
-                layout = await self.client.fetch_layout(timeout=_FETCH_TIMEOUT)
-                if layout is not None and layout.epoch > newer_than:
+            wait = max(0.0, deadline - loop.time()) if newer_than else 0.0
+            layout = await self.client.fetch_layout(
+                timeout=_FETCH_TIMEOUT, newer_than=newer_than, wait=wait
+            )
+            if layout is not None and layout.epoch > newer_than:
+                if self.layout is None or layout.epoch >= self.layout.epoch:
                     self.layout = layout
-                    return layout
-                if loop.time() + delay > deadline:
-                    raise _error(
-                        ErrorCode.UNAVAILABLE,
-                        f"no transaction system layout newer than epoch {newer_than}",
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                return self.layout
+            if loop.time() + delay > deadline:
+                raise _error(
+                    ErrorCode.UNAVAILABLE,
+                    f"no transaction system layout newer than epoch {newer_than}",
+                )
+            await asyncio.sleep(delay)  # no gateway answered: do not spin
+            delay = min(delay * 2, 0.2)
 
     async def current_layout(self) -> Layout:
         return self.layout or await self.refresh_layout()
 
-    async def _after_failure(self, error: TransactionError, held: Layout | None) -> None:
-        """Refresh the layout after an error that suggests ``held`` is old."""
+    async def _after_failure(
+        self, error: TransactionError, held: Layout | None, backoff: float
+    ) -> None:
+        """Wait before the next attempt: ``backoff`` seconds, cut short when the
+        error suggests ``held`` is old and a newer layout arrives meanwhile (a
+        recovery's new epoch is used as soon as a gateway learns it, not after a
+        backoff that has grown while the recovery ran)."""
         if not error.code.refreshes_layout:
+            await asyncio.sleep(backoff)
             return
         epoch = held.epoch if held is not None else 0
-        wait = _NEWER_EPOCH_WAIT if error.code is ErrorCode.EPOCH_CHANGED else 0.0
+        wait = max(backoff, _NEWER_EPOCH_WAIT if error.code is ErrorCode.EPOCH_CHANGED else 0.0)
         try:
             await self.refresh_layout(newer_than=epoch, timeout=wait)
         except TransactionError:
@@ -224,7 +242,6 @@ class Database:
                     unknown_since = tr._read_version or 0
             if not error.retryable:
                 raise error
-            await self._after_failure(error, tr._layout)
             if loop.time() + delay > deadline or attempt == max_attempts - 1:
                 if unknown_since is not None:
                     raise TransactionError(
@@ -233,7 +250,7 @@ class Database:
                         retryable=False,
                     )
                 raise error
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await self._after_failure(error, tr._layout, delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 0.5)
 
     async def run(

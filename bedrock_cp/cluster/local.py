@@ -73,6 +73,7 @@ class LocalCluster:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         auth: Mode = "tls",
+        metrics: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one node")
@@ -92,6 +93,10 @@ class LocalCluster:
         ports = [base_port + i for i in range(n)] if base_port else free_ports(n)
         self.addresses: dict[int, str] = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(ports)}
         self.joining: set[int] = set()
+        #: Each node's Prometheus port, when ``metrics`` is on.
+        self.metrics_ports: dict[int, int] = (
+            dict(zip(self.addresses, free_ports(n), strict=True)) if metrics else {}
+        )
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- files ------------------------------------------------------------------------
@@ -156,6 +161,9 @@ class LocalCluster:
             timers=self.timers,
             log_level=self.log_level,
             auth=self.node_auth(node_id),
+            metrics_listen=(
+                f"127.0.0.1:{self.metrics_ports[node_id]}" if node_id in self.metrics_ports else ""
+            ),
         )
 
     def write_files(self) -> None:
@@ -200,6 +208,10 @@ class LocalCluster:
             proc = subprocess.Popen(
                 [
                     self.python,
+                    # -P: never import a bedrock_cp that happens to sit in the
+                    # current folder (an unbuilt source checkout) instead of
+                    # the installed one.
+                    "-P",
                     "-m",
                     "bedrock_cp",
                     "node",

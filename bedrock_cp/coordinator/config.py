@@ -1,11 +1,12 @@
 """Cluster configuration held by the coordinators, and how UpdateConfig changes it.
 
-:class:`ClusterConfig` holds the cluster name and the parameters every part reads
-(sizes of the transaction system, Raft timers, nodes excluded from recruitment),
-each with a default so that a new cluster works without any UpdateConfig.
-:func:`apply_changes` validates a whole change set — names, types, bounds, and the
-relations between timers — against the config it would produce, so a change is
-applied entirely or not at all.
+:class:`ClusterConfig` holds the parameters a running cluster's Directors read
+(sizes of the transaction system, nodes excluded from recruitment, when a
+silent storage replica is replaced), each with a default so that a new cluster
+works without any UpdateConfig. Raft timers are not here: each node reads its
+own from its TOML file (``[timers]``), since they take effect only when the
+node starts. :func:`apply_changes` validates a whole change set — names,
+types, bounds — so a change is applied entirely or not at all.
 """
 
 from __future__ import annotations
@@ -20,40 +21,36 @@ ConfigValue = int | str | list[str]
 
 
 class ClusterConfig(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """The cluster's parameters. Field names are the names UpdateConfig uses."""
+    """The cluster's parameters. Field names are the names UpdateConfig uses;
+    the ``#:`` comments are the configuration reference's text."""
 
-    cluster_name: str = "bedrock"
+    #: Logs in a transaction system (one per node; fewer while nodes are down).
     desired_logs: int = 3
+    #: Storage replicas of each key range (one per node).
     storage_replicas: int = 3
+    #: Commit proxies in a transaction system.
     commit_proxies: int = 1
+    #: Resolvers in a transaction system (each checks a range of the keys).
     resolvers: int = 1
-    tick_ms: int = 10
-    heartbeat_ms: int = 50
-    election_timeout_min_ms: int = 200
-    election_timeout_max_ms: int = 400
+    #: Nodes a Director must not recruit on (sorted, unique); what runs there
+    #: moves away (``bedrock-cp exclude``).
     excluded_nodes: list[str] = msgspec.field(default_factory=list)
-    """Nodes a Director must not recruit on (sorted, unique)."""
+    #: Seconds a storage replica may stay silent before it is replaced by a new
+    #: one on another node (filled from a healthy replica), then retired.
     storage_replacement_s: int = 30
-    """A storage replica that does not answer for this long is replaced by a new
-    one on another node (filled from a healthy replica), then retired."""
 
 
 # Integer parameters and their inclusive bounds.
-_INT_BOUNDS: Final[dict[str, tuple[int, int]]] = {
+INT_BOUNDS: Final[dict[str, tuple[int, int]]] = {
     "desired_logs": (1, 64),
     "storage_replicas": (1, 16),
     "commit_proxies": (1, 64),
     "resolvers": (1, 64),
-    "tick_ms": (1, 10_000),
-    "heartbeat_ms": (1, 60_000),
-    "election_timeout_min_ms": (1, 600_000),
-    "election_timeout_max_ms": (1, 600_000),
     "storage_replacement_s": (1, 86_400),
 }
-_STR_PARAMS: Final = frozenset({"cluster_name"})
-_LIST_PARAMS: Final = frozenset({"excluded_nodes"})
+LIST_PARAMS: Final = frozenset({"excluded_nodes"})
 
-PARAMETERS: Final[frozenset[str]] = frozenset(_INT_BOUNDS) | _STR_PARAMS | _LIST_PARAMS
+PARAMETERS: Final[frozenset[str]] = frozenset(INT_BOUNDS) | LIST_PARAMS
 """Every name UpdateConfig accepts."""
 
 
@@ -68,25 +65,21 @@ def apply_changes(config: ClusterConfig, changes: dict[str, ConfigValue]) -> Clu
         name: sorted(set(value)) if isinstance(value, list) else value
         for name, value in changes.items()
     }
-    updated = msgspec.structs.replace(config, **normalized)
-    return _check_relations(updated) or updated
+    return msgspec.structs.replace(config, **normalized)
 
 
 def _check_one(name: str, value: ConfigValue) -> str | None:
     if name not in PARAMETERS:
-        return f"unknown config parameter {name!r}"
-    if name in _INT_BOUNDS:
+        known = ", ".join(sorted(PARAMETERS))
+        return f"unknown config parameter {name!r} (known: {known})"
+    if name in INT_BOUNDS:
         # bool is an int subclass; a Python caller might pass one.
         if type(value) is not int:
             return f"config parameter {name!r} must be an integer"
-        low, high = _INT_BOUNDS[name]
+        low, high = INT_BOUNDS[name]
         if not low <= value <= high:
             return f"config parameter {name!r} = {value} is outside {low}..{high}"
         return None
-    if name in _STR_PARAMS:
-        if not isinstance(value, str):
-            return f"config parameter {name!r} must be a string"
-        return check_name(f"config parameter {name!r}", value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return f"config parameter {name!r} must be a list of strings"
     if len(value) > MAX_NODES:
@@ -95,22 +88,4 @@ def _check_one(name: str, value: ConfigValue) -> str | None:
         reason = check_name(f"an entry of config parameter {name!r}", item)
         if reason is not None:
             return reason
-    return None
-
-
-def _check_relations(c: ClusterConfig) -> str | None:
-    # The Raft driver needs: a tick fits in a heartbeat, a heartbeat well inside an
-    # election timeout, and a non-empty range to randomize timeouts in.
-    if c.tick_ms > c.heartbeat_ms:
-        return f"tick_ms ({c.tick_ms}) must be <= heartbeat_ms ({c.heartbeat_ms})"
-    if c.heartbeat_ms >= c.election_timeout_min_ms:
-        return (
-            f"heartbeat_ms ({c.heartbeat_ms}) must be < "
-            f"election_timeout_min_ms ({c.election_timeout_min_ms})"
-        )
-    if c.election_timeout_min_ms >= c.election_timeout_max_ms:
-        return (
-            f"election_timeout_min_ms ({c.election_timeout_min_ms}) must be < "
-            f"election_timeout_max_ms ({c.election_timeout_max_ms})"
-        )
     return None

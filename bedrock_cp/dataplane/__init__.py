@@ -8,7 +8,6 @@
 - :mod:`.sequencer` — :class:`Sequencer`: commit and read versions of one epoch.
 - :mod:`.resolver` — :class:`Resolver`: read-write conflicts for one key range.
 - :mod:`.commit_proxy` — :class:`CommitProxy`: batches, resolves, pushes, acknowledges.
-- :mod:`.loopback` — :class:`LoopbackDialer`: the in-process network of tests.
 - helpers: :mod:`.mvcc` (the MVCC window), :mod:`.engine` (the durable base),
   :mod:`.pulse` (long-poll wakeups), :mod:`.statefile` (small durable records).
 
@@ -18,15 +17,14 @@ What the workers answer (their requests, replies and the layout) is declared in
 
 from .commit_proxy import CommitProxy
 from .log import LogWorker
-from .loopback import LoopbackDialer, StoppableWorker
 from .resolver import Resolver
 from .sequencer import Sequencer
 from .storage import StorageWorker
+from .worker import Worker
 
 __all__ = [
     "CommitProxy",
     "LogWorker",
-    "LoopbackDialer",
     "Resolver",
     "Sequencer",
     "StorageWorker",
@@ -35,6 +33,6 @@ __all__ = [
 
 def _conform(
     log: LogWorker, storage: StorageWorker, seq: Sequencer, res: Resolver, proxy: CommitProxy
-) -> list[StoppableWorker]:
+) -> list[Worker]:
     """Never called: mypy checks here that every worker class is a Worker."""
     return [log, storage, seq, res, proxy]

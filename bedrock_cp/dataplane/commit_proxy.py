@@ -94,6 +94,7 @@ from ..protocol import (
     idempotency,
     served_range,
 )
+from .metrics import TransactionMetrics
 from .resolver import clip
 from .worker import Dialer
 
@@ -227,6 +228,7 @@ class CommitProxy:
         idle_interval: float = 0.05,
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
+        metrics: TransactionMetrics | None = None,
     ) -> None:
         self.ref = ref
         self.epoch = epoch
@@ -254,6 +256,8 @@ class CommitProxy:
         self._idle_clearing = -1  # the version of that clearing batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Counts and times the transactions answered (the node's metrics).
+        self.metrics = metrics
 
     @property
     def broken(self) -> str | None:
@@ -318,7 +322,12 @@ class CommitProxy:
         txn = _Txn(req, reads, writes, size)
         self._queue.append(txn)
         self._wake.set()
-        return await asyncio.shield(txn.reply)
+        if self.metrics is None:
+            return await asyncio.shield(txn.reply)
+        started = time.perf_counter()
+        answer = await asyncio.shield(txn.reply)
+        self.metrics.observe(answer, time.perf_counter() - started)
+        return answer
 
     # -- batching ------------------------------------------------------------------------
 

@@ -271,13 +271,16 @@ class Director:
         possible — otherwise losing one more node could lose the majority of the
         logs although enough nodes are back — and when the data distribution
         can build a different storage team (an absent replica back, a filled
-        replacement, or a lost replica dropped).
+        replacement, or a lost replica dropped), and when a config change
+        excluded a node that holds one of its logs.
         """
         refs = components(layout, storage=False)
         distribution = Distribution(self.ctx, layout, self.replicas)
         sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
         distributing = self._spawn(self._distribute(distribution), "distribute")
         self._changed.clear()
+        if any(r.node in self.ctx.parameters.excluded_nodes for r in layout.logs):
+            self._changed.set()  # excluded while this epoch was being recovered
         while True:
             await asyncio.sleep(self._monitor_interval)
             if distributing.done():
@@ -311,13 +314,27 @@ class Director:
             return Failed(reason)
 
     async def _better_layout_possible(self, layout: Layout) -> str | None:
-        """Why a new epoch would get more logs now, or None.
+        """Why a new epoch would get more logs now, or must move some, or None.
 
         Only nodes whose Foreman answers count (a dead node stays registered).
         Storage teams are the data distribution's: it ends the epoch when an
         absent replica is back, or once a replacement is filled.
         """
         p = self.ctx.parameters
+        # Logs on an excluded node move (the roles on this node move with the
+        # leadership, the storage replicas with the data distribution).
+        drained = sorted({r.node for r in layout.logs if r.node in p.excluded_nodes})
+        if drained:
+            return f"node {', '.join(drained)} excluded: its logs move"
+        # Sizes changed by UpdateConfig take effect with the next epoch, as
+        # FoundationDB's `configure` does (a recovery, not a reshuffle in place).
+        if len(layout.proxies) != p.commit_proxies or len(layout.resolvers) != p.resolvers:
+            return (
+                f"configured for {p.commit_proxies} commit proxies and {p.resolvers} "
+                f"resolvers ({len(layout.proxies)} and {len(layout.resolvers)} running)"
+            )
+        if len(layout.logs) > p.desired_logs:
+            return f"configured for {p.desired_logs} logs ({len(layout.logs)} running)"
         registered = [n for n in await self.ctx.nodes() if n.node not in p.excluded_nodes]
         # A dead node stays registered: count only nodes whose Foreman answers.
         answers = await asyncio.gather(

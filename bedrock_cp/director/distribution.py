@@ -18,7 +18,9 @@ replicas) gets a new replica:
    the epoch ends: the next recovery drops them from the team and takes the
    filled replica in (a *fuller layout is started only once it can be built*).
 
-A lost replica for which no node is available is retired all the same and the
+A replica on an excluded node counts as lost at once: it is drained the same
+way (replaced, then retired). A lost replica for which no node is available is
+retired all the same and the
 epoch ends with a smaller team: a replica that is gone must not hold the logs
 back for ever. When a node becomes available again, step 1 fills a new one.
 
@@ -138,8 +140,15 @@ class Distribution:
         return f"storage {', '.join(back)} is back" if back else None
 
     def _lost(self, team: StorageTeam, now: float) -> list[WorkerRef]:
-        limit = self.ctx.parameters.storage_replacement_s
-        return [r for r in team.members() if self.health.silent_for(r.id, now) >= limit]
+        """Replicas silent past the limit, and those on excluded nodes (drained:
+        replaced first, then retired, like a lost one)."""
+        p = self.ctx.parameters
+        return [
+            r
+            for r in team.members()
+            if r.node in p.excluded_nodes
+            or self.health.silent_for(r.id, now) >= p.storage_replacement_s
+        ]
 
     async def _eligible(self, staying: list[WorkerRef]) -> NodeInfo | None:
         """A capable node that answers and holds no replica of the team that stays."""

@@ -11,16 +11,32 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .attempt import PhaseEvent
 
 TIMELINE_LENGTH = 10
 
-RECOVERING = "recovering"
-RUNNING = "running"
-STALLED = "stalled"
-FAILED = "failed"
+
+class RecoveryState(StrEnum):
+    """What a node's Director is doing (``status``: ``recovery.state``)."""
+
+    #: An attempt is running its phases.
+    RECOVERING = "recovering"
+    #: The epoch is live: its layout stored, its roles watched.
+    RUNNING = "running"
+    #: The last attempt could not go on (too few nodes, say): retried with backoff.
+    STALLED = "stalled"
+    #: The epoch ended (a component died, a better layout is possible, or this
+    #: Director was superseded or stopped).
+    FAILED = "failed"
+
+
+RECOVERING = RecoveryState.RECOVERING
+RUNNING = RecoveryState.RUNNING
+STALLED = RecoveryState.STALLED
+FAILED = RecoveryState.FAILED
 
 
 @dataclass
@@ -50,7 +66,7 @@ class RecoveryRecord:
 
 @dataclass
 class RecoveryStatus:
-    state: str = RECOVERING
+    state: RecoveryState = RecoveryState.RECOVERING
     epoch: int = 0
     phase: str | None = None
     attempt: int = 0

@@ -34,6 +34,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from .. import protocol
@@ -97,11 +98,22 @@ class StartFailed(ForemanError):
     code = "internal"
 
 
+class WorkerState(StrEnum):
+    """Where a worker or role is in its life on this node (``WorkerInfo.state``)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    #: It could not start (a corrupt manifest, a factory that raised): kept,
+    #: with its reason, until removed.
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
 @dataclass
 class _Entry:
     ref: WorkerRef
     persistent: bool
-    state: str  # starting | running | failed | stopping
+    state: WorkerState
     reason: str = ""
     worker: Worker | None = None
     #: The epoch the worker was created for (0: unknown, e.g. an old manifest).
@@ -151,7 +163,7 @@ class Foreman:
     def get(self, worker_id: str) -> Worker | None:
         """The running worker ``worker_id``, or None."""
         entry = self._entries.get(worker_id)
-        if entry is None or entry.state != "running":
+        if entry is None or entry.state is not WorkerState.RUNNING:
             return None
         return entry.worker
 
@@ -161,7 +173,7 @@ class Foreman:
 
     def running_refs(self) -> builtins.list[WorkerRef]:
         """Refs of the running workers and roles (what the Gateway registers)."""
-        return [e.ref for _, e in sorted(self._entries.items()) if e.state == "running"]
+        return [e.ref for _, e in sorted(self._entries.items()) if e.state is WorkerState.RUNNING]
 
     # -- persistent workers ------------------------------------------------------------
 
@@ -183,7 +195,7 @@ class Foreman:
             raise WorkerExists(f"worker {worker_id!r} already exists on node {self.node}")
         directory = self.workers_dir / worker_id
         ref = WorkerRef(worker_id, kind, self.node, self.address)
-        entry = _Entry(ref, persistent=True, state="starting", epoch=epoch)
+        entry = _Entry(ref, persistent=True, state=WorkerState.STARTING, epoch=epoch)
         self._entries[worker_id] = entry
         loop = asyncio.get_running_loop()
         manifest = Manifest(
@@ -211,7 +223,7 @@ class Foreman:
                 raise StartFailed(f"worker {worker_id!r} ({kind}) did not start: {exc!r}") from exc
             raise
         entry.worker = worker
-        entry.state = "running"
+        entry.state = WorkerState.RUNNING
         log.info("created worker %s (%s)", worker_id, kind)
         self._changed()
         return ref
@@ -229,10 +241,10 @@ class Foreman:
             raise NewerWorker(
                 f"worker {worker_id!r} belongs to epoch {entry.epoch}, newer than {epoch}"
             )
-        if entry.state in ("starting", "stopping"):
+        if entry.state in (WorkerState.STARTING, WorkerState.STOPPING):
             raise WorkerBusy(f"worker {worker_id!r} is {entry.state}; retry")
-        was_running = entry.state == "running"
-        entry.state = "stopping"
+        was_running = entry.state is WorkerState.RUNNING
+        entry.state = WorkerState.STOPPING
         try:
             await self._stop_worker(entry)
             if entry.persistent:
@@ -260,7 +272,7 @@ class Foreman:
                 continue
             starts.append(self._boot_one(worker_id, manifest_or_error))
         await asyncio.gather(*starts)
-        failed = [e for e in self._entries.values() if e.state == "failed"]
+        failed = [e for e in self._entries.values() if e.state is WorkerState.FAILED]
         log.info(
             "booted %d workers (%d failed)",
             sum(1 for e in self._entries.values() if e.persistent),
@@ -276,22 +288,22 @@ class Foreman:
         kind = found.kind if isinstance(found, Manifest) else "unknown"
         ref = WorkerRef(worker_id, kind, self.node, self.address)
         epoch = found.epoch if isinstance(found, Manifest) else 0
-        entry = _Entry(ref, persistent=True, state="starting", epoch=epoch)
+        entry = _Entry(ref, persistent=True, state=WorkerState.STARTING, epoch=epoch)
         self._entries[worker_id] = entry
         if isinstance(found, ManifestError):
-            entry.state, entry.reason = "failed", str(found)
+            entry.state, entry.reason = WorkerState.FAILED, str(found)
             return
         factory = self.factories.get(kind)
         if factory is None:
-            entry.state = "failed"
+            entry.state = WorkerState.FAILED
             entry.reason = f"worker kind {kind!r} is not offered by node {self.node}"
             return
         try:
             entry.worker = await factory(ref, self.workers_dir / worker_id)
         except Exception as exc:
-            entry.state, entry.reason = "failed", f"did not start: {exc!r}"
+            entry.state, entry.reason = WorkerState.FAILED, f"did not start: {exc!r}"
             return
-        entry.state = "running"
+        entry.state = WorkerState.RUNNING
 
     # -- roles -------------------------------------------------------------------------
 
@@ -309,7 +321,7 @@ class Foreman:
         if body.worker in self._entries:
             raise WorkerExists(f"worker {body.worker!r} already exists on node {self.node}")
         ref = WorkerRef(body.worker, body.kind, self.node, self.address)
-        entry = _Entry(ref, persistent=False, state="starting", epoch=body.epoch)
+        entry = _Entry(ref, persistent=False, state=WorkerState.STARTING, epoch=body.epoch)
         self._entries[body.worker] = entry
         try:
             entry.worker = await factory(ref, body)
@@ -320,7 +332,7 @@ class Foreman:
                     f"role {body.worker!r} ({body.kind}) did not start: {exc!r}"
                 ) from exc
             raise
-        entry.state = "running"
+        entry.state = WorkerState.RUNNING
         log.info("started role %s (%s, epoch %d)", body.worker, body.kind, body.epoch)
         self._changed()
         return ref
@@ -363,9 +375,9 @@ class Foreman:
 
     async def stop(self) -> None:
         """Stop every running worker and role (their directories stay)."""
-        running = [e for e in self._entries.values() if e.state == "running"]
+        running = [e for e in self._entries.values() if e.state is WorkerState.RUNNING]
         for e in running:
-            e.state = "stopping"
+            e.state = WorkerState.STOPPING
         await asyncio.gather(*(self._stop_worker(e) for e in running))
         self._entries.clear()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import protocol
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
+from ..dataplane.metrics import TransactionMetrics
 from ..dataplane.worker import Dialer, Worker
 from ..protocol import KeyRange, Layout, WorkerRef, decode_layout, idempotency
 from .foreman import RoleFactory, WorkerFactory
@@ -32,6 +33,8 @@ class WorkerContext:
     current_layout: Callable[[], Layout | None] = lambda: None
     #: Seconds the commit proxies keep idempotency records.
     idempotency_retention: float = idempotency.RETENTION_SECONDS
+    #: What this node's commit proxies count (None: nothing).
+    transaction_metrics: TransactionMetrics | None = None
 
 
 def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
@@ -82,6 +85,7 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
             ctx.dialer,
             token=req.token,
             idempotency_retention=ctx.idempotency_retention,
+            metrics=ctx.transaction_metrics,
         )
 
     return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}

@@ -1,6 +1,6 @@
 """The Gateway of a node: finds the leader, registers the node, follows the layout.
 
-One per node (DESIGN §5). Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
+One per node. Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
 
 1. **Discovery** — ping every coordinator concurrently; take the answer with the
    highest epoch that names a leader (ties: highest term). While none does, retry
@@ -23,6 +23,7 @@ asked for again: the watch moves past its epoch).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -101,6 +102,8 @@ class Gateway:
         self._layout_seen = 0  # the newest layout epoch received (even if corrupt)
         self._layout: Layout | None = None
         self._layout_record = protocol.LayoutReply(0, None, 0)
+        #: Set (and replaced) each time a new layout arrives: GetLayout long polls.
+        self._layout_arrived = asyncio.Event()
         self._refresh = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: Successful registrations so far, and the index of the last one.
@@ -149,6 +152,20 @@ class Gateway:
         return protocol.LayoutReply(
             self._layout_record.epoch, self._layout_record.layout, leader_id
         )
+
+    async def layout_after(self, after_epoch: int, wait_ms: int) -> protocol.LayoutReply:
+        """:meth:`layout_reply` once it holds a layout newer than ``after_epoch``,
+        or after ``wait_ms`` (capped) with what it holds: a client waiting for the
+        next epoch learns it as soon as this node does, not at its next poll."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait_ms, 0), protocol.MAX_LAYOUT_WAIT_MS) / 1000
+        while self._layout_record.epoch <= after_epoch:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._layout_arrived.wait(), remaining)
+        return self.layout_reply()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -291,6 +308,8 @@ class Gateway:
             return
         self._layout = layout
         self._layout_record = reply
+        arrived, self._layout_arrived = self._layout_arrived, asyncio.Event()
+        arrived.set()
         log.info("node %s: layout of epoch %d", self.node, reply.epoch)
         if self.on_layout is not None:
             try:

@@ -80,9 +80,18 @@ class Counter(_Metric):
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labelnames: Sequence[str] = (),
+        *,
+        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+    ) -> None:
         super().__init__(name, help, labelnames)
-        self._values: dict[Labels, float] = {} if labelnames else {(): 0.0}
+        self._values: dict[Labels, float] = {} if labelnames or read else {(): 0.0}
+        #: Totals kept elsewhere (a component's own count), read at scrape time.
+        self._read = read
 
     def inc(self, amount: float = 1.0, *labels: str) -> None:
         if amount < 0:
@@ -94,7 +103,11 @@ class Counter(_Metric):
         return self._values.get(self._key(labels) if self.labelnames else (), 0.0)
 
     def samples(self) -> Iterable[Sample]:
-        for labels, value in sorted(self._values.items()):
+        values = dict(self._values)
+        if self._read is not None:
+            for values_of_labels, value in self._read():
+                values[self._key(values_of_labels)] = float(value)
+        for labels, value in sorted(values.items()):
             yield self.name + "_total", labels, value
 
 
@@ -180,8 +193,15 @@ class Registry:
             raise ValueError(f"metric {metric.name} registered twice")
         self._metrics[metric.name] = metric
 
-    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
-        metric = Counter(self.prefix + name, help, labelnames)
+    def counter(
+        self,
+        name: str,
+        help: str,
+        labelnames: Sequence[str] = (),
+        *,
+        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+    ) -> Counter:
+        metric = Counter(self.prefix + name, help, labelnames, read=read)
         self._add(metric)
         return metric
 
@@ -207,6 +227,10 @@ class Registry:
         metric = Histogram(self.prefix + name, help, labelnames, buckets)
         self._add(metric)
         return metric
+
+    def register(self, metric: _Metric) -> None:
+        """Add a metric a component made itself (its name taken as it is)."""
+        self._add(metric)
 
     def render(self) -> str:
         """Every metric in the text exposition format."""

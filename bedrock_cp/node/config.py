@@ -7,7 +7,9 @@ to a default), and so is a value of the wrong type. Times are in milliseconds.
 id = 1
 cluster = "bedrock"
 data_dir = "/var/lib/bedrock/1"
-listen = "127.0.0.1:7001"
+listen = "127.0.0.1:7001"   # where this node accepts connections
+advertise = ""              # where others reach it (default: listen; needed when
+                            # listen is a wildcard such as 0.0.0.0:7001)
 fsync = true
 snapshot_every = 10000      # entries applied between log compactions
 snapshot_bytes = 67108864   # or bytes of entries applied, whichever comes first
@@ -46,6 +48,9 @@ import msgspec
 from ..auth import AuthConfig
 from ..protocol import idempotency
 
+#: Hosts that bind every interface: fine to listen on, never to be dialed.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*"})
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the file and the key."""
@@ -54,8 +59,13 @@ class ConfigError(ValueError):
 class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Raft timing. Each election timeout is randomized in [election, 2 x election)."""
 
+    #: How often the Raft core ticks.
     tick_ms: int = 10
+    #: How often a leader sends heartbeats (a multiple of ``tick_ms``).
     heartbeat_ms: int = 50
+    #: A follower that hears no leader for this long (randomized up to twice as
+    #: long) starts an election; one whose connection to the leader breaks
+    #: starts one at once.
     election_timeout_ms: int = 200
 
     def validate(self) -> None:
@@ -83,17 +93,41 @@ class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Everything one node process needs."""
 
+    #: This node's id (a positive integer, unique in the cluster; its name is
+    #: the id as a string).
     id: int
+    #: Where the node keeps its WAL, state and workers' data (created 0700).
     data_dir: str
+    #: Where this node accepts connections (``host:port``; ``0.0.0.0:7001`` binds
+    #: every interface).
     listen: str
+    #: The founding coordinators, id -> ``host:port`` (their advertised
+    #: addresses); later membership changes come from the replicated state.
     coordinators: dict[str, str]
+    #: Where the other nodes and clients reach this node: the address it
+    #: registers, and the one a leader writes into the coordinator list.
+    #: Empty: ``listen``, which must then not be a wildcard.
+    advertise: str = ""
+    #: The cluster's name: a connection from another cluster is refused.
     cluster: str = "bedrock"
+    #: Start as a non-voting member of a running cluster, to be added with
+    #: ``bedrock-cp coordinators add`` (the node need not be in ``coordinators``).
     join: bool = False
+    #: Make every acknowledged write durable before answering (``false`` only for
+    #: tests: a power loss can lose acknowledged writes).
     fsync: bool = True
+    #: Entries applied between two snapshots of the coordinators' state (the log
+    #: before a snapshot is removed).
     snapshot_every: int = 10_000
+    #: Or bytes of entries applied, whichever comes first.
     snapshot_bytes: int = 64 * 1024 * 1024
+    #: Raft timing, ``[timers]``.
     timers: Timers = Timers()
+    #: ``debug``, ``info``, ``warning`` or ``error``.
     log_level: str = "info"
+    #: Where to serve Prometheus metrics (``host:port``, ``GET /metrics``, no
+    #: authentication: bind it where only your scraper reaches); empty: nowhere.
+    metrics_listen: str = ""
     #: Worker kinds this node's Foreman offers (empty: it hosts no workers, but
     #: its Gateway still registers it and follows the layout).
     capabilities: list[str] = []
@@ -108,7 +142,18 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ConfigError(f"id must be a positive integer, not {self.id}")
         if not self.cluster or len(self.cluster) > 128:
             raise ConfigError("cluster must be a non-empty name of at most 128 characters")
-        parse_address(self.listen, what="listen")
+        listen_host, _ = parse_address(self.listen, what="listen")
+        if self.advertise:
+            host, _ = parse_address(self.advertise, what="advertise")
+            if host in WILDCARD_HOSTS:
+                raise ConfigError(
+                    f"advertise: {self.advertise!r} is not an address others can reach"
+                )
+        elif listen_host in WILDCARD_HOSTS:
+            raise ConfigError(
+                f"listen = {self.listen!r} binds every interface, which no peer can dial: "
+                "set advertise to the host:port others reach this node at"
+            )
         for key, addr in self.coordinators.items():
             coordinator_id(key)
             parse_address(addr, what=f"coordinators.{key}")
@@ -117,6 +162,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"node {self.id} is not listed in [coordinators]; "
                 "list it, or set join = true to be added to a running cluster"
             )
+        if self.metrics_listen:
+            parse_address(self.metrics_listen, what="metrics_listen")
         if self.snapshot_every < 1:
             raise ConfigError(f"snapshot_every must be >= 1, not {self.snapshot_every}")
         if self.snapshot_bytes < 1:
@@ -138,6 +185,11 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"not {self.idempotency_retention_ms}"
             )
         self.timers.validate()
+
+    @property
+    def advertised(self) -> str:
+        """The address others reach this node at."""
+        return self.advertise or self.listen
 
     def coordinator_map(self) -> dict[int, str]:
         return {coordinator_id(k): v for k, v in self.coordinators.items()}
@@ -199,11 +251,13 @@ def dump_config(cfg: NodeConfig) -> str:
         f"cluster = {json.dumps(cfg.cluster)}",
         f"data_dir = {json.dumps(cfg.data_dir)}",
         f"listen = {json.dumps(cfg.listen)}",
+        *([f"advertise = {json.dumps(cfg.advertise)}"] if cfg.advertise else []),
         f"join = {'true' if cfg.join else 'false'}",
         f"fsync = {'true' if cfg.fsync else 'false'}",
         f"snapshot_every = {cfg.snapshot_every}",
         f"snapshot_bytes = {cfg.snapshot_bytes}",
         f'log_level = "{cfg.log_level}"',
+        *([f"metrics_listen = {json.dumps(cfg.metrics_listen)}"] if cfg.metrics_listen else []),
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
         f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",
         "",

@@ -12,7 +12,7 @@ requests to the coordinator, Foreman requests to the Foreman, ``GetLayout`` to
 the Gateway's cache, and every worker request to the worker it names (unknown:
 ``Failed("no_such_worker")``).
 
-The seams of the deterministic simulation (DESIGN §1) are explicit here: time
+The seams of the deterministic simulation are explicit here: time
 is the running loop's clock, randomness comes from ``rng``, the network is any
 object with the :class:`~bedrock_cp.coordinator.service.Network` shape (built by
 ``network_factory``), and the disk is the WAL directory — on the real file
@@ -39,13 +39,16 @@ from .._native import native
 from ..auth import AcceptorAuth, AuthError, ConnectorAuth, load_acceptor, load_connector
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
+from ..dataplane.metrics import TransactionMetrics
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
 from ..gateway import CoordinatorCaller, Gateway
+from ..metrics import MetricsServer, Registry
 from ..protocol import Caller, Layout, Service
 from ..transport import ConnInfo, Transport
 from ..wire import Request, WireError
 from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
+from .metrics import node_registry
 from .recovery import DirectorHost, check_stored_layout
 
 log = logging.getLogger("bedrock_cp.node")
@@ -137,6 +140,10 @@ class Node:
         self.gateway: Gateway | None = None
         self.dialer: Caller | None = None
         self.recovery: DirectorHost | None = None
+        self.transaction_metrics = TransactionMetrics()
+        #: Every metric of this node (render() gives Prometheus text); set once started.
+        self.metrics: Registry | None = None
+        self._metrics_server: MetricsServer | None = None
         self.authority = Authority(epoch=self._known_epoch, directory=self._directory)
         self._consensus: native.Consensus | None = None
         self._stopped = asyncio.Event()
@@ -183,6 +190,7 @@ class Node:
             fsync=config.fsync,
             current_layout=self._current_layout,
             idempotency_retention=config.idempotency_retention_ms / 1000,
+            transaction_metrics=self.transaction_metrics,
         )
         try:
             factories = registry.offered(
@@ -220,7 +228,7 @@ class Node:
             self.network = network
             coordinator = Coordinator(
                 node_id=config.id,
-                address=config.listen,
+                address=config.advertised,
                 configured=config.coordinator_map(),
                 consensus=consensus,
                 network=network,
@@ -235,7 +243,7 @@ class Node:
             node_name = str(config.id)
             foreman = Foreman(
                 node_name,
-                config.listen,
+                config.advertised,
                 Path(config.data_dir),
                 factories,
                 roles=registry.role_factories(ctx) if role_factories is None else role_factories,
@@ -247,7 +255,7 @@ class Node:
             if gateway_caller is not None:
                 self.gateway = Gateway(
                     node_name,
-                    config.listen,
+                    config.advertised,
                     [a for _, a in sorted(config.coordinator_map().items())],
                     config.cluster,
                     capabilities=foreman.capabilities,
@@ -261,19 +269,32 @@ class Node:
                 self.recovery = DirectorHost(coordinator, foreman, self.dialer)
                 coordinator.epoch_listener = self.recovery
                 coordinator.recovery_status = self.recovery.status_dict
+            self.metrics = node_registry(self, self.transaction_metrics)
+            if config.metrics_listen:
+                host, port = parse_address(config.metrics_listen, what="metrics_listen")
+                self._metrics_server = MetricsServer(host, port, self.metrics.render)
+                await self._metrics_server.start()
             await network.start()
             coordinator.start()
             await foreman.boot()
             if self.gateway is not None:
                 self.gateway.start()
         except BaseException:
+            if self._metrics_server is not None:
+                await self._metrics_server.stop()
             if self.foreman is not None:
                 await self.foreman.stop()
             if gateway_caller is not None:
                 await gateway_caller.close()
             consensus.close()
             raise
-        log.info("node %d started on %s (cluster %r)", config.id, config.listen, config.cluster)
+        log.info(
+            "node %d started on %s, reached at %s (cluster %r)",
+            config.id,
+            config.listen,
+            config.advertised,
+            config.cluster,
+        )
         return self
 
     async def stop(self) -> None:
@@ -283,6 +304,8 @@ class Node:
             return
         self._stopping = True
         try:
+            if self._metrics_server is not None:
+                await self._metrics_server.stop()
             if self.recovery is not None:
                 await self.recovery.stop()
             if self.gateway is not None:
@@ -398,7 +421,7 @@ class Node:
         if isinstance(body, protocol.GatewayRequest):
             if self.gateway is None:
                 return protocol.Unavailable("this node runs no gateway")
-            return self.gateway.layout_reply()
+            return await self.gateway.layout_after(body.after_epoch, body.wait_ms)
         foreman = self.foreman
         if foreman is None or self._stopping:
             return protocol.Failed("unavailable", "the node is stopping")

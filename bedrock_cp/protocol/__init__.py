@@ -33,7 +33,7 @@ Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 - ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, StorageFill,
   UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
-- ``client``: ListServices, ListNodes, WatchLayout, Register, Deregister,
+- ``client``: ListServices, ListNodes, GetConfig, WatchLayout, Register, Deregister,
   RegisterNodeRequest, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
 """
 
@@ -52,8 +52,10 @@ from .commit_proxy import Commit, CommitProxyRequest, Committed, NotCommitted, U
 from .coordinator import (
     CLIENT_NODE,
     AddCoordinator,
+    ConfigReply,
     CoordinatorRequest,
     Deregister,
+    GetConfig,
     LayoutReply,
     ListNodes,
     ListServices,
@@ -94,7 +96,7 @@ from .foreman import (
     WorkerInfo,
     Workers,
 )
-from .gateway import GatewayRequest, GetLayout
+from .gateway import MAX_LAYOUT_WAIT_MS, GatewayRequest, GetLayout
 from .layout import (
     MAX_KEY_SIZE,
     MAX_STREAM_BYTES,
@@ -160,6 +162,7 @@ from .storage import (
 __all__ = [
     "CLIENT_NODE",
     "MAX_KEY_SIZE",
+    "MAX_LAYOUT_WAIT_MS",
     "MAX_STREAM_BYTES",
     "MAX_TRANSACTION_SIZE",
     "MAX_VALUE_SIZE",
@@ -177,6 +180,7 @@ __all__ = [
     "CommitProxyRequest",
     "CommitVersion",
     "Committed",
+    "ConfigReply",
     "ConfirmEpoch",
     "CoordinatorRequest",
     "CreateWorker",
@@ -186,6 +190,7 @@ __all__ = [
     "ForemanRequest",
     "GatewayRequest",
     "GetCommitVersion",
+    "GetConfig",
     "GetLayout",
     "GetReadVersion",
     "Health",

@@ -27,6 +27,7 @@ from ..wire import WireError
 from .base import Body, Sender
 from .commit_proxy import CommitProxyRequest, Committed, NotCommitted
 from .coordinator import (
+    ConfigReply,
     CoordinatorRequest,
     LayoutReply,
     NodesReply,
@@ -67,6 +68,7 @@ Response = (
     | NodeStatusReply
     | ServicesReply
     | NodesReply
+    | ConfigReply
     | LayoutReply
     | WriteOk
     | NotLeader

@@ -58,6 +58,14 @@ class ListNodes(Body, tag="list_nodes"):
     stale: bool = False
 
 
+class GetConfig(Body, tag="get_config"):
+    """The cluster's parameters (:class:`ConfigReply`); linearizable unless ``stale``."""
+
+    sender: ClassVar[Sender] = Sender.CLIENT
+
+    stale: bool = False
+
+
 class WatchLayout(Body, tag="watch_layout"):
     """Long poll for the layout (TSL), answered by the leader only.
 
@@ -166,7 +174,9 @@ WriteRequest = (
     | UpdateConfigRequest
     | StoreLayoutRequest
 )
-CoordinatorRequest = Ping | NodeStatus | ListServices | ListNodes | WatchLayout | WriteRequest
+CoordinatorRequest = (
+    Ping | NodeStatus | ListServices | ListNodes | GetConfig | WatchLayout | WriteRequest
+)
 
 # -- replies ---------------------------------------------------------------------------
 
@@ -219,6 +229,13 @@ class NodesReply(Body, tag="nodes"):
 
     index: int
     nodes: list[NodeRecord]
+
+
+class ConfigReply(Body, tag="config"):
+    """The cluster's parameters as of applied ``index``, by UpdateConfig name."""
+
+    index: int
+    config: dict[str, int | list[str]]
 
 
 class LayoutReply(Body, tag="layout"):

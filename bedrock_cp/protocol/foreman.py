@@ -92,7 +92,7 @@ class WorkerInfo(Body):
     """A worker or role a Foreman knows; ``epoch`` is the one it was created for."""
 
     ref: WorkerRef
-    state: str  # "running" | "failed" | "stopped"
+    state: str  # a WorkerState: "starting" | "running" | "failed" | "stopping"
     reason: str = ""
     epoch: int = 0
 

@@ -137,6 +137,16 @@ class Layout(Body):
     logs: list[WorkerRef]
     storage: list[StorageTeam]
 
+    def workers(self) -> list[WorkerRef]:
+        """Every worker the layout names (storage replicas absent or not)."""
+        return [
+            self.sequencer,
+            *self.proxies,
+            *(r.worker for r in self.resolvers),
+            *self.logs,
+            *(r for team in self.storage for r in team.members()),
+        ]
+
 
 def served_range(begin: bytes, end: bytes) -> KeyRange:
     """The keys a storage team or resolver assigned ``[begin, end)`` serves.

@@ -38,7 +38,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._native import native
-from .._timers import TickClock
+from ..metrics import Histogram
+from ._timers import TickClock
 
 log = logging.getLogger("bedrock_cp.raft")
 
@@ -88,6 +89,12 @@ class RaftRunner:
         self.compact_bytes = compact_bytes
         #: Index the host has applied (entries and restored snapshots).
         self.applied_index = 0
+        #: Proposals made through this runner (entries and membership changes).
+        self.proposals = 0
+        #: How long each synced persist (the WAL's write + fsync) took.
+        self.persist_seconds = Histogram(
+            "bedrock_raft_persist_seconds", "Raft persists that fsync the WAL: their duration"
+        )
         #: Index of the latest snapshot (local or from the leader).
         self.snapshot_index = 0
         #: Bytes of entry data applied since that snapshot.
@@ -174,11 +181,13 @@ class RaftRunner:
     def propose(self, data: bytes) -> int:
         """Propose ``data``; return its index. Raises NotLeaderError on followers."""
         index = self.consensus.propose(data)
+        self.proposals += 1
         self._wake.set()
         return index
 
     def propose_conf_change(self, kind: str, node_id: int) -> int:
         index = self.consensus.propose_conf_change(kind, node_id)  # type: ignore[arg-type]
+        self.proposals += 1
         self._wake.set()
         return index
 
@@ -271,6 +280,7 @@ class RaftRunner:
         # 1. Persist, the leader's Appends going out meanwhile; the other
         #    messages only exist once that returned.
         if rd.must_sync:
+            started = loop.time()
             persisting = self._start_persist(loop, rd)
             for to, data in early:
                 host.send_raft(to, data)
@@ -278,6 +288,7 @@ class RaftRunner:
                 out = await persisting
             finally:
                 self._persist_waiter = None
+            self.persist_seconds.observe(loop.time() - started)
         else:
             for to, data in early:
                 host.send_raft(to, data)

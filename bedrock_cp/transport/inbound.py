@@ -12,10 +12,11 @@ the authenticated node id) and a client only :class:`Request` (served as a task
 under the request's deadline with the connection's :class:`ConnInfo`, answered
 with :class:`Response`). Any other frame closes this connection, never the node.
 
-Memory per connection is bounded (DESIGN I9): the frame decoder by the frame
-cap (and 64 KiB before the handshake), requests by ``max_inflight`` (beyond it
-the answer is ``overloaded``), and responses by pausing reads while the client
-is not reading its answers. The host bounds the number of connections.
+Memory per connection is bounded (invariant I9, docs/architecture.md): the
+frame decoder by the frame cap (and 64 KiB before the handshake), requests by
+``max_inflight`` (beyond it the answer is ``overloaded``), and responses by
+pausing reads while the client is not reading its answers. The host bounds the
+number of connections.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ messages queued during one event-loop iteration leave as one
 peer cost one frame and one write). While the link is down, or the peer is not
 reading and its socket buffer is over ``write_buffer_limit``, messages are
 dropped and counted: Raft retransmits, and a slow peer cannot grow our memory
-without bound (DESIGN I9).
+without bound (invariant I9, docs/architecture.md).
 
 The link connects at start and reconnects forever with capped exponential
 backoff (:class:`Backoff`) until closed. When an established link is broken by

@@ -4,7 +4,7 @@ It splits the byte stream into frames with the Cython :class:`FrameDecoder`
 (length checked before allocation), decodes each strictly, and hands frames to
 :meth:`FramedProtocol.frame_received`. Anything malformed closes *this*
 connection with a logged reason and a ``stats["closed.<reason>"]`` count; the
-node and its other connections carry on (DESIGN I9).
+node and its other connections carry on (invariant I9, docs/architecture.md).
 
 A close is either *ours* (:meth:`fail`, :meth:`close`: deliberate) or the
 remote's (EOF, reset, socket error). :attr:`closed` resolves to True when the
@@ -24,8 +24,8 @@ import struct
 from collections import Counter
 from typing import Final, cast
 
-from .._framing import FrameDecoder, FrameError
 from ..wire import Frame, Refused, WireError, decode, encode
+from ..wire._framing import FrameDecoder, FrameError
 from .tls import TlsSession
 
 log = logging.getLogger("bedrock_cp.transport")

@@ -12,13 +12,14 @@ Every connection authenticates (``auth``: what the listener accepts;
 ``connector_auth``: how this node proves itself on its links) before anything
 else is read from it; see :mod:`.handshake`.
 
-Limits (DESIGN I9): at most ``max_connections_per_address`` connections from
-one source address (more are reset at once), and at most ``max_handshaking``
-connections still in their handshake (``max_handshaking_per_address`` from one
-address): a new one over either cap evicts the oldest one still handshaking, so
-a flood of slow or silent connections costs bounded memory and cannot keep a
-real peer, which completes its handshake in milliseconds, out for long. An
-established connection is never evicted.
+Limits (invariant I9, docs/architecture.md): at most
+``max_connections_per_address`` connections from one source address (more are
+reset at once), and at most ``max_handshaking`` connections still in their
+handshake (``max_handshaking_per_address`` from one address): a new one over
+either cap evicts the oldest one still handshaking, so a flood of slow or
+silent connections costs bounded memory and cannot keep a real peer, which
+completes its handshake in milliseconds, out for long. An established
+connection is never evicted.
 
 Clock-free and loop-agnostic: runs on uvloop or the stock asyncio loop.
 """

@@ -4,7 +4,7 @@ One msgspec Encoder and one Decoder are built once and reused (building them is
 the expensive part). :func:`encode` writes the msgpack body straight into a
 reused buffer after 4 reserved bytes and fills in the length, so a frame costs
 one encode and one copy. The layout is ``u32 little-endian length | body``, the
-same as :func:`bedrock_cp._framing.encode_frame`, so :class:`FrameDecoder`
+same as :func:`bedrock_cp.wire._framing.encode_frame`, so :class:`FrameDecoder`
 splits what this writes. :func:`decode` turns every msgspec failure into a
 :class:`WireError` whose message says what was wrong.
 

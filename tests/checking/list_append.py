@@ -30,7 +30,7 @@ cycle, with every step explained. Besides cycles:
 - ``internal`` — a transaction's read disagrees with its own earlier ops;
 - ``incompatible-order`` — two reads of a key that are not prefixes of one another;
 - ``lost-write`` — an acknowledged append that no read ever holds although a
-  read of its key began after it completed (DESIGN's "no acknowledged write lost");
+  read of its key began after it completed (invariant I3, "nothing lost");
 - ``stale-read`` — a read that misses an append acknowledged before the read began.
 
 ``info`` transactions may or may not have committed: their appends count when

@@ -1,4 +1,4 @@
-"""Type stub for the Cython module bedrock_cp._framing."""
+"""Type stub for the Cython module bedrock_cp.wire._framing."""
 
 from typing_extensions import Buffer
 
@@ -6,8 +6,6 @@ HEADER_SIZE: int
 DEFAULT_MAX_FRAME: int
 
 class FrameError(ValueError): ...
-
-def encode_frame(body: Buffer) -> bytes: ...
 
 class FrameDecoder:
     max_frame: int

@@ -1,4 +1,4 @@
-"""The in-process network of tests: a :class:`~.worker.Dialer` over real workers.
+"""The in-process network of tests: a ``Dialer`` over real worker objects.
 
 Calls go to worker objects registered here, by ``ref.id``. Each request and each
 answer is encoded to msgpack and decoded again on the way, exactly as the TCP
@@ -11,7 +11,14 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from ..protocol import Request, Response, WorkerRef, decode_request, decode_response, encode
+from bedrock_cp.protocol import (
+    Request,
+    Response,
+    WorkerRef,
+    decode_request,
+    decode_response,
+    encode,
+)
 
 
 class StoppableWorker(Protocol):

@@ -22,14 +22,6 @@ cdef inline uint32_t _read_len(const unsigned char[:] b, Py_ssize_t at) noexcept
     return (<uint32_t>b[at]) | (<uint32_t>b[at + 1] << 8) | (<uint32_t>b[at + 2] << 16) | (<uint32_t>b[at + 3] << 24)
 
 
-def encode_frame(body):
-    """Return ``body`` with its 4-byte length header in front."""
-    cdef Py_ssize_t n = len(body)
-    if n > 0xFFFFFFFF:
-        raise FrameError(f"frame body of {n} bytes cannot be framed (u32 length)")
-    return (<uint32_t>n).to_bytes(4, "little") + bytes(body)
-
-
 cdef class FrameDecoder:
     """Incremental splitter of a byte stream into frame bodies.
 

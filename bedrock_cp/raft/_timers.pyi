@@ -1,4 +1,4 @@
-"""Type stub for the Cython module bedrock_cp._timers."""
+"""Type stub for the Cython module bedrock_cp.raft._timers."""
 
 from collections.abc import Hashable
 

@@ -1,0 +1,74 @@
+"""Each node's Prometheus endpoint on real processes: what it reports about
+Raft, the epoch, its Director's last recovery, transactions and its disk."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from bedrock_cp.client import open_database
+from bedrock_cp.cluster import LocalCluster
+
+from .clusters import leader_of, recovered, running
+
+pytestmark = pytest.mark.slow
+
+
+async def scrape(port: int) -> dict[str, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200"), head
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def total(samples: dict[str, float], pattern: str) -> float:
+    return sum(v for k, v in samples.items() if re.fullmatch(pattern, k))
+
+
+async def test_every_node_reports_raft_recovery_transactions_and_disk() -> None:
+    async with running(LocalCluster(3, metrics=True)) as cluster:
+        client = await cluster.client()
+        db = await open_database(str(cluster.cluster_file))
+        try:
+            await recovered(client)
+            for i in range(20):
+
+                async def put(tr: Any, i: int = i) -> None:
+                    tr.set(f"m{i}".encode(), b"v")
+
+                await db.run(put)
+            leader, _ = await leader_of(client)
+            st = await client.status()
+        finally:
+            await db.close()
+            await client.close()
+        scraped = {i: await scrape(p) for i, p in cluster.metrics_ports.items()}
+
+    leaders = [i for i, s in scraped.items() if s['bedrock_raft_role{role="leader"}'] == 1]
+    assert leaders == [leader]
+    for s in scraped.values():
+        assert s["bedrock_raft_term"] == st["term"]
+        assert s["bedrock_epoch"] == st["epoch"]
+        assert s["bedrock_raft_applied_index"] > 0
+        assert s["bedrock_raft_persist_seconds_count"] > 0, "fsyncs are timed"
+        assert s['bedrock_worker_disk_bytes{kind="log"}'] > 0
+        assert s['bedrock_worker_disk_bytes{kind="storage"}'] > 0
+        assert s["bedrock_coordinator_disk_bytes"] > 0
+    on_leader = scraped[leader]
+    assert on_leader["bedrock_raft_proposals_total"] > 0
+    # The Director runs on the leader, and so do its commit proxies.
+    assert on_leader['bedrock_transactions_total{outcome="committed"}'] >= 20
+    assert on_leader['bedrock_transaction_commit_seconds_count{outcome="committed"}'] >= 20
+    assert total(on_leader, r'bedrock_recovery_phase_seconds\{phase="[a-z_]+"\}') > 0
+    assert on_leader['bedrock_recovery_attempts{outcome="completed"}'] >= 1
