@@ -98,43 +98,26 @@ class NetnsCluster(LocalCluster):
             cfg, listen=f"0.0.0.0:{INNER_PORT}", advertise=self.addresses[node_id]
         )
 
-    def spawn(self, node_id: int) -> subprocess.Popen[bytes]:
-        old = self.procs.get(node_id)
-        if old is not None and old.poll() is None:
-            raise RuntimeError(f"node {node_id} is still running (pid {old.pid})")
-        if node_id not in self.proxies:
-            low, high = self.delay
-            argv = [self.python, "-m", "tests.faultproxy", self.addresses[node_id]]
-            argv += [f"127.0.0.1:{INNER_PORT}", "--delay", str(low), str(high)]
-            with open(self.directory / f"proxy-{node_id}.log", "ab") as log:
-                self.proxies[node_id] = subprocess.Popen(
-                    self.in_ns(self.ns(node_id), *argv),
-                    cwd=REPO,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-        with open(self.log_path(node_id), "ab") as log:
-            # `ip netns exec` execs the command: the pid is the node's own.
-            proc = subprocess.Popen(
-                self.in_ns(
-                    self.ns(node_id),
-                    self.python,
-                    "-P",
-                    "-m",
-                    "bedrock_cp",
-                    "node",
-                    "--config",
-                    str(self.config_path(node_id)),
-                ),
+    def node_command(self, node_id: int) -> list[str]:
+        # `ip netns exec` execs the command: the pid is the node's own.
+        return self.in_ns(self.ns(node_id), *super().node_command(node_id))
+
+    def before_spawn(self, node_id: int) -> None:
+        """The node's proxy, started once and kept across its restarts."""
+        if node_id in self.proxies:
+            return
+        low, high = self.delay
+        argv = [self.python, "-m", "tests.faultproxy", self.addresses[node_id]]
+        argv += [f"127.0.0.1:{INNER_PORT}", "--delay", str(low), str(high)]
+        with open(self.directory / f"proxy-{node_id}.log", "ab") as log:
+            self.proxies[node_id] = subprocess.Popen(
+                self.in_ns(self.ns(node_id), *argv),
+                cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.procs[node_id] = proc
-        return proc
 
     def probe(self, *args: str, timeout: float = 60.0) -> dict[str, Any]:
         """Run ``python -m tests.netns_probe ARGS`` in the client namespace; its JSON."""

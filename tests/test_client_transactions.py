@@ -279,8 +279,12 @@ async def test_a_retry_waits_for_the_next_epochs_layout_not_for_its_backoff(
     loop = asyncio.get_running_loop()
     loop.call_later(0.05, source.publish, p.layout)
     error = TransactionError(ErrorCode.UNAVAILABLE, "sequencer old-seq: connection refused")
-    await asyncio.wait_for(db._after_failure(error, old, backoff=600.0), 30)
+    fetches = source.fetches
+    # Many transactions waiting for the same new epoch share one long poll.
+    waits = [db._after_failure(error, old, backoff=600.0) for _ in range(8)]
+    await asyncio.wait_for(asyncio.gather(*waits), 30)
     assert db.layout is p.layout
+    assert source.fetches - fetches == 1
     # An error that says nothing about the layout still backs off (briefly here).
     conflict = TransactionError(ErrorCode.NOT_COMMITTED, "conflict")
     fetches = source.fetches

@@ -12,7 +12,7 @@ import pytest
 from bedrock_cp.client import open_database
 from bedrock_cp.cluster import LocalCluster
 
-from .clusters import leader_of, recovered, running
+from .clusters import eventually, leader_of, recovered, running
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,17 @@ async def test_every_node_reports_raft_recovery_transactions_and_disk() -> None:
             await db.close()
             await client.close()
         scraped = {i: await scrape(p) for i, p in cluster.metrics_ports.items()}
+
+        async def probed() -> bool:
+            # Each node pings every other coordinator once a second.
+            for i, port in cluster.metrics_ports.items():
+                s = await scrape(port)
+                for peer in cluster.addresses:
+                    if peer != i and not s.get(f'bedrock_peer_rtt_seconds_count{{peer="{peer}"}}'):
+                        return False
+            return True
+
+        await eventually(probed, timeout=20, what="a round trip to every peer measured")
 
     leaders = [i for i, s in scraped.items() if s['bedrock_raft_role{role="leader"}'] == 1]
     assert leaders == [leader]

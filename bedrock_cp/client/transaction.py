@@ -131,8 +131,33 @@ class Database:
         self.client = client
         self.dialer = dialer
         self.layout: Layout | None = None
+        #: Long polls in flight, by the epoch they wait to see passed: the
+        #: transactions waiting for the same new epoch share one.
+        self._polls: dict[int, asyncio.Future[Layout | None]] = {}
 
     # -- layout ------------------------------------------------------------------------
+
+    async def _poll(self, newer_than: int, wait: float) -> Layout | None:
+        """One fetch (a long poll when ``wait`` > 0), shared with concurrent callers."""
+        if wait <= 0:
+            return await self.client.fetch_layout(timeout=_FETCH_TIMEOUT)
+        poll = self._polls.get(newer_than)
+        if poll is None or poll.done():
+            poll = asyncio.ensure_future(
+                self.client.fetch_layout(timeout=_FETCH_TIMEOUT, newer_than=newer_than, wait=wait)
+            )
+            self._polls[newer_than] = poll
+            poll.add_done_callback(lambda done: self._forget_poll(newer_than, done))
+        try:
+            return await asyncio.wait_for(asyncio.shield(poll), wait + _FETCH_TIMEOUT)
+        except TimeoutError:
+            return None
+
+    def _forget_poll(self, newer_than: int, done: asyncio.Future[Layout | None]) -> None:
+        if self._polls.get(newer_than) is done:
+            del self._polls[newer_than]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failed poll is just no answer
 
     async def refresh_layout(self, newer_than: int = 0, timeout: float = 10.0) -> Layout:  # noqa: ASYNC109
         """Ask the nodes' gateways for the TSL; wait for one newer than ``newer_than``.
@@ -151,9 +176,10 @@ class Database:
             if self.layout is not None and self.layout.epoch > newer_than:
                 return self.layout
             wait = max(0.0, deadline - loop.time()) if newer_than else 0.0
-            layout = await self.client.fetch_layout(
-                timeout=_FETCH_TIMEOUT, newer_than=newer_than, wait=wait
-            )
+            try:
+                layout = await self._poll(newer_than, wait)
+            except Exception:  # no gateway reachable: as no answer
+                layout = None
             if layout is not None and layout.epoch > newer_than:
                 if self.layout is None or layout.epoch >= self.layout.epoch:
                     self.layout = layout

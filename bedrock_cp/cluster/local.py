@@ -199,25 +199,22 @@ class LocalCluster:
 
     # -- processes --------------------------------------------------------------------
 
+    def node_command(self, node_id: int) -> list[str]:
+        """The command line of node ``node_id``'s process."""
+        # -P: never import a bedrock_cp that happens to sit in the current
+        # folder (an unbuilt source checkout) instead of the installed one.
+        node = ["node", "--config", str(self.config_path(node_id))]
+        return [self.python, "-P", "-m", "bedrock_cp", *node]
+
     def spawn(self, node_id: int) -> subprocess.Popen[bytes]:
         """Start (or restart) node ``node_id`` from its config file."""
         old = self.procs.get(node_id)
         if old is not None and old.poll() is None:
             raise RuntimeError(f"node {node_id} is still running (pid {old.pid})")
+        self.before_spawn(node_id)
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
-                [
-                    self.python,
-                    # -P: never import a bedrock_cp that happens to sit in the
-                    # current folder (an unbuilt source checkout) instead of
-                    # the installed one.
-                    "-P",
-                    "-m",
-                    "bedrock_cp",
-                    "node",
-                    "--config",
-                    str(self.config_path(node_id)),
-                ],
+                self.node_command(node_id),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -226,6 +223,9 @@ class LocalCluster:
             )
         self.procs[node_id] = proc
         return proc
+
+    def before_spawn(self, node_id: int) -> None:
+        """Called before each start of a node (what it needs beside it)."""
 
     def start(self) -> None:
         """Write every file and start every node (without waiting)."""

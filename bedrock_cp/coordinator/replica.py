@@ -405,11 +405,16 @@ class Replica:
         """Dial configured coordinators at their configured address, others at the
         replicated one (so a test can route a peer through a proxy)."""
         self._peers_source = dict(self.state.coordinators)
-        peers = {**self._peers_source, **self.configured}
-        peers.pop(self.node_id, None)
+        peers = self.peer_addresses()
         if peers != self._peers:
             self._peers = peers
             self.network.set_peers(peers)
+
+    def peer_addresses(self) -> dict[int, str]:
+        """The other coordinators (voters and learners), as this node dials them."""
+        peers = {**self._peers_source, **self.configured}
+        peers.pop(self.node_id, None)
+        return peers
 
     def advertised_address(self, node_id: int) -> str:
         """The address clients should use for ``node_id`` (its own registration first)."""

@@ -9,18 +9,26 @@ when the node's ``metrics_listen`` is set.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..dataplane.metrics import TransactionMetrics
-from ..metrics import Registry
+from ..metrics import Histogram, Registry
+from ..protocol import Caller, Ping
 
 if TYPE_CHECKING:
     from .node import Node
 
 Samples = Iterable[tuple[Sequence[str], float]]
+
+#: Seconds between two round-trip probes of each peer (only with metrics on).
+PROBE_INTERVAL = 1.0
+#: Round trips are bucketed finer than the default latency buckets (LAN and loopback).
+RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 #: The Raft roles a node can be in (one gauge per role, 1 for the current one).
 ROLES = ("follower", "pre_candidate", "candidate", "leader")
@@ -147,3 +155,42 @@ def node_registry(node: Node, transactions: TransactionMetrics) -> Registry:
         read=lambda: [((), float(_directory_bytes(Path(node.config.data_dir) / "raft")))],
     )
     return reg
+
+
+class PeerProber:
+    """Measures the round trip to every other coordinator: a ``Ping`` (answered
+    from memory, nothing written) each :data:`PROBE_INTERVAL`, over the node's
+    own authenticated connections, into ``bedrock_peer_rtt_seconds{peer}``. Runs
+    only while metrics are served; a peer that does not answer counts nothing."""
+
+    def __init__(self, dialer: Caller, peers: Callable[[], Mapping[int, str]]) -> None:
+        self.dialer = dialer
+        self.peers = peers
+        self.rtt = Histogram(
+            "bedrock_peer_rtt_seconds",
+            "Round trip of a Ping to each other coordinator",
+            ["peer"],
+            RTT_BUCKETS,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            for peer, address in sorted(self.peers().items()):
+                started = loop.time()
+                try:
+                    await self.dialer.call(address, Ping(), PROBE_INTERVAL)
+                except Exception:  # down or unreachable: no sample
+                    continue
+                self.rtt.observe(loop.time() - started, str(peer))

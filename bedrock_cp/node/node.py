@@ -48,7 +48,7 @@ from ..transport import ConnInfo, Transport
 from ..wire import Request, WireError
 from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
-from .metrics import node_registry
+from .metrics import PeerProber, node_registry
 from .recovery import DirectorHost, check_stored_layout
 
 log = logging.getLogger("bedrock_cp.node")
@@ -144,6 +144,7 @@ class Node:
         #: Every metric of this node (render() gives Prometheus text); set once started.
         self.metrics: Registry | None = None
         self._metrics_server: MetricsServer | None = None
+        self._prober: PeerProber | None = None
         self.authority = Authority(epoch=self._known_epoch, directory=self._directory)
         self._consensus: native.Consensus | None = None
         self._stopped = asyncio.Event()
@@ -274,11 +275,15 @@ class Node:
                 host, port = parse_address(config.metrics_listen, what="metrics_listen")
                 self._metrics_server = MetricsServer(host, port, self.metrics.render)
                 await self._metrics_server.start()
+                self._prober = PeerProber(self.dialer, coordinator.peer_addresses)
+                self.metrics.register(self._prober.rtt)
             await network.start()
             coordinator.start()
             await foreman.boot()
             if self.gateway is not None:
                 self.gateway.start()
+            if self._prober is not None:
+                self._prober.start()
         except BaseException:
             if self._metrics_server is not None:
                 await self._metrics_server.stop()
@@ -304,6 +309,8 @@ class Node:
             return
         self._stopping = True
         try:
+            if self._prober is not None:
+                await self._prober.stop()
             if self._metrics_server is not None:
                 await self._metrics_server.stop()
             if self.recovery is not None:
