@@ -69,13 +69,15 @@ chaos: setup
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_RUNS=$${CHAOS_RUNS:-3} \
 		$(BIN)/pytest tests/test_chaos.py -v -rA
 
-## bench: pytest-benchmark suites; JSON in benches/results/ (the cluster benches need etcd beside ours)
+## bench: pytest-benchmark suites beside etcd (and PySyncObj); JSON, a markdown table of ratios and PNG plots in benches/results/latest*
 bench: setup
 	@command -v etcd >/dev/null || { echo "make bench: etcd is not installed; the cluster benches run it beside ours." >&2; \
 		echo "  Debian/Ubuntu: sudo apt-get install etcd-server etcd-client" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
 	mkdir -p benches/results
-	$(BIN)/pytest benches -p no:randomly --benchmark-only \
+	$(BIN)/pytest benches -p no:randomly --benchmark-only --benchmark-save-data \
 		--benchmark-json=benches/results/latest.json
+	$(BIN)/python -m benches.report benches/results/latest.json
 
 ## version: set the version (bedrock_cp/_version.py, the one source, and native/Cargo.toml): make version V=0.2.0
 version:

@@ -15,13 +15,14 @@ import asyncio
 import math
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from bedrock_cp.auth.config import Mode
 from bedrock_cp.client import Client, resolve_cluster
 from bedrock_cp.cluster import LocalCluster
 
 from . import etcd
+from .pysyncobj_side import VALUE, Line, PysyncobjCluster
 
 WRITERS = 64  # concurrent writers in the throughput benchmarks
 WRITES_PER_WRITER = 16
@@ -66,8 +67,10 @@ class OursSide:
         # None: the client's default (what users get).
         self.attempt_timeout = attempt_timeout
         self.client: Client | None = None
+        # One client (one connection) per concurrent writer, as etcd is driven.
+        self.writers: list[Client] = []
         self.down: int | None = None  # node killed or stopped by the last trial
-        self.down_signal = signal.SIGKILL
+        self.down_signal: int = signal.SIGKILL
         self.seq = 0
 
     @property
@@ -95,8 +98,8 @@ class OursSide:
 
     def stop(self) -> None:
         try:
-            if self.client is not None:
-                self.runner.run(self.client.close())
+            for c in [*self.writers, *([self.client] if self.client else [])]:
+                self.runner.run(c.close())
         finally:
             self.cluster.stop()
 
@@ -109,9 +112,26 @@ class OursSide:
         await self.client.register(self._key(prefix), kind="log", address="127.0.0.1:9000")
 
     async def write_many(self, writers: int, each: int) -> None:
+        """``writers`` independent clients, each on its own connection."""
+        cf = resolve_cluster(self.cluster.cluster_file)
+        while len(self.writers) < writers:  # connected and warm before the first round
+            c = Client(cf)
+            await c.register(self._key("warm"), kind="log", address="127.0.0.1:9000")
+            self.writers.append(c)
+
+        async def writer(w: int) -> None:
+            c = self.writers[w]
+            for _ in range(each):
+                await c.register(self._key(f"w{w}"), kind="log", address="127.0.0.1:9000")
+
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+
+    async def write_many_multiplexed(self, writers: int, each: int) -> None:
+        """``writers`` tasks sharing one client (one multiplexed connection)."""
+
         async def writer(w: int) -> None:
             for _ in range(each):
-                await self.write(f"w{w}")
+                await self.write(f"m{w}")
 
         await asyncio.gather(*(writer(w) for w in range(writers)))
 
@@ -154,19 +174,59 @@ class OursSide:
         await self.write("failover")
 
 
-class EtcdSide:
-    """A 3-member etcd cluster plus keep-alive gateway connections to its leader."""
+class PeerCluster(Protocol):
+    """What a peer's cluster offers the bench (etcd's and PySyncObj's)."""
+
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def spawn(self, index: int) -> None: ...
+
+    def reap(self, index: int) -> None: ...
+
+    def signal(self, index: int, sig: int) -> None: ...
+
+    async def wait_settled(self) -> int: ...
+
+
+class PeerConnection(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=PeerCluster)
+K = TypeVar("K", bound=PeerConnection)
+
+
+class PeerSide(Generic[C, K]):
+    """A peer system's 3 processes plus one connection per client to its leader.
+
+    Subclasses say how to connect to member ``index`` and how to write ``key``.
+    During a failover a peer gets the most favourable client we could write: a
+    new attempt every 10 ms, round-robin over the survivors, each on a fresh
+    connection, earlier ones left running; the first success wins.
+    """
 
     name = "peer"
+    members = 3
 
-    def __init__(self, runner: asyncio.Runner, directory: Path) -> None:
+    def __init__(self, runner: asyncio.Runner, cluster: C) -> None:
         self.runner = runner
-        self.cluster = etcd.EtcdCluster(directory)
+        self.cluster = cluster
         self.leader = 0
-        self.conns: list[etcd.HttpConnection] = []
+        self.conns: list[K] = []
         self.down: int | None = None
-        self.down_signal = signal.SIGKILL
+        self.down_signal: int = signal.SIGKILL
         self.seq = 0
+
+    def connect(self, index: int) -> K:
+        raise NotImplementedError
+
+    async def put(self, conn: K, key: bytes) -> None:
+        raise NotImplementedError
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -187,9 +247,9 @@ class EtcdSide:
         for conn in conns:
             await conn.close()
 
-    def _conn(self, i: int) -> etcd.HttpConnection:
+    def _conn(self, i: int) -> K:
         while len(self.conns) <= i:
-            self.conns.append(etcd.HttpConnection(self.cluster.members[self.leader].endpoint))
+            self.conns.append(self.connect(self.leader))
         return self.conns[i]
 
     def _key(self, prefix: str) -> bytes:
@@ -197,10 +257,7 @@ class EtcdSide:
         return f"svc/{prefix}-{self.seq}".encode()
 
     async def write(self, prefix: str = "svc", conn: int = 0) -> None:
-        # The same content as a Register: kind and address.
-        await etcd.put(
-            self._conn(conn), self._key(prefix), b'{"kind":"log","address":"127.0.0.1:9000"}'
-        )
+        await self.put(self._conn(conn), self._key(prefix))
 
     async def write_many(self, writers: int, each: int) -> None:
         async def writer(w: int) -> None:
@@ -229,28 +286,97 @@ class EtcdSide:
         self.down, self.down_signal = leader, sig
         self.cluster.signal(leader, sig)
 
-    async def write_after_failover(self) -> None:
-        survivors = [m.endpoint for i, m in enumerate(self.cluster.members) if i != self.down]
-        await etcd.put_until_committed(
-            survivors, self._key("failover"), b'{"kind":"log","address":"127.0.0.1:9000"}'
-        )
+    async def write_after_failover(
+        self, *, stagger: float = 0.01, attempt_timeout: float = 1.0, deadline: float = 15.0
+    ) -> None:
+        survivors = [i for i in range(self.members) if i != self.down]
+        key = self._key("failover")
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + deadline
+        tasks: set[asyncio.Task[None]] = set()
+        last: BaseException | None = None
+
+        async def attempt(index: int) -> None:
+            conn = self.connect(index)
+            try:
+                async with asyncio.timeout(attempt_timeout):
+                    await self.put(conn, key)
+            finally:
+                await conn.close()
+
+        i = 0
+        try:
+            while loop.time() < give_up:
+                tasks.add(asyncio.ensure_future(attempt(survivors[i % len(survivors)])))
+                i += 1
+                done, _ = await asyncio.wait(
+                    tasks, timeout=stagger, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    tasks.discard(task)
+                    if (exc := task.exception()) is None:
+                        return
+                    last = exc
+            raise TimeoutError(f"{self.name}: no write committed within {deadline:g}s ({last!r})")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
-Side = OursSide | EtcdSide
+class EtcdSide(PeerSide[etcd.EtcdCluster, etcd.HttpConnection]):
+    """A 3-member etcd cluster, written through its v3 HTTP/JSON gateway."""
+
+    name = "peer"
+
+    def __init__(self, runner: asyncio.Runner, directory: Path) -> None:
+        super().__init__(runner, etcd.EtcdCluster(directory))
+
+    def connect(self, index: int) -> etcd.HttpConnection:
+        return etcd.HttpConnection(self.cluster.members[index].endpoint)
+
+    async def put(self, conn: etcd.HttpConnection, key: bytes) -> None:
+        await etcd.put(conn, key, VALUE)  # the same content as a Register
 
 
-def measure_throughput(benchmark: Any, runner: asyncio.Runner, side: Side, rounds: int) -> None:
-    """``rounds`` rounds of WRITERS x WRITES_PER_WRITER concurrent writes; writes/s in
-    ``extra_info``."""
+class PysyncobjSide(PeerSide[PysyncobjCluster, Line]):
+    """3 PySyncObj processes behind their line front end (see ``pysyncobj_side``)."""
+
+    name = "pysyncobj"
+
+    def __init__(self, runner: asyncio.Runner, directory: Path) -> None:
+        super().__init__(runner, PysyncobjCluster(directory))
+
+    def connect(self, index: int) -> Line:
+        return Line(self.cluster.client_ports[index])
+
+    async def put(self, conn: Line, key: bytes) -> None:
+        await conn.set(key, VALUE)
+
+
+Side = OursSide | EtcdSide | PysyncobjSide
+
+
+def measure_throughput(
+    benchmark: Any, runner: asyncio.Runner, side: Side, rounds: int, *, multiplexed: bool = False
+) -> None:
+    """``rounds`` rounds of WRITERS x WRITES_PER_WRITER concurrent writes (one
+    connection per writer, or with ``multiplexed`` one client for all: ours only);
+    writes/s in ``extra_info``."""
     runner.run(side.settle())
     total = WRITERS * WRITES_PER_WRITER
 
     def many() -> None:
-        runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
+        if multiplexed:
+            assert isinstance(side, OursSide)
+            runner.run(side.write_many_multiplexed(WRITERS, WRITES_PER_WRITER))
+        else:
+            runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
 
     benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
     assert benchmark.stats is not None
     benchmark.extra_info["writers"] = WRITERS
+    benchmark.extra_info["connections"] = 1 if multiplexed else WRITERS
     benchmark.extra_info["writes_per_round"] = total
     benchmark.extra_info["writes_per_s"] = round(total / benchmark.stats.stats.mean)
 

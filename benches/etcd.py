@@ -149,57 +149,6 @@ async def status(conn: HttpConnection) -> dict[str, Any]:
     return await conn.post("/v3/maintenance/status", {})
 
 
-async def put_until_committed(
-    endpoints: list[str],
-    key: bytes,
-    value: bytes,
-    *,
-    stagger: float = 0.01,
-    attempt_timeout: float = 1.0,
-    deadline: float = 15.0,
-) -> str:
-    """Put until one attempt commits; returns the endpoint that acknowledged it.
-
-    The most favourable client for etcd during a failover: a new attempt starts
-    every ``stagger`` seconds, round-robin over ``endpoints``, each on a fresh
-    connection, earlier ones left running (a put on a follower whose leader
-    died waits for etcd's own request timeout, seconds); the first success wins.
-    """
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline
-    tasks: dict[asyncio.Task[int], str] = {}
-    last: BaseException | None = None
-
-    async def attempt(endpoint: str) -> int:
-        conn = HttpConnection(endpoint)
-        try:
-            async with asyncio.timeout(attempt_timeout):
-                return await put(conn, key, value)
-        finally:
-            await conn.close()
-
-    i = 0
-    try:
-        while loop.time() < give_up:
-            endpoint = endpoints[i % len(endpoints)]
-            i += 1
-            tasks[asyncio.ensure_future(attempt(endpoint))] = endpoint
-            done, _ = await asyncio.wait(
-                tasks, timeout=stagger, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                endpoint = tasks.pop(task)
-                exc = task.exception()
-                if exc is None:
-                    return endpoint
-                last = exc
-        raise TimeoutError(f"no etcd member committed a put within {deadline:g}s (last: {last!r})")
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 @dataclass
 class Member:
     name: str

@@ -64,7 +64,7 @@ def test_auth_write_latency(benchmark: Any, runner: asyncio.Runner, side: OursSi
 
 
 def test_auth_write_throughput(benchmark: Any, runner: asyncio.Runner, side: OursSide) -> None:
-    _label(benchmark, side, f"auth: directory write throughput ({WRITERS} writers)")
+    _label(benchmark, side, f"auth: directory write throughput ({WRITERS} clients)")
     measure_throughput(benchmark, runner, side, THROUGHPUT_ROUNDS)
 
 

@@ -1,12 +1,15 @@
-"""Coordinators as a real 3-node cluster on 127.0.0.1, side by side with etcd.
+"""Coordinators as a real 3-node cluster on 127.0.0.1, beside etcd and PySyncObj.
 
-Each measure runs twice in the same session, once against bedrock_cp
+Each measure runs three times in the same session, once against bedrock_cp
 (``side="ours"``: 3 ``bedrock-cp node`` processes, fsync on, default timers:
 tick 10 ms, heartbeat 50 ms, election timeout 200-400 ms; writes are
 ``Client.register`` through the product's own client) and once against a real
 3-member etcd 3.4 cluster (``side="peer"``: ``PUT`` of the same content through
-the v3 HTTP/JSON gateway). Only one cluster runs at a time. ``benches/conftest.py``
-turns each pair into a ratio, peer time / our time (> 1: we are faster).
+the v3 HTTP/JSON gateway) and once against 3 PySyncObj processes
+(``side="pysyncobj"``, its default timers, a journal it never fsyncs; see
+``pysyncobj_side.py``), driven the same way. Only one cluster runs at a time.
+``benches/conftest.py`` turns each pair into a ratio, peer time / our time (> 1:
+we are faster).
 
 etcd settings: heartbeat 40 ms, election timeout 200 ms. etcd refuses an
 election timeout below 5 x the heartbeat (so 50/200 is illegal); 40/200 keeps
@@ -20,9 +23,12 @@ fsyncs its WAL. The settings in force are in each result's ``extra_info``.
 - the same with our client's attempt timeout cut to 0.1 s (ours only, not
   paired): separates the client's share of partition failover from the cluster's.
 - write latency: one client, one write at a time, to a settled cluster.
-- write throughput: 64 concurrent writers x 16 writes per round; writes/s in
-  ``extra_info``. Ours: 64 concurrent ``register`` calls on one client (one
-  multiplexed connection); etcd: 64 keep-alive HTTP connections to the leader.
+- write throughput: 64 independent clients x 16 writes per round, each client
+  on its own connection to the leader (how etcd is usually driven); writes/s
+  in ``extra_info``. Ours: 64 ``Client`` objects; etcd: 64 keep-alive HTTP
+  connections to the leader.
+- the same 64 writers as tasks sharing one client (one multiplexed
+  connection; ours only, not paired).
 
 Between failover trials (untimed, in each round's setup) the lost node is
 restarted or resumed and the bench waits until a leader is ready and every node
@@ -30,8 +36,8 @@ has applied a fresh write. During a failover our side writes with its client
 as users would (follow the leader, retry until ``request_timeout``); etcd gets
 the most favourable client we could write: a new attempt every 10 ms,
 round-robin over the survivors, earlier attempts left running, first success
-wins. So the failover times of etcd are the time until it *can* commit, plus
-at most ~10 ms.
+wins (PySyncObj gets the same client). So the failover times of etcd are the
+time until it *can* commit, plus at most ~10 ms.
 """
 
 from __future__ import annotations
@@ -45,7 +51,15 @@ from typing import Any
 import pytest
 import uvloop
 
-from .cluster_sides import WRITERS, EtcdSide, OursSide, Side, measure_throughput, percentiles
+from .cluster_sides import (
+    WRITERS,
+    EtcdSide,
+    OursSide,
+    PysyncobjSide,
+    Side,
+    measure_throughput,
+    percentiles,
+)
 
 CRASH_TRIALS = 25
 PARTITION_TRIALS = 12
@@ -53,7 +67,11 @@ LATENCY_ROUNDS = 300
 THROUGHPUT_ROUNDS = 12
 SHORT_ATTEMPT_TIMEOUT = 0.1
 
-SIDES: dict[str, Callable[[asyncio.Runner, Path], Side]] = {"ours": OursSide, "peer": EtcdSide}
+SIDES: dict[str, Callable[[asyncio.Runner, Path], Side]] = {
+    "ours": OursSide,
+    "peer": EtcdSide,
+    "pysyncobj": PysyncobjSide,
+}
 
 
 @pytest.fixture
@@ -62,7 +80,7 @@ def runner() -> Iterator[asyncio.Runner]:
         yield r
 
 
-@pytest.fixture(params=["ours", "peer"])
+@pytest.fixture(params=list(SIDES))
 def side(request: pytest.FixtureRequest, runner: asyncio.Runner, tmp_path: Path) -> Iterator[Side]:
     """A started cluster of one side; every process it started is stopped afterwards."""
     s = SIDES[request.param](runner, tmp_path / request.param)
@@ -79,6 +97,10 @@ def side(request: pytest.FixtureRequest, runner: asyncio.Runner, tmp_path: Path)
 def _print_logs(s: Side) -> None:
     if isinstance(s, EtcdSide):
         print(s.cluster.log_tails())
+        return
+    if isinstance(s, PysyncobjSide):
+        for log in sorted(s.cluster.directory.glob("*.log")):
+            print(f"--- {log.name} ---\n" + "\n".join(log.read_text().splitlines()[-15:]))
         return
     for node_id in s.cluster.addresses:
         path = s.cluster.log_path(node_id)
@@ -147,5 +169,17 @@ def test_write_latency(benchmark: Any, runner: asyncio.Runner, side: Side) -> No
 
 
 def test_write_throughput(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
-    _label(benchmark, side, f"directory write throughput ({WRITERS} writers)")
+    _label(benchmark, side, f"directory write throughput ({WRITERS} clients, one connection each)")
     measure_throughput(benchmark, runner, side, THROUGHPUT_ROUNDS)
+
+
+def test_write_throughput_ours_one_multiplexed_client(
+    benchmark: Any, runner: asyncio.Runner, tmp_path: Path
+) -> None:
+    s = OursSide(runner, tmp_path / "ours-mux")
+    try:
+        s.start()
+        _label(benchmark, s, f"directory write throughput, ours, {WRITERS} tasks on one client")
+        measure_throughput(benchmark, runner, s, THROUGHPUT_ROUNDS, multiplexed=True)
+    finally:
+        s.stop()

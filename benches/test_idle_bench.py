@@ -59,6 +59,8 @@ def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
             result["cpu_percent_per_node"] = [round(c, 2) for c in cpu]
             result["rss_mb_per_node"] = [round(_rss_mb(pid), 1) for pid in pids]
 
+        benchmark.group = "idle node CPU (Director and data plane running)"
+        benchmark.extra_info["settings"] = {"auth": cluster.auth, "fsync": cluster.fsync}
         benchmark.pedantic(window, rounds=1, iterations=1)
         benchmark.extra_info.update(result)
         assert len(result["cpu_percent_per_node"]) == 3

@@ -26,6 +26,8 @@ from tests.clusters import recovered
 CLIENTS = 32
 DATABASES = 4
 PER_CLIENT = 8
+#: What the cluster runs with (LocalCluster's defaults: what users get).
+SETTINGS = {"fsync": True, "auth": "tls", "nodes": 3, "logs": 3, "storage_replicas": 3}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,8 @@ def test_transaction_latency_1_client(
     def one() -> None:
         runner.run(_one(db, f"lat/{next(counter)}".encode()))
 
+    benchmark.group = "transaction latency (1 client, sequential)"
+    benchmark.extra_info["settings"] = SETTINGS
     benchmark.pedantic(one, rounds=300, warmup_rounds=10)
 
 
@@ -95,6 +99,8 @@ def test_transaction_throughput_32_clients(
     async def round_() -> None:
         await asyncio.gather(*(client(databases[i % DATABASES]) for i in range(CLIENTS)))
 
+    benchmark.group = f"transaction throughput ({CLIENTS} clients)"
+    benchmark.extra_info["settings"] = SETTINGS
     benchmark.pedantic(lambda: runner.run(round_()), rounds=10, warmup_rounds=1)
     assert benchmark.stats is not None
     per_round = CLIENTS * PER_CLIENT

@@ -4,6 +4,7 @@ MemDisk, and hostile input."""
 
 from __future__ import annotations
 
+import select
 import struct
 import threading
 import time
@@ -19,6 +20,7 @@ from bedrock_cp_native import (
     NativePanicError,
     NotLeaderError,
     SnapshotRefusedError,
+    WalFatalError,
 )
 
 
@@ -307,3 +309,65 @@ def test_the_loop_keeps_stepping_and_proposing_while_a_persist_is_in_its_fsync(
         disk._block_syncs(False)
         worker.join(timeout=10)
     assert result and not worker.is_alive()
+
+
+def _wait_readable(fd: int, timeout: float = 10.0) -> None:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    assert readable, "persist_fd never became readable"
+
+
+def test_the_wal_thread_persists_without_the_loop_and_signals_its_fd(tmp_path: Path) -> None:
+    disk = MemDisk()
+    c = Consensus.open(tmp_path, "c", 1, [1], disk=disk)
+    _drain(c)
+    c.campaign()
+    _drain(c)
+    c.propose(b"first")
+    rd = c.ready()
+    assert rd.must_sync
+    disk._block_syncs(True)
+    try:
+        c.persist_start(rd)
+        _wait_until(lambda: disk._syncs_waiting == 1, "the WAL thread to reach its fsync")
+        assert c.persist_done() is None, "not durable yet"
+        with pytest.raises(ValueError, match="already persisted"):
+            c.persist_start(rd)
+        second = c.propose(b"second")  # the loop carries on meanwhile
+        assert c.status()["last_index"] == second
+    finally:
+        disk._block_syncs(False)
+    _wait_readable(c.persist_fd)
+    out = c.persist_done()
+    assert out is not None
+    c.advance(out)
+    assert c.persist_done() is None
+    c.close()
+
+
+def test_a_failed_fsync_on_the_wal_thread_is_raised_by_persist_done(tmp_path: Path) -> None:
+    c = Consensus.open(tmp_path, "c", 1, [1])
+    _drain(c)
+    c.campaign()
+    _drain(c)
+    c.propose(b"doomed")
+    rd = c.ready()
+    c._inject_sync_failure()
+    c.persist_start(rd)
+    _wait_readable(c.persist_fd)
+    with pytest.raises(WalFatalError):
+        c.persist_done()
+
+
+def test_a_leader_sends_its_appends_before_persisting_them(group: LocalGroup) -> None:
+    leader = group.wait_for_leader()
+    c = group.members[leader].consensus
+    _drain(c)
+    c.propose(b"x")
+    rd = c.ready()
+    assert rd.must_sync
+    early = rd.take_early_messages()
+    assert sorted(to for to, _ in early) == sorted(i for i in group.members if i != leader)
+    assert rd.take_early_messages() == [], "taken once"
+    out = c.persist(rd)
+    assert not any(data in (d for _, d in early) for _, data in out.messages)
+    c.advance(out)

@@ -10,8 +10,10 @@ from bedrock_cp.protocol import (
     Commit,
     Committed,
     Failed,
+    GetCommitVersion,
     KeyRange,
     Locked,
+    LogPush,
     Mutation,
     MutationKind,
     NotCommitted,
@@ -30,7 +32,7 @@ from bedrock_cp.protocol import (
     idempotency,
 )
 
-from .dataplane_pipeline import TOKEN, Pipeline, set_, until, until_async
+from .dataplane_pipeline import TOKEN, FaultyDialer, Pipeline, set_, until, until_async
 
 
 async def read(p: Pipeline, key: bytes, version: int) -> Response:
@@ -263,4 +265,67 @@ async def test_an_idle_proxy_notices_a_dead_sequencer(tmp_path: Path) -> None:
     await p.start()
     await p.sequencer.stop()
     await until(lambda: p.proxies[0].broken is not None, timeout=2.0)
+    await p.close()
+
+
+async def test_an_idle_proxy_commits_a_lone_transaction_without_waiting(tmp_path: Path) -> None:
+    """No batch window when idle: the batch starts within a few turns of the loop,
+    with no timer in between (a fixed window would need its timer to fire)."""
+    p = Pipeline(tmp_path)
+    await p.start()
+    rv = await p.read_version()
+    started: list[GetCommitVersion] = []
+
+    def watch(ref: WorkerRef, body: Request) -> BaseException | None:
+        if isinstance(body, GetCommitVersion):
+            started.append(body)
+        return None
+
+    p.fault = watch
+    commit = asyncio.ensure_future(p.commit([set_(b"a", b"1")], read_version=rv))
+    for _ in range(100):
+        if started:
+            break
+        await asyncio.sleep(0)  # one turn of the loop; no time needs to pass
+    assert started, "the batch did not start without a timer firing"
+    assert isinstance(await commit, Committed)
+    await p.close()
+
+
+class HoldingDialer:
+    """The proxy's calls, each LogPush held until ``release`` is set; records
+    the mutation count of every batch pushed to log0."""
+
+    def __init__(self, inner: FaultyDialer) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.pushed: list[int] = []
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        if isinstance(body, LogPush):
+            if ref.id == "log0":
+                self.pushed.append(len(body.batch.mutations))
+            await self.release.wait()
+        return await self.inner.call(ref, body, timeout)
+
+
+async def test_transactions_arriving_during_a_batch_form_the_next_batch(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    proxy = p.proxies[0]
+    holding = HoldingDialer(FaultyDialer(p))
+    proxy._dialer = holding
+    await p.start()
+    rv = await p.read_version()
+    first = asyncio.ensure_future(p.commit([set_(b"a", b"1")], read_version=rv))
+    await until(lambda: holding.pushed == [1])  # in flight, held at the logs
+    later = [
+        asyncio.ensure_future(p.commit([set_(b"k%d" % i, b"v")], read_version=rv)) for i in range(5)
+    ]
+    await until(lambda: len(proxy._queue) == 5)
+    holding.release.set()
+    a = await first
+    rest = await asyncio.gather(*later)
+    assert isinstance(a, Committed) and all(isinstance(r, Committed) for r in rest), rest
+    assert holding.pushed == [1, 5], "the five queued meanwhile went as one batch"
+    assert len({r.version for r in rest if isinstance(r, Committed)}) == 1
     await p.close()

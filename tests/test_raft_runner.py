@@ -16,7 +16,7 @@ from bedrock_cp.auth.credentials import NO_AUTH
 from bedrock_cp.raft.runner import RaftRunner
 from bedrock_cp.transport import ConnInfo, Transport
 from bedrock_cp.wire import MAX_FRAME, Request
-from bedrock_cp_native import Consensus, Entry, Snapshot
+from bedrock_cp_native import Consensus, Entry, Snapshot, WalFatalError
 
 CLUSTER = "runner-test"
 
@@ -83,6 +83,26 @@ async def test_compaction_is_triggered_by_bytes_as_well_as_by_count(tmp_path: Pa
         assert runner.bytes_since_snapshot < 4 << 20
     finally:
         await runner.stop()
+        c.close()
+
+
+async def test_a_failed_fsync_on_the_wal_thread_stops_the_node(tmp_path: Path) -> None:
+    c = Consensus.open(tmp_path, CLUSTER, 1, [1])
+    runner = RaftRunner(c, BlobHost(), tick_interval=0.005)
+    fatal: list[BaseException] = []
+    runner.on_fatal = fatal.append
+    runner.start()
+    try:
+        await _until(lambda: c.role == "leader", "leadership")
+        applied = runner.applied_index
+        c._inject_sync_failure()
+        runner.propose(b"doomed")
+        await _until(lambda: runner.fatal is not None, "the runner to stop", within=10.0)
+        assert isinstance(runner.fatal, WalFatalError)
+        assert fatal == [runner.fatal]
+        assert runner.applied_index == applied, "nothing applied past the failed fsync"
+    finally:
+        runner.abort()
         c.close()
 
 

@@ -23,6 +23,7 @@ from ..auth import AuthError, ConnectorAuth, load_connector
 from ..auth.credentials import NO_AUTH
 from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
 from ..transport import ConnectionLost, HandshakeRefused, RemoteError
+from ..transport.backoff import Backoff
 from .cluster_file import ClusterFile, resolve_cluster
 
 
@@ -47,6 +48,12 @@ class _Redirect(Exception):
 
 
 _RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
+
+#: Pauses between tries while no leader completes a request: an election takes
+#: tens of milliseconds, so the client looks again within that (jittered, so
+#: many clients do not retry in lockstep).
+RETRY_BASE = 0.002
+RETRY_CAP = 0.025
 
 
 async def connect(
@@ -101,6 +108,7 @@ class Client:
         self._caller = Caller(cluster.cluster or None, auth=self.auth, connect_timeout=2.0)
         self._leader: str | None = None
         self._lock = asyncio.Lock()
+        self._retry = Backoff(RETRY_BASE, RETRY_CAP, random.Random())
 
     # -- public API -------------------------------------------------------------------
 
@@ -336,7 +344,7 @@ class Client:
         """Send to the leader, following redirects and failovers until the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
-        delay = 0.005
+        tries = 0
         last_problem = "no leader known"
         while True:
             remaining = deadline - loop.time()
@@ -359,7 +367,10 @@ class Client:
                 except _RETRYABLE as exc:
                     last_problem = f"{address}: {_describe(exc)}"
                     self._leader = None
-                    if isinstance(exc, TimeoutError):
+                    if not isinstance(exc, RemoteError):
+                        # Silent (a timeout) or gone (reset, refused): discovery skips
+                        # it until it answers a ping, though its peers may still name
+                        # it until they notice.
                         self._suspects[address] = loop.time() + 4 * self.attempt_timeout
                 else:
                     match reply:
@@ -377,8 +388,8 @@ class Client:
                         case _:
                             self._leader = address
                             return reply
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, 0.1)
+            await asyncio.sleep(min(self._retry.delay(tries), max(0.0, deadline - loop.time())))
+            tries += 1
 
     async def _attempt(
         self,

@@ -1,6 +1,11 @@
 """The commit proxy: turns client transactions into durable commit batches.
 
-Per batch (requests arriving within ``batch_interval`` of each other, in order):
+Batches adapt to the load: an idle proxy commits a request at once (only the
+requests of the same turn of the event loop join it), and everything that
+arrives while a batch is in flight forms the next batch, so the batch size
+grows with the load and no request waits for a fixed window
+(``batch_interval``, 0 by default, adds one before each batch). Per batch (in
+order):
 
 1. a commit version (and its predecessor) from the sequencer;
 2. conflict checks on every resolver (each gets every transaction, its ranges
@@ -219,7 +224,7 @@ class CommitProxy:
         dialer: Dialer,
         *,
         token: bytes,
-        batch_interval: float = 0.002,
+        batch_interval: float = 0.0,
         idle_interval: float = 0.05,
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
@@ -335,8 +340,9 @@ class CommitProxy:
                     await self._check_idle()
                     continue
             self._wake.clear()
-            if self._queue and self._batch_interval > 0:
-                await asyncio.sleep(self._batch_interval)  # let concurrent requests join
+            # Let this turn's requests join (and a configured window's); under
+            # load, what queued during the batch in flight is the next batch.
+            await asyncio.sleep(self._batch_interval)
             self._inflight = _Batch(txns := self._take_batch(), [None] * len(txns))
             await self._run_batch(self._inflight)
             self._inflight = None

@@ -4,12 +4,16 @@ One task owns the Ready loop. Ticks are delivered on a fixed grid
 (``_timers.TickClock``), and every Ready goes through the contract of
 :mod:`bedrock_cp.raft.driver`, which the native object enforces:
 
-1. **persist** — ``Consensus.persist`` writes entries and term/vote with an
-   fsync on a dedicated WAL thread (the GIL is released), so the event loop
-   keeps stepping messages and taking proposals meanwhile; they go into the
-   *next* Ready, which is how many proposals share one fsync (group commit).
-   A Ready that needs no fsync is persisted inline. The messages exist only
-   in what ``persist`` returns: nothing can be sent before it is durable;
+1. **persist** — the leader's Appends and heartbeats leave first
+   (``Ready.take_early_messages``: its followers write while it writes; it
+   counts its own copy toward a commit only once persisted). Then the node's
+   own WAL thread writes entries and term/vote with an fsync
+   (``Consensus.persist_start``; it never takes the GIL and signals
+   ``persist_fd`` when done), so the event loop keeps stepping messages and
+   taking proposals meanwhile; they go into the *next* Ready, which is how
+   many proposals share one fsync (group commit). A Ready that needs no
+   fsync is persisted inline. Every other message exists only in what the
+   persist returns: nothing else can be sent before it is durable;
 2. **send** those messages;
 3. **apply** the snapshot (if any) and the committed entries, in order;
 4. **advance**, then release confirmed reads (the host waits for their index
@@ -96,10 +100,16 @@ class RaftRunner:
         #: Bytes of entry data applied since that snapshot.
         self.bytes_since_snapshot = 0
         self.fatal: BaseException | None = None
+        # Without an executor (a real node), persists run on the Consensus's
+        # own WAL thread; an executor (the simulator's inline one, tests)
+        # runs ``persist`` itself. Compactions always go to an executor.
+        self._native_persist = executor is None
         self._owns_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"wal-{consensus.id}"
+            max_workers=1, thread_name_prefix=f"snapshot-{consensus.id}"
         )
+        self._persist_waiter: asyncio.Future[native.Persisted] | None = None
+        self._persist_fd: int | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -114,6 +124,9 @@ class RaftRunner:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        if self._native_persist:
+            self._persist_fd = self.consensus.persist_fd
+            loop.add_reader(self._persist_fd, self._on_persisted)
         self._clock = TickClock(self.tick_interval, loop.time())
         self._tick_handle = loop.call_at(self._clock.next_deadline(), self._on_tick)
         self._task = loop.create_task(self._run(), name=f"raft-{self.consensus.id}")
@@ -127,6 +140,7 @@ class RaftRunner:
         if self._task is not None:
             with contextlib.suppress(Exception):  # already logged by _run
                 await self._task
+        self._unwatch_persists()
         if self._owns_executor:
             self._executor.shutdown(wait=True)
 
@@ -141,8 +155,14 @@ class RaftRunner:
             self._tick_handle.cancel()
         if self._task is not None:
             self._task.cancel()
+        self._unwatch_persists()
         if self._owns_executor:
             self._executor.shutdown(wait=False)
+
+    def _unwatch_persists(self) -> None:
+        if self._persist_fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._persist_fd)
+            self._persist_fd = None
 
     @property
     def running(self) -> bool:
@@ -229,18 +249,51 @@ class RaftRunner:
                 self.on_fatal(exc)
             raise
 
+    def _on_persisted(self) -> None:
+        """``persist_fd`` is readable: the WAL thread finished a persist."""
+        waiter = self._persist_waiter
+        try:
+            out = self.consensus.persist_done()
+        except Exception as exc:  # a WAL failure: the loop task raises it
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+            return
+        if out is not None and waiter is not None and not waiter.done():
+            waiter.set_result(out)
+
+    def _start_persist(
+        self, loop: asyncio.AbstractEventLoop, rd: native.Ready
+    ) -> asyncio.Future[native.Persisted]:
+        """Start writing ``rd`` (fsync included) off the loop; resolves when durable."""
+        if not self._native_persist:
+            return loop.run_in_executor(self._executor, self.consensus.persist, rd)
+        waiter: asyncio.Future[native.Persisted] = loop.create_future()
+        self._persist_waiter = waiter
+        self.consensus.persist_start(rd)
+        return waiter
+
     async def _handle_ready(self, loop: asyncio.AbstractEventLoop) -> None:
         c = self.consensus
         rd = c.ready()
-        # 1. Persist; the messages only exist once that returned.
+        host = self.host
+        early = rd.take_early_messages()
+        # 1. Persist, the leader's Appends going out meanwhile; the other
+        #    messages only exist once that returned.
         if rd.must_sync:
             started = loop.time()
-            out = await loop.run_in_executor(self._executor, c.persist, rd)
+            persisting = self._start_persist(loop, rd)
+            for to, data in early:
+                host.send_raft(to, data)
+            try:
+                out = await persisting
+            finally:
+                self._persist_waiter = None
             self.persist_seconds.observe(loop.time() - started)
         else:
+            for to, data in early:
+                host.send_raft(to, data)
             out = c.persist(rd)
         # 2. Send.
-        host = self.host
         for to, data in out.messages:
             host.send_raft(to, data)
         # 3. Apply — after telling the host about a role change, so that a new

@@ -12,7 +12,7 @@
 use bedrock_raft::{
     Config, Entry, EntryType, Message, NodeId, RawNode, ReadState, Role, Snapshot, Status,
 };
-use bedrock_wal::{Consensus, Disk, MemDisk, WalOptions, WalStorage};
+use bedrock_wal::{Consensus, Disk, MemDisk, PendingReady, WalOptions, WalStorage};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, MutexGuard};
@@ -181,6 +181,11 @@ pub struct Node {
     pub sm: StateMachine,
     /// Reads confirmed so far.
     pub read_states: Vec<ReadState>,
+    /// A Ready taken (its early messages sent) whose persist has not run
+    /// yet, as a driver's WAL thread may still be writing it while the node
+    /// keeps stepping messages (see [`Network::defer_persists`]).
+    /// The term when it was taken (a Ready's role change belongs to it).
+    pub pending: Option<(PendingReady, u64)>,
 }
 
 impl Node {
@@ -224,6 +229,11 @@ pub struct Network {
     pub events: Vec<Event>,
     /// Record events.
     pub record: bool,
+    /// Leave each Ready unpersisted after sending its early messages, until
+    /// the node's next [`Network::process_ready`]: the node steps messages
+    /// meanwhile (acks from followers can arrive before a leader's own
+    /// persist), and a crash in between loses what it had sent early.
+    pub defer_persists: bool,
 }
 
 /// A config suitable for tests: election 10, heartbeat 1, seed `seed`.
@@ -260,6 +270,7 @@ impl Network {
             cut: BTreeSet::new(),
             events: Vec::new(),
             record: false,
+            defer_persists: false,
         };
         for &id in ids {
             net.start_node(id, cfg(id), ids.to_vec());
@@ -365,6 +376,7 @@ impl Network {
                 c,
                 sm,
                 read_states: Vec::new(),
+                pending: None,
             },
         );
         self.process_ready(id);
@@ -424,17 +436,37 @@ impl Network {
     }
 
     /// Processes every pending Ready of `id` the way every driver does:
-    /// persist (the WAL on its disk), then send, then apply, then advance.
-    /// A persist that fails (the disk lost power) kills the node.
+    /// send the early messages, persist (the WAL on its disk), then send
+    /// the rest, apply, advance. A persist that fails (the disk lost power)
+    /// kills the node. With [`Network::defer_persists`], the last Ready
+    /// taken stays unpersisted until the next call.
     pub fn process_ready(&mut self, id: NodeId) {
         loop {
             let Some(node) = self.nodes.get_mut(&id) else {
                 return;
             };
-            if !node.c.has_ready().expect("has_ready") {
-                return;
-            }
-            let pending = node.c.ready().expect("ready");
+            let (pending, term) = match node.pending.take() {
+                Some(p) => p,
+                None => {
+                    if !node.c.has_ready().expect("has_ready") {
+                        return;
+                    }
+                    let mut pending = node.c.ready().expect("ready");
+                    let term = node.c.raw().status().hard_state.term;
+                    for m in pending.take_early_messages() {
+                        if m.approx_size() > self.max_msg_bytes {
+                            self.oversize_dropped += 1;
+                        } else {
+                            self.in_flight.push_back(m);
+                        }
+                    }
+                    if self.defer_persists {
+                        node.pending = Some((pending, term));
+                        return;
+                    }
+                    (pending, term)
+                }
+            };
             let p = match node.c.persist(pending) {
                 Ok(p) => p,
                 Err(e) => {
@@ -448,7 +480,6 @@ impl Network {
                     return;
                 }
             };
-            let term = node.c.raw().status().hard_state.term;
             if trace() {
                 eprintln!(
                     "ready {id}: hs={:?} snap={:?} committed={:?} msgs={}",
@@ -544,7 +575,7 @@ impl Network {
     pub fn stabilize(&mut self) {
         for _ in 0..10_000 {
             self.process_all();
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && !self.persists_pending() {
                 return;
             }
             let msgs: Vec<Message> = self.in_flight.drain(..).collect();
@@ -553,6 +584,11 @@ impl Network {
             }
         }
         panic!("network did not stabilize");
+    }
+
+    /// True while some node holds a Ready it has not persisted yet.
+    pub fn persists_pending(&self) -> bool {
+        self.nodes.values().any(|n| n.pending.is_some())
     }
 
     /// Drops every message in flight.
@@ -648,7 +684,7 @@ impl Network {
         for _ in 0..10_000 {
             self.process_all();
             self.drop_matching(&pred);
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && !self.persists_pending() {
                 return;
             }
             let msgs: Vec<Message> = self.in_flight.drain(..).collect();

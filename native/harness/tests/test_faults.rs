@@ -28,6 +28,86 @@ fn power_loss_all(net: &mut Network, seed: u64) {
     }
 }
 
+// ----- the leader persists in parallel with replication (thesis 10.2.1) -----
+
+/// The leader's Appends leave before its own persist, so a follower's ack
+/// can arrive first: then only durable copies count, and the leader's own
+/// counts once its persist is done. A leader that counted its copy at once
+/// would hold X committed on one durable copy (2's); only the one-Ready-at-
+/// a-time discipline would keep that from being applied or published
+/// before its own persist (losing power then, it would come back without
+/// X, and 3 could win a term without it).
+#[test]
+fn a_leader_counts_its_own_copy_only_once_persisted() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    net.defer_persists = true;
+    let x = net.raw(1).propose(b"X".to_vec()).unwrap();
+    net.process_ready(1); // its Appends are out; its persist is not done
+    assert!(net.node(1).pending.is_some());
+    assert!(net
+        .in_flight
+        .iter()
+        .any(|m| m.msg_type == MessageType::Append
+            && m.to == 2
+            && m.entries.iter().any(|e| e.index == x)));
+    net.deliver_matching(|m| m.to == 2);
+    net.process_ready(2); // 2 persists X and acks
+    let acks: Vec<Message> = net.in_flight.drain(..).filter(|m| m.to == 1).collect();
+    assert!(acks
+        .iter()
+        .any(|m| m.msg_type == MessageType::AppendResponse && m.index >= x));
+    for m in acks {
+        net.node(1).c.step(m, 2).unwrap();
+    }
+    assert!(
+        net.raw(1).raft_log().committed() < x,
+        "committed on the follower's copy alone"
+    );
+    net.process_ready(1); // its persist completes: two durable copies
+    assert!(net.raw(1).raft_log().committed() >= x);
+    net.defer_persists = false;
+    net.stabilize();
+    assert_eq!(applied_data(&net, 3), vec![b"X".to_vec()]);
+}
+
+/// A leader whose term is not durable yet (a single voter wins its
+/// election without asking anyone) sends nothing before its persist: an
+/// Append of a term it could lose in a crash would let it lead that term
+/// again with another log.
+#[test]
+fn a_leader_whose_term_is_not_durable_sends_nothing_early() {
+    let mut net = Network::new(&[1]);
+    net.elect(1);
+    net.start_node(2, test_config(2, 0), vec![]);
+    net.raw(1)
+        .propose_conf_change(ConfChange::AddLearner(2))
+        .unwrap();
+    net.stabilize();
+    assert_eq!(net.node(1).status().learners, vec![2]);
+    net.crash(1);
+    net.restart(1);
+    net.stabilize();
+    let before = term(&net, 1);
+    net.defer_persists = true;
+    net.raw(1).campaign().unwrap();
+    net.process_ready(1);
+    assert_eq!(role(&net, 1), Role::Leader);
+    assert!(term(&net, 1) > before);
+    assert!(
+        net.in_flight.is_empty(),
+        "sent before its term was durable: {:?}",
+        net.in_flight
+    );
+    net.process_ready(1);
+    assert!(net
+        .in_flight
+        .iter()
+        .any(|m| m.msg_type == MessageType::Append && m.to == 2));
+    net.defer_persists = false;
+    net.stabilize();
+}
+
 // ----- membership from the log (thesis 4.1) -----
 
 /// Founders {1,2,3}; 4 and 5 added; K committed on {3,4,5} only; the whole

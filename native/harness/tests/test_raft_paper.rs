@@ -407,6 +407,47 @@ fn peer_unreachable_elects_without_timeout_when_leader_dead() {
     assert_eq!(term(&net, l), 2);
 }
 
+/// The other order: the first-ranked survivor learns of the loss first and
+/// pre-votes while the other still holds the lease (and ignores it). When
+/// that one learns of the loss too, it answers the pre-vote it ignored: a
+/// leader without a tick, instead of a retry a whole period later.
+#[test]
+fn a_pre_vote_ignored_under_the_lease_is_answered_once_the_loss_is_seen() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    net.crash(1);
+    net.raw(2).peer_unreachable(1);
+    net.stabilize();
+    assert_eq!(net.leader(), None, "3 still protects 1's lease");
+    net.raw(3).peer_unreachable(1);
+    net.stabilize();
+    assert_eq!(net.leader(), Some(2), "elected with no tick");
+    assert_eq!(term(&net, 2), 2);
+}
+
+/// An ignored pre-vote is kept only a few ticks: a loss reported much later
+/// does not answer it (that node's own fast election runs then).
+#[test]
+fn an_ignored_pre_vote_expires_after_a_few_ticks() {
+    let mut net = Network::new(&[1, 2, 3]);
+    net.elect(1);
+    net.crash(1);
+    net.raw(2).peer_unreachable(1);
+    net.stabilize();
+    // 2 leaves the fast path as a pre-candidate; 3 forgets what it ignored.
+    for _ in 0..4 {
+        net.tick(3);
+    }
+    net.raw(3).peer_unreachable(1);
+    net.process_ready(3);
+    assert!(
+        !net.in_flight
+            .iter()
+            .any(|m| m.msg_type == MessageType::RequestPreVoteResponse),
+        "the expired pre-vote got no answer"
+    );
+}
+
 /// Every survivor sees the dead leader's connection break at the same
 /// moment. They must not all campaign at once (a split vote would cost an
 /// election timeout): the lowest-ranked survivor campaigns, the others wait.

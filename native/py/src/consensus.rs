@@ -14,9 +14,13 @@
 //!
 //! Every method but `persist`, `create_snapshot` and `open` only takes the
 //! core's lock, which a persist in flight does not hold: the event loop keeps
-//! stepping messages and taking proposals during an fsync.
+//! stepping messages and taking proposals during an fsync. A driver on an
+//! event loop sends `rd.take_early_messages()` first and hands the Ready to
+//! the node's own WAL thread (`persist_start`), which signals `persist_fd`
+//! when `persist_done()` has the result: no executor, no GIL on that thread.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use bedrock_raft::config::Config;
 use bedrock_raft::status::Role;
@@ -27,7 +31,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::disk::{disk_of, PyMemDisk};
-use crate::errors::{guarded, MessageDecodeError};
+use crate::errors::{guarded, wal_err, MessageDecodeError, NativePanicError};
+use crate::persister::{Failure, Persister};
 use crate::types::{PyEntry, PyHardState, PySnapshot};
 
 fn role_name(r: Role) -> &'static str {
@@ -53,6 +58,25 @@ impl PyReady {
     #[getter]
     fn persist_needed(&self) -> PyResult<bool> {
         Ok(self.get()?.persist_needed())
+    }
+
+    /// The messages that may be sent before (or while) this Ready is
+    /// persisted, as (to, encoded bytes): the leader's Appends and
+    /// heartbeats in a term already durable. Taken once; those not taken go
+    /// out with `Persisted.messages`.
+    fn take_early_messages<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+        let rd = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("this Ready was already persisted"))?;
+        Ok(rd
+            .take_early_messages()
+            .iter()
+            .map(|m| (m.to, PyBytes::new(py, &m.encode())))
+            .collect())
     }
 
     fn __repr__(&self) -> String {
@@ -158,8 +182,22 @@ impl PyPersisted {
 /// One member of a Raft group: the core over its WAL.
 #[pyclass(module = "bedrock_cp_native", name = "Consensus", frozen)]
 pub struct PyConsensus {
-    c: Consensus,
+    c: Arc<Consensus>,
     path: PathBuf,
+    /// The WAL thread, started by the first `persist_start` or `persist_fd`.
+    persister: OnceLock<Persister>,
+}
+
+impl PyConsensus {
+    fn persister(&self) -> PyResult<&Persister> {
+        if let Some(p) = self.persister.get() {
+            return Ok(p);
+        }
+        let p = Persister::start(self.c.clone()).map_err(|e| {
+            crate::errors::WalError::new_err(format!("cannot start the WAL thread: {e}"))
+        })?;
+        Ok(self.persister.get_or_init(|| p))
+    }
 }
 
 #[pymethods]
@@ -218,7 +256,11 @@ impl PyConsensus {
                 Consensus::open(disk, &dir, opts, &cfg, &voters)
             })
         })?;
-        Ok(PyConsensus { c, path })
+        Ok(PyConsensus {
+            c: Arc::new(c),
+            path,
+            persister: OnceLock::new(),
+        })
     }
 
     /// The snapshot the log started from when opened, if any.
@@ -309,6 +351,54 @@ impl PyConsensus {
         let p = py.detach(|| guarded("the WAL", || self.c.persist(rd)))?;
         let marks = Some(p.marks());
         Ok(PyPersisted { inner: p, marks })
+    }
+
+    /// Hand `ready` to this node's WAL thread, which persists it (fsync
+    /// included) without the GIL; the event loop keeps stepping and
+    /// proposing meanwhile. When it is done, `persist_fd` becomes readable
+    /// and `persist_done()` returns the `Persisted`.
+    fn persist_start(&self, ready: &Bound<'_, PyReady>) -> PyResult<()> {
+        let persister = self.persister()?;
+        let rd = ready
+            .borrow_mut()
+            .inner
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this Ready was already persisted"))?;
+        if !persister.submit(rd) {
+            return Err(crate::errors::WalError::new_err(format!(
+                "the WAL of {} is closed",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A file descriptor that becomes readable when a persist started with
+    /// `persist_start` finished (watch it with `loop.add_reader`). Valid
+    /// for the life of this object.
+    #[getter]
+    fn persist_fd(&self) -> PyResult<i32> {
+        Ok(self.persister()?.fd())
+    }
+
+    /// The `Persisted` of the Ready handed to `persist_start`, or None while
+    /// it is still being written. A WAL failure is raised here (fatal for
+    /// the node).
+    fn persist_done(&self) -> PyResult<Option<PyPersisted>> {
+        let Some(p) = self.persister.get() else {
+            return Ok(None);
+        };
+        match p.take() {
+            None => Ok(None),
+            Some(Ok(p)) => {
+                let marks = Some(p.marks());
+                Ok(Some(PyPersisted { inner: p, marks }))
+            }
+            Some(Err(Failure::Wal(e))) => Err(wal_err(e)),
+            Some(Err(Failure::Panic(m))) => Err(NativePanicError::new_err(format!(
+                "internal error in the WAL: {m}"
+            ))),
+        }
     }
 
     /// Tell the core that `persisted` was sent and applied.
@@ -418,6 +508,9 @@ impl PyConsensus {
     /// Close the WAL; never blocks. When a `persist` runs on another thread
     /// it finishes its write and then releases the files (see `closed`).
     fn close(&self) {
+        if let Some(p) = self.persister.get() {
+            p.close();
+        }
         self.c.close();
     }
 

@@ -1,15 +1,18 @@
 //! `bedrock_cp_native._bedrock_cp_native`: a thin PyO3 layer over
 //! `bedrock-raft` (the pure core) and `bedrock-wal` (the WAL, its virtual
 //! file system and the Ready-loop object). All logic lives in those crates;
-//! this one only converts types, releases the GIL around disk I/O, and makes
-//! sure a Rust panic surfaces as a Python exception instead of unwinding
-//! into Python. Modules: `consensus` (the Raft node over its WAL), `wal`
-//! (the WAL as a plain append log), `disk` (the in-memory disk), `types`,
-//! `errors`; none depends on another but `types` and `errors`.
+//! this one only converts types, releases the GIL around disk I/O (or does
+//! it on a thread of its own), and makes sure a Rust panic surfaces as a
+//! Python exception instead of unwinding into Python. Modules: `consensus`
+//! (the Raft node over its WAL), `persister` (its WAL thread), `wal` (the
+//! WAL as a plain append log), `disk` (the in-memory disk), `types`,
+//! `errors`; none depends on another but `types`, `errors` and
+//! `consensus` on `persister`.
 
 mod consensus;
 mod disk;
 mod errors;
+mod persister;
 mod types;
 mod wal;
 

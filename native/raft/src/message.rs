@@ -158,6 +158,12 @@ impl Message {
         }
     }
 
+    /// True for the leader's Appends and heartbeats: what a leader may send
+    /// before its own persist (see `Ready::early_messages`).
+    pub fn is_replication(&self) -> bool {
+        matches!(self.msg_type, MessageType::Append | MessageType::Heartbeat)
+    }
+
     /// Approximate encoded size in bytes (the entries' and chunk's payloads
     /// plus fixed framing), without encoding.
     pub fn approx_size(&self) -> usize {

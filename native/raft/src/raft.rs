@@ -144,7 +144,14 @@ pub struct Raft<S: Storage> {
     pre_vote: bool,
     rng: SplitMix64,
     fast_election: Option<FastElection>,
+    /// A pre-vote ignored because the leader's lease still held, and the ticks
+    /// it is kept: answered if the transport reports that leader's connection
+    /// broken meanwhile (see [`Raft::peer_unreachable`]).
+    deferred_pre_vote: Option<(Message, usize)>,
     incoming: Option<IncomingSnapshot>,
+    /// Entries were proposed that no Append has carried yet (see
+    /// [`Raft::flush_proposals`]).
+    proposals_unsent: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -214,7 +221,9 @@ impl<S: Storage> Raft<S> {
             pre_vote: config.pre_vote,
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
             fast_election: None,
+            deferred_pre_vote: None,
             incoming: None,
+            proposals_unsent: false,
         };
         r.become_follower(r.term, INVALID_ID);
         Ok(r)
@@ -286,8 +295,10 @@ impl<S: Storage> Raft<S> {
         self.reset_randomized_election_timeout();
         self.lead_transferee = INVALID_ID;
         self.tracker.reset_votes();
+        // Our own copy counts toward a commit only once it is durable: a
+        // leader's Appends may leave before its own persist (see Ready).
         self.tracker
-            .reset_progress(self.id, self.raft_log.last_index());
+            .reset_progress(self.id, self.raft_log.persisted());
         self.pending_conf_index = 0;
         self.read_only = ReadOnly::default();
         self.pending_reads.clear();
@@ -339,12 +350,29 @@ impl<S: Storage> Raft<S> {
             e.term = self.term;
             e.index = li;
         }
-        let li = self.append_to_log(&ents);
-        if let Some(p) = self.tracker.get_mut(self.id) {
-            p.maybe_update(li);
+        // Our own match moves when the entries are persisted
+        // (`on_persisted`), not here: until then only followers' durable
+        // copies count.
+        self.append_to_log(&ents)
+    }
+
+    /// The driver persisted the log up to `raft_log.persisted()`. A leader
+    /// counts its own copy toward a commit from now on (Raft thesis §10.2.1:
+    /// the leader writes its log in parallel with replicating it, and only
+    /// durable copies count); when that commits something, the followers
+    /// hear of it at once.
+    pub fn on_persisted(&mut self) {
+        if self.role != Role::Leader {
+            return;
         }
-        self.maybe_commit();
-        li
+        let persisted = self.raft_log.persisted();
+        let moved = self
+            .tracker
+            .get_mut(self.id)
+            .is_some_and(|p| p.maybe_update(persisted));
+        if moved && self.maybe_commit() {
+            self.bcast_append();
+        }
     }
 
     /// Appends `ents` to the log (replacing a conflicting tail) and keeps the
@@ -416,6 +444,10 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        self.deferred_pre_vote = match self.deferred_pre_vote.take() {
+            Some((m, ticks)) if ticks > 1 => Some((m, ticks - 1)),
+            _ => None,
+        };
         if let Some(mut f) = self.fast_election {
             f.elapsed += 1;
             let attempt = f.elapsed >= f.next_attempt;
@@ -586,7 +618,12 @@ impl<S: Storage> Raft<S> {
                     && self.election_elapsed < self.election_timeout;
                 if !force && in_lease {
                     // Leader stickiness: a live leader is not deposed by a
-                    // node that merely lost touch with it.
+                    // node that merely lost touch with it. A pre-vote is kept
+                    // a few ticks: the leader may be dead and this node just
+                    // not told yet (survivors learn it in either order).
+                    if m.msg_type == MessageType::RequestPreVote {
+                        self.deferred_pre_vote = Some((m, FAST_STAGGER_TICKS));
+                    }
                     return Ok(());
                 }
             }
@@ -1120,9 +1157,24 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_append(&mut self) {
+        self.proposals_unsent = false;
         for id in self.tracker.members() {
             self.send_append(id);
         }
+    }
+
+    /// True when proposals were appended that no Append carries yet.
+    pub fn has_unsent_proposals(&self) -> bool {
+        self.proposals_unsent && self.role == Role::Leader
+    }
+
+    /// Sends the entries proposed since the last broadcast: one Append per
+    /// follower for all of them.
+    pub fn flush_proposals(&mut self) {
+        if self.has_unsent_proposals() {
+            self.bcast_append();
+        }
+        self.proposals_unsent = false;
     }
 
     fn bcast_heartbeat(&mut self, ctx: Vec<u8>) {
@@ -1263,7 +1315,9 @@ impl<S: Storage> Raft<S> {
         if entry_type == EntryType::ConfChange {
             self.pending_conf_index = idx;
         }
-        self.bcast_append();
+        // Sent with the next Ready (`flush_proposals`): proposals made
+        // meanwhile share one Append per follower.
+        self.proposals_unsent = true;
         Ok(idx)
     }
 
@@ -1327,8 +1381,10 @@ impl<S: Storage> Raft<S> {
     /// no longer protects it) and fast pre-votes start (see
     /// [`FastElection`]): the lowest-ranked surviving voter pre-votes at once,
     /// the others on later, staggered ticks. Peers grant such a pre-vote only
-    /// if they too lost the leader or their election timeout elapsed. On a
-    /// leader, the follower `id` goes back to probing.
+    /// if they too lost the leader or their election timeout elapsed; one that
+    /// ignored a pre-vote in the last few ticks because the lease held answers
+    /// it when it learns of the loss itself. On a leader, the follower `id`
+    /// goes back to probing.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => {
@@ -1356,6 +1412,14 @@ impl<S: Storage> Raft<S> {
                     self.fast_pre_vote();
                 } else {
                     self.fast_election = Some(f);
+                }
+                // A survivor that saw the loss first already asked: answer it
+                // now rather than make it retry a period later (this node
+                // ignored it while the lease held).
+                if let Some((m, _)) = self.deferred_pre_vote.take() {
+                    if m.from != id {
+                        let _ = self.step(m);
+                    }
                 }
             }
             Role::Leader => {

@@ -34,6 +34,14 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Messages to send AFTER persisting.
     pub messages: Vec<Message>,
+    /// Messages that may be sent BEFORE persisting (or during it): the
+    /// leader's Appends and heartbeats in a term already durable. They
+    /// depend on nothing this Ready persists: the leader counts its own
+    /// copy of an entry toward a commit only once [`RawNode::advance`]
+    /// reports it persisted, so an entry commits only on a majority of
+    /// durable copies (Raft thesis §10.2.1), and the term they carry was
+    /// persisted before the votes that made this node leader were asked for.
+    pub early_messages: Vec<Message>,
     /// Confirmed reads: serve each once `index` is applied.
     pub read_states: Vec<ReadState>,
     /// True iff entries, a snapshot, or a term/vote change must be fsynced
@@ -165,6 +173,7 @@ impl<S: Storage> RawNode<S> {
             || r.raft_log.has_next_entries()
             || !r.msgs.is_empty()
             || !r.read_states.is_empty()
+            || r.has_unsent_proposals()
     }
 
     /// Hands out what is pending. Call [`RawNode::advance`] with it once it
@@ -172,6 +181,7 @@ impl<S: Storage> RawNode<S> {
     /// meanwhile (they go into the next Ready).
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
+        r.flush_proposals();
         let ss = r.soft_state();
         let hs = r.hard_state();
         let snapshot = r.raft_log.pending_snapshot().cloned();
@@ -185,13 +195,18 @@ impl<S: Storage> RawNode<S> {
             || snapshot.is_some()
             || hs.term != self.prev_hs.term
             || hs.vote != self.prev_hs.vote;
+        let durable_term = self.prev_hs.term;
+        let (early_messages, messages) = std::mem::take(&mut r.msgs)
+            .into_iter()
+            .partition(|m| m.is_replication() && m.term <= durable_term);
         Ready {
             soft_state: (ss != self.prev_ss).then_some(ss),
             hard_state: (hs != self.prev_hs).then_some(hs),
             snapshot,
             entries,
             committed_entries,
-            messages: std::mem::take(&mut r.msgs),
+            messages,
+            early_messages,
             read_states: std::mem::take(&mut r.read_states),
             must_sync,
         }
@@ -222,6 +237,9 @@ impl<S: Storage> RawNode<S> {
         }
         if let Some(i) = marks.last_committed {
             log.applied_to(i);
+        }
+        if marks.last_entry.is_some() || marks.snapshot_index.is_some() {
+            self.raft.on_persisted();
         }
     }
 

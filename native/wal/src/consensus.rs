@@ -4,9 +4,10 @@
 //! The loop, for any driver (the Python runner, the test harness):
 //!
 //! ```text
-//! rd = c.ready()          // a PendingReady: nothing in it can be sent yet
+//! rd = c.ready()          // a PendingReady
+//! send rd.take_early_messages()  // the leader's Appends: may leave before the persist
 //! p  = c.persist(rd)      // snapshot, entries, hard state written (fsync if needed)
-//! send p.messages         // only now do they exist for the driver
+//! send p.messages         // only now do the others exist for the driver
 //! restore p.snapshot, apply p.committed_entries, in order
 //! c.advance(p.marks())
 //! serve p.read_states     // once applied up to their index
@@ -32,9 +33,10 @@ use crate::index::WalStorage;
 use crate::vfs::Disk;
 use crate::wal::{Wal, WalOptions};
 
-/// A Ready taken from the core and not yet persisted: it only says whether
-/// persisting it needs an fsync. Its messages come out of
-/// [`Consensus::persist`].
+/// A Ready taken from the core and not yet persisted: it says whether
+/// persisting it needs an fsync and hands out the messages that may leave
+/// before the persist ([`PendingReady::take_early_messages`]); all others
+/// come out of [`Consensus::persist`].
 #[derive(Debug)]
 pub struct PendingReady {
     rd: Ready,
@@ -50,6 +52,14 @@ impl PendingReady {
     /// True when anything at all is written.
     pub fn persist_needed(&self) -> bool {
         !self.rd.entries.is_empty() || self.rd.hard_state.is_some() || self.rd.snapshot.is_some()
+    }
+
+    /// Takes the messages that may be sent before (or while) this Ready is
+    /// persisted: the leader's Appends and heartbeats (see
+    /// `Ready::early_messages`). Those not taken go out with the others,
+    /// after the persist.
+    pub fn take_early_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.rd.early_messages)
     }
 }
 
@@ -264,8 +274,10 @@ impl Consensus {
             }
         }
         let marks = rd.marks();
+        let mut messages = rd.early_messages;
+        messages.extend(rd.messages);
         Ok(Persisted {
-            messages: rd.messages,
+            messages,
             soft_state: rd.soft_state,
             hard_state: rd.hard_state,
             snapshot: rd.snapshot,
