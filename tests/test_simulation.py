@@ -16,7 +16,7 @@ from typing import Any
 from bedrock_cp import protocol
 from bedrock_cp.auth import AuthConfig
 from bedrock_cp.node import Node, NodeConfig
-from bedrock_cp.sim import InlineExecutor, SimNetwork, run_simulation
+from bedrock_cp.sim import InlineExecutor, SimClock, SimNetwork, run_simulation
 
 
 def _config(node_id: int, base: Path) -> NodeConfig:
@@ -42,7 +42,7 @@ async def _scenario(seed: int, base: Path) -> dict[str, Any]:
             rng=random.Random(rng.getrandbits(64)),
             network_factory=net.factory,
             executor=executor,
-            wall_clock_ms=lambda: int(loop.time() * 1000),
+            clock=SimClock(loop),
         )
 
     nodes = {i: await start(i) for i in (1, 2, 3)}

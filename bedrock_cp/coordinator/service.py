@@ -40,12 +40,12 @@ import heapq
 import itertools
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .. import protocol as api
 from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
 from .commands import (
     BeginEpoch,
@@ -115,7 +115,7 @@ class Coordinator:
         compact_every: int = 10_000,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         learner_catch_up_s: float = LEARNER_CATCH_UP_S,
-        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Clock = SYSTEM_CLOCK,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.node_id = node_id
@@ -123,7 +123,7 @@ class Coordinator:
         # How this node reaches each configured coordinator (tests put proxies here).
         self.configured = dict(configured)
         self.network = network
-        self.wall_clock_ms = wall_clock_ms
+        self.clock = clock
         self.tick_interval = tick_interval
         self.learner_catch_up_s = learner_catch_up_s
         snapshot = consensus.recovered_snapshot
@@ -135,6 +135,7 @@ class Coordinator:
             compact_every=compact_every,
             compact_bytes=compact_bytes,
             executor=executor,
+            clock=clock,
         )
         self.runner.applied_index = self.state.applied_index
         self.runner.snapshot_index = self.state.applied_index
@@ -324,7 +325,7 @@ class Coordinator:
                 | api.RegisterNodeRequest()
                 | api.StoreLayoutRequest()
             ):
-                proposal = write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE)
+                proposal = write_proposal(body, self.clock.wall_ms(), api.CLIENT_NODE)
                 return write_reply(await self._commit(proposal))
         return api.Rejected(f"unsupported request {type(body).__name__}")
 
@@ -433,7 +434,7 @@ class Coordinator:
         return self.runner.consensus.status()["learners"]
 
     async def _add_coordinator(self, body: api.AddCoordinator) -> api.Response:
-        result = await self._commit(write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
+        result = await self._commit(write_proposal(body, self.clock.wall_ms(), api.CLIENT_NODE))
         if isinstance(result, ApplyRejected):
             return write_reply(result)
         if body.id in self.voters():
@@ -493,7 +494,7 @@ class Coordinator:
                 return api.Rejected("cannot remove the only coordinator")
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
-            result = await self._commit(write_proposal(body, self.wall_clock_ms(), api.CLIENT_NODE))
+            result = await self._commit(write_proposal(body, self.clock.wall_ms(), api.CLIENT_NODE))
             return write_reply(result)
         return api.WriteOk(self.state.applied_index, None)
 

@@ -95,6 +95,8 @@ class LogWorker:
         fsync: bool = True,
         dialer: Dialer | None = None,
         gap_wait: float = 1.0,
+        executor: concurrent.futures.Executor | None = None,
+        disk: native.MemDisk | None = None,
     ) -> None:
         self.ref = ref
         self.directory = directory
@@ -103,10 +105,11 @@ class LogWorker:
         self._fsync = fsync
         self._dialer = dialer
         self._gap_wait = gap_wait
+        self._disk = disk
         directory.mkdir(parents=True, exist_ok=True)
         self._state = statefile.load(self._state_path, LogState) or LogState()
         self._wal = native.Wal.open(
-            self._wal_dir(self._state.generation), cluster_id, 1, sync=fsync
+            self._wal_dir(self._state.generation), cluster_id, 1, sync=fsync, disk=disk
         )
         hard, _, entries = self._wal.take_recovered()
         self._committed = hard.commit
@@ -126,7 +129,8 @@ class LogWorker:
         self._pulse = Pulse()
         self._flush_wake = asyncio.Event()
         self._io_lock = asyncio.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
+        self._owns_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"log-{ref.id}"
         )
         self._flusher: asyncio.Task[None] | None = None
@@ -151,7 +155,8 @@ class LogWorker:
                 await self._flusher
         async with self._io_lock:
             self._wal.close()
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     # -- status (for tests and the Foreman) ---------------------------------------
 
@@ -415,7 +420,7 @@ class LogWorker:
 
         def build() -> native.Wal:
             shutil.rmtree(new_dir, ignore_errors=True)
-            wal = native.Wal.open(new_dir, self._cluster_id, 1, sync=self._fsync)
+            wal = native.Wal.open(new_dir, self._cluster_id, 1, sync=self._fsync, disk=self._disk)
             entries = [native.Entry(i + 1, term, _encoder.encode(b)) for i, b in enumerate(batches)]
             wal.append(entries, native.HardState(0, 0, committed))
             return wal

@@ -117,6 +117,8 @@ class StorageWorker:
         fsync: bool = True,
         read_wait: float = 1.0,
         compact_interval: float = COMPACT_INTERVAL,
+        executor: concurrent.futures.Executor | None = None,
+        disk: native.MemDisk | None = None,
     ) -> None:
         self.ref = ref
         self.directory = directory
@@ -127,7 +129,7 @@ class StorageWorker:
         self._compact_interval = compact_interval
         directory.mkdir(parents=True, exist_ok=True)
         self._state = statefile.load(self._state_path, StorageFileState) or StorageFileState()
-        self._wal = native.Wal.open(directory / "wal", cluster_id, 1, sync=fsync)
+        self._wal = native.Wal.open(directory / "wal", cluster_id, 1, sync=fsync, disk=disk)
         _, _, entries = self._wal.take_recovered()
         self._map = VersionedMap()
         self._applied = 0
@@ -146,7 +148,8 @@ class StorageWorker:
         self._ranges: list[KeyRange] = []
         self._pulse = Pulse()
         self._persist_wake = asyncio.Event()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
+        self._owns_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"storage-{ref.id}"
         )
         self._puller: asyncio.Task[None] | None = None
@@ -401,5 +404,6 @@ class StorageWorker:
                 with contextlib.suppress(BaseException):
                     await task
         # A persist cancelled mid-write still finishes in the executor before close.
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
         self._wal.close()

@@ -9,12 +9,14 @@ Foreman with a directory and a manifest; transaction roles (``sequencer``,
 
 from __future__ import annotations
 
-import time
+import concurrent.futures
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import protocol
+from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
 from ..dataplane.worker import Dialer, Worker
 from ..protocol import KeyRange, Layout, WorkerRef, decode_layout, idempotency
@@ -23,7 +25,8 @@ from .foreman import RoleFactory, WorkerFactory
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What workers of this node share: cluster id, the dialer, fsync, the layout."""
+    """What workers of this node share: cluster id, the dialer, fsync, the layout,
+    and the node's seams (clock, disk executor, the disk their WALs live on)."""
 
     cluster_id: str
     dialer: Dialer
@@ -32,6 +35,11 @@ class WorkerContext:
     current_layout: Callable[[], Layout | None] = lambda: None
     #: Seconds the commit proxies keep idempotency records.
     idempotency_retention: float = idempotency.RETENTION_SECONDS
+    clock: Clock = SYSTEM_CLOCK
+    #: Runs the workers' blocking disk work (None: a thread of each worker's own).
+    executor: concurrent.futures.Executor | None = None
+    #: The disk the workers' WALs are on (None: the real file system).
+    disk: native.MemDisk | None = None
 
 
 def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
@@ -41,12 +49,24 @@ def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactor
 
     async def log(ref: WorkerRef, directory: Path) -> Worker:
         return LogWorker(
-            ref, directory, cluster_id=ctx.cluster_id, fsync=ctx.fsync, dialer=ctx.dialer
+            ref,
+            directory,
+            cluster_id=ctx.cluster_id,
+            fsync=ctx.fsync,
+            dialer=ctx.dialer,
+            executor=ctx.executor,
+            disk=ctx.disk,
         )
 
     async def storage(ref: WorkerRef, directory: Path) -> Worker:
         worker = StorageWorker(
-            ref, directory, ctx.dialer, cluster_id=ctx.cluster_id, fsync=ctx.fsync
+            ref,
+            directory,
+            ctx.dialer,
+            cluster_id=ctx.cluster_id,
+            fsync=ctx.fsync,
+            executor=ctx.executor,
+            disk=ctx.disk,
         )
         layout = ctx.current_layout()
         if layout is not None:
@@ -64,7 +84,7 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
     async def sequencer(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         logs = decode_layout(req.layout).logs
         return Sequencer(
-            ref, req.epoch, req.version, clock=time.monotonic, logs=logs, dialer=ctx.dialer
+            ref, req.epoch, req.version, clock=ctx.clock.monotonic, logs=logs, dialer=ctx.dialer
         )
 
     async def resolver(ref: WorkerRef, req: protocol.StartRole) -> Worker:

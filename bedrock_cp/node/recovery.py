@@ -17,13 +17,13 @@ import itertools
 import logging
 import os
 import random
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from .. import protocol
+from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.results import Applied
 from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
@@ -89,6 +89,9 @@ class NodeRecoveryContext:
         foreman: Foreman,
         dialer: Dialer,
         parameters: Parameters,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        token_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.node = str(coordinator.node_id)
         self.address = coordinator.address
@@ -98,7 +101,11 @@ class NodeRecoveryContext:
         self._foreman = foreman
         self._dialer = dialer
         self._ids = itertools.count(1)
-        self._nonce = os.urandom(3).hex()
+        self._clock = clock
+        self._token_bytes = token_bytes
+        # Ids of workers a Director that died before recording them may have
+        # left behind must differ from this one's: a random part besides the epoch.
+        self._nonce = (rng or random.Random()).randbytes(3).hex()
 
     async def stored_layout(self) -> bytes | None:
         record = self._coordinator.state.layout
@@ -168,10 +175,10 @@ class NodeRecoveryContext:
             raise Superseded(f"layout of epoch {self.epoch} not stored: {result}")
 
     def clock(self) -> float:
-        return time.monotonic()  # uvloop's loop.time() has only millisecond resolution
+        return self._clock.monotonic()
 
     def random_token(self) -> bytes:
-        return os.urandom(16)
+        return self._token_bytes(16)
 
     def new_worker_id(self, kind: str) -> str:
         return f"{kind}-e{self.epoch}-{self._nonce}-{next(self._ids)}"
@@ -188,14 +195,18 @@ class DirectorHost:
         *,
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        token_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
         self.dialer = dialer
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.clock = clock
         self.rng = rng or random.Random()
+        self.token_bytes = token_bytes
         self.status = RecoveryStatus()
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
@@ -224,6 +235,14 @@ class DirectorHost:
 
     # -- running ------------------------------------------------------------------------
 
+    def abort(self) -> None:
+        """The node is crashing: drop the Director at once, rolling nothing back."""
+        task, self._task = self._task, None
+        self.director = None
+        if task is not None:
+            task.cancel()
+            task.add_done_callback(_ignore_result)
+
     async def stop(self) -> None:
         """Stop the Director (the node is shutting down)."""
         task = self._task
@@ -248,8 +267,16 @@ class DirectorHost:
             parameters=Parameters.from_config(
                 config, expected_nodes=len(self.coordinator.voters())
             ),
+            clock=self.clock,
+            rng=random.Random(self.rng.getrandbits(64)),
+            token_bytes=self.token_bytes,
         )
-        director = Director(ctx, status=self.status, pause_before=_pause_before(epoch))
+        director = Director(
+            ctx,
+            status=self.status,
+            pause_before=_pause_before(epoch),
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
         self.director = director
         try:
             outcome = await director.run()
@@ -264,3 +291,8 @@ class DirectorHost:
         await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
         if self.coordinator.role == "leader":
             await self.coordinator.begin_epoch()
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a crashed node's Director ends as it may

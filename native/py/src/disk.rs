@@ -2,7 +2,8 @@
 //! tests and simulations. A `Wal` or `Consensus` opened with `disk=` runs
 //! the real WAL code on it.
 
-use bedrock_wal::{Disk, MemDisk};
+use bedrock_wal::{Disk, Fault, MemDisk};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 /// An in-memory disk that remembers what was synced and can lose power.
@@ -36,6 +37,32 @@ impl PyMemDisk {
     /// reopen every WAL on this disk.
     fn power_loss(&self, seed: u64) {
         self.disk.power_loss(seed);
+    }
+
+    /// The process using the disk dies: its open files and locks become
+    /// invalid (the WALs it had open can no longer write), and nothing is
+    /// lost — unsynced writes stay at risk until the next `power_loss`.
+    fn crash(&self) {
+        self.disk.crash();
+    }
+
+    /// Until called with None, fail operations as `fault` says: `"full"`
+    /// (`ENOSPC` for every write, extension and create) or `"failing"`
+    /// (`EIO` for every write and sync).
+    #[pyo3(signature = (fault))]
+    fn set_fault(&self, fault: Option<&str>) -> PyResult<()> {
+        let fault = match fault {
+            None => None,
+            Some("full") => Some(Fault::Full),
+            Some("failing") => Some(Fault::Failing),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "no disk fault {other:?} (full, failing)"
+                )))
+            }
+        };
+        self.disk.set_fault(fault);
+        Ok(())
     }
 
     /// After `ops` more disk operations, every write fails (a power cut in
