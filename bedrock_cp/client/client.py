@@ -451,9 +451,10 @@ class Client:
             pending = set(tasks)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    exc = t.exception()
-                    out[tasks[t]] = exc if exc is not None else t.result()
+                for t in tasks:  # in address order, not the done set's (memory) order
+                    if t in done:
+                        exc = t.exception()
+                        out[tasks[t]] = exc if exc is not None else t.result()
                 answered = [r for r in out.values() if isinstance(r, protocol.PingReply)]
                 if len(answered) >= need and any(r.leader_id for r in answered):
                     break

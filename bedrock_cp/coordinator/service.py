@@ -147,11 +147,14 @@ class Coordinator:
         self._conf_waiters: dict[int, asyncio.Future[None]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._layout_waiters: set[asyncio.Future[None]] = set()
+        # Dicts as ordered sets: waiters are woken, and tasks cancelled, in the
+        # order they came (a set of objects iterates in memory order, which
+        # would make runs of one seed differ).
+        self._layout_waiters: dict[asyncio.Future[None], None] = {}
         self._waiter_ids = itertools.count()
         self._read_ids = itertools.count(1)
         self._peers: dict[int, str] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: dict[asyncio.Task[None], None] = {}
         #: Runs the Director of each epoch this leader begins (set by the node).
         self.epoch_listener: EpochListener | None = None
         #: The Director's status for ``NodeStatus`` (set by the node).
@@ -379,19 +382,19 @@ class Coordinator:
             return api.Unavailable(f"more than {MAX_LAYOUT_WATCHERS} layout watches; retry")
         wait = min(max(body.wait_ms, 0), MAX_LAYOUT_WAIT_MS) / 1000
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._layout_waiters.add(fut)
+        self._layout_waiters[fut] = None
         try:
             # asyncio.wait does not raise on timeout (the request's own deadline may).
             await asyncio.wait((fut,), timeout=wait)
         finally:
-            self._layout_waiters.discard(fut)
+            self._layout_waiters.pop(fut, None)
         failure = fut.exception() if fut.done() else None
         if failure is not None:
             raise failure
         return self.layout_reply()
 
     def _wake_layout_waiters(self) -> None:
-        waiters, self._layout_waiters = self._layout_waiters, set()
+        waiters, self._layout_waiters = self._layout_waiters, {}
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -577,12 +580,12 @@ class Coordinator:
             if not conf_fut.done():
                 conf_fut.set_exception(_Retry(reply))
         self._conf_waiters.clear()
-        layout_waiters, self._layout_waiters = self._layout_waiters, set()
+        layout_waiters, self._layout_waiters = self._layout_waiters, {}
         for layout_fut in layout_waiters:
             if not layout_fut.done():
                 layout_fut.set_exception(_Retry(reply))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background[task] = None
+        task.add_done_callback(lambda t: self._background.pop(t, None))

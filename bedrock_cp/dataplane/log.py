@@ -177,6 +177,11 @@ class LogWorker:
         return self._state.epoch
 
     @property
+    def broken(self) -> str | None:
+        """Why this worker can no longer do its job (its WAL failed), or None."""
+        return None if self._fatal is None else f"WAL failed: {self._fatal}"
+
+    @property
     def locked(self) -> bool:
         return self._state.locked
 

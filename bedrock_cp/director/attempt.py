@@ -117,6 +117,9 @@ class Attempt:
     token: bytes = b""
     layout: Layout | None = None
     encoded_layout: bytes = b""
+    # 11. persist: the layout was sent to be stored. Whatever the answer (it
+    # may be lost with the leadership), it may now be the stored layout.
+    layout_offered: bool = False
     # what this attempt created, for rollback
     created_workers: list[WorkerRef] = field(default_factory=list)
     started_roles: list[WorkerRef] = field(default_factory=list)

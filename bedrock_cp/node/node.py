@@ -44,6 +44,7 @@ from ..auth import AcceptorAuth, AuthError, ConnectorAuth, load_acceptor, load_c
 from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
+from ..dataplane.worker import broken
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
 from ..gateway import Gateway
 from ..protocol import Caller, Layout, Service
@@ -434,6 +435,12 @@ class Node:
         if worker is None:
             return protocol.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
         if isinstance(body, protocol.Health):
+            # A worker that can no longer do its job (a proxy whose version chain
+            # broke, a log whose WAL failed) is as dead as a missing one: the
+            # Director's monitoring must see it, or the epoch never ends.
+            why = broken(worker)
+            if why is not None:
+                return protocol.Failed("unavailable", f"worker {body.worker!r} is broken: {why}")
             return protocol.Done()
         try:
             return await worker.handle(body)

@@ -198,6 +198,7 @@ class DirectorHost:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
+        pause_before: Callable[[int], str | None] = _pause_before,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
@@ -207,14 +208,19 @@ class DirectorHost:
         self.clock = clock
         self.rng = rng or random.Random()
         self.token_bytes = token_bytes
+        #: Test hook: the phase the Director of an epoch pauses before (None: none).
+        self.pause_before = pause_before
         self.status = RecoveryStatus()
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self._aborted = False
 
     # -- EpochListener ------------------------------------------------------------------
 
     def epoch_begun(self, epoch: int) -> None:
+        if self._aborted:
+            return  # the node crashed: its last commits run no Director
         self._stop_director()
         self._task = asyncio.get_running_loop().create_task(self._run(epoch))
 
@@ -237,6 +243,7 @@ class DirectorHost:
 
     def abort(self) -> None:
         """The node is crashing: drop the Director at once, rolling nothing back."""
+        self._aborted = True
         task, self._task = self._task, None
         self.director = None
         if task is not None:
@@ -274,7 +281,7 @@ class DirectorHost:
         director = Director(
             ctx,
             status=self.status,
-            pause_before=_pause_before(epoch),
+            pause_before=self.pause_before(epoch),
             rng=random.Random(self.rng.getrandbits(64)),
         )
         self.director = director

@@ -102,9 +102,12 @@ class SimEndpoint:
 class _Conn:
     """One connection from a channel to a node's listener."""
 
-    def __init__(self, net: SimNetwork, src: Endpoint, target: SimEndpoint, address: str) -> None:
+    def __init__(
+        self, net: SimNetwork, channel: SimChannel, target: SimEndpoint, address: str
+    ) -> None:
         self.net = net
-        self.src = src
+        self.channel = channel
+        self.src = channel.src
         self.dst = target.node_id
         #: The incarnation of the node connected to (a restarted one is another).
         self.target = target
@@ -112,7 +115,8 @@ class _Conn:
         self.closed = False
         self.reason = ""
         self.pending: dict[int, asyncio.Future[msgspec.Raw]] = {}
-        self.served: set[asyncio.Task[None]] = set()
+        # Ordered (a dict): cancelled in the order they came.
+        self.served: dict[asyncio.Task[None], None] = {}
         # Arrival time of the last message each way (FIFO), and messages held
         # while a cut link keeps them.
         self.last = {True: 0.0, False: 0.0}
@@ -155,7 +159,8 @@ class SimChannel:
         self._conns: dict[str, _Conn] = {}
         self.cluster_id: str | None = net.cluster_id
 
-    def _alive(self) -> bool:
+    def alive(self) -> bool:
+        """False once the process that made this channel is dead: it sends nothing more."""
         if self._endpoint is None:
             return self.src not in self.net.down
         return self.net.endpoints.get(self._endpoint.node_id) is self._endpoint and (
@@ -163,11 +168,11 @@ class SimChannel:
         )
 
     async def connection(self, address: str) -> _Conn:
+        if not self.alive():
+            raise ConnectionLost("this process is down")
         conn = self._conns.get(address)
         if conn is not None and not conn.closed:
             return conn
-        if not self._alive():
-            raise ConnectionLost("this process is down")
         dst = self.net.addresses.get(address)
         if dst is None:
             raise OSError(f"no node listens at {address}")
@@ -175,15 +180,15 @@ class SimChannel:
         await self.net._passable(self.src, dst)
         await asyncio.sleep(2 * self.net.latency())
         await self.net._passable(self.src, dst)
-        if not self._alive():
+        if not self.alive():
             raise ConnectionLost("this process is down")
         if dst in self.net.down:
             raise ConnectionRefusedError(f"node {dst} at {address} is down")
         conn = self._conns.get(address)
         if conn is None or conn.closed:
-            conn = _Conn(self.net, self.src, self.net.endpoints[dst], address)
+            conn = _Conn(self.net, self, self.net.endpoints[dst], address)
             self._conns[address] = conn
-            self.net._conns.add(conn)
+            self.net._conns[conn] = None
         return conn
 
     async def call(
@@ -237,12 +242,14 @@ class SimNetwork:
         self.down: set[Endpoint] = set()
         #: Cut links, as (from, to): nothing passes from ``from`` to ``to``.
         self.cuts: set[tuple[Endpoint, Endpoint]] = set()
-        #: Called with (src, dst, request body, answer) for every request served
-        #: (``answer`` None when the handler was cancelled): the simulator's tap.
-        self.observers: list[Callable[[Endpoint, int, bytes, bytes | None], None]] = []
+        #: Called with (src, dst, request body, answer, arrival time) for every
+        #: request served (``answer`` None when the handler was cancelled): the
+        #: simulator's tap.
+        self.observers: list[Callable[[Endpoint, int, bytes, bytes | None, float], None]] = []
         self.delivered = 0
         self.dropped = 0
-        self._conns: set[_Conn] = set()
+        # Every open connection, in the order they opened (a dict: deterministic).
+        self._conns: dict[_Conn, None] = {}
         self._heal_waiters: list[asyncio.Future[None]] = []
 
     # -- building --------------------------------------------------------------------
@@ -295,7 +302,7 @@ class SimNetwork:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-        for conn in sorted(self._conns, key=lambda c: (str(c.src), c.dst, c.address)):
+        for conn in list(self._conns):
             for forward in (True, False):
                 held, conn.held[forward] = conn.held[forward], []
                 for deliver in held:
@@ -318,13 +325,10 @@ class SimNetwork:
         for other in sorted(self.endpoints):
             if other != node_id:
                 loop.call_at(later, self._report_lost, other, node_id)
-        for conn in self._ordered_conns():
+        for conn in list(self._conns):
             if node_id in (conn.src, conn.dst):
                 at = max(later, conn.last[True], conn.last[False]) + 1e-6
                 loop.call_at(at, conn.break_, f"node {node_id} crashed")
-
-    def _ordered_conns(self) -> list[_Conn]:
-        return sorted(self._conns, key=lambda c: (str(c.src), c.dst, c.address))
 
     def _up(self, endpoint: SimEndpoint) -> None:
         self.endpoints[endpoint.node_id] = endpoint
@@ -370,6 +374,13 @@ class SimNetwork:
         """Send one message on ``conn`` (``forward``: a request, else a reply)."""
         if conn.closed:
             return
+        sender_alive = (
+            conn.channel.alive()
+            if forward
+            else self.endpoints.get(conn.dst) is conn.target and conn.dst not in self.down
+        )
+        if not sender_alive:
+            return  # a dead process sends nothing (what it sent before is in flight)
         src, dst = (conn.src, conn.dst) if forward else (conn.dst, conn.src)
         if not self.passes(src, dst):
             conn.held[forward].append(deliver)
@@ -414,20 +425,21 @@ class SimNetwork:
             channel.principal,
         )
         task = asyncio.get_running_loop().create_task(self._answer(conn, request, info, endpoint))
-        conn.served.add(task)
-        task.add_done_callback(conn.served.discard)
+        conn.served[task] = None
+        task.add_done_callback(lambda t: conn.served.pop(t, None))
 
     async def _answer(
         self, conn: _Conn, request: Request, info: ConnInfo, endpoint: SimEndpoint
     ) -> None:
         body = bytes(request.body)
+        arrived = asyncio.get_running_loop().time()
         try:
             answer = await serve_request(endpoint.callbacks.on_request, request, info)
         except asyncio.CancelledError:
-            self._observe(conn.src, conn.dst, body, None)
+            self._observe(conn.src, conn.dst, body, None, arrived)
             raise
         raw = encode_body(answer) if isinstance(answer, TransportError) else answer
-        self._observe(conn.src, conn.dst, body, bytes(raw))
+        self._observe(conn.src, conn.dst, body, bytes(raw), arrived)
         rid = request.id
 
         def deliver() -> None:
@@ -438,12 +450,14 @@ class SimNetwork:
         if self.endpoints.get(conn.dst) is endpoint and conn.dst not in self.down:
             self._transmit(conn, False, deliver)
 
-    def _observe(self, src: Endpoint, dst: int, body: bytes, answer: bytes | None) -> None:
+    def _observe(
+        self, src: Endpoint, dst: int, body: bytes, answer: bytes | None, arrived: float
+    ) -> None:
         for observer in self.observers:
-            observer(src, dst, body, answer)
+            observer(src, dst, body, answer, arrived)
 
     def _forget(self, conn: _Conn) -> None:
-        self._conns.discard(conn)
+        self._conns.pop(conn, None)
 
     # -- a convenience for tests -----------------------------------------------------
 
