@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     seeds = list(args.seed) + list(range(1, args.fixed + 1))
+    base = None
     if args.fresh:
         base = args.base if args.base is not None else random.SystemRandom().randrange(2**40)
         print(f"fresh seeds: {args.fresh} from base {base} (--base {base} replays them)")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"seconds": round(took, 3), "outcomes": outcomes}, out)
+            json.dump({"seconds": round(took, 3), "base": base, "outcomes": outcomes}, out)
     return 1 if failed else 0
 
 
