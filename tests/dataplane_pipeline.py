@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from bedrock_cp.protocol import (
     StorageTeam,
     UnlockProxy,
     WorkerRef,
+    encode,
     idempotency,
 )
 
@@ -41,6 +44,29 @@ def ref(worker_id: str, kind: str) -> WorkerRef:
 
 def set_(key: bytes, value: bytes) -> Mutation:
     return Mutation(MutationKind.SET, key, value)
+
+
+class MeasuringDialer(LoopbackDialer):
+    """The loopback network, recording the encoded size of every answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        answer = await super().call(ref, body, timeout)
+        self.sizes.append(len(encode(answer)))
+        return answer
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (files that vanish meanwhile count as 0)."""
+    total = 0
+    for root, _, files in os.walk(path):  # os.walk skips directories that vanish
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
@@ -90,6 +116,7 @@ class Pipeline:
         proxies: int = 1,
         epoch: int = 1,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
+        window_seconds: float = 5.0,
     ) -> None:
         self.dialer = LoopbackDialer()
         self.fault: Fault | None = None
@@ -99,7 +126,12 @@ class Pipeline:
             for i in range(2)
         ]
         self.storage = StorageWorker(
-            ref("ss0", "storage"), root / "ss0", self.dialer, cluster_id=CLUSTER, fsync=False
+            ref("ss0", "storage"),
+            root / "ss0",
+            self.dialer,
+            cluster_id=CLUSTER,
+            fsync=False,
+            window_seconds=window_seconds,
         )
         self.sequencer = Sequencer(
             ref("seq", "sequencer"),

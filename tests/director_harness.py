@@ -25,7 +25,9 @@ from bedrock_cp.dataplane.loopback import LoopbackDialer, StoppableWorker
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
+from bedrock_cp.director import Attempt, Director
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
+from bedrock_cp.director.phases import PHASES, SKIPPED_FOR_NEW_CLUSTER
 from bedrock_cp.protocol import KeyRange, Layout, Mutation, MutationKind, WorkerRef, decode_layout
 
 CLUSTER = "director-test"
@@ -78,6 +80,14 @@ class HarnessDialer(LoopbackDialer):
             if worker is None or worker.stopped:
                 return protocol.Failed("no_such_worker", body.worker)
             return protocol.Done()
+        if isinstance(body, protocol.ListWorkers):  # the node's Foreman
+            return protocol.Workers(
+                [
+                    protocol.WorkerInfo(w.ref, "running", "", self.cluster.epochs.get(i, 0))
+                    for i, w in sorted(self.cluster.workers.items())
+                    if w.ref.node == ref.node and not w.stopped
+                ]
+            )
         return await super().call(ref, body, timeout)
 
 
@@ -86,10 +96,14 @@ class TestCluster:
 
     __test__ = False
 
-    def __init__(self, root: Path, nodes: int = 3) -> None:
+    def __init__(self, root: Path, nodes: int = 3, *, window_seconds: float = 5.0) -> None:
         self.root = root
+        #: The storage replicas' MVCC window: how soon committed versions are flushed.
+        self.window_seconds = window_seconds
         self.dialer = HarnessDialer(self)
         self.workers: dict[str, StoppableWorker] = {}
+        #: The epoch each worker or role was created for (as its manifest says).
+        self.epochs: dict[str, int] = {}
         self.nodes: dict[str, NodeInfo] = {
             f"n{i}": NodeInfo(f"n{i}", f"127.0.0.1:{7000 + i}", ["log", "storage"])
             for i in range(1, nodes + 1)
@@ -97,6 +111,7 @@ class TestCluster:
         self.down: set[str] = set()
         self.layout: bytes | None = None
         self.epoch = 0
+        self.retiring: dict[str, protocol.RetiredWorker] = {}
         self.ids = itertools.count(1)
         _LIVE.append(self)
 
@@ -185,7 +200,22 @@ class TestContext:
         return self.cluster.layout
 
     async def nodes(self) -> list[NodeInfo]:
-        return list(self.cluster.nodes.values())
+        """The nodes, each with the log and storage workers running there (as the
+        directory lists what the nodes' Gateways registered)."""
+        c = self.cluster
+        return [
+            NodeInfo(
+                n.node,
+                n.address,
+                n.capabilities,
+                [
+                    w.ref
+                    for _, w in sorted(c.workers.items())
+                    if w.ref.node == n.node and w.ref.kind in ("log", "storage") and not w.stopped
+                ],
+            )
+            for n in c.nodes.values()
+        ]
 
     async def call(
         self,
@@ -205,12 +235,20 @@ class TestContext:
         if kind == "log":
             worker = LogWorker(ref, directory, cluster_id=CLUSTER, fsync=False, dialer=c.dialer)
         elif kind == "storage":
-            worker = StorageWorker(ref, directory, c.dialer, cluster_id=CLUSTER, fsync=False)
+            worker = StorageWorker(
+                ref,
+                directory,
+                c.dialer,
+                cluster_id=CLUSTER,
+                fsync=False,
+                window_seconds=c.window_seconds,
+            )
             if (layout := c.current()) is not None:
                 worker.set_layout(layout)
         else:
             raise ValueError(f"no worker kind {kind!r}")
         c.add(worker)
+        c.epochs[worker_id] = self.epoch
         return ref
 
     async def remove_worker(self, ref: WorkerRef) -> None:
@@ -240,6 +278,7 @@ class TestContext:
         else:
             raise ValueError(f"no role {kind!r}")
         self.cluster.add(role)
+        self.cluster.epochs[worker_id] = self.epoch
         return ref
 
     async def stop_role(self, ref: WorkerRef) -> None:
@@ -255,6 +294,21 @@ class TestContext:
             if isinstance(worker, StorageWorker):
                 worker.set_layout(decoded)
 
+    async def retiring(self) -> list[protocol.RetiredWorker]:
+        return [self.cluster.retiring[i] for i in sorted(self.cluster.retiring)]
+
+    async def retire_workers(self, workers: list[protocol.RetiredWorker]) -> None:
+        if self.cluster.epoch != self.epoch:
+            raise Superseded(f"epoch {self.epoch} is not current (now {self.cluster.epoch})")
+        for w in workers:
+            self.cluster.retiring.setdefault(w.id, w)
+
+    async def forget_retired(self, ids: list[str]) -> None:
+        if self.cluster.epoch != self.epoch:
+            raise Superseded(f"epoch {self.epoch} is not current (now {self.cluster.epoch})")
+        for worker_id in ids:
+            self.cluster.retiring.pop(worker_id, None)
+
     def clock(self) -> float:
         return time.monotonic()
 
@@ -263,3 +317,32 @@ class TestContext:
 
     def new_worker_id(self, kind: str) -> str:
         return f"{kind}-e{self.epoch}-{next(self.cluster.ids)}"
+
+
+async def epoch_one(cluster: TestCluster, commits: int = 5, **director: object) -> Layout:
+    """A live epoch 1 (a Director over a new cluster) with ``commits`` transactions;
+    the Director is stopped again (its epoch's workers and roles keep running)."""
+    d = Director(cluster.context(1), **director)  # type: ignore[arg-type]
+    task = asyncio.create_task(d.run())
+    for _ in range(500):
+        if d.layout is not None:
+            break
+        await asyncio.sleep(0.01)
+    layout = d.layout
+    assert layout is not None
+    for i in range(commits):
+        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), protocol.Committed)
+    await d.stop()
+    assert task.cancelled()
+    return layout
+
+
+async def run_phases(attempt: Attempt, ctx: TestContext, before: str) -> None:
+    """Run the recovery phases in order up to (not including) ``before`` ("end": all)."""
+    for name, phase in PHASES:
+        if name == before:
+            return
+        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+            continue
+        await phase(attempt, ctx)
+    assert before == "end", f"no phase {before}"

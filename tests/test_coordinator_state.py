@@ -21,10 +21,12 @@ from bedrock_cp.coordinator import (
     CoordinatorState,
     DeregisterServices,
     DropCoordinator,
+    ForgetRetired,
     Proposal,
     RegisterNode,
     RegisterServices,
     Rejected,
+    RetireWorkers,
     SetCoordinator,
     SnapshotError,
     StoreLayout,
@@ -34,7 +36,7 @@ from bedrock_cp.coordinator import (
 from bedrock_cp.coordinator.limits import MAX_NAME_LEN, MAX_SERVICES_PER_COMMAND
 from bedrock_cp.coordinator.service import Coordinator
 from bedrock_cp.coordinator.writes import write_proposal, write_reply
-from bedrock_cp.protocol import Service
+from bedrock_cp.protocol import RetiredWorker, Service
 from bedrock_cp.wire import WireError
 from bedrock_cp_native import Snapshot
 
@@ -138,6 +140,39 @@ def test_update_config() -> None:
     assert c.storage_replicas == 3
 
 
+def test_storage_replacement_is_a_parameter() -> None:
+    f = Feeder()
+    assert f.state.config.storage_replacement_s == 30
+    f.ok(UpdateConfig({"storage_replacement_s": 2}))
+    assert f.state.config.storage_replacement_s == 2
+    assert isinstance(f(UpdateConfig({"storage_replacement_s": 0})), Rejected)
+
+
+def retired(worker_id: str, epoch: int = 2, node: str = "n1") -> RetiredWorker:
+    return RetiredWorker(worker_id, "log", node, "h:1", epoch)
+
+
+def test_retirement_is_recorded_by_the_current_epoch_until_forgotten() -> None:
+    f = Feeder()
+    f.ok(BeginEpoch("n1"))
+    f.ok(BeginEpoch("n1"))
+    assert f.ok(RetireWorkers(2, [retired("log-a"), retired("log-b", node="n2")])) == 2
+    assert f.ok(RetireWorkers(2, [retired("log-a")])) == 0  # idempotent
+    assert [w.id for w in f.state.retiring] == ["log-a", "log-b"]
+    # Kept across a snapshot (a restarted coordinator still knows what to remove).
+    restored = CoordinatorState.restore(f.state.snapshot())
+    assert restored.retiring == f.state.retiring
+    # A superseded Director can neither retire nor forget.
+    f.ok(BeginEpoch("n2"))
+    before = f.state.content_digest()
+    for stale in (RetireWorkers(2, [retired("log-c")]), ForgetRetired(2, ["log-a"])):
+        r = f(stale)
+        assert isinstance(r, Rejected) and "current epoch is 3" in r.reason
+    assert f.state.content_digest() == before
+    assert f.ok(ForgetRetired(3, ["log-a", "unknown"])) == 1
+    assert [w.id for w in f.state.retiring] == ["log-b"]
+
+
 def test_coordinator_addresses() -> None:
     f = Feeder()
     f.ok(SetCoordinator(1, "c1:4000"))
@@ -229,6 +264,14 @@ INVALID: list[tuple[str, Command, str]] = [
     ("drop unknown", DropCoordinator(7), "no coordinator 7"),
     ("epoch node", BeginEpoch(""), "epoch node must be non-empty"),
     ("stale layout", StoreLayout(0, b"x"), "epoch 0 but the current epoch is 1"),
+    ("retire nothing", RetireWorkers(1, []), "no workers to retire"),
+    ("retire stale", RetireWorkers(0, [retired("w", 0)]), "current epoch is 1"),
+    ("retire epoch", RetireWorkers(1, [retired("w", 5)]), "names epoch 5, not 1"),
+    ("retire twice", RetireWorkers(1, [retired("w", 1), retired("w", 1)]), "appears twice"),
+    ("retire id", RetireWorkers(1, [retired("", 1)]), "retired worker id must be"),
+    ("retire addr", RetireWorkers(1, [RetiredWorker("w", "log", "n", "x", 1)]), "not host:port"),
+    ("forget stale", ForgetRetired(2, ["w"]), "current epoch is 1"),
+    ("forget id", ForgetRetired(1, [""]), "retired worker id must be"),
     ("future layout", StoreLayout(2, b"x"), "epoch 2 but the current epoch is 1"),
 ]
 
@@ -349,6 +392,7 @@ def populated() -> CoordinatorState:
     f.ok(UpdateConfig({"excluded_nodes": ["n2"]}))
     f.ok(BeginEpoch("n1"))
     f.ok(StoreLayout(1, b"\x00tsl"))
+    f.ok(RetireWorkers(1, [retired("old-log", 1)]))
     f.state.apply_noop(20)
     return f.state
 
@@ -367,6 +411,7 @@ def test_snapshot_round_trip_is_equal_in_every_way() -> None:
     )
     assert r.applied_index == 20 and r.sessions.capacity == 3
     assert r.sessions.entries() == s.sessions.entries()
+    assert r.retiring == s.retiring == [retired("old-log", 1)]
     # And both continue identically, sessions included.
     for state in (r, s):
         # A retry of client 4's seq 1 (the RegisterNode) is answered from the restored cache.
@@ -435,6 +480,22 @@ commands_st: st.SearchStrategy[Command] = st.one_of(
     st.builds(DropCoordinator, id=st.integers(0, 4)),
     st.builds(BeginEpoch, node=st.sampled_from(NAMES)),
     st.builds(StoreLayout, epoch=st.integers(0, 2), layout=st.binary(max_size=8)),
+    st.builds(
+        RetireWorkers,
+        epoch=st.integers(0, 2),
+        workers=st.lists(
+            st.builds(
+                RetiredWorker,
+                id=st.sampled_from(IDS),
+                kind=st.just("log"),
+                node=st.sampled_from(NAMES),
+                address=st.sampled_from(ADDRS),
+                epoch=st.integers(0, 2),
+            ),
+            max_size=3,
+        ),
+    ),
+    st.builds(ForgetRetired, epoch=st.integers(0, 2), ids=st.lists(st.sampled_from(IDS))),
 )
 command_entry_st = st.builds(
     lambda c, cid, seq: enc(c, cid, seq),
@@ -533,9 +594,11 @@ def test_write_requests_become_proposals_the_state_applies() -> None:
         protocol.Deregister("a", 7, 4),
         protocol.AddCoordinator(2, "c:2", 7, 5),
         protocol.RemoveCoordinator(2, 7, 6),
+        protocol.UpdateConfigRequest({"storage_replacement_s": 5}, 7, 7),
     ):
         assert isinstance(f.raw(encode_proposal(write_proposal(request, 57, "me"))), Applied)
     assert [r.id for r in f.state.services()] == ["b"] and not f.state.coordinators
+    assert f.state.config.storage_replacement_s == 5
 
 
 def test_a_snapshot_holding_the_state_of_another_index_is_refused() -> None:

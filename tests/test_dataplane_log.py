@@ -6,24 +6,30 @@ import asyncio
 import time
 from pathlib import Path
 
+from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.protocol import (
+    MAX_STREAM_BYTES,
     CommitBatch,
+    Done,
     Failed,
     Locked,
     LogBatches,
+    LogCommitted,
     LogLock,
     LogLocked,
+    LogPop,
     LogPull,
     LogPush,
     LogPushed,
     LogRecover,
     LogRecovered,
     NewerEpoch,
+    ReplicaProgress,
 )
 
-from .dataplane_pipeline import CLUSTER, ref, set_
+from .dataplane_pipeline import CLUSTER, MeasuringDialer, disk_bytes, ref, set_, until
 
 
 def batch(prev: int, version: int) -> CommitBatch:
@@ -62,7 +68,7 @@ async def test_concurrent_pushes_share_fsyncs(tmp_path: Path) -> None:
     log = open_log(tmp_path)
     answers = await asyncio.gather(*(log.handle(push(v * 10, v * 10 + 10)) for v in range(50)))
     assert all(isinstance(a, LogPushed) for a in answers)
-    assert log._wal.sync_count < 50  # group commit
+    assert log._wal is not None and log._wal.sync_count < 50  # group commit
     await log.stop()
 
 
@@ -173,3 +179,153 @@ async def test_an_empty_recovery_starts_the_chain_at_last(tmp_path: Path) -> Non
     assert (log.last, log.epoch, log.locked) == (110, 2, False)
     assert await pull_all(log, 100) == [110]
     await log.stop()
+
+
+# -- bounded history and bounded streams ------------------------------------------------
+
+
+def big_batch(prev: int, version: int, size: int = 100_000, n: int = 1) -> CommitBatch:
+    muts = [set_(b"k%d-%d" % (version, i), bytes([i % 256]) * size) for i in range(n)]
+    return CommitBatch(prev, version, muts)
+
+
+def served(replicas: dict[str, int]) -> list[ReplicaProgress]:
+    return [ReplicaProgress(r, v) for r, v in replicas.items()]
+
+
+async def recovered_log(path: Path, replicas: dict[str, int], **kw: object) -> LogWorker:
+    """A log that joined epoch 1 at version 0, serving ``replicas``."""
+    log = open_log(path, **kw)
+    assert await log.handle(LogRecover("log", 1, [], 1, 0, served(replicas))) == LogRecovered(
+        1, 0, 0
+    )
+    return log
+
+
+async def test_a_pull_answer_is_bounded_in_bytes_and_resumable(tmp_path: Path) -> None:
+    log = open_log(tmp_path, fsync=False)
+    prev = 0
+    for v in range(1, 41):  # 40 batches of 500 KB: 20 MB, more than a frame may carry
+        pushed = await log.handle(LogPush("log", 1, big_batch(prev, v, n=5), 0))
+        assert isinstance(pushed, LogPushed)
+        prev = v
+    got: list[int] = []
+    after = 0
+    while after < 40:
+        resp = await log.handle(LogPull("log", after, limit=10_000))
+        assert isinstance(resp, LogBatches) and resp.batches
+        size = len(protocol.encode(resp))
+        assert size <= MAX_STREAM_BYTES + 1024, size
+        got += [b.version for b in resp.batches]
+        after = resp.batches[-1].version
+    assert got == list(range(1, 41))
+    # A budget below one batch still returns one (the stream always moves on).
+    one = await log.handle(LogPull("log", 0, max_bytes=1))
+    assert isinstance(one, LogBatches) and [b.version for b in one.batches] == [1]
+    await log.stop()
+
+
+async def test_a_log_discards_what_every_replica_it_serves_made_durable(tmp_path: Path) -> None:
+    log = await recovered_log(tmp_path, {"ss-a": 0, "ss-b": 0}, generation_bytes=300_000)
+    prev = 0
+    for v in range(1, 31):  # 30 batches of 100 KB, ~10 generations
+        await log.handle(LogPush("log", 1, big_batch(prev, v), prev))
+        prev = v
+    full = disk_bytes(tmp_path)
+    assert full > 3_000_000 and log.held == 30
+    # One replica's progress alone discards nothing: the other still needs it all.
+    assert await log.handle(LogPop("log", "ss-a", 25)) == Done()
+    assert log.held == 30 and log.base == 0
+    # A replica the log does not serve holds nothing back and moves nothing.
+    assert await log.handle(LogPop("log", "ss-stranger", 30)) == Done()
+    assert log.held == 30
+    assert await log.handle(LogPop("log", "ss-b", 20)) == Done()
+    assert (log.base, log.held) == (20, 10)
+    await until(lambda: disk_bytes(tmp_path) < full // 2)
+    too_old = await log.handle(LogPull("log", 10))
+    assert isinstance(too_old, Failed) and too_old.code == "version_too_old"
+    assert await pull_all(log, 20) == list(range(21, 31))
+    # Nothing is read back from disk that was discarded; the rest survives a restart.
+    await log.stop()
+    log = open_log(tmp_path)
+    assert log.held <= 15 and log.base <= 20 and log.last == 30
+    assert await pull_all(log, 20) == list(range(21, 31))
+    assert log.replicas == {"ss-a": 0, "ss-b": 0}  # what the Director gave survives
+    await log.stop()
+
+
+async def test_a_log_without_replicas_to_serve_never_discards(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    for v in range(1, 6):
+        await log.handle(push(v - 1, v))
+    await log.handle(LogPop("log", "ss-a", 5))
+    assert await pull_all(log) == [1, 2, 3, 4, 5]
+    await log.stop()
+
+
+async def test_a_replica_joins_only_above_what_was_discarded(tmp_path: Path) -> None:
+    log = await recovered_log(tmp_path, {"ss-a": 0})
+    for v in range(1, 11):
+        await log.handle(push(v - 1, v))
+    await log.handle(LogPop("log", "ss-a", 6))
+    assert log.base == 6
+    late = await log.handle(LogPop("log", "ss-new", 4, join=True))
+    assert isinstance(late, Failed) and late.code == "version_too_old"
+    assert await log.handle(LogPop("log", "ss-new", 7, join=True)) == Done()
+    await log.handle(LogPop("log", "ss-a", 10))
+    assert log.base == 7  # the new replica holds it now
+    await log.stop()
+    log = open_log(tmp_path)  # and still after a restart
+    assert log.replicas["ss-new"] == 7
+    await log.handle(LogPop("log", "ss-a", 10))
+    assert log.base <= 7
+    await log.stop()
+
+
+async def test_a_locked_log_discards_nothing_and_reports_each_replica(tmp_path: Path) -> None:
+    log = await recovered_log(tmp_path, {"ss-a": 0, "ss-b": 0})
+    for v in range(1, 6):
+        await log.handle(push(v - 1, v))
+    await log.handle(LogPop("log", "ss-a", 3))
+    locked = await log.handle(LogLock("log", 2))
+    assert locked == LogLocked(1, 5, 5, served({"ss-a": 3, "ss-b": 0}))
+    await log.handle(LogPop("log", "ss-b", 5))
+    await log.handle(LogPop("log", "ss-a", 5))
+    assert await pull_all(log) == [1, 2, 3, 4, 5]  # a recovery may still copy them
+    await log.stop()
+
+
+async def test_the_committed_hint_of_an_idle_proxy_reaches_pullers(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    await log.handle(push(0, 10))
+    resp = await log.handle(LogPull("log", 10))
+    assert isinstance(resp, LogBatches) and resp.committed == 0
+    waiting = asyncio.ensure_future(log.handle(LogPull("log", 10, wait_ms=5000)))
+    await asyncio.sleep(0.05)
+    assert await log.handle(LogCommitted("log", 1, 10)) == Done()
+    resp = await asyncio.wait_for(waiting, 1.0)
+    assert isinstance(resp, LogBatches) and resp.committed == 10 and resp.batches == []
+    assert await log.handle(LogCommitted("log", 0, 10)) == NewerEpoch(1)
+    await log.stop()
+
+
+async def test_a_recovery_copies_more_than_a_frame_holds_in_bounded_pulls(tmp_path: Path) -> None:
+    dialer = MeasuringDialer()
+    old = LogWorker(ref("old", "log"), tmp_path / "old", cluster_id=CLUSTER, fsync=False)
+    new = LogWorker(
+        ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, fsync=False, dialer=dialer
+    )
+    dialer.register(old)
+    dialer.register(new)
+    for v in range(1, 41):  # 20 MB
+        await old.handle(LogPush("old", 1, big_batch(v - 1, v, n=5), 0))
+    await old.handle(LogLock("old", 2))
+    answer = await new.handle(LogRecover("new", 2, [old.ref], 1, 40, served({"ss": 0})))
+    assert answer == LogRecovered(1, 40, 40)
+    assert max(dialer.sizes) <= MAX_STREAM_BYTES + 1024 and len(dialer.sizes) > 4
+    assert len(new.generations) > 1  # written in bounded generations too
+    await new.stop()
+    new = LogWorker(ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, dialer=dialer)
+    dialer.register(new)
+    assert (new.last, new.held) == (40, 40)
+    await dialer.stop_all()

@@ -38,7 +38,7 @@ async def read(p: Pipeline, key: bytes, version: int) -> Response:
 
 
 async def test_concurrent_transactions_commit_and_are_readable(tmp_path: Path) -> None:
-    p = Pipeline(tmp_path, proxies=2)
+    p = Pipeline(tmp_path, proxies=2, window_seconds=1.0)
     await p.start()
     done: list[tuple[bytes, bytes, int]] = []
 
@@ -54,7 +54,7 @@ async def test_concurrent_transactions_commit_and_are_readable(tmp_path: Path) -
     for key, value, version in done:
         assert await read(p, key, version) == Value(value, version)
         assert await read(p, key, version - 1) == Value(None, version - 1)
-    # The logs learn the committed version from later (idle) batches; storage persists it.
+    # An idle proxy tells the logs the committed version; storage persists it.
     last = max(v for _, _, v in done)
     await until(lambda: p.storage.durable >= last)
     status = await p.call(StorageStatus("ss0"))

@@ -3,19 +3,26 @@ rollback above a new epoch's recovery version."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.dataplane.loopback import LoopbackDialer
 from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.protocol import (
+    MAX_STREAM_BYTES,
     MVCC_WINDOW_VERSIONS,
     CommitBatch,
+    Done,
     Failed,
     KeyRange,
     Layout,
     Locked,
     LogLock,
+    LogPull,
     LogPush,
     LogPushed,
     LogRecover,
@@ -23,6 +30,10 @@ from bedrock_cp.protocol import (
     Mutation,
     MutationKind,
     NewerEpoch,
+    ReplicaProgress,
+    Request,
+    Response,
+    StorageFill,
     StorageGet,
     StorageGetRange,
     StorageLock,
@@ -33,8 +44,9 @@ from bedrock_cp.protocol import (
     Values,
     WorkerRef,
 )
+from bedrock_cp.transport import RemoteError
 
-from .dataplane_pipeline import CLUSTER, ref, set_, until
+from .dataplane_pipeline import CLUSTER, MeasuringDialer, ref, set_, until
 
 SS = ref("ss", "storage")
 
@@ -48,9 +60,11 @@ def layout(
 
 
 class World:
-    def __init__(self, root: Path, **storage_kw: float) -> None:
+    def __init__(
+        self, root: Path, dialer: LoopbackDialer | None = None, **storage_kw: float
+    ) -> None:
         self.root = root
-        self.dialer = LoopbackDialer()
+        self.dialer = dialer or LoopbackDialer()
         self.log = self.new_log("log1")
         self.storage = self.new_storage(**storage_kw)
 
@@ -103,7 +117,7 @@ async def test_reads_at_a_version_see_exactly_what_was_applied(tmp_path: Path) -
 
 
 async def test_future_and_too_old_versions_and_wrong_shard_fail_clearly(tmp_path: Path) -> None:
-    w = World(tmp_path, read_wait=0.1, compact_interval=0.0)
+    w = World(tmp_path, read_wait=0.1, window_seconds=0.0)
     await w.push(0, 10, [set_(b"a", b"1")], 0)
     w.storage.set_layout(layout([w.log.ref], begin=b"a"))
     assert await w.get(b"a", 10) == Value(b"1", 10)
@@ -114,8 +128,8 @@ async def test_future_and_too_old_versions_and_wrong_shard_fail_clearly(tmp_path
     late = 20 + MVCC_WINDOW_VERSIONS
     await w.push(10, late, [set_(b"a", b"2")], 10)
     await until(lambda: w.storage.applied == late)
-    await w.push(late, late + 1, [], late)  # one more pull: compaction runs after it
-    await until(lambda: w.storage.applied == late + 1)
+    await w.push(late, late + 1, [], late)  # now `late` is known committed: it is flushed
+    await until(lambda: w.storage.durable == late)
     old = await w.get(b"a", 10)
     assert isinstance(old, Failed) and old.code == "version_too_old"
     assert await w.get(b"a", late) == Value(b"2", late)
@@ -123,7 +137,7 @@ async def test_future_and_too_old_versions_and_wrong_shard_fail_clearly(tmp_path
 
 
 async def test_only_committed_versions_are_persisted(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = World(tmp_path, window_seconds=0.0)
     await w.push(0, 10, [set_(b"a", b"1")], 0)
     await w.push(10, 20, [set_(b"a", b"2")], 10)
     await w.push(20, 30, [set_(b"a", b"3")], 10)  # 20 and 30 are not known committed
@@ -131,9 +145,9 @@ async def test_only_committed_versions_are_persisted(tmp_path: Path) -> None:
     await until(lambda: w.storage.applied == 30 and w.storage.durable == 10)
     assert await w.get(b"a", 30) == Value(b"3", 30)
     status = await w.storage.handle(StorageStatus("ss"))
-    assert status == StorageState(30, 10, 0, False)
+    assert status == StorageState(30, 10, 10, False)
     await w.storage.stop()
-    w.storage = w.new_storage()
+    w.storage = w.new_storage(window_seconds=0.0)
     assert (w.storage.applied, w.storage.durable) == (10, 10)
     w.storage.set_layout(layout([w.log.ref]))
     assert await w.get(b"a", 10) == Value(b"1", 10)
@@ -225,4 +239,228 @@ async def test_a_replica_outside_every_team_stands_still_and_keeps_its_data_hone
     w.storage.set_layout(back)
     assert await w.get(b"a", 30) == Value(b"2", 30)
     assert await w.get(b"b", 30) == Value(b"3", 30)
+    await w.dialer.stop_all()
+
+
+# -- checkpoints, continuity, bounded streams, fills ----------------------------------------
+
+
+async def start_serving(log: LogWorker, replicas: list[str], *, epoch: int = 1) -> None:
+    progress = [ReplicaProgress(r, 0) for r in replicas]
+    answer = await log.handle(LogRecover(log.ref.id, epoch, [], 1, 0, progress))
+    assert answer == LogRecovered(1, 0, 0)
+
+
+async def test_a_restart_reads_its_checkpoint_without_the_logs(tmp_path: Path) -> None:
+    w = World(tmp_path, window_seconds=0.0)
+    await start_serving(w.log, ["ss"])
+    prev = 0
+    for v in range(1, 21):  # every batch writes several keys, one of them clears another
+        muts = [set_(b"k%02d-%d" % (v, i), b"v%d" % v) for i in range(4)]
+        muts.append(Mutation(MutationKind.CLEAR, b"k%02d-0" % (v - 1)))
+        await w.push(prev, v, muts, prev)
+        prev = v
+    await w.push(prev, 21, [], 20)  # 20 is now known committed
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.durable == 20)
+    # The log learns it and discards everything the replica made durable.
+    await until(lambda: w.log.replicas["ss"] == 20 and w.log.base == 20)
+    await w.storage.stop()
+    await w.log.stop()  # no log to replay from: the checkpoint alone must hold it all
+    w.dialer.unregister("log1")
+    w.storage = w.new_storage(read_wait=0.1)
+    assert (w.storage.applied, w.storage.durable) == (20, 20)
+    w.storage.set_layout(layout([w.log.ref]))
+    rows = await w.storage.handle(StorageGetRange("ss", b"", b"\xff", 20))
+    assert isinstance(rows, Values)
+    want = {b"k%02d-%d" % (v, i): b"v%d" % v for v in range(1, 21) for i in range(4)}
+    for v in range(1, 20):
+        del want[b"k%02d-0" % v]
+    assert dict(rows.pairs) == want and not rows.more
+    assert await w.get(b"k20-3", 20) == Value(b"v20", 20)
+    assert await w.get(b"k05-0", 20) == Value(None, 20)
+    await w.dialer.stop_all()
+
+
+async def test_reads_merge_the_window_above_the_base(tmp_path: Path) -> None:
+    w = World(tmp_path, window_seconds=0.0)
+    base = [set_(k, b"base") for k in (b"a", b"b", b"c", b"d", b"e", b"q")]
+    await w.push(0, 10, base, 0)
+    await w.push(10, 11, [], 10)
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.durable == 10)
+    await w.storage.stop()  # a long window from now on: what follows stays in memory
+    w.storage = w.new_storage()
+    w.storage.set_layout(layout([w.log.ref]))
+    await w.push(11, 20, [set_(b"c", b"20"), Mutation(MutationKind.CLEAR, b"d")], 11)
+    await w.push(20, 30, [Mutation(MutationKind.CLEAR_RANGE, b"b", b"p"), set_(b"f", b"30")], 20)
+    await until(lambda: w.storage.applied == 30)
+    assert w.storage.durable == 10 and len(w.storage.window) > 0
+    assert await w.get(b"a", 30) == Value(b"base", 30)  # from the base
+    assert await w.get(b"c", 15) == Value(b"base", 15)
+    assert await w.get(b"c", 20) == Value(b"20", 20)
+    assert await w.get(b"e", 25) == Value(b"base", 25)
+    assert await w.get(b"e", 30) == Value(None, 30)  # hidden by the range clear
+    expect = {
+        10: [(b"a", b"base"), (b"b", b"base"), (b"c", b"base"), (b"d", b"base"), (b"e", b"base")],
+        20: [(b"a", b"base"), (b"b", b"base"), (b"c", b"20"), (b"e", b"base"), (b"q", b"base")],
+        30: [(b"a", b"base"), (b"f", b"30"), (b"q", b"base")],
+    }
+    for version, pairs in expect.items():
+        got = await w.storage.handle(StorageGetRange("ss", b"", b"\xff", version, limit=5))
+        assert got == Values(pairs[:5], version == 10 or len(pairs) > 5, version), version
+    page = await w.storage.handle(StorageGetRange("ss", b"", b"\xff", 30, limit=2))
+    assert page == Values([(b"a", b"base"), (b"f", b"30")], True, 30)
+    older = await w.get(b"a", 9)
+    assert isinstance(older, Failed) and older.code == "version_too_old"
+    await w.dialer.stop_all()
+
+
+async def test_a_replica_that_missed_an_epoch_drops_what_was_never_committed(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path, window_seconds=0.0)
+    await w.push(0, 10, [set_(b"a", b"10")], 0)
+    await w.push(10, 20, [set_(b"b", b"20")], 10)
+    await w.push(20, 30, [set_(b"never", b"30")], 10)  # only on this log: never acknowledged
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.applied == 30 and w.storage.durable == 10)
+    # Epoch 2 recovers [1, 20] and commits 25 and 35 ... while this replica sees nothing.
+    await w.log.handle(LogLock("log1", 2))
+    log2 = w.new_log("log2")
+    await log2.handle(LogRecover("log2", 2, [w.log.ref], 1, 20))
+    await w.push(20, 25, [set_(b"c", b"25")], 20, log=log2, epoch=2)
+    await w.push(25, 35, [set_(b"d", b"35")], 25, log=log2, epoch=2)
+    # Epoch 3 recovers [11, 35]: the replica joins it directly, skipping epoch 2.
+    await log2.handle(LogLock("log2", 3))
+    log3 = w.new_log("log3")
+    await log3.handle(LogRecover("log3", 3, [log2.ref], 11, 35))
+    w.storage.set_layout(layout([log3.ref], epoch=3, recovery=35))
+    await until(lambda: w.storage.applied == 35)
+    assert await w.get(b"never", 35) == Value(None, 35)
+    for key, value in ((b"a", b"10"), (b"b", b"20"), (b"c", b"25"), (b"d", b"35")):
+        assert await w.get(key, 35) == Value(value, 35), key
+    await w.dialer.stop_all()
+
+
+async def test_the_pull_loop_survives_any_error_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Flaky(LoopbackDialer):
+        failures = 2
+
+        async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+            if isinstance(body, LogPull) and self.failures:
+                self.failures -= 1
+                raise RemoteError("frame_too_large", "Response frame exceeds the limit")
+            return await super().call(ref, body, timeout)
+
+    w = World(tmp_path, Flaky())
+    await w.push(0, 10, [set_(b"a", b"1")], 0)
+    w.storage.set_layout(layout([w.log.ref]))
+    assert await w.get(b"a", 10) == Value(b"1", 10)
+    assert "cannot pull" in caplog.text and "frame exceeds" in caplog.text
+    await w.dialer.stop_all()
+
+
+async def test_a_replica_far_behind_catches_up_in_bounded_answers(tmp_path: Path) -> None:
+    dialer = MeasuringDialer()
+    w = World(tmp_path, dialer)
+    for v in range(1, 41):  # 20 MB behind
+        muts = [set_(b"k%d-%d" % (v, i), bytes(100_000)) for i in range(5)]
+        await w.push(v - 1, v, muts, v - 1)
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.applied == 40, timeout=20)
+    assert max(dialer.sizes) <= MAX_STREAM_BYTES + 1024
+    await w.dialer.stop_all()
+
+
+async def test_a_new_replica_is_filled_from_a_healthy_one_while_commits_go_on(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path, window_seconds=0.0)
+    await start_serving(w.log, ["ss"])
+    prev = 0
+    for v in range(1, 31):  # 3 MB in the healthy replica's base
+        await w.push(prev, v, [set_(b"k%03d" % v, bytes([v]) * 100_000)], prev)
+        prev = v
+    await w.push(prev, 31, [], 30)
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.durable == 30 and w.log.base == 30)
+    new_ref = ref("ss-new", "storage")
+    new = StorageWorker(new_ref, tmp_path / "new", w.dialer, cluster_id=CLUSTER, window_seconds=0)
+    w.dialer.register(new)
+    new.set_layout(layout([w.log.ref]))  # a spare: in no team yet
+    fill = StorageFill("ss-new", 1, SS, b"", b"\xff")
+    assert await new.handle(fill) == Done()
+    # Commits go on while it copies.
+    for v in range(32, 40):
+        await w.push(v - 1, v, [set_(b"k%03d" % v, b"late")], v - 1)
+    await until(lambda: new._status().fill != "filling", timeout=20)
+    status = await new.handle(StorageStatus("ss-new"))
+    assert isinstance(status, StorageState) and status.fill == "filled", status
+    assert status.durable >= 30
+    assert w.log.replicas["ss-new"] == status.durable  # the log keeps what it needs
+    # A recovery takes it into the team: it follows the log from its snapshot on.
+    both = Layout(
+        2,
+        39,
+        ref("seq", "sequencer"),
+        [],
+        [],
+        [w.log.ref],
+        [StorageTeam(b"", b"\xff", [SS, new_ref])],
+    )
+    new.set_layout(both)
+    assert await new.handle(StorageGet("ss-new", b"k001", 39)) == Value(bytes([1]) * 100_000, 39)
+    assert await new.handle(StorageGet("ss-new", b"k039", 39)) == Value(b"late", 39)
+    got = await new.handle(StorageGetRange("ss-new", b"", b"\xff", 39, limit=100))
+    assert isinstance(got, Values) and len(got.pairs) == 38  # (batch 31 wrote nothing)
+    await w.dialer.stop_all()
+
+
+async def test_a_fill_cut_short_by_a_restart_is_reported_failed(tmp_path: Path) -> None:
+    w = World(tmp_path, window_seconds=0.0)
+    await w.push(0, 1, [set_(b"a", b"1")], 0)
+    await w.push(1, 2, [], 1)
+    w.storage.set_layout(layout([w.log.ref]))
+    await until(lambda: w.storage.durable == 1)
+    new_ref = ref("ss-new", "storage")
+    new = StorageWorker(new_ref, tmp_path / "new", w.dialer, cluster_id=CLUSTER)
+    new._engine.begin_fill()  # as a fill leaves it when the node dies halfway
+    new._engine.put([(b"a", b"1")])
+    await new.stop()
+    new = StorageWorker(new_ref, tmp_path / "new", w.dialer, cluster_id=CLUSTER)
+    status = await new.handle(StorageStatus("ss-new"))
+    assert isinstance(status, StorageState) and status.fill.startswith("failed")
+    assert status.durable == 0 and new._engine.scan([KeyRange(b"", b"\xff")], set(), 10)[0] == []
+    await new.stop()
+    await w.dialer.stop_all()
+
+
+def test_the_data_directory_is_private(tmp_path: Path) -> None:
+    async def make() -> None:
+        ss = StorageWorker(SS, tmp_path / "ss", LoopbackDialer(), cluster_id=CLUSTER)
+        await ss.stop()
+
+    asyncio.run(make())
+    assert (tmp_path / "ss").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "ss" / "data.sqlite3").stat().st_mode & 0o077 == 0
+
+
+async def test_a_range_read_answer_is_bounded_in_bytes(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    await w.push(0, 10, [set_(b"k%03d" % i, bytes(100_000)) for i in range(100)], 0)  # 10 MB
+    w.storage.set_layout(layout([w.log.ref]))
+    got: list[bytes] = []
+    begin = b""
+    while True:
+        page = await w.storage.handle(StorageGetRange("ss", begin, b"\xff", 10, limit=1000))
+        assert isinstance(page, Values) and page.pairs
+        assert len(protocol.encode(page)) <= MAX_STREAM_BYTES + 1024
+        got += [k for k, _ in page.pairs]
+        if not page.more:
+            break
+        begin = page.pairs[-1][0] + b"\x00"
+    assert got == [b"k%03d" % i for i in range(100)]
     await w.dialer.stop_all()

@@ -12,11 +12,9 @@ import msgspec
 import pytest
 
 from bedrock_cp import protocol
-from bedrock_cp.director import Attempt, Director, Fail, Stall
+from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
 from bedrock_cp.director.phases import (
-    PHASES,
-    SKIPPED_FOR_NEW_CLUSTER,
     build_layout,
     monitor,
     persist,
@@ -38,36 +36,7 @@ from bedrock_cp.protocol import (
     encode_layout,
 )
 
-from .director_harness import TestCluster, TestContext, closes_clusters
-
-
-async def _through(attempt: Attempt, ctx: TestContext, before: str) -> None:
-    """Run the phases in order up to (not including) ``before``."""
-    for name, phase in PHASES:
-        if name == before:
-            return
-        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
-            continue
-        await phase(attempt, ctx)
-    assert before == "end", f"no phase {before}"
-
-
-async def _epoch_one(cluster: TestCluster, commits: int = 5) -> Layout:
-    """A live epoch 1 (a Director over a new cluster) with ``commits`` transactions."""
-    director = Director(cluster.context(1))
-    task = asyncio.create_task(director.run())
-    for _ in range(500):
-        if director.layout is not None:
-            break
-        await asyncio.sleep(0.01)
-    layout = director.layout
-    assert layout is not None
-    for i in range(commits):
-        assert isinstance(await cluster.commit(layout, b"k%d" % i, b"v%d" % i), protocol.Committed)
-    await director.stop()
-    assert task.cancelled()
-    return layout
-
+from .director_harness import TestCluster, closes_clusters, epoch_one, run_phases
 
 # -- 1. validate_layout ----------------------------------------------------------------------
 
@@ -91,7 +60,7 @@ async def test_validate_a_corrupt_layout_stalls(tmp_path: Path) -> None:
 @closes_clusters
 async def test_validate_a_layout_of_this_epoch_or_newer_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     with pytest.raises(Stall, match="corrupt layout: the stored layout is of epoch 1"):
         await validate_layout.run(Attempt(1, 1), cluster.context(1))
     attempt = Attempt(1, 2)
@@ -106,10 +75,10 @@ async def test_validate_a_layout_of_this_epoch_or_newer_stalls(tmp_path: Path) -
 @closes_clusters
 async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
-    await _through(attempt, ctx, "plan_log_recovery")
+    await run_phases(attempt, ctx, "plan_log_recovery")
     assert set(attempt.locked) == {r.id for r in layout.logs}
     assert await cluster.commit(layout, b"x", b"y") == protocol.NewerEpoch(2)
     await cluster.close()
@@ -118,27 +87,27 @@ async def test_lock_locks_every_old_log(tmp_path: Path) -> None:
 @closes_clusters
 async def test_lock_a_newer_epoch_fails(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     await cluster.call(layout.logs[2], protocol.LogLock(layout.logs[2].id, 7))
     attempt = Attempt(1, 2)
     with pytest.raises(Fail, match=r"^superseded by epoch 7$"):
-        await _through(attempt, cluster.context(2), "plan_log_recovery")
+        await run_phases(attempt, cluster.context(2), "plan_log_recovery")
     await cluster.close()
 
 
 @closes_clusters
 async def test_lock_too_few_logs_stalls_naming_them(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     cluster.down |= {layout.logs[1].node, layout.logs[2].node}
     with pytest.raises(Stall, match="only 1 of 3 old logs locked") as info:
-        await _through(Attempt(1, 2), cluster.context(2), "plan_log_recovery")
+        await run_phases(Attempt(1, 2), cluster.context(2), "plan_log_recovery")
     assert layout.logs[1].id in info.value.reason and layout.logs[2].id in info.value.reason
     assert layout.logs[0].id not in info.value.reason
     # A majority is enough.
     cluster.down = {layout.logs[2].node}
     attempt = Attempt(2, 2)
-    await _through(attempt, cluster.context(2), "plan_log_recovery")
+    await run_phases(attempt, cluster.context(2), "plan_log_recovery")
     assert len(attempt.locked) == 2
     await cluster.close()
 
@@ -146,7 +115,7 @@ async def test_lock_too_few_logs_stalls_naming_them(tmp_path: Path) -> None:
 @closes_clusters
 async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     ctx = cluster.context(
         2, parameters=dataclasses.replace(cluster.context(2).parameters, lock_timeout=0.1)
     )
@@ -159,7 +128,7 @@ async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
 
     slow.handle = hang  # type: ignore[method-assign]
     attempt = Attempt(1, 2)
-    await _through(attempt, ctx, "plan_log_recovery")
+    await run_phases(attempt, ctx, "plan_log_recovery")
     assert layout.logs[0].id not in attempt.locked and len(attempt.locked) == 2
     await cluster.close()
 
@@ -170,10 +139,10 @@ async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
 @closes_clusters
 async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster, commits=10)
+    layout = await epoch_one(cluster, commits=10)
     acknowledged = await cluster.read_version(layout)
     attempt = Attempt(1, 2)
-    await _through(attempt, cluster.context(2), "vacancies")
+    await run_phases(attempt, cluster.context(2), "vacancies")
     durables = [locked.durable for _, locked in attempt.locked.values()]
     assert attempt.recovery_version == min(durables) >= acknowledged
     assert 1 <= attempt.first_version <= attempt.recovery_version + 1
@@ -183,18 +152,18 @@ async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: 
 @closes_clusters
 async def test_plan_a_storage_team_without_an_answering_replica_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     for replica in layout.storage[0].replicas:
         await cluster.workers[replica.id].stop()
     with pytest.raises(Stall, match="has no answering replica"):
-        await _through(Attempt(1, 2), cluster.context(2), "vacancies")
+        await run_phases(Attempt(1, 2), cluster.context(2), "vacancies")
     await cluster.close()
 
 
 @closes_clusters
 async def test_plan_a_range_no_locked_log_holds_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster, commits=5)
+    layout = await epoch_one(cluster, commits=5)
     ctx = cluster.context(2)
     # An old layout whose only log starts after version 1, and storage that has nothing.
     source = layout.logs[0]
@@ -215,7 +184,7 @@ async def test_plan_a_range_no_locked_log_holds_stalls(tmp_path: Path) -> None:
     )
     cluster.layout = encode_layout(old)
     with pytest.raises(Stall, match=r"no locked log holds versions \[1, "):
-        await _through(Attempt(1, 2), ctx, "vacancies")
+        await run_phases(Attempt(1, 2), ctx, "vacancies")
     await cluster.close()
 
 
@@ -235,14 +204,14 @@ async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1, node="n3")
-    await _through(attempt, ctx, "recruit_logs")
+    await run_phases(attempt, ctx, "recruit_logs")
     v = attempt.vacancies
     assert v is not None
     assert (v.logs, v.new_storage, v.proxies, len(v.resolver_ranges)) == (3, 2, 2, 2)
     assert v.sequencer_node == "n3" and v.start_version == 0 and v.storage == []
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
-    await _through(attempt, cluster.context(2), "recruit_logs")
+    await run_phases(attempt, cluster.context(2), "recruit_logs")
     assert attempt.vacancies is not None
     assert attempt.vacancies.storage == layout.storage and attempt.vacancies.new_storage == 0
     assert attempt.vacancies.start_version == attempt.recovery_version > 0
@@ -255,12 +224,12 @@ async def test_vacancies_describe_the_new_layout(tmp_path: Path) -> None:
 @closes_clusters
 async def test_recruit_logs_one_per_node_with_new_ids(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(
         2, parameters=dataclasses.replace(cluster.context(2).parameters, desired_logs=4)
     )
-    await _through(attempt, ctx, "recruit_storage")
+    await run_phases(attempt, ctx, "recruit_storage")
     # A node is one failure domain: never two logs on one node (4 wanted, 3 nodes).
     assert [r.node for r in attempt.logs] == ["n1", "n2", "n3"]
     assert not {r.id for r in attempt.logs} & {r.id for r in layout.logs}
@@ -278,7 +247,7 @@ async def test_recruit_logs_waits_for_the_expected_number_of_nodes(tmp_path: Pat
         1, parameters=dataclasses.replace(cluster.context(1).parameters, expected_nodes=3)
     )
     with pytest.raises(Stall, match="waiting for 3 nodes able to host a log; registered: n1"):
-        await _through(Attempt(1, 1), ctx, "recruit_storage")
+        await run_phases(Attempt(1, 1), ctx, "recruit_storage")
 
 
 @closes_clusters
@@ -287,7 +256,7 @@ async def test_recruit_logs_without_capable_nodes_stalls(tmp_path: Path) -> None
     for name, info in list(cluster.nodes.items()):
         cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
     with pytest.raises(Stall, match="no node can host a log"):
-        await _through(Attempt(1, 1), cluster.context(1), "recruit_storage")
+        await run_phases(Attempt(1, 1), cluster.context(1), "recruit_storage")
 
 
 @closes_clusters
@@ -296,7 +265,7 @@ async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
     base = cluster.context(1).parameters
     ctx = cluster.context(1, parameters=dataclasses.replace(base, excluded_nodes=frozenset({"n2"})))
     attempt = Attempt(1, 1)
-    await _through(attempt, ctx, "recruit_storage")
+    await run_phases(attempt, ctx, "recruit_storage")
     assert [r.node for r in attempt.logs] == ["n1", "n3"]  # one per node, n2 excluded
     await cluster.close()
 
@@ -308,7 +277,7 @@ async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
 async def test_recruit_storage_new_cluster_creates_one_team(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
-    await _through(attempt, cluster.context(1), "replay_logs")
+    await run_phases(attempt, cluster.context(1), "replay_logs")
     (team,) = attempt.storage
     assert (team.begin, team.end) == (b"", SYSTEM_PREFIX)
     assert [r.node for r in team.replicas] == ["n1", "n2"]
@@ -317,16 +286,22 @@ async def test_recruit_storage_new_cluster_creates_one_team(tmp_path: Path) -> N
 
 
 @closes_clusters
-async def test_recruit_storage_keeps_live_replicas_and_stalls_on_an_empty_team(
+async def test_recruit_storage_keeps_down_replicas_and_stalls_on_a_team_without_a_live_one(
     tmp_path: Path,
 ) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     replicas = layout.storage[0].replicas
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
-    await _through(attempt, ctx, "recruit_storage")
+    await run_phases(attempt, ctx, "recruit_storage")
+    # A replica whose node died stays a member of its team, absent (until it is
+    # replaced): it catches up from the logs when it returns.
     await cluster.workers[replicas[0].id].stop()
+    await recruit_storage.run(attempt, ctx)
+    assert attempt.storage == [StorageTeam(b"", SYSTEM_PREFIX, [replicas[1]], [replicas[0]])]
+    # A retired one does not (the plan leaves it out).
+    attempt.durables.pop(replicas[0].id)
     await recruit_storage.run(attempt, ctx)
     assert attempt.storage == [StorageTeam(b"", SYSTEM_PREFIX, [replicas[1]])]
     await cluster.workers[replicas[1].id].stop()
@@ -341,9 +316,9 @@ async def test_recruit_storage_keeps_live_replicas_and_stalls_on_an_empty_team(
 @closes_clusters
 async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    await _epoch_one(cluster, commits=8)
+    await epoch_one(cluster, commits=8)
     attempt = Attempt(1, 2)
-    await _through(attempt, cluster.context(2), "start_roles")
+    await run_phases(attempt, cluster.context(2), "start_roles")
     first, last = attempt.first_version, attempt.recovery_version
     for ref in attempt.logs:
         pulled = await cluster.call(ref, protocol.LogPull(ref.id, after=first - 1))
@@ -357,10 +332,10 @@ async def test_replay_copies_the_recoverable_range_into_every_new_log(tmp_path: 
 @closes_clusters
 async def test_replay_failure_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    await _epoch_one(cluster)
+    await epoch_one(cluster)
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
-    await _through(attempt, ctx, "replay_logs")
+    await run_phases(attempt, ctx, "replay_logs")
     cluster.down.add(attempt.logs[0].node)
     with pytest.raises(Stall, match="log replay of"):
         await replay_logs.run(attempt, ctx)
@@ -375,7 +350,7 @@ async def test_roles_start_on_this_node_and_proxies_unlock(tmp_path: Path) -> No
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1, node="n2")
-    await _through(attempt, ctx, "build_layout")
+    await run_phases(attempt, ctx, "build_layout")
     layout = attempt.layout
     assert layout is not None and decode_layout(attempt.encoded_layout) == layout
     assert {r.node for r in attempt.started_roles} == {"n2"}
@@ -428,7 +403,7 @@ async def test_monitor_stalls_when_a_component_is_missing(tmp_path: Path) -> Non
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1)
-    await _through(attempt, ctx, "monitor")
+    await run_phases(attempt, ctx, "monitor")
     await monitor.run(attempt, ctx)
     assert attempt.layout is not None
     resolver = attempt.layout.resolvers[1].worker
@@ -448,7 +423,7 @@ async def test_persist_commits_the_system_txn_then_stores_the_layout(tmp_path: P
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1)
-    await _through(attempt, ctx, "end")
+    await run_phases(attempt, ctx, "end")
     assert cluster.layout == attempt.encoded_layout
     log = attempt.logs[0]
     pulled = await cluster.call(log, protocol.LogPull(log.id, after=0))
@@ -463,7 +438,7 @@ async def test_persist_superseded_fails(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1)
-    await _through(attempt, ctx, "persist")
+    await run_phases(attempt, ctx, "persist")
     cluster.epoch = 2  # the coordinators began a newer epoch meanwhile
     with pytest.raises(Fail, match="superseded while storing the layout"):
         await persist.run(attempt, ctx)
@@ -476,7 +451,7 @@ async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)
     ctx = cluster.context(1)
-    await _through(attempt, ctx, "end")
+    await run_phases(attempt, ctx, "end")
     proxy = attempt.proxies[0]
     write = [Mutation(0, b"\xff/x", b"y")]
     for token in (b"", b"guess"):
@@ -491,11 +466,11 @@ async def test_system_keys_need_the_epoch_token(tmp_path: Path) -> None:
 @closes_clusters
 async def test_rollback_removes_every_worker_and_role_of_the_attempt(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    layout = await _epoch_one(cluster)
+    layout = await epoch_one(cluster)
     before = cluster.running()
     attempt = Attempt(1, 2)
     ctx = cluster.context(2)
-    await _through(attempt, ctx, "monitor")
+    await run_phases(attempt, ctx, "monitor")
     assert cluster.running() > before
     assert await rollback(attempt, ctx) == []
     assert cluster.running() == before

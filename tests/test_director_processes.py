@@ -199,7 +199,12 @@ async def test_a_restarted_node_rejoins_the_next_generation_of_logs() -> None:
             st = await recovered(client, newer_than=int(st["recovery"]["epoch"]))
             await write_some(db, "s2", 10, acked)  # node `first` misses these
             layout = await db.refresh_layout(newer_than=int(st["recovery"]["epoch"]) - 1)
+            # Its log is gone from the new generation; its storage replica stays a
+            # member of the team, absent (until replaced): the logs keep what it
+            # has not made durable.
+            assert str(first) not in {r.node for r in layout.logs}
             assert str(first) not in {r.node for r in layout.storage[0].replicas}
+            assert str(first) in {r.node for r in layout.storage[0].absent}
 
             cluster.restart(first)
             # Its return makes a fuller layout possible: the Director ends the
@@ -207,8 +212,6 @@ async def test_a_restarted_node_rejoins_the_next_generation_of_logs() -> None:
             st = await recovered(client, newer_than=int(st["recovery"]["epoch"]))
             layout = await db.refresh_layout(newer_than=layout.epoch)
             assert {r.node for r in layout.logs} == {"1", "2", "3"}
-            # Its storage replica is back in the team (new log generations keep
-            # all history, so the logs still hold what it missed).
             assert str(first) in {r.node for r in layout.storage[0].replicas}
             # Now one more node can go: a majority of the logs survives.
             second = int(st["leader"])

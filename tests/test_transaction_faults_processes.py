@@ -27,7 +27,7 @@ import pytest
 
 from bedrock_cp.client import Client, Database, TransactionError, open_database
 from bedrock_cp.cluster import LocalCluster
-from bedrock_cp.protocol import VERSIONS_PER_SECOND, Layout, StorageState, StorageStatus
+from bedrock_cp.protocol import Layout, StorageState, StorageStatus
 
 from .clusters import eventually, node_caller, recovered, running
 
@@ -238,7 +238,9 @@ async def test_an_old_layout_is_refreshed_instead_of_looping_on_version_too_old(
                 replica = next(
                     r for r in change.new_layout.storage[0].replicas if r.node != str(change.leader)
                 )
-                frozen_at = change.last_old_commit + VERSIONS_PER_SECOND  # a margin
+                # Everything the old sequencer can hand out is at or below the new
+                # epoch's recovery version (an idle cluster's versions stand still).
+                frozen_at = change.new_layout.recovery_version
                 # Storage status is for cluster nodes only: ask as one.
                 peer = node_caller(cluster, int(replica.node))
 

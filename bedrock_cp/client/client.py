@@ -171,6 +171,12 @@ class Client:
             lambda cid, seq: protocol.StoreLayoutRequest(epoch, layout, cid, seq)
         )
 
+    async def update_config(self, changes: dict[str, int | str | list[str]]) -> int:
+        """Change cluster parameters (all of them or none); returns the applied index."""
+        return await self._write(
+            lambda cid, seq: protocol.UpdateConfigRequest(dict(changes), cid, seq)
+        )
+
     async def add_coordinator(self, node_id: int, address: str) -> int:
         return await self._write(
             lambda cid, seq: protocol.AddCoordinator(node_id, address, cid, seq)

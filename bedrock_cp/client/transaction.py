@@ -438,9 +438,14 @@ class Transaction:
         rows: dict[bytes, bytes] = {}
         for team in layout.storage:
             lo, hi = max(begin, team.begin), min(end, team.end)
-            if lo >= hi:
-                continue
-            rows.update((await self._read_range(layout, version, lo, hi, limit)).pairs)
+            got = 0
+            while lo < hi and got < limit:
+                reply = await self._read_range(layout, version, lo, hi, limit - got)
+                rows.update(reply.pairs)
+                got += len(reply.pairs)
+                if not reply.more or not reply.pairs:
+                    break
+                lo = reply.pairs[-1][0] + b"\x00"  # an answer is bounded in bytes: go on
         for key in list(rows):
             hit, value = self._buffered(key)
             if hit:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..protocol.records import Service
+from ..protocol.records import RetiredWorker, Service
 
 
 class RegisterNode(msgspec.Struct, tag="reg_node", array_like=True, frozen=True, gc=False):
@@ -77,6 +77,22 @@ class StoreLayout(msgspec.Struct, tag="layout", array_like=True, frozen=True, gc
     layout: bytes
 
 
+class RetireWorkers(msgspec.Struct, tag="retire", array_like=True, frozen=True, gc=False):
+    """The Director of ``epoch`` retires these persistent workers (an old log
+    generation, a replaced storage replica): recorded before any of their files
+    is removed, and kept until :class:`ForgetRetired` says they are gone."""
+
+    epoch: int
+    workers: list[RetiredWorker]
+
+
+class ForgetRetired(msgspec.Struct, tag="forget_retired", array_like=True, frozen=True, gc=False):
+    """The retired workers ``ids`` are removed from their nodes: forget them."""
+
+    epoch: int
+    ids: list[str]
+
+
 Command = (
     RegisterNode
     | RegisterServices
@@ -86,6 +102,8 @@ Command = (
     | DropCoordinator
     | BeginEpoch
     | StoreLayout
+    | RetireWorkers
+    | ForgetRetired
 )
 """Every command the coordinators' state machine knows."""
 

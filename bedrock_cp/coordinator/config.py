@@ -33,6 +33,9 @@ class ClusterConfig(msgspec.Struct, array_like=True, frozen=True, gc=False):
     election_timeout_max_ms: int = 400
     excluded_nodes: list[str] = msgspec.field(default_factory=list)
     """Nodes a Director must not recruit on (sorted, unique)."""
+    storage_replacement_s: int = 30
+    """A storage replica that does not answer for this long is replaced by a new
+    one on another node (filled from a healthy replica), then retired."""
 
 
 # Integer parameters and their inclusive bounds.
@@ -45,6 +48,7 @@ _INT_BOUNDS: Final[dict[str, tuple[int, int]]] = {
     "heartbeat_ms": (1, 60_000),
     "election_timeout_min_ms": (1, 600_000),
     "election_timeout_max_ms": (1, 600_000),
+    "storage_replacement_s": (1, 86_400),
 }
 _STR_PARAMS: Final = frozenset({"cluster_name"})
 _LIST_PARAMS: Final = frozenset({"excluded_nodes"})

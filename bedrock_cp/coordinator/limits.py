@@ -24,6 +24,8 @@ MAX_COORDINATORS = 9
 """Most coordinator addresses (groups are 1, 3 or 5; room for changes in flight)."""
 MAX_LAYOUT_BYTES = 8 * 1024 * 1024
 """Largest stored layout (well under the 16 MiB frame cap)."""
+MAX_RETIRING = 100_000
+"""Most retired workers whose removal is pending (each a node's worker directory)."""
 MAX_SESSIONS = 10_000
 """Client sessions kept (most recently active first; see :mod:`.sessions`)."""
 

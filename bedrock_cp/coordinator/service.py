@@ -49,7 +49,9 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
 from .commands import (
     BeginEpoch,
+    ForgetRetired,
     Proposal,
+    RetireWorkers,
     SetCoordinator,
     StoreLayout,
     encode_proposal,
@@ -282,8 +284,20 @@ class Coordinator:
         """Commit the layout of ``epoch`` (refused unless it is the current epoch)."""
         return await self._propose_internal(StoreLayout(epoch, layout), self.leader_term)
 
+    async def retire_workers(
+        self, epoch: int, workers: list[api.RetiredWorker]
+    ) -> ApplyResult | None:
+        """Record that the Director of ``epoch`` retires ``workers`` (before removing them)."""
+        return await self._propose_internal(RetireWorkers(epoch, workers), self.leader_term)
+
+    async def forget_retired(self, epoch: int, ids: list[str]) -> ApplyResult | None:
+        """Record that the retired workers ``ids`` are gone from their nodes."""
+        return await self._propose_internal(ForgetRetired(epoch, ids), self.leader_term)
+
     async def _propose_internal(
-        self, command: BeginEpoch | SetCoordinator | StoreLayout, term: int
+        self,
+        command: BeginEpoch | SetCoordinator | StoreLayout | RetireWorkers | ForgetRetired,
+        term: int,
     ) -> ApplyResult | None:
         if self.role != "leader" or self.leader_term != term:
             return None
@@ -326,6 +340,7 @@ class Coordinator:
                 api.Register()
                 | api.Deregister()
                 | api.RegisterNodeRequest()
+                | api.UpdateConfigRequest()
                 | api.StoreLayoutRequest()
             ):
                 proposal = write_proposal(body, self.clock.wall_ms(), api.CLIENT_NODE)

@@ -25,14 +25,16 @@ from types import MappingProxyType
 
 import msgspec
 
-from ..protocol.records import LayoutRecord, NodeRecord, Service, ServiceRecord
+from ..protocol.records import LayoutRecord, NodeRecord, RetiredWorker, Service, ServiceRecord
 from .commands import (
     BeginEpoch,
     Command,
     DeregisterServices,
     DropCoordinator,
+    ForgetRetired,
     RegisterNode,
     RegisterServices,
+    RetireWorkers,
     SetCoordinator,
     StoreLayout,
     UpdateConfig,
@@ -45,6 +47,7 @@ from .limits import (
     MAX_DIRECTORY,
     MAX_LAYOUT_BYTES,
     MAX_NODES,
+    MAX_RETIRING,
     MAX_SERVICES_PER_COMMAND,
     MAX_SESSIONS,
     check_address,
@@ -76,6 +79,8 @@ class Snapshot(msgspec.Struct, tag="coord-v1", array_like=True, frozen=True, gc=
     session_capacity: int
     sessions: list[Session]
     """Least recently active first."""
+    retiring: list[RetiredWorker] = msgspec.field(default_factory=list)
+    """Sorted by id."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -97,6 +102,7 @@ class CoordinatorState:
         "_epoch_node",
         "_layout",
         "_nodes",
+        "_retiring",
         "_sessions",
         "applied_index",
         "directory_changes",
@@ -120,6 +126,7 @@ class CoordinatorState:
         self._epoch = 0
         self._epoch_node = ""
         self._layout: LayoutRecord | None = None
+        self._retiring: dict[str, RetiredWorker] = {}
         self._sessions = SessionTable(session_capacity)
 
     # ----------------------------------------------------------------- apply
@@ -176,6 +183,10 @@ class CoordinatorState:
                 outcome = self._begin_epoch(command)
             case StoreLayout():
                 outcome = self._store_layout(command)
+            case RetireWorkers():
+                outcome = self._retire_workers(command)
+            case ForgetRetired():
+                outcome = self._forget_retired(command)
         # A handler returns the reason (str) to reject, or the value it applied with.
         if isinstance(outcome, str):
             return Rejected(index, outcome)
@@ -304,6 +315,51 @@ class CoordinatorState:
         self._layout = LayoutRecord(c.epoch, c.layout)
         return c.epoch
 
+    def _check_director(self, epoch: int) -> str | None:
+        # Only the Director of the current epoch retires workers (I6).
+        if self._epoch == 0:
+            return "no epoch has begun"
+        if epoch != self._epoch:
+            return f"retirement is for epoch {epoch} but the current epoch is {self._epoch}"
+        return None
+
+    def _retire_workers(self, c: RetireWorkers) -> int | str:
+        reason = self._check_director(c.epoch)
+        if reason:
+            return reason
+        if not c.workers:
+            return "no workers to retire"
+        if len(c.workers) > MAX_SERVICES_PER_COMMAND:
+            return f"{len(c.workers)} workers in one command (at most {MAX_SERVICES_PER_COMMAND})"
+        seen: set[str] = set()
+        for w in c.workers:
+            reason = _check_placed("retired worker", w.id, w.kind, w.node, w.address)
+            if reason:
+                return reason
+            if w.epoch != c.epoch:
+                return f"retired worker {w.id!r} names epoch {w.epoch}, not {c.epoch}"
+            if w.id in seen:
+                return f"retired worker {w.id!r} appears twice"
+            seen.add(w.id)
+        added = [w for w in c.workers if w.id not in self._retiring]
+        if len(self._retiring) + len(added) > MAX_RETIRING:
+            return f"more than {MAX_RETIRING} retired workers would await removal"
+        for w in added:
+            self._retiring[w.id] = w
+        return len(added)
+
+    def _forget_retired(self, c: ForgetRetired) -> int | str:
+        reason = self._check_director(c.epoch)
+        if reason:
+            return reason
+        if len(c.ids) > MAX_SERVICES_PER_COMMAND:
+            return f"{len(c.ids)} ids in one command (at most {MAX_SERVICES_PER_COMMAND})"
+        for worker_id in c.ids:
+            reason = check_name("retired worker id", worker_id)
+            if reason:
+                return reason
+        return sum(1 for worker_id in c.ids if self._retiring.pop(worker_id, None) is not None)
+
     # ------------------------------------------------------------ validation
 
     def _check_services(self, services: list[Service], owner: str | None) -> str | None:
@@ -312,12 +368,7 @@ class CoordinatorState:
             return f"{len(services)} services in one command (at most {MAX_SERVICES_PER_COMMAND})"
         seen: set[str] = set()
         for s in services:
-            reason = (
-                check_name("service id", s.id)
-                or check_name(f"service {s.id!r} kind", s.kind)
-                or check_name(f"service {s.id!r} node", s.node)
-                or check_address(f"service {s.id!r} address", s.address)
-            )
+            reason = _check_placed("service", s.id, s.kind, s.node, s.address)
             if reason:
                 return reason
             if s.id in seen:
@@ -380,6 +431,11 @@ class CoordinatorState:
         return self._layout
 
     @property
+    def retiring(self) -> list[RetiredWorker]:
+        """Retired workers whose files may still be on their nodes, sorted by id."""
+        return [self._retiring[i] for i in sorted(self._retiring)]
+
+    @property
     def sessions(self) -> SessionTable:
         """Client sessions (read them; only :meth:`apply` changes them)."""
         return self._sessions
@@ -426,6 +482,7 @@ class CoordinatorState:
         state._epoch = snap.epoch
         state._epoch_node = snap.epoch_node
         state._layout = snap.layout
+        state._retiring = {w.id: w for w in snap.retiring}
         state._sessions = sessions
         problem = _inconsistency(snap, state)
         if problem:
@@ -439,7 +496,16 @@ class CoordinatorState:
     def content_digest(self) -> str:
         """SHA-256 of what commands change (everything but applied_index and sessions)."""
         s = self._to_snapshot()
-        content = (s.config, s.coordinators, s.services, s.nodes, s.epoch, s.epoch_node, s.layout)
+        content = (
+            s.config,
+            s.coordinators,
+            s.services,
+            s.nodes,
+            s.epoch,
+            s.epoch_node,
+            s.layout,
+            s.retiring,
+        )
         return hashlib.sha256(_encoder.encode(content)).hexdigest()
 
     def _to_snapshot(self) -> Snapshot:
@@ -454,6 +520,7 @@ class CoordinatorState:
             layout=self._layout,
             session_capacity=self._sessions.capacity,
             sessions=self._sessions.entries(),
+            retiring=self.retiring,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -481,6 +548,16 @@ def _check_capabilities(capabilities: list[str]) -> str | None:
     return None
 
 
+def _check_placed(what: str, id_: str, kind: str, node: str, address: str) -> str | None:
+    """Why a record of something placed on a node (a service, a worker) is invalid."""
+    return (
+        check_name(f"{what} id", id_)
+        or check_name(f"{what} {id_!r} kind", kind)
+        or check_name(f"{what} {id_!r} node", node)
+        or check_address(f"{what} {id_!r} address", address)
+    )
+
+
 def _record(s: Service, at_ms: int) -> ServiceRecord:
     return ServiceRecord(s.id, s.kind, s.node, s.address, at_ms)
 
@@ -499,6 +576,8 @@ def _inconsistency(snap: Snapshot, state: CoordinatorState) -> str | None:
         return "a service id appears twice"
     if len(state._nodes) != len(snap.nodes):
         return "a node appears twice"
+    if len(state._retiring) != len(snap.retiring):
+        return "a retired worker appears twice"
     if snap.layout is not None and snap.layout.epoch > snap.epoch:
         return f"layout epoch {snap.layout.epoch} is after the epoch {snap.epoch}"
     if snap.sessions and snap.sessions[-1].active_index > snap.applied_index:

@@ -17,6 +17,7 @@ from ..protocol import (
     RemoveCoordinator,
     Service,
     StoreLayoutRequest,
+    UpdateConfigRequest,
     WriteOk,
     WriteRequest,
 )
@@ -29,6 +30,7 @@ from .commands import (
     RegisterServices,
     SetCoordinator,
     StoreLayout,
+    UpdateConfig,
 )
 from .results import Applied, ApplyResult
 
@@ -57,6 +59,8 @@ def write_proposal(request: WriteRequest, at_ms: int, default_node: str) -> Prop
             command = DropCoordinator(request.id)
         case StoreLayoutRequest():
             command = StoreLayout(request.epoch, request.layout)
+        case UpdateConfigRequest():
+            command = UpdateConfig(dict(request.changes))
     return Proposal(request.client_id, request.seq, command)
 
 

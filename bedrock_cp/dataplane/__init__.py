@@ -1,14 +1,16 @@
-"""The reference data plane (DESIGN §6): a small but real transactional key-value store.
+"""The reference data plane: a small but real transactional key-value store.
 
 - :mod:`.worker` — the ``Worker`` and ``Dialer`` protocols.
-- :mod:`.log` — :class:`LogWorker`: durable chained commit batches on the native WAL.
-- :mod:`.storage` — :class:`StorageWorker`: MVCC reads, persists committed versions.
+- :mod:`.log` — :class:`LogWorker`: durable chained commit batches on the native WAL,
+  discarded once every replica it serves made them durable.
+- :mod:`.storage` — :class:`StorageWorker`: MVCC reads, checkpoints of committed
+  versions (:mod:`.engine`, SQLite) under an in-memory window (:mod:`.mvcc`), fills.
 - :mod:`.sequencer` — :class:`Sequencer`: commit and read versions of one epoch.
 - :mod:`.resolver` — :class:`Resolver`: read-write conflicts for one key range.
 - :mod:`.commit_proxy` — :class:`CommitProxy`: batches, resolves, pushes, acknowledges.
 - :mod:`.loopback` — :class:`LoopbackDialer`: the in-process network of tests.
-- helpers: :mod:`.mvcc` (versioned map), :mod:`.pulse` (long-poll wakeups),
-  :mod:`.statefile` (small durable records).
+- helpers: :mod:`.mvcc` (the MVCC window), :mod:`.engine` (the durable base),
+  :mod:`.pulse` (long-poll wakeups), :mod:`.statefile` (small durable records).
 
 What the workers answer (their requests, replies and the layout) is declared in
 :mod:`bedrock_cp.protocol`.

@@ -21,16 +21,21 @@ way the batch's transactions are answered by how far it got: before the push
 to the logs began, ``unavailable`` (or ``NewerEpoch``) — definitely not
 committed; after, ``commit_unknown_result`` for every transaction the
 resolvers admitted, since the batch may be durable on enough logs for the next
-recovery to keep it (conflicting ones still get ``NotCommitted``). When idle
-for ``idle_interval`` it commits an empty batch, so a dead component is noticed
-quickly and the logs (and storage) learn the committed version.
+recovery to keep it (conflicting ones still get ``NotCommitted``). Every
+``idle_interval`` without a transaction it checks the sequencer (a read
+version) and tells every log the committed version
+(:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
+can persist the last batches): a dead component is noticed as quickly as by a
+batch, and an idle cluster writes nothing.
 
 Idempotency (:mod:`bedrock_cp.protocol.idempotency`): a transaction that
 carries an id gets that id's conflict key added to its read and write ranges,
 and each batch holding such transactions writes one record naming the ids of
 those committed, at the batch's version. The layout's first proxy also clears
 records older than ``idempotency_retention`` (in versions) with one range clear
-in a batch, every tenth of that period.
+in a batch, every tenth of that period; idle for a whole retention period after
+the last commit, it clears what is left with one empty batch (and then writes
+nothing more until the next commit).
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
 The same token, carried in ``Commit.system``, is the only way to write keys of
@@ -45,6 +50,7 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..protocol import (
     MAX_KEY_SIZE,
     MAX_TRANSACTION_SIZE,
@@ -59,9 +65,11 @@ from ..protocol import (
     Done,
     Failed,
     GetCommitVersion,
+    GetReadVersion,
     KeyRange,
     Layout,
     Locked,
+    LogCommitted,
     LogPush,
     LogPushed,
     Mutation,
@@ -121,6 +129,7 @@ class _Batch:
     txns: list[_Txn]
     answers: list[Response | None]
     pushing: bool = False
+    version: int = 0  # its commit version, once the sequencer gave one
 
     def fail(self, failure: Response, detail: str) -> None:
         """Answer every transaction of the batch that the batch did not answer.
@@ -213,9 +222,11 @@ class CommitProxy:
         idle_interval: float = 0.05,
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.ref = ref
         self.epoch = epoch
+        self._clock = clock
         self.layout = layout
         self.stopped = False
         self._dialer = dialer
@@ -233,6 +244,11 @@ class CommitProxy:
         self._cleans = bool(layout.proxies) and layout.proxies[0].id == ref.id
         self._retention = int(idempotency_retention * VERSIONS_PER_SECOND)
         self._cleaned_at = 0  # the commit version of the last clearing
+        # Idle: the newest version committed by anyone but this proxy's own idle
+        # clearing, when it was first seen, and what the last idle clearing covered.
+        self._activity = (-1, 0.0)
+        self._idle_cleared = 0
+        self._idle_clearing = -1  # the version of that clearing batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -306,14 +322,58 @@ class CommitProxy:
     async def _batch_loop(self) -> None:
         while not self.stopped and self._broken is None and self._seen_epoch == self.epoch:
             if not self._queue:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_interval)
+                except TimeoutError:
+                    await self._check_idle()
+                    continue
             self._wake.clear()
             if self._queue and self._batch_interval > 0:
                 await asyncio.sleep(self._batch_interval)  # let concurrent requests join
             self._inflight = _Batch(txns := self._take_batch(), [None] * len(txns))
             await self._run_batch(self._inflight)
             self._inflight = None
+
+    async def _check_idle(self) -> None:
+        """Idle: are the sequencer and the logs still there? (No write anywhere.)"""
+        layout = self.layout
+        calls: list[tuple[WorkerRef, Request]] = [
+            (layout.sequencer, GetReadVersion(layout.sequencer.id, self.epoch))
+        ]
+        calls += [(t, LogCommitted(t.id, self.epoch, self._committed)) for t in layout.logs]
+        try:
+            answers = await self._all(calls)
+            if not isinstance(answers[0], ReadVersion):
+                raise _Unavailable(f"sequencer answered {answers[0]}")
+            for answer in answers[1:]:
+                if not isinstance(answer, Done):
+                    raise _Unavailable(f"log answered {answer}")
+            await self._clear_when_idle(answers[0].version)
+        except _Superseded as exc:
+            self._seen_epoch = max(self._seen_epoch, exc.epoch)
+            log.info("proxy %s: %s", self.ref.id, exc)
+            self._fail(None, NewerEpoch(self._seen_epoch), str(exc))
+        except _Unavailable as exc:
+            self._broken = str(exc)
+            log.warning("proxy %s: broken: %s", self.ref.id, exc)
+            self._fail(None, Failed("unavailable", str(exc)), str(exc))
+
+    async def _clear_when_idle(self, committed: int) -> None:
+        """The first proxy, idle for a whole retention period after the last commit,
+        clears every record left with one empty batch: one write per burst of
+        activity, then nothing (an idle proxy does not write)."""
+        if not self._cleans:
+            return
+        now = self._clock.monotonic()
+        if committed > self._activity[0] and committed != self._idle_clearing:
+            self._activity = (committed, now)
+        version, seen = self._activity
+        if version <= self._idle_cleared or now - seen < self._retention / VERSIONS_PER_SECOND:
+            return
+        batch = _Batch([], [])
+        await self._run_batch(batch)
+        if batch.version:
+            self._idle_cleared, self._idle_clearing = version, batch.version
 
     def _take_batch(self) -> list[_Txn]:
         n, size = 0, 0
@@ -384,6 +444,7 @@ class CommitProxy:
         cv = await self._call(layout.sequencer, GetCommitVersion(layout.sequencer.id, self.epoch))
         if not isinstance(cv, CommitVersion):
             raise _Unavailable(f"sequencer answered {cv}")
+        b.version = cv.version
         floor = max(layout.recovery_version, cv.version - MVCC_WINDOW_VERSIONS)
         candidates: list[int] = []
         for i, txn in enumerate(batch):

@@ -1,35 +1,51 @@
-"""The storage worker's multi-version map: every key's recent values by version.
+"""The storage worker's MVCC window: every write above the durable base, by version.
 
-A read at version ``v`` sees, for each key, the newest write at or below ``v``.
-History is kept for the MVCC window only: :meth:`VersionedMap.compact` folds
-everything at or below the oldest readable version into one value per key.
-:meth:`VersionedMap.rollback` drops versions that were applied but never
-committed (found out at a recovery).
+A replica's data is a durable *base* (:mod:`.engine`: the state at its durable
+version) plus this window: every write applied above that version, each key's
+history in version order, and the range clears, so the base's keys they hide
+stay hidden. A read at version ``v`` (not below the base's version) asks the
+window first: :meth:`VersionedMap.lookup` says what the key is at ``v`` if the
+window decides it, or that the base does. A clear of a range writes a
+tombstone for each key the window holds in it and remembers the range for the
+keys only the base holds.
+
+Once versions are made durable in the base, :meth:`VersionedMap.drop_through`
+forgets them here; :meth:`VersionedMap.rollback` drops versions that were
+applied but never committed (found out at a recovery).
 """
 
 from __future__ import annotations
 
 import bisect
 
-from ..protocol import Mutation, MutationKind
+from ..protocol import KeyRange, Mutation, MutationKind
 
 #: One key's history: ``(version, value)`` pairs, oldest first; None is a clear.
 History = list[tuple[int, bytes | None]]
+
+
+def _version(item: tuple[int, bytes | None]) -> int:
+    return item[0]
 
 
 class VersionedMap:
     def __init__(self) -> None:
         self._keys: list[bytes] = []  # sorted; every key with a history
         self._history: dict[bytes, History] = {}
+        #: Range clears ``(version, begin, end)``, in version order.
+        self._clears: list[tuple[int, bytes, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._keys)
 
+    @property
+    def clears(self) -> int:
+        """How many range clears the window holds."""
+        return len(self._clears)
+
     def _write(self, key: bytes, version: int, value: bytes | None) -> None:
         history = self._history.get(key)
         if history is None:
-            if value is None:
-                return  # clearing a key that never existed changes nothing
             self._history[key] = [(version, value)]
             bisect.insort(self._keys, key)
         elif history[-1][0] == version:
@@ -44,36 +60,54 @@ class VersionedMap:
         elif mutation.kind == MutationKind.CLEAR:
             self._write(mutation.key, version, None)
         elif mutation.kind == MutationKind.CLEAR_RANGE:
+            if mutation.key >= mutation.param:
+                return
             lo = bisect.bisect_left(self._keys, mutation.key)
             hi = bisect.bisect_left(self._keys, mutation.param, lo=lo)
             for key in self._keys[lo:hi]:
                 self._write(key, version, None)
+            self._clears.append((version, mutation.key, mutation.param))
 
-    @staticmethod
-    def _at(history: History, version: int) -> bytes | None:
-        i = bisect.bisect_right(history, version, key=lambda item: item[0])
-        return history[i - 1][1] if i else None
-
-    def get(self, key: bytes, version: int) -> bytes | None:
+    def lookup(self, key: bytes, version: int) -> tuple[bool, bytes | None]:
+        """``(True, value)`` if the window decides ``key`` at ``version`` (None:
+        absent), ``(False, None)`` if the base does."""
         history = self._history.get(key)
-        return None if history is None else self._at(history, version)
+        if history is not None:
+            i = bisect.bisect_right(history, version, key=_version)
+            if i:
+                return True, history[i - 1][1]
+        for v, begin, end in self._clears:
+            if v > version:
+                break
+            if begin <= key < end:
+                return True, None
+        return False, None
 
     def range(
-        self, begin: bytes, end: bytes, version: int, limit: int
-    ) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """Live pairs in ``[begin, end)`` at ``version``, at most ``limit``, and
-        whether more remain."""
-        pairs: list[tuple[bytes, bytes]] = []
+        self, begin: bytes, end: bytes, version: int
+    ) -> tuple[list[tuple[bytes, bytes | None]], list[KeyRange]]:
+        """What the window decides in ``[begin, end)`` at ``version``: the keys it
+        holds a version of (with their value, None if absent), in key order, and
+        the sub-ranges cleared at or below ``version`` (sorted, disjoint), whose
+        other keys the base must not show."""
+        decided: list[tuple[bytes, bytes | None]] = []
         lo = bisect.bisect_left(self._keys, begin)
         hi = bisect.bisect_left(self._keys, end, lo=lo)
         for key in self._keys[lo:hi]:
-            value = self._at(self._history[key], version)
-            if value is None:
+            history = self._history[key]
+            i = bisect.bisect_right(history, version, key=_version)
+            if i:
+                decided.append((key, history[i - 1][1]))
+        cleared: list[KeyRange] = []
+        for r in sorted((max(b, begin), min(e, end)) for v, b, e in self._clears if v <= version):
+            if r[0] >= r[1]:
                 continue
-            if len(pairs) == limit:
-                return pairs, True
-            pairs.append((key, value))
-        return pairs, False
+            if cleared and r[0] <= cleared[-1].end:
+                if r[1] > cleared[-1].end:
+                    cleared[-1] = KeyRange(cleared[-1].begin, r[1])
+            else:
+                cleared.append(KeyRange(*r))
+        return decided, cleared
 
     def rollback(self, version: int) -> None:
         """Forget every write above ``version``."""
@@ -84,19 +118,21 @@ class VersionedMap:
             if not history:
                 dead.append(key)
         self._forget(dead)
+        while self._clears and self._clears[-1][0] > version:
+            self._clears.pop()
 
-    def compact(self, oldest: int) -> None:
-        """Keep only what reads at ``oldest`` or later can see."""
+    def drop_through(self, version: int) -> None:
+        """Forget every write at or below ``version`` (the base holds them now)."""
         dead: list[bytes] = []
         for key, history in self._history.items():
-            i = bisect.bisect_right(history, oldest, key=lambda item: item[0])
-            if i > 1:
-                del history[: i - 1]  # the newest write at or below oldest stays
-            if history and history[0][0] <= oldest and history[0][1] is None:
-                del history[0]  # a clear visible at oldest is the same as nothing
+            i = bisect.bisect_right(history, version, key=_version)
+            if i:
+                del history[:i]
             if not history:
                 dead.append(key)
         self._forget(dead)
+        i = bisect.bisect_right(self._clears, version, key=lambda c: c[0])
+        del self._clears[:i]
 
     def _forget(self, keys: list[bytes]) -> None:
         if not keys:

@@ -2,18 +2,36 @@
 
 It serves the key ranges of the layout's storage teams that list it, and pulls
 batches from the layout's logs (one log at a time, moving to the next on any
-error) with a long-poll ``LogPull(after=applied)``. Every pulled batch is
-applied to an in-memory :class:`~.mvcc.VersionedMap` at once, so reads at recent
-versions are served; history is kept for the MVCC window
-(:data:`~bedrock_cp.protocol.MVCC_WINDOW_VERSIONS`).
+error) with a long-poll ``LogPull(after=applied)``, each answer bounded in
+bytes. Every pulled batch is applied at once to the in-memory MVCC window
+(:class:`~.mvcc.VersionedMap`) above the durable base (:class:`~.engine.Engine`,
+SQLite), so reads at recent versions are served.
 
-Persistence follows the committed version, never the applied one: a batch is
-written to the storage's own WAL only once the logs report it ``committed``
-(durable on every log of its generation). A batch above that may still be
-discarded by a recovery: when a layout of a newer epoch arrives with a
-``recovery_version`` below what was applied, everything above it is rolled back
-in memory, and the disk never held it. A restart reloads the WAL (no
-compaction in this reference implementation: the whole history is replayed).
+**Continuity.** Batches chain (``prev_version``): one is applied only if it
+chains from the last one applied. When a new epoch's layout arrives,
+everything above its recovery version is rolled back; a batch that does not
+chain from what was applied (the replica missed an epoch whose recovery
+dropped versions it had applied) rolls the replica back to its durable
+version, which every later chain contains, and it pulls again from there.
+
+**Checkpoints.** Applied batches are flushed to the base once they are
+committed (durable on every log of their generation) and out of the MVCC
+window: older than :data:`~bedrock_cp.protocol.MVCC_WINDOW_VERSIONS` behind the
+newest applied version, or applied that long ago (so an idle replica catches
+up too). A flush is one SQLite transaction that also moves the durable
+version. Reads at a version at or above the durable version are served (the
+window decides the keys it holds, the base the others); older ones answer
+``version_too_old``. A restart opens the base and pulls only what the logs
+hold above its durable version. The replica reports that version to every
+log of its layout (:class:`~bedrock_cp.protocol.LogPop`, at most once per
+:data:`POP_INTERVAL`), so they can discard what it no longer needs.
+
+**Fills.** A new, empty replica can be filled from a healthy one
+(:class:`~bedrock_cp.protocol.StorageFill`): it opens a consistent snapshot of
+the source's base (:class:`~bedrock_cp.protocol.StorageSnapshot`, chunks
+bounded in bytes), joins the layout's logs at the snapshot's version (so they
+keep what it will need), copies the chunks, and is then a replica whose data
+is the source's at that version: a recovery can add it to the team.
 
 The highest epoch seen and the lock flag are kept in a state file (I6).
 
@@ -31,29 +49,40 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
+import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..protocol import (
+    MAX_STREAM_BYTES,
     MVCC_WINDOW_VERSIONS,
+    STREAM_BYTES,
     SYSTEM_PREFIX,
+    VERSIONS_PER_SECOND,
     CommitBatch,
+    Done,
     Failed,
     KeyRange,
     Layout,
     Locked,
     LogBatches,
+    LogPop,
     LogPull,
     Mutation,
     MutationKind,
     NewerEpoch,
     Request,
     Response,
+    SnapshotChunk,
+    StorageFill,
     StorageGet,
     StorageGetRange,
     StorageLock,
+    StorageSnapshot,
     StorageState,
     StorageStatus,
     Value,
@@ -63,6 +92,7 @@ from ..protocol import (
     served_range,
 )
 from . import statefile
+from .engine import FILL_DONE, FILL_RUNNING, Engine, Snapshot
 from .mvcc import VersionedMap
 from .pulse import Pulse
 from .worker import Dialer
@@ -72,10 +102,18 @@ log = logging.getLogger(__name__)
 MAX_RANGE_LIMIT = 10_000
 #: Pull long-poll; a pull answer lost for longer than this plus slack moves to the next log.
 PULL_WAIT_MS = 500
-COMPACT_INTERVAL = 1.0
-
-_encoder = msgspec.msgpack.Encoder()
-_batch_decoder = msgspec.msgpack.Decoder(CommitBatch)
+#: How long an applied batch stays in the window (seconds), at least.
+WINDOW_SECONDS = MVCC_WINDOW_VERSIONS / VERSIONS_PER_SECOND
+#: Flushes are at least this far apart (seconds), and hold at most this many bytes.
+FLUSH_INTERVAL = 0.1
+FLUSH_BYTES = 16 << 20
+#: The durable version is reported to the logs at most this often (seconds).
+POP_INTERVAL = 1.0
+#: Snapshot sessions a replica serves at once, and how long an idle one lives.
+MAX_SNAPSHOTS = 4
+SNAPSHOT_IDLE = 30.0
+#: A replica that cannot pull says so at most this often (seconds) per reason.
+COMPLAIN_EVERY = 30.0
 
 
 class StorageFileState(msgspec.Struct, array_like=True, frozen=True):
@@ -97,6 +135,32 @@ def _merge(ranges: list[KeyRange]) -> list[KeyRange]:
     return out
 
 
+def _minus(begin: bytes, end: bytes, holes: list[KeyRange]) -> list[KeyRange]:
+    """``[begin, end)`` without ``holes`` (sorted, disjoint, inside it)."""
+    out: list[KeyRange] = []
+    at = begin
+    for hole in holes:
+        if hole.begin > at:
+            out.append(KeyRange(at, hole.begin))
+        at = max(at, hole.end)
+    if at < end:
+        out.append(KeyRange(at, end))
+    return out
+
+
+def _batch_bytes(batch: CommitBatch) -> int:
+    return sum(len(m.key) + len(m.param) + 8 for m in batch.mutations) + 16
+
+
+@dataclass
+class _Session:
+    """A snapshot this replica serves to a replica being filled."""
+
+    snapshot: Snapshot
+    end: bytes
+    used: float
+
+
 def _client_readable(begin: bytes, end: bytes | None) -> bool:
     """User keys, and the idempotency records among the system keys."""
     if end is None:
@@ -116,45 +180,66 @@ class StorageWorker:
         cluster_id: str,
         fsync: bool = True,
         read_wait: float = 1.0,
-        compact_interval: float = COMPACT_INTERVAL,
+        window_seconds: float = WINDOW_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
         executor: concurrent.futures.Executor | None = None,
-        disk: native.MemDisk | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.ref = ref
         self.directory = directory
         self.stopped = False
+        self._cluster_id = cluster_id
         self._dialer = dialer
         self._fsync = fsync
         self._read_wait = read_wait
-        self._compact_interval = compact_interval
+        self._window_seconds = window_seconds
+        self._clock = clock
+        self._rng = rng or random.Random()
         directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # the replica's data is private to its owner
         self._state = statefile.load(self._state_path, StorageFileState) or StorageFileState()
-        self._wal = native.Wal.open(directory / "wal", cluster_id, 1, sync=fsync, disk=disk)
-        _, _, entries = self._wal.take_recovered()
+        self._engine = Engine(directory, fsync=fsync)
+        self._fill = self._engine.fill()
+        if self._fill == FILL_RUNNING:
+            # A fill cut short by a crash: its data is a partial copy; drop it.
+            self._engine.begin_fill()
+            self._fill = "failed: interrupted by a restart"
+        self._durable = self._engine.durable()
+        self._applied = self._durable  # the version of the last batch applied
+        self._committed = self._durable
         self._map = VersionedMap()
-        self._applied = 0
-        for entry in entries:
-            batch = _batch_decoder.decode(entry.data)
-            for m in batch.mutations:
-                self._map.apply(batch.version, m)
-            self._applied = batch.version
-        self._next_index = len(entries) + 1
-        self._durable = self._applied
-        self._committed = self._applied
-        self._oldest = 0
-        # Applied batches not yet persisted (above the committed version), oldest first.
+        # Applied batches not yet in the base (restricted to this replica's
+        # ranges), oldest first, with when each was applied.
         self._unpersisted: list[CommitBatch] = []
+        self._applied_at: list[float] = []
         self._layout: Layout | None = None
         self._ranges: list[KeyRange] = []
         self._pulse = Pulse()
         self._persist_wake = asyncio.Event()
+        self._report_wake = asyncio.Event()
+        # Writes on one thread, reads on another (each with its SQLite
+        # connection), unless the node runs all its disk work on one executor.
         self._owns_executor = executor is None
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"storage-{ref.id}"
+        self._writes: concurrent.futures.Executor = (
+            executor
+            or concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"storage-w-{ref.id}"
+            )
+        )
+        self._reads: concurrent.futures.Executor = (
+            executor
+            or concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"storage-r-{ref.id}"
+            )
         )
         self._puller: asyncio.Task[None] | None = None
         self._persister: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._filler: asyncio.Task[None] | None = None
         self._fatal: BaseException | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._complaints: dict[str, float] = {}
+        self._flushes = 0
 
     @property
     def _state_path(self) -> Path:
@@ -176,12 +261,22 @@ class StorageWorker:
 
     @property
     def broken(self) -> str | None:
-        """Why this worker can no longer do its job (its WAL failed), or None."""
-        return None if self._fatal is None else f"WAL failed: {self._fatal}"
+        """Why this worker can no longer do its job (its base failed to write), or None."""
+        return None if self._fatal is None else f"storage write failed: {self._fatal}"
 
     @property
     def ranges(self) -> list[KeyRange]:
         return list(self._ranges)
+
+    @property
+    def window(self) -> VersionedMap:
+        """The MVCC window above the base (for tests)."""
+        return self._map
+
+    @property
+    def flushes(self) -> int:
+        """How many flushes to the base this replica made since it started."""
+        return self._flushes
 
     # -- layout ----------------------------------------------------------------------
 
@@ -211,13 +306,16 @@ class StorageWorker:
         if self._puller is not None:
             self._puller.cancel()  # safe: batches are applied between awaits, never halfway
             self._puller = None
+        loop = asyncio.get_running_loop()
+        if self._reporter is None:
+            self._reporter = loop.create_task(self._report_loop(), name=f"pops-{self.ref.id}")
+        self._report_wake.set()  # the new logs learn where this replica stands
         if not self._ranges:
             # Not in any team of this layout: stand still. Pulling would advance
             # `applied` past versions whose mutations it keeps none of, and a
             # later layout that takes this replica back (a spare) would then
             # serve reads at versions whose data it never stored.
             return
-        loop = asyncio.get_running_loop()
         self._puller = loop.create_task(
             self._pull_loop(list(layout.logs)), name=f"pull-{self.ref.id}"
         )
@@ -225,15 +323,20 @@ class StorageWorker:
             self._persister = loop.create_task(self._persist_loop(), name=f"persist-{self.ref.id}")
 
     def _rollback(self, version: int) -> None:
-        log.info("storage %s: rolling back from %d to %d", self.ref.id, self._applied, version)
+        """Forget every applied version above ``version`` (never below the base)."""
         if self._durable > version:
-            # Never expected: the disk holds only committed versions, which a recovery keeps.
+            # Never expected: the base holds only committed versions, which a recovery keeps.
             log.error(
                 "storage %s: durable %d above recovery %d", self.ref.id, self._durable, version
             )
+            version = self._durable
+        log.info("storage %s: rolling back from %d to %d", self.ref.id, self._applied, version)
         self._map.rollback(version)
-        self._unpersisted = [b for b in self._unpersisted if b.version <= version]
-        self._applied = version
+        keep = sum(1 for b in self._unpersisted if b.version <= version)
+        del self._unpersisted[keep:]
+        del self._applied_at[keep:]
+        # The chain goes on from the last batch applied at or below `version`.
+        self._applied = self._unpersisted[-1].version if self._unpersisted else self._durable
         self._committed = min(self._committed, version)
         self._pulse.fire()
 
@@ -243,39 +346,71 @@ class StorageWorker:
         if not logs:
             return
         i = 0
-        last_compact = asyncio.get_running_loop().time()
         while not self.stopped:
             source = logs[i % len(logs)]
-            req = LogPull(source.id, after=self._applied, limit=1000, wait_ms=PULL_WAIT_MS)
+            after = self._applied
+            req = LogPull(
+                source.id, after=after, wait_ms=PULL_WAIT_MS, limit=10_000, max_bytes=STREAM_BYTES
+            )
             try:
                 resp = await self._dialer.call(source, req, timeout=PULL_WAIT_MS / 1000 + 2.0)
-            except (OSError, TimeoutError) as exc:
-                resp = Failed("unavailable", str(exc))
-            if not isinstance(resp, LogBatches):
-                log.debug("storage %s: pull from %s: %s", self.ref.id, source.id, resp)
-                i += 1  # fail over to the next log
-                await asyncio.sleep(0.05)
-                continue
-            self._apply(req.after, resp)
-            now = asyncio.get_running_loop().time()
-            if now - last_compact >= self._compact_interval:
-                last_compact = now
-                self._compact()
+                if isinstance(resp, LogBatches):
+                    if self._apply(after, resp):
+                        continue
+                    problem = f"the chain of {source.id} does not continue from {self._durable}"
+                else:
+                    problem = f"{source.id}: {resp}"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # unreachable, a bad answer, a bug: say so, go on
+                problem = f"{source.id}: {type(exc).__name__}: {exc}"
+            self._complain(problem)
+            i += 1  # fail over to the next log
+            await asyncio.sleep(0.05)
 
-    def _apply(self, after: int, resp: LogBatches) -> None:
+    def _complain(self, problem: str) -> None:
+        """Log why pulling failed: at once for a new reason, then now and then."""
+        key = problem.split(":", 2)[-1][:80]
+        now = self._clock.monotonic()
+        if now - self._complaints.get(key, -COMPLAIN_EVERY) >= COMPLAIN_EVERY:
+            self._complaints[key] = now
+            log.warning("storage %s: cannot pull: %s", self.ref.id, problem)
+
+    def _apply(self, after: int, resp: LogBatches) -> bool:
+        """Apply the batches that chain on; False if nothing chains from the base."""
         if after != self._applied:
-            return  # a rollback happened while this pull was in flight
+            return True  # a rollback happened while this pull was in flight
+        now = self._clock.monotonic()
         for batch in resp.batches:
             if batch.version <= self._applied:
                 continue
+            if batch.prev_version != self._applied:
+                # What this replica applied is not the chain the logs now hold
+                # (an epoch it missed dropped some of it): back to the base,
+                # which every later chain contains.
+                if self._applied == self._durable:
+                    return False
+                log.warning(
+                    "storage %s: batch %d chains from %d, not from applied %d: rolling back",
+                    self.ref.id,
+                    batch.version,
+                    batch.prev_version,
+                    self._applied,
+                )
+                self._rollback(self._durable)
+                return True
             mine = self._mine(batch)
             for m in mine.mutations:
                 self._map.apply(batch.version, m)
             self._applied = batch.version
             self._unpersisted.append(mine)
-        self._committed = max(self._committed, min(resp.committed, self._applied))
+            self._applied_at.append(now)
+        committed = min(resp.committed, self._applied)
+        if committed > self._committed:
+            self._committed = committed
         self._persist_wake.set()
         self._pulse.fire()
+        return True
 
     def _mine(self, batch: CommitBatch) -> CommitBatch:
         """The batch restricted to the ranges this replica serves."""
@@ -290,38 +425,83 @@ class StorageWorker:
                 kept.append(m)
         return CommitBatch(batch.prev_version, batch.version, kept)
 
-    def _compact(self) -> None:
-        oldest = self._applied - MVCC_WINDOW_VERSIONS
-        if oldest > self._oldest:
-            self._oldest = oldest
-            self._map.compact(oldest)
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _flushable(self, now: float) -> int:
+        """How many unpersisted batches may go to the base now: committed, and out
+        of the window (by version, or by time), at most FLUSH_BYTES of them."""
+        n, size = 0, 0
+        horizon = self._applied - MVCC_WINDOW_VERSIONS
+        while n < len(self._unpersisted):
+            batch = self._unpersisted[n]
+            if batch.version > self._committed:
+                break
+            if batch.version > horizon and now - self._applied_at[n] < self._window_seconds:
+                break
+            size += _batch_bytes(batch)
+            n += 1
+            if size >= FLUSH_BYTES:
+                break
+        return n
+
+    def _next_flush_in(self, now: float) -> float | None:
+        """Seconds until the oldest committed batch leaves the window by time."""
+        if not self._unpersisted or self._unpersisted[0].version > self._committed:
+            return None
+        return max(0.0, self._applied_at[0] + self._window_seconds - now)
 
     async def _persist_loop(self) -> None:
-        """Write applied batches to the WAL once they are committed."""
+        """Move committed batches that left the window into the base."""
         loop = asyncio.get_running_loop()
         while not self.stopped:
-            await self._persist_wake.wait()
-            self._persist_wake.clear()
-            n = 0
-            while n < len(self._unpersisted) and self._unpersisted[n].version <= self._committed:
-                n += 1
+            now = self._clock.monotonic()
+            n = self._flushable(now)
             if n == 0:
+                self._persist_wake.clear()
+                wait = self._next_flush_in(now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._persist_wake.wait(), wait)
                 continue
-            batches, self._unpersisted = self._unpersisted[:n], self._unpersisted[n:]
-            entries = [
-                native.Entry(self._next_index + i, self._state.epoch, _encoder.encode(b))
-                for i, b in enumerate(batches)
-            ]
+            batches = self._unpersisted[:n]
+            durable = batches[-1].version
             try:
-                await loop.run_in_executor(self._executor, self._wal.append, entries, None)
+                await loop.run_in_executor(self._writes, self._engine.write, batches, durable)
             except Exception as exc:
-                log.error("storage %s: WAL append failed: %s", self.ref.id, exc)
+                log.error("storage %s: writing the base failed: %s", self.ref.id, exc)
                 self._fatal = exc
                 return
-            self._next_index += len(entries)
-            self._durable = batches[-1].version
-            self._persist_wake.set()  # more may have become committed meanwhile
+            # A rollback meanwhile only dropped versions above the committed ones.
+            keep = sum(1 for b in self._unpersisted if b.version <= durable)
+            del self._unpersisted[:keep]
+            del self._applied_at[:keep]
+            self._durable = durable
+            self._flushes += 1
+            self._map.drop_through(durable)
             self._pulse.fire()
+            self._report_wake.set()
+            await asyncio.sleep(FLUSH_INTERVAL)
+
+    async def _report_loop(self) -> None:
+        """Tell the layout's logs how far this replica is durable (rate-limited)."""
+        told: dict[str, int] = {}
+        while not self.stopped:
+            await self._report_wake.wait()
+            self._report_wake.clear()
+            layout = self._layout
+            if layout is None:
+                continue
+            durable = self._durable
+            logs = [r for r in layout.logs if told.get(r.id, -1) < durable]
+            answers = await asyncio.gather(
+                *(self._dialer.call(r, LogPop(r.id, self.ref.id, durable), 2.0) for r in logs),
+                return_exceptions=True,
+            )
+            for ref, answer in zip(logs, answers, strict=True):
+                if isinstance(answer, Done):
+                    told[ref.id] = durable
+                else:
+                    self._report_wake.set()  # try again next round
+            await asyncio.sleep(POP_INTERVAL)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -334,13 +514,31 @@ class StorageWorker:
             if isinstance(body, StorageGetRange):
                 return await self._get_range(body)
             if isinstance(body, StorageStatus):
-                return StorageState(self._applied, self._durable, self._oldest, self._state.locked)
+                return self._status()
             if isinstance(body, StorageLock):
                 return await self._lock(body)
+            if isinstance(body, StorageSnapshot):
+                return await self._snapshot(body)
+            if isinstance(body, StorageFill):
+                return self._start_fill(body)
         except Exception as exc:
             log.exception("storage %s: %s failed", self.ref.id, type(body).__name__)
             return Failed("internal", f"{type(exc).__name__}: {exc}")
         return Failed("invalid", f"a storage does not handle {type(body).__name__}")
+
+    def _status(self) -> StorageState:
+        return StorageState(
+            self._applied, self._durable, self._durable, self._state.locked, self._fill
+        )
+
+    def _covers(self, begin: bytes, end: bytes | None) -> bool:
+        return any(
+            r.contains(begin) if end is None else r.begin <= begin and end <= r.end
+            for r in self._ranges
+        )
+
+    def _too_old(self, version: int) -> Failed:
+        return Failed("version_too_old", f"version {version} < oldest kept {self._durable}")
 
     async def _readable(
         self, version: int, begin: bytes, end: bytes | None, epoch: int
@@ -354,28 +552,30 @@ class StorageWorker:
             lambda: self._state.epoch >= epoch or self.stopped, self._read_wait
         ):
             return Failed("unavailable", f"storage {self.ref.id} has not seen epoch {epoch} yet")
-        covered = any(
-            r.contains(begin) if end is None else r.begin <= begin and end <= r.end
-            for r in self._ranges
-        )
-        if not covered:
+        if not self._covers(begin, end):
             return Failed("wrong_shard", f"storage {self.ref.id} does not serve {begin[:32]!r}")
-        if version < self._oldest:
-            return Failed("version_too_old", f"version {version} < oldest kept {self._oldest}")
+        if version < self._durable:
+            return self._too_old(version)
         if version > self._applied and not await self._pulse.wait_for(
             lambda: self._applied >= version or self.stopped, self._read_wait
         ):
             return Failed("future_version", f"version {version} > applied {self._applied}")
         if self.stopped:
             return Failed("unavailable", f"storage {self.ref.id} is stopped")
-        if version < self._oldest:  # compacted while waiting
-            return Failed("version_too_old", f"version {version} < oldest kept {self._oldest}")
+        if version < self._durable:  # flushed while waiting
+            return self._too_old(version)
         return None
 
     async def _get(self, req: StorageGet) -> Response:
         if refused := await self._readable(req.version, req.key, None, req.epoch):
             return refused
-        return Value(self._map.get(req.key, req.version), req.version)
+        found, value = self._map.lookup(req.key, req.version)
+        if not found:
+            loop = asyncio.get_running_loop()
+            value, base = await loop.run_in_executor(self._reads, self._engine.get, req.key)
+            if base > req.version:  # the base moved past the version meanwhile
+                return self._too_old(req.version)
+        return Value(value, req.version)
 
     async def _get_range(self, req: StorageGetRange) -> Response:
         if req.begin > req.end:
@@ -383,8 +583,26 @@ class StorageWorker:
         if refused := await self._readable(req.version, req.begin, req.end, req.epoch):
             return refused
         limit = max(1, min(req.limit, MAX_RANGE_LIMIT))
-        pairs, more = self._map.range(req.begin, req.end, req.version, limit)
-        return Values(pairs, more, req.version)
+        # The window first (before any await: it may change meanwhile), then the base.
+        decided, cleared = self._map.range(req.begin, req.end, req.version)
+        segments = _minus(req.begin, req.end, cleared)
+        skip = {key for key, _ in decided}
+        loop = asyncio.get_running_loop()
+        rows, base = await loop.run_in_executor(
+            self._reads, self._engine.scan, segments, skip, limit + 1
+        )
+        if base > req.version:
+            return self._too_old(req.version)
+        live = [(k, v) for k, v in decided if v is not None]
+        pairs = sorted(rows + live)
+        # At most `limit` pairs, and no more bytes than a stream answer holds.
+        n, size = 0, 0
+        while n < min(limit, len(pairs)):
+            size += len(pairs[n][0]) + len(pairs[n][1])
+            if n > 0 and size > MAX_STREAM_BYTES:
+                break
+            n += 1
+        return Values(pairs[:n], len(pairs) > n, req.version)
 
     async def _lock(self, req: StorageLock) -> Response:
         if req.epoch < self._state.epoch:
@@ -394,21 +612,153 @@ class StorageWorker:
             self._state = state
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(
-                self._executor, lambda: statefile.save(self._state_path, state, fsync=self._fsync)
+                self._writes, lambda: statefile.save(self._state_path, state, fsync=self._fsync)
             )
-        return StorageState(self._applied, self._durable, self._oldest, self._state.locked)
+        return self._status()
+
+    # -- fills: serving a snapshot -------------------------------------------------------
+
+    async def _snapshot(self, req: StorageSnapshot) -> Response:
+        loop = asyncio.get_running_loop()
+        now = self._clock.monotonic()
+        for name, old in list(self._sessions.items()):
+            if now - old.used > SNAPSHOT_IDLE:
+                await self._end_session(name)
+        if req.close:
+            await self._end_session(req.session)
+            return Done()
+        if req.start:
+            if not self._covers(req.begin, req.end):
+                return Failed(
+                    "wrong_shard", f"storage {self.ref.id} does not serve all of that range"
+                )
+            if req.session in self._sessions:
+                return Failed("invalid", f"snapshot session {req.session!r} exists")
+            if len(self._sessions) >= MAX_SNAPSHOTS:
+                return Failed("unavailable", f"storage {self.ref.id} serves enough snapshots")
+            snapshot = await loop.run_in_executor(self._reads, self._engine.snapshot)
+            session = _Session(snapshot, req.end, now)
+            self._sessions[req.session] = session
+            begin, inclusive = req.begin, True
+        else:
+            found = self._sessions.get(req.session)
+            if found is None:
+                return Failed("invalid", f"no snapshot session {req.session!r}")
+            session, begin, inclusive = found, req.after, False
+        session.used = now
+        budget = max(1, min(req.max_bytes, MAX_STREAM_BYTES))
+        pairs, done = await loop.run_in_executor(
+            self._reads,
+            lambda: session.snapshot.chunk(
+                begin, session.end, inclusive=inclusive, max_bytes=budget
+            ),
+        )
+        if done:
+            await self._end_session(req.session)
+        return SnapshotChunk(session.snapshot.version, pairs, done)
+
+    async def _end_session(self, name: str) -> None:
+        session = self._sessions.pop(name, None)
+        if session is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reads, session.snapshot.close)
+
+    # -- fills: being filled -----------------------------------------------------------
+
+    def _start_fill(self, req: StorageFill) -> Response:
+        if req.epoch < self._state.epoch:
+            return NewerEpoch(self._state.epoch)
+        if self._filler is not None and not self._filler.done():
+            return Done()  # already under way
+        if self._fill == FILL_DONE:
+            return Done()
+        if self._ranges or self._durable > 0 or self._applied > 0 or len(self._map):
+            return Failed("invalid", f"storage {self.ref.id} is not an empty spare")
+        if self._layout is None:
+            return Failed("unavailable", f"storage {self.ref.id} follows no layout yet")
+        self._fill = FILL_RUNNING
+        self._filler = asyncio.get_running_loop().create_task(
+            self._run_fill(req, self._layout), name=f"fill-{self.ref.id}"
+        )
+        return Done()
+
+    async def _run_fill(self, req: StorageFill, layout: Layout) -> None:
+        loop = asyncio.get_running_loop()
+        source, session = req.source, f"{self.ref.id}-{self._rng.randbytes(4).hex()}"
+        try:
+            await loop.run_in_executor(self._writes, self._engine.begin_fill)
+            chunk = await self._dialer.call(
+                source,
+                StorageSnapshot(source.id, session, req.begin, req.end, start=True),
+                10.0,
+            )
+            if not isinstance(chunk, SnapshotChunk):
+                raise RuntimeError(f"{source.id} refused a snapshot: {chunk}")
+            version = chunk.version
+            # Before anything above the snapshot can be discarded: the logs keep it for us.
+            joins = await asyncio.gather(
+                *(
+                    self._dialer.call(r, LogPop(r.id, self.ref.id, version, join=True), 5.0)
+                    for r in layout.logs
+                ),
+                return_exceptions=True,
+            )
+            refused = [
+                f"{r.id}: {a}" for r, a in zip(layout.logs, joins, strict=True) if a != Done()
+            ]
+            if refused:
+                raise RuntimeError(f"logs would not keep versions after {version}: {refused}")
+            copied = 0
+            while True:
+                await loop.run_in_executor(self._writes, self._engine.put, chunk.pairs)
+                copied += len(chunk.pairs)
+                if chunk.done:
+                    break
+                chunk = await self._dialer.call(
+                    source,
+                    StorageSnapshot(
+                        source.id, session, req.begin, req.end, after=chunk.pairs[-1][0]
+                    ),
+                    10.0,
+                )
+                if not isinstance(chunk, SnapshotChunk) or chunk.version != version:
+                    raise RuntimeError(f"{source.id} broke off the snapshot: {chunk}")
+            await loop.run_in_executor(self._writes, self._engine.end_fill, version)
+        except Exception as exc:
+            self._fill = f"failed: {type(exc).__name__}: {exc}"
+            log.warning("storage %s: fill from %s failed: %s", self.ref.id, source.id, exc)
+            with contextlib.suppress(Exception):
+                await self._dialer.call(
+                    source, StorageSnapshot(source.id, session, b"", b"", close=True), 2.0
+                )
+            return
+        self._durable = self._applied = self._committed = version
+        self._fill = FILL_DONE
+        self._report_wake.set()
+        log.info(
+            "storage %s: filled from %s: %d pairs at version %d",
+            self.ref.id,
+            source.id,
+            copied,
+            version,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
 
     async def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = True
         self._pulse.fire()
-        for task in (self._puller, self._persister):
+        for task in (self._puller, self._persister, self._reporter, self._filler):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-        # A persist cancelled mid-write still finishes in the executor before close.
+        for name in list(self._sessions):
+            with contextlib.suppress(Exception):
+                await self._end_session(name)
+        # A flush cancelled mid-write still finishes in the executor before close.
         if self._owns_executor:
-            self._executor.shutdown(wait=True)
-        self._wal.close()
+            self._writes.shutdown(wait=True)
+            self._reads.shutdown(wait=True)
+        self._engine.close()

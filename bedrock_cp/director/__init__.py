@@ -1,10 +1,12 @@
-"""The Director (DESIGN §4): one per epoch, rebuilds the transaction system.
+"""The Director: one per epoch, rebuilds the transaction system.
 
 - :mod:`.context` — :class:`RecoveryContext`, the injected effects (and :class:`Parameters`).
 - :mod:`.attempt` — :class:`Attempt`, the phases' shared decisions; ``Stall``/``Fail``;
   the outcomes :class:`Completed`, :class:`Stalled`, :class:`Failed`.
 - :mod:`.phases` — the eleven recovery phases, one module each, in order.
 - :mod:`.rollback` — undo an attempt (no orphan components).
+- :mod:`.retire` — once live: remove what older epochs left (recorded first).
+- :mod:`.distribution` — replace storage replicas lost for good.
 - :mod:`.director` — :class:`Director`: attempts, retries, events, fail-fast watching.
 - :mod:`.status` — :class:`RecoveryStatus`: state, phase and timeline for ``status --json``.
 """
@@ -12,6 +14,7 @@
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import NodeInfo, Parameters, RecoveryContext, Superseded
 from .director import Director
+from .distribution import ReplicaHealth
 from .status import RecoveryStatus
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "PhaseEvent",
     "RecoveryContext",
     "RecoveryStatus",
+    "ReplicaHealth",
     "Stall",
     "Stalled",
     "Superseded",

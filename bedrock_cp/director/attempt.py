@@ -102,8 +102,14 @@ class Attempt:
     # 3. plan_log_recovery: the range [first_version, recovery_version] to replay
     recovery_version: int = 0
     first_version: int = 1
+    #: Storage replica id -> the durable version it reached (its own answer, or
+    #: for one that did not answer, what it last reported to a locked log): the
+    #: new logs keep every version above it for that replica.
+    durables: dict[str, int] = field(default_factory=dict)
+    #: Ids of retired workers (the coordinators' record): never recruited again.
+    retired: set[str] = field(default_factory=set)
     #: Live storage workers outside the old teams that the logs can bring up to
-    #: date (a restarted node's replica): phase 6 puts them back in the team.
+    #: date (a replica filled to replace a lost one): phase 6 adds them to the team.
     spares: list[WorkerRef] = field(default_factory=list)
     # 4. vacancies
     vacancies: Vacancies | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..coordinator.config import ClusterConfig
-from ..protocol import Request, Response, WorkerRef
+from ..protocol import Request, Response, RetiredWorker, WorkerRef
 
 #: Capabilities a node registers for the worker kinds it can host.
 LOG = "log"
@@ -21,7 +21,8 @@ STORAGE = "storage"
 
 
 class Superseded(Exception):
-    """Raised by :meth:`RecoveryContext.store_layout`: the epoch is no longer current."""
+    """Raised by :meth:`RecoveryContext.store_layout` (and the other writes through
+    consensus): the epoch is no longer current."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Parameters:
     #: How many nodes the cluster is expected to have (its coordinators): new
     #: workers wait until that many capable nodes registered (see _placement).
     expected_nodes: int = 1
+    #: A storage replica silent for this long (seconds) is replaced, then retired.
+    storage_replacement_s: float = 30.0
 
     @staticmethod
     def from_config(
@@ -67,6 +70,7 @@ class Parameters:
             call_timeout=call_timeout,
             excluded_nodes=frozenset(config.excluded_nodes),
             expected_nodes=expected_nodes,
+            storage_replacement_s=float(config.storage_replacement_s),
         )
 
 
@@ -80,7 +84,10 @@ class RecoveryContext(Protocol):
     node: str
     address: str
     epoch: int
-    parameters: Parameters
+
+    @property
+    def parameters(self) -> Parameters:
+        """The sizes and timeouts to recover with (they may change while it runs)."""
 
     async def stored_layout(self) -> bytes | None:
         """The last stored TSL, encoded; None for a new cluster."""
@@ -108,6 +115,16 @@ class RecoveryContext(Protocol):
     async def store_layout(self, layout: bytes) -> None:
         """Store this epoch's TSL through consensus; raises :class:`Superseded` if the
         epoch is no longer current."""
+
+    async def retiring(self) -> list[RetiredWorker]:
+        """The retired workers whose files may still be on their nodes."""
+
+    async def retire_workers(self, workers: list[RetiredWorker]) -> None:
+        """Record through consensus that this epoch retires ``workers`` (before any
+        file is removed); raises :class:`Superseded` if the epoch is no longer current."""
+
+    async def forget_retired(self, ids: list[str]) -> None:
+        """Record through consensus that the retired workers ``ids`` are removed."""
 
     def clock(self) -> float:
         """Monotonic seconds."""

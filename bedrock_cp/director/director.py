@@ -11,11 +11,18 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   :meth:`directory_changed`;
 - **failed** (superseded) — rollback and return :class:`~.attempt.Failed`;
 - **completed** — the layout is stored; the Director retires what older
-  epochs left running (:mod:`.retire`: their roles, orphan workers) and keeps
-  checking every
-  transaction component (``Health`` every ``monitor_interval``) and returns
-  ``Failed("component X died")`` at the first death: the owner then starts the
-  Director of the next epoch (fail fast).
+  epochs left behind (:mod:`.retire`: their roles, old log generations,
+  replaced replicas, orphans; again whenever the directory changes), keeps
+  checking every transaction component (``Health`` every ``monitor_interval``)
+  and returns ``Failed("component X died")`` at the first death: the owner
+  then starts the Director of the next epoch (fail fast). Its data
+  distribution (:mod:`.distribution`) replaces storage replicas lost for good
+  and ends the epoch once a fuller (or, with no node to refill on, smaller)
+  team can be built.
+
+Every attempt that does not complete logs one line with its reason, whatever
+went wrong in a phase (no traceback per retry), and the next one waits out the
+backoff.
 
 :meth:`stop` cancels :meth:`run` cleanly, rolling back an attempt in flight.
 For tests, ``pause_before`` names a phase the Director waits before, with
@@ -30,11 +37,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from ..protocol import Layout, ListWorkers, WorkerRef, Workers
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
+from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
 from .phases.monitor import components, dead
 from .retire import retire
@@ -45,6 +53,11 @@ log = logging.getLogger(__name__)
 
 #: Test hook: the phase name a Director pauses before (see ``pause_before``).
 PAUSE_ENV = "BEDROCK_DIRECTOR_PAUSE_BEFORE"
+#: ``pause_before`` may also name this step: the first retirement of a live epoch
+#: pauses once it is recorded, before anything is removed.
+RETIRE = "retire"
+#: Seconds a live epoch waits before it retires what older epochs left.
+RETIRE_DELAY = 1.0
 
 
 class Director:
@@ -59,6 +72,9 @@ class Director:
         pause_before: str | None = None,
         status: RecoveryStatus | None = None,
         rng: random.Random | None = None,
+        replicas: ReplicaHealth | None = None,
+        distribution_interval: float = INTERVAL,
+        retire_delay: float = RETIRE_DELAY,
     ) -> None:
         self.ctx = ctx
         self.status = status if status is not None else RecoveryStatus()
@@ -69,14 +85,17 @@ class Director:
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
         self._pause_before = pause_before
-        if self._pause_before is not None and self._pause_before not in PHASE_NAMES:
+        if self._pause_before is not None and self._pause_before not in [*PHASE_NAMES, RETIRE]:
             raise ValueError(f"pause_before: no phase named {self._pause_before!r}")
+        self.replicas = replicas if replicas is not None else ReplicaHealth()
+        self._distribution_interval = distribution_interval
+        self._retire_delay = retire_delay
         self._rng = rng if rng is not None else random.Random()
         self._resume = asyncio.Event()
         self._changed = asyncio.Event()
         self._attempt: Attempt | None = None
         self._task: asyncio.Task[Outcome] | None = None
-        self._retiring: asyncio.Task[list[str]] | None = None
+        self._background: list[asyncio.Task[object]] = []
 
     # -- owner's controls ---------------------------------------------------------------
 
@@ -109,8 +128,6 @@ class Director:
         try:
             return await self._run()
         except asyncio.CancelledError:
-            if self._retiring is not None:
-                self._retiring.cancel()
             attempt, self._attempt = self._attempt, None
             if attempt is not None:
                 leftovers = await rollback(attempt, self.ctx)
@@ -135,15 +152,12 @@ class Director:
                 self.layout = outcome.layout
                 self.status.state, self.status.phase, self.status.reason = RUNNING, None, ""
                 log.info("director: epoch %d live after %d attempt(s)", self.ctx.epoch, number)
-                # Beside the watch: a slow or dead node must not delay noticing a death.
-                self._retiring = asyncio.get_running_loop().create_task(
-                    retire(self.ctx, outcome.layout, outcome.recovered_from),
-                    name=f"retire-e{self.ctx.epoch}",
-                )
                 try:
-                    return await self._watch(outcome.layout)
+                    return await self._watch(outcome.layout, outcome.recovered_from)
                 finally:
-                    self._retiring.cancel()
+                    for task in self._background:
+                        task.cancel()
+                    self._background = []
             record.outcome = f"{'stalled' if isinstance(outcome, Stalled) else 'failed'}: "
             record.outcome += outcome.reason
             leftovers = await rollback(attempt, self.ctx)
@@ -156,7 +170,9 @@ class Director:
                 log.warning("director: epoch %d failed: %s", self.ctx.epoch, outcome.reason)
                 return outcome
             self.status.state = STALLED
-            log.info("director: attempt %d stalled: %s", number, outcome.reason)
+            log.info(
+                "director: epoch %d attempt %d stalled: %s", self.ctx.epoch, number, outcome.reason
+            )
             await self._backoff(number)
 
     async def _attempt_once(self, attempt: Attempt, record: RecoveryRecord) -> Outcome:
@@ -185,7 +201,7 @@ class Director:
                 result = "cancelled"
                 raise
             except Exception as exc:  # a bug or an unexpected answer: retry, never crash
-                log.exception("director: phase %s failed", name)
+                log.debug("director: phase %s raised", name, exc_info=True)
                 reason = f"{name}: {type(exc).__name__}: {exc}"
                 result, outcome = f"stalled: {reason}", Stalled(reason)
             finally:
@@ -213,18 +229,62 @@ class Director:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), delay)
 
-    async def _watch(self, layout: Layout) -> Outcome:
+    def _spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task[object]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-e{self.ctx.epoch}")
+        self._background.append(task)
+        return task
+
+    async def _sweep(
+        self, layout: Layout, recovered_from: Layout | None, distribution: Distribution
+    ) -> None:
+        """Retire what older epochs left (beside the watch: a slow or dead node must
+        not delay noticing a death)."""
+        hook = self._pause if self._pause_before == RETIRE and recovered_from else None
+        if recovered_from is not None:
+            # Not urgent: let the first commits of the new epoch have the disks first.
+            await asyncio.sleep(self._retire_delay)
+        try:
+            await retire(self.ctx, layout, recovered_from, distribution.filling, recorded_hook=hook)
+        except Exception as exc:  # consensus unreachable, ...: the next sweep tries again
+            log.info("director: retirement failed: %s: %s", type(exc).__name__, exc)
+
+    async def _pause(self) -> None:
+        self.paused.set()
+        await self._resume.wait()
+
+    async def _distribute(self, distribution: Distribution) -> str:
+        while True:
+            await asyncio.sleep(self._distribution_interval)
+            try:
+                reason = await distribution.tick()
+            except Exception as exc:  # consensus or a node unreachable: the next tick
+                log.info("director: data distribution: %s: %s", type(exc).__name__, exc)
+                continue
+            if reason is not None:
+                return reason
+
+    async def _watch(self, layout: Layout, recovered_from: Layout | None = None) -> Outcome:
         """Fail fast: the first transaction component that dies ends this epoch.
 
         Also ends it when the layout is degraded (built while nodes were down:
-        fewer logs or storage replicas than wanted) and a directory change made a
-        better one possible — otherwise losing one more node could lose the
-        majority of the logs, or the last replica, although enough nodes are back.
+        fewer logs than wanted) and a directory change made a better one
+        possible — otherwise losing one more node could lose the majority of the
+        logs although enough nodes are back — and when the data distribution
+        can build a different storage team (an absent replica back, a filled
+        replacement, or a lost replica dropped).
         """
         refs = components(layout, storage=False)
+        distribution = Distribution(self.ctx, layout, self.replicas)
+        sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
+        distributing = self._spawn(self._distribute(distribution), "distribute")
         self._changed.clear()
         while True:
             await asyncio.sleep(self._monitor_interval)
+            if distributing.done():
+                reason = str(distributing.result())
+                self.status.state, self.status.reason = FAILED, reason
+                log.info("director: epoch %d: %s", self.ctx.epoch, reason)
+                return Failed(reason)
             if self._changed.is_set():
                 self._changed.clear()
                 better = await self._better_layout_possible(layout)
@@ -232,6 +292,10 @@ class Director:
                     self.status.state, self.status.reason = FAILED, better
                     log.info("director: epoch %d: %s", self.ctx.epoch, better)
                     return Failed(better)
+                if sweeping.done():  # a node came back: it may hold retired workers
+                    sweeping = self._spawn(
+                        self._sweep(layout, recovered_from, distribution), "retire"
+                    )
             try:
                 missing = await dead(self.ctx, refs)
             except Fail as exc:
@@ -247,7 +311,12 @@ class Director:
             return Failed(reason)
 
     async def _better_layout_possible(self, layout: Layout) -> str | None:
-        """Why a new epoch would get a fuller layout now, or None."""
+        """Why a new epoch would get more logs now, or None.
+
+        Only nodes whose Foreman answers count (a dead node stays registered).
+        Storage teams are the data distribution's: it ends the epoch when an
+        absent replica is back, or once a replacement is filled.
+        """
         p = self.ctx.parameters
         registered = [n for n in await self.ctx.nodes() if n.node not in p.excluded_nodes]
         # A dead node stays registered: count only nodes whose Foreman answers.
@@ -260,13 +329,7 @@ class Director:
         )
         nodes = [n for n, a in zip(registered, answers, strict=True) if isinstance(a, Workers)]
         can_log = sum(1 for n in nodes if "log" in n.capabilities)
-        can_store = sum(1 for n in nodes if "storage" in n.capabilities)
         want_logs = min(p.desired_logs, can_log)
         if len(layout.logs) < want_logs:
             return f"layout degraded: {len(layout.logs)} logs, {want_logs} possible now"
-        if len(layout.storage) == 1:
-            want = min(p.storage_replicas, can_store)
-            have = len(layout.storage[0].replicas)
-            if have < want:
-                return f"layout degraded: {have} storage replicas, {want} possible now"
         return None

@@ -1,43 +1,48 @@
-"""Retirement: once an epoch is live, stop what older epochs left running.
+"""Retirement: once an epoch is live, remove what older epochs left behind.
 
-Two things outlive the epoch that made them:
+Three things outlive the epoch that made them:
 
 - **transaction roles** (sequencers, commit proxies, resolvers) of older epochs
   on nodes that are still up: an old sequencer would keep handing out read
   versions to a client that still holds the old layout;
-- **orphan workers**: logs and storage replicas created by an attempt that was
-  killed before it stored its layout (its node died, so no rollback ran). They
-  belong to no layout and never will.
+- **old log generations**: once the live layout is stored, every version a
+  replica still needs was copied into its logs (a replica that was down is
+  served from the version it last reported), so the generation it recovered
+  from, and any older one, holds nothing needed;
+- **storage replicas outside the live layout**: replicas replaced after being
+  lost for good, and the orphans of attempts or fills that were cut short.
 
 After the new layout is stored, the Director lists every registered node's
-workers and retires, among those created for an older epoch:
-
-- every role not in the live layout;
-- every log in neither the live layout nor the layout it recovered from (the
-  generation before that was copied into the live one; older ones and orphans
-  hold nothing the live layout needs);
-- in a new cluster (no layout was ever stored, so nothing was ever
-  acknowledged), every storage replica not in the live layout. In a recovering
-  cluster a replica outside the teams may be a spare that rejoins later.
+workers and retires those created for an older epoch that the live layout
+does not use (``keep`` adds a replica being filled right now), and the logs
+of the generation it recovered from, even those on nodes that are down. Roles are just
+stopped. Persistent workers are first recorded as retired through consensus
+(``RetireWorkers``), then removed through their node's Foreman, and the record
+is dropped (``ForgetRetired``) once the removal is done. So a Director killed
+halfway leaves a record its successor finishes, and a node that was down (or
+restarted) in the middle comes back to a record that has it remove the worker
+instead of using it; a retired worker is never recruited again. A superseded
+Director's record is refused, so it removes nothing; the Foreman also refuses
+to remove a newer epoch's worker.
 
 A node that does not answer may be dead — or only cut off or paused, its
 roles still running — so it is asked again, with a growing delay (up to
-:data:`RETRY_CAP`), for as long as the epoch is live: the Director runs this
-beside its watch and cancels it when the epoch ends. (An old role left running
-cannot hand out a read version or commit anything: its logs are locked. It is
-retired so it stops costing memory and confusing clients.) A retirement that
-failed is retried the same way. The Foreman refuses to retire a newer epoch's
-worker, so a Director superseded meanwhile can never remove its successor's
-workers.
+:data:`RETRY_CAP`), until every registered node has answered and every
+retirement is done: the Director runs this beside its watch, again whenever
+the directory changes (such a node registering again), and cancels it when
+the epoch ends. (An old role left running cannot hand out a read version or
+commit anything: its logs are locked. It is retired so it stops costing memory
+and confusing clients.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 
-from ..protocol import Layout, ListWorkers, WorkerInfo, WorkerRef, Workers
-from .context import LOG, STORAGE, RecoveryContext
+from ..protocol import Layout, ListWorkers, RetiredWorker, WorkerInfo, WorkerRef, Workers
+from .context import LOG, STORAGE, RecoveryContext, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -56,84 +61,128 @@ def used_by(layout: Layout) -> set[str]:
     ids.update(r.id for r in layout.proxies)
     ids.update(a.worker.id for a in layout.resolvers)
     ids.update(r.id for r in layout.logs)
-    ids.update(r.id for team in layout.storage for r in team.replicas)
+    ids.update(r.id for team in layout.storage for r in team.members())
     return ids
 
 
 def to_retire(
-    workers: list[WorkerInfo], epoch: int, live: Layout, recovered_from: Layout | None
+    workers: list[WorkerInfo], epoch: int, live: Layout, keep: Iterable[str] = ()
 ) -> list[WorkerRef]:
     """The workers and roles of older epochs that the live layout leaves behind."""
-    keep = used_by(live)
-    if recovered_from is not None:
-        keep.update(r.id for r in recovered_from.logs)
-    out: list[WorkerRef] = []
-    for info in workers:
-        ref = info.ref
-        if info.epoch >= epoch or ref.id in keep:
-            continue
-        if (
-            ref.kind in ROLE_KINDS
-            or ref.kind == LOG
-            or (ref.kind == STORAGE and recovered_from is None)
-        ):
-            out.append(ref)
-    return out
+    used = used_by(live) | set(keep)
+    return [
+        info.ref
+        for info in workers
+        if info.epoch < epoch
+        and info.ref.id not in used
+        and info.ref.kind in ROLE_KINDS | {LOG, STORAGE}
+    ]
 
 
-async def retire(ctx: RecoveryContext, live: Layout, recovered_from: Layout | None) -> list[str]:
-    """Retire what :func:`to_retire` finds on every node; returns what was retired.
+async def retire(
+    ctx: RecoveryContext,
+    live: Layout,
+    recovered_from: Layout | None = None,
+    keep: Iterable[str] = (),
+    *,
+    recorded_hook: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Retire what :func:`to_retire` finds on every node and the logs of the
+    generation ``live`` recovered from (wherever they are), and finish the
+    retirements recorded before; returns what was removed or stopped.
 
-    Returns once every registered node answered and every retirement succeeded;
-    until then it retries (see the module docstring).
+    Returns once every registered node answered and every retirement is done;
+    until then it asks again (see the module docstring). ``recorded_hook``
+    (tests) runs once the first retirement is recorded, before any removal.
     """
-    retired: list[str] = []
-    done: set[str] = set()  # nodes that answered and have nothing left to retire
+    done: list[str] = []
     delay = RETRY_FIRST
     while True:
-        nodes = [n for n in await ctx.nodes() if n.node not in done]
-        if not nodes:
-            return retired
-        answers = await asyncio.gather(
-            *(
-                ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), LIST_TIMEOUT)
-                for n in nodes
-            ),
-            return_exceptions=True,
-        )
-        now: list[str] = []
-        for node, answer in zip(nodes, answers, strict=True):
-            if isinstance(answer, Workers) and await _retire_from(
-                ctx, answer.workers, live, recovered_from, now
-            ):
-                done.add(node.node)
-        if now:
-            log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(now))
-            retired += now
-        if all(n.node in done for n in nodes):
-            return retired
+        complete = await _sweep(ctx, live, recovered_from, keep, done, recorded_hook)
+        if complete:
+            return done
+        recorded_hook = None
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_CAP)
 
 
-async def _retire_from(
+async def _sweep(
     ctx: RecoveryContext,
-    workers: list[WorkerInfo],
     live: Layout,
     recovered_from: Layout | None,
-    retired: list[str],
+    keep: Iterable[str],
+    done: list[str],
+    recorded_hook: Callable[[], Awaitable[None]] | None,
 ) -> bool:
-    """Retire what one node lists; True if nothing is left to retire there."""
-    ok = True
-    for ref in to_retire(workers, ctx.epoch, live, recovered_from):
+    """One pass over the nodes; True if every node answered and nothing is left."""
+    nodes = await ctx.nodes()
+    answers = await asyncio.gather(
+        *(
+            ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), LIST_TIMEOUT)
+            for n in nodes
+        ),
+        return_exceptions=True,
+    )
+    listed: dict[str, set[str]] = {
+        n.node: {w.ref.id for w in a.workers}
+        for n, a in zip(nodes, answers, strict=True)
+        if isinstance(a, Workers)
+    }
+    complete = len(listed) == len(nodes)
+    workers = [w for a in answers if isinstance(a, Workers) for w in a.workers]
+    found = to_retire(workers, ctx.epoch, live, keep)
+    roles = [r for r in found if r.kind in ROLE_KINDS]
+    recorded = {w.id: w for w in await ctx.retiring()}
+    used = used_by(live) | set(keep)
+    persistent = {r.id: r for r in found if r.kind not in ROLE_KINDS}
+    if recovered_from is not None:  # on a node that is down too: recorded all the same
+        persistent.update((r.id, r) for r in recovered_from.logs if r.id not in used)
+    fresh = [
+        RetiredWorker(r.id, r.kind, r.node, r.address, ctx.epoch)
+        for r in persistent.values()
+        if r.id not in recorded
+    ]
+    if fresh:
         try:
-            if ref.kind in ROLE_KINDS:
-                await ctx.stop_role(ref)
-            else:
-                await ctx.remove_worker(ref)
-        except Exception as exc:
-            log.info("director: could not retire %s %s: %s", ref.kind, ref.id, exc)
-            ok = False
+            await ctx.retire_workers(fresh)  # recorded before anything is removed
+        except Superseded as exc:
+            log.info("director: not retiring (superseded): %s", exc)
+            return True
+        recorded.update((w.id, w) for w in fresh)
+    if recorded_hook is not None:
+        await recorded_hook()
+    now: list[str] = []
+    for ref in roles:
+        try:
+            await ctx.stop_role(ref)
+        except Exception as exc:  # asked again
+            log.info("director: could not stop %s %s: %s", ref.kind, ref.id, exc)
+            complete = False
             continue
-        retired.append(f"{ref.kind} {ref.id}")
-    return ok
+        now.append(f"{ref.kind} {ref.id}")
+    removed: list[str] = []
+    for w in recorded.values():
+        if w.id in used:
+            continue  # a record naming a live worker is ignored, never obeyed
+        if w.node not in listed:
+            complete = False  # its node is silent: removed when it answers
+            continue
+        if w.id in listed[w.node]:
+            try:
+                await ctx.remove_worker(WorkerRef(w.id, w.kind, w.node, w.address))
+            except Exception as exc:  # asked again
+                log.info("director: could not remove %s %s: %s", w.kind, w.id, exc)
+                complete = False
+                continue
+            now.append(f"{w.kind} {w.id}")
+        removed.append(w.id)
+    if removed:
+        try:
+            await ctx.forget_retired(removed)
+        except Superseded as exc:
+            log.info("director: removal not recorded (superseded): %s", exc)
+            return True
+    if now:
+        log.info("director: epoch %d retired %s", ctx.epoch, ", ".join(now))
+        done += now
+    return complete

@@ -10,6 +10,7 @@ Foreman with a directory and a manifest; transaction roles (``sequencer``,
 from __future__ import annotations
 
 import concurrent.futures
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,11 @@ class WorkerContext:
     clock: Clock = SYSTEM_CLOCK
     #: Runs the workers' blocking disk work (None: a thread of each worker's own).
     executor: concurrent.futures.Executor | None = None
-    #: The disk the workers' WALs are on (None: the real file system).
+    #: The disk the logs' WALs are on (None: the real file system; storage's
+    #: SQLite base is always a real file, see the simulation's cluster).
     disk: native.MemDisk | None = None
+    #: Seeds the workers' random choices (None: each its own, from the system).
+    rng: random.Random | None = None
 
 
 def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
@@ -65,8 +69,9 @@ def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactor
             ctx.dialer,
             cluster_id=ctx.cluster_id,
             fsync=ctx.fsync,
+            clock=ctx.clock,
             executor=ctx.executor,
-            disk=ctx.disk,
+            rng=None if ctx.rng is None else random.Random(ctx.rng.getrandbits(64)),
         )
         layout = ctx.current_layout()
         if layout is not None:
@@ -102,6 +107,7 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
             ctx.dialer,
             token=req.token,
             idempotency_retention=ctx.idempotency_retention,
+            clock=ctx.clock,
         )
 
     return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}

@@ -202,6 +202,7 @@ class Node:
             clock=clock,
             executor=executor,
             disk=disk,
+            rng=random.Random(rng.getrandbits(64)),
         )
         try:
             factories = registry.offered(

@@ -27,7 +27,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.results import Applied
 from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
-from ..director import Director, NodeInfo, Parameters, RecoveryStatus, Superseded
+from ..director import Director, NodeInfo, Parameters, RecoveryStatus, ReplicaHealth, Superseded
 from ..director.director import PAUSE_ENV
 from ..director.phases import build_layout
 from ..foreman import Foreman
@@ -88,7 +88,8 @@ class NodeRecoveryContext:
         coordinator: Coordinator,
         foreman: Foreman,
         dialer: Dialer,
-        parameters: Parameters,
+        lock_timeout: float = 1.0,
+        call_timeout: float = 2.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
@@ -96,7 +97,8 @@ class NodeRecoveryContext:
         self.node = str(coordinator.node_id)
         self.address = coordinator.address
         self.epoch = epoch
-        self.parameters = parameters
+        self._lock_timeout = lock_timeout
+        self._call_timeout = call_timeout
         self._coordinator = coordinator
         self._foreman = foreman
         self._dialer = dialer
@@ -106,6 +108,16 @@ class NodeRecoveryContext:
         # Ids of workers a Director that died before recording them may have
         # left behind must differ from this one's: a random part besides the epoch.
         self._nonce = (rng or random.Random()).randbytes(3).hex()
+
+    @property
+    def parameters(self) -> Parameters:
+        """From the cluster config as it is now (a change reaches a running Director)."""
+        return Parameters.from_config(
+            self._coordinator.state.config,
+            lock_timeout=self._lock_timeout,
+            call_timeout=self._call_timeout,
+            expected_nodes=len(self._coordinator.voters()),
+        )
 
     async def stored_layout(self) -> bytes | None:
         record = self._coordinator.state.layout
@@ -174,6 +186,19 @@ class NodeRecoveryContext:
         if not isinstance(result, Applied):
             raise Superseded(f"layout of epoch {self.epoch} not stored: {result}")
 
+    async def retiring(self) -> list[protocol.RetiredWorker]:
+        return self._coordinator.state.retiring
+
+    async def retire_workers(self, workers: list[protocol.RetiredWorker]) -> None:
+        result = await self._coordinator.retire_workers(self.epoch, workers)
+        if not isinstance(result, Applied):
+            raise Superseded(f"retirement by epoch {self.epoch} not recorded: {result}")
+
+    async def forget_retired(self, ids: list[str]) -> None:
+        result = await self._coordinator.forget_retired(self.epoch, ids)
+        if not isinstance(result, Applied):
+            raise Superseded(f"removal of retired workers not recorded: {result}")
+
     def clock(self) -> float:
         return self._clock.monotonic()
 
@@ -211,6 +236,8 @@ class DirectorHost:
         #: Test hook: the phase the Director of an epoch pauses before (None: none).
         self.pause_before = pause_before
         self.status = RecoveryStatus()
+        #: When each storage replica was last seen, across this node's Directors.
+        self.replicas = ReplicaHealth()
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
@@ -225,6 +252,11 @@ class DirectorHost:
         self._task = asyncio.get_running_loop().create_task(self._run(epoch))
 
     def leadership_lost(self) -> None:
+        if self.director is not None and self._task is not None and not self._task.done():
+            # One line: a Director cut off (or paused) and superseded leaves a trace.
+            log.warning(
+                "director of epoch %d stopped: this node no longer leads", self.director.ctx.epoch
+            )
         self._stop_director()
 
     def directory_changed(self) -> None:
@@ -265,15 +297,11 @@ class DirectorHost:
         self.director = None
 
     async def _run(self, epoch: int) -> None:
-        config = self.coordinator.state.config
         ctx = NodeRecoveryContext(
             epoch=epoch,
             coordinator=self.coordinator,
             foreman=self.foreman,
             dialer=self.dialer,
-            parameters=Parameters.from_config(
-                config, expected_nodes=len(self.coordinator.voters())
-            ),
             clock=self.clock,
             rng=random.Random(self.rng.getrandbits(64)),
             token_bytes=self.token_bytes,
@@ -282,6 +310,7 @@ class DirectorHost:
             ctx,
             status=self.status,
             pause_before=self.pause_before(epoch),
+            replicas=self.replicas,
             rng=random.Random(self.rng.getrandbits(64)),
         )
         self.director = director

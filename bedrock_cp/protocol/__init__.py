@@ -28,11 +28,11 @@ Everything is re-exported here flat (names are unique across the roles).
 Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
 
 - ``any``: Ping, NodeStatus, Health
-- ``peer``: LogPush, LogPull, ConfirmEpoch, StorageStatus, GetCommitVersion,
-  ReportCommitted, Resolve, ListWorkers
-- ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, UnlockProxy,
-  CreateWorker, RemoveWorker, StartRole, StopRole
-- ``admin``: AddCoordinator, RemoveCoordinator
+- ``peer``: LogPush, LogPull, LogPop, LogCommitted, ConfirmEpoch, StorageStatus,
+  StorageSnapshot, GetCommitVersion, ReportCommitted, Resolve, ListWorkers
+- ``director``: StoreLayoutRequest, LogLock, LogRecover, StorageLock, StorageFill,
+  UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
+- ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
 - ``client``: ListServices, ListNodes, WatchLayout, Register, Deregister,
   RegisterNodeRequest, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
 """
@@ -67,6 +67,7 @@ from .coordinator import (
     RemoveCoordinator,
     ServicesReply,
     StoreLayoutRequest,
+    UpdateConfigRequest,
     WatchLayout,
     WriteOk,
     WriteRequest,
@@ -96,9 +97,11 @@ from .foreman import (
 from .gateway import GatewayRequest, GetLayout
 from .layout import (
     MAX_KEY_SIZE,
+    MAX_STREAM_BYTES,
     MAX_TRANSACTION_SIZE,
     MAX_VALUE_SIZE,
     MVCC_WINDOW_VERSIONS,
+    STREAM_BYTES,
     SYSTEM_END,
     SYSTEM_PREFIX,
     VERSIONS_PER_SECOND,
@@ -118,16 +121,19 @@ from .layout import (
 from .log import (
     ConfirmEpoch,
     LogBatches,
+    LogCommitted,
     LogLock,
     LogLocked,
+    LogPop,
     LogPull,
     LogPush,
     LogPushed,
     LogRecover,
     LogRecovered,
     LogRequest,
+    ReplicaProgress,
 )
-from .records import LayoutRecord, NodeRecord, Service, ServiceRecord
+from .records import LayoutRecord, NodeRecord, RetiredWorker, Service, ServiceRecord
 from .resolver import Resolve, Resolved, ResolverRequest, ResolveTransaction
 from .sequencer import (
     CommitVersion,
@@ -138,10 +144,13 @@ from .sequencer import (
     SequencerRequest,
 )
 from .storage import (
+    SnapshotChunk,
+    StorageFill,
     StorageGet,
     StorageGetRange,
     StorageLock,
     StorageRequest,
+    StorageSnapshot,
     StorageState,
     StorageStatus,
     Value,
@@ -151,10 +160,12 @@ from .storage import (
 __all__ = [
     "CLIENT_NODE",
     "MAX_KEY_SIZE",
+    "MAX_STREAM_BYTES",
     "MAX_TRANSACTION_SIZE",
     "MAX_VALUE_SIZE",
     "MVCC_WINDOW_VERSIONS",
     "SENDERS",
+    "STREAM_BYTES",
     "SYSTEM_END",
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
@@ -187,8 +198,10 @@ __all__ = [
     "ListWorkers",
     "Locked",
     "LogBatches",
+    "LogCommitted",
     "LogLock",
     "LogLocked",
+    "LogPop",
     "LogPull",
     "LogPush",
     "LogPushed",
@@ -212,6 +225,7 @@ __all__ = [
     "Rejected",
     "RemoveCoordinator",
     "RemoveWorker",
+    "ReplicaProgress",
     "ReportCommitted",
     "Request",
     "Resolve",
@@ -220,17 +234,21 @@ __all__ = [
     "ResolverAssignment",
     "ResolverRequest",
     "Response",
+    "RetiredWorker",
     "Sender",
     "SequencerRequest",
     "Service",
     "ServiceRecord",
     "ServicesReply",
+    "SnapshotChunk",
     "StartRole",
     "StopRole",
+    "StorageFill",
     "StorageGet",
     "StorageGetRange",
     "StorageLock",
     "StorageRequest",
+    "StorageSnapshot",
     "StorageState",
     "StorageStatus",
     "StorageTeam",
@@ -238,6 +256,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnlockProxy",
+    "UpdateConfigRequest",
     "Value",
     "Values",
     "WatchLayout",

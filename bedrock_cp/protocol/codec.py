@@ -50,7 +50,7 @@ from .gateway import GatewayRequest
 from .log import LogBatches, LogLocked, LogPushed, LogRecovered, LogRequest
 from .resolver import Resolved, ResolverRequest
 from .sequencer import CommitVersion, ReadVersion, SequencerRequest
-from .storage import StorageRequest, StorageState, Value, Values
+from .storage import SnapshotChunk, StorageRequest, StorageState, Value, Values
 
 #: Requests the node hands to the worker named by their ``worker`` field.
 WorkerRequest = (
@@ -80,6 +80,7 @@ Response = (
     | Value
     | Values
     | StorageState
+    | SnapshotChunk
     | ReadVersion
     | CommitVersion
     | Resolved

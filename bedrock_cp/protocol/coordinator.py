@@ -134,6 +134,17 @@ class RemoveCoordinator(Body, tag="rm_coord"):
     seq: int = 0
 
 
+class UpdateConfigRequest(Body, tag="update_config"):
+    """Change cluster parameters by name (all of them or none; see
+    :mod:`bedrock_cp.coordinator.config` for the names and bounds)."""
+
+    sender: ClassVar[Sender] = Sender.ADMIN
+
+    changes: dict[str, int | str | list[str]]
+    client_id: int = 0
+    seq: int = 0
+
+
 class StoreLayoutRequest(Body, tag="store_layout"):
     """Store the layout of ``epoch`` (the Director's last step); rejected on apply
     unless ``epoch`` is the current one, so a superseded Director cannot overwrite it."""
@@ -152,6 +163,7 @@ WriteRequest = (
     | RegisterNodeRequest
     | AddCoordinator
     | RemoveCoordinator
+    | UpdateConfigRequest
     | StoreLayoutRequest
 )
 CoordinatorRequest = Ping | NodeStatus | ListServices | ListNodes | WatchLayout | WriteRequest

@@ -35,6 +35,13 @@ MVCC_WINDOW_VERSIONS = 5 * VERSIONS_PER_SECOND
 MAX_KEY_SIZE = 10_000
 MAX_VALUE_SIZE = 100_000
 MAX_TRANSACTION_SIZE = 10_000_000
+#: Streams (log pulls, recovery copies, storage fills) answer in chunks of about
+#: this many bytes, and never more than MAX_STREAM_BYTES past their first item,
+#: so an answer stays far below the transport's frame cap (16 MiB) whatever the
+#: data: one item is itself bounded (a commit batch by the proxy's batch cap,
+#: a key-value pair by the key and value limits).
+STREAM_BYTES = 1 << 20
+MAX_STREAM_BYTES = 4 << 20
 
 
 class MutationKind(IntEnum):
@@ -97,11 +104,22 @@ class ResolverAssignment(Body):
 
 
 class StorageTeam(Body):
-    """The storage replicas serving ``[begin, end)``."""
+    """The storage replicas serving ``[begin, end)``.
+
+    ``absent`` are replicas of the team that were down when the layout was
+    built: they serve no reads, but the logs keep every version they have not
+    made durable, so one that comes back catches up (and a recovery takes it
+    back into ``replicas``) — until it is replaced and retired.
+    """
 
     begin: bytes
     end: bytes
     replicas: list[WorkerRef]
+    absent: list[WorkerRef] = []  # noqa: RUF012 - msgspec copies a mutable default
+
+    def members(self) -> list[WorkerRef]:
+        """Every replica of the team, serving or absent."""
+        return [*self.replicas, *self.absent]
 
 
 class Layout(Body):

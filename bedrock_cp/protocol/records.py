@@ -50,3 +50,16 @@ class LayoutRecord(Body):
 
     epoch: int
     layout: bytes
+
+
+class RetiredWorker(Body):
+    """A persistent worker the Director of ``epoch`` retired (a log of an old
+    generation, a replaced storage replica): it belongs to no layout and will
+    never again; the coordinators keep the record until its files are removed,
+    so a node that comes back with it removes it instead of reusing it."""
+
+    id: str
+    kind: str
+    node: str
+    address: str
+    epoch: int

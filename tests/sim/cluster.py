@@ -7,17 +7,24 @@ coordinators, Directors, Foremen, Gateways, the data plane — on the running
 - a :class:`~bedrock_cp.sim.SimClock` (a fault can skew it);
 - an endpoint of the shared :class:`~bedrock_cp.sim.SimNetwork`;
 - a :class:`~bedrock_cp_native.MemDisk` for every WAL it keeps (the
-  coordinator's, each log's, each storage's) and a
-  :class:`~bedrock_cp.sim.DiskExecutor` for its disk work (a fault can slow it);
+  coordinator's, every generation of each log's) and a
+  :class:`~bedrock_cp.sim.DiskExecutor` for all its disk work (a fault can slow it);
 - a seeded ``random.Random`` and token source.
 
-The few small files a node writes itself (worker manifests, state files) are
-real files in a temporary directory. That is faithful here because every one
-of them is written whole and made durable before the write returns (tmp file,
-fsync, rename, fsync of the directory), and the disk executor runs the write
-at once, between two events of the loop: a simulated crash or power loss never
-falls inside one, and at any moment between two writes the durable content is
-the visible one — which is what a real power loss would leave.
+The other files a node writes (worker manifests, state files, and each storage
+replica's SQLite base) are real files in a temporary directory. That is
+faithful because the disk executor runs every write at once, whole, between
+two events of the loop, so a simulated crash or power loss never falls inside
+one, and each of those writes is durable when it returns: a state file or
+manifest is written whole and synced (tmp file, fsync, rename, fsync of the
+directory); a SQLite write is one transaction with ``synchronous=FULL`` (the
+nodes run with fsync), and a committed SQLite transaction is durable while an
+uncommitted one is absent. So at every point a crash can reach, the durable
+content of these files is their visible content — what a real power loss
+would leave. What this does not model: torn or lost writes inside SQLite's own
+files (its crash safety is its own, tested far beyond this project), and the
+injected ENOSPC/EIO, which reach the WALs (and so the coordinator and the
+logs) but not these files.
 
 A crash is :meth:`SimCluster.crash`: the node object is aborted (nothing is
 stopped cleanly), the network drops it (its peers see their connections

@@ -19,7 +19,8 @@ async def call_one(
     body: Request,
     timeout: float,  # noqa: ASYNC109
 ) -> Answer:
-    """``ctx.call`` with the deadline enforced here too; a failure becomes its reason.
+    """``ctx.call`` with the deadline enforced here too; any failure becomes its
+    reason (one line), never an exception.
 
     A ``NewerEpoch`` answer raises :class:`Fail`: this Director is superseded.
     """
@@ -29,6 +30,8 @@ async def call_one(
         return "timed out"
     except OSError as exc:
         return f"unreachable ({type(exc).__name__}: {exc})"
+    except Exception as exc:  # a transport error answer, an undecodable one: a reason too
+        return f"failed ({type(exc).__name__}: {exc})"
     if isinstance(answer, NewerEpoch):
         raise Fail(f"superseded by epoch {answer.epoch}")
     return answer

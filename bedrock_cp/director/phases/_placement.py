@@ -9,6 +9,8 @@ first node to register would make that node a single point of failure.
 
 from __future__ import annotations
 
+import asyncio
+
 from ...protocol import WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import NodeInfo, RecoveryContext
@@ -30,8 +32,8 @@ async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
 async def create_round_robin(
     attempt: Attempt, ctx: RecoveryContext, kind: str, count: int
 ) -> list[WorkerRef]:
-    """Create up to ``count`` workers of ``kind``, each on a different capable node,
-    recording each at once (a rollback removes it).
+    """Create up to ``count`` workers of ``kind``, each on a different capable node
+    (in parallel), recording each at once (a rollback removes it).
 
     A new cluster waits until ``min(count, expected_nodes)`` capable nodes have
     registered. A recovering cluster uses the capable nodes that answer (a dead
@@ -53,17 +55,23 @@ async def create_round_robin(
         minimum = target // 2 + 1
     refs: list[WorkerRef] = []
     problems: list[str] = []
-    for node in nodes:
-        if len(refs) == count:
-            break
-        worker_id = ctx.new_worker_id(kind)
+
+    async def create(node: NodeInfo) -> None:
         try:
-            ref = await ctx.create_worker(node, kind, worker_id)
+            ref = await ctx.create_worker(node, kind, ctx.new_worker_id(kind))
         except Exception as exc:
             problems.append(f"{node.node}: {exc}")
-            continue
-        attempt.created_workers.append(ref)
+            return
+        attempt.created_workers.append(ref)  # at once: a rollback removes it
         refs.append(ref)
+
+    # On every node at once (each creation waits on that node's disk); a node
+    # that fails is replaced by the next capable one.
+    pending = list(nodes)
+    while pending and len(refs) < count:
+        batch, pending = pending[: count - len(refs)], pending[count - len(refs) :]
+        await asyncio.gather(*(create(node) for node in batch))
+    refs.sort(key=lambda r: r.node)
     if len(refs) < minimum:
         raise Stall(
             f"only {len(refs)} {kind} worker(s) created, {minimum} needed; "

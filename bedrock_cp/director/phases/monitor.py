@@ -1,10 +1,10 @@
 """Phase 10 — monitoring before going live: every component must answer ``Health``.
 
-The sequencer, resolvers, proxies, new logs and kept storage replicas. Any
-missing one stalls the attempt (rollback, retry) rather than storing a layout
-that is already broken. :func:`dead` is also what the Director polls once the
-epoch is live: a death then ends the Director (fail fast, the next epoch
-recovers).
+The sequencer, resolvers, proxies, new logs and the storage replicas that
+serve reads (absent team members are not checked). Any missing one stalls the
+attempt (rollback, retry) rather than storing a layout that is already broken.
+:func:`dead` is also what the Director polls once the epoch is live: a death
+then ends the Director (fail fast, the next epoch recovers).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ async def dead(ctx: RecoveryContext, refs: list[WorkerRef]) -> list[tuple[Worker
 
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
-    assert attempt.layout is not None, "phase 8 composes the layout first"
-    missing = await dead(ctx, components(attempt.layout))
+    layout = attempt.layout
+    assert layout is not None, "phase 8 composes the layout first"
+    missing = await dead(ctx, components(layout))
     if missing:
         raise Stall(
             "components not running: " + "; ".join(f"{r.kind} {r.id}: {why}" for r, why in missing)

@@ -4,15 +4,20 @@
   acknowledged only once durable on EVERY log of its layout, so every
   acknowledged version is at or below each log's durable version (I3); versions
   above it were never acknowledged and are dropped (storage rolls them back).
-- ``first_version`` = the oldest version storage still needs — one above the
-  lowest ``durable`` among the answering replicas of each team (a team with no
-  answering replica stalls: its data would be unreachable) — or older: the
-  oldest version the locked logs hold, so the new generation keeps all history
-  and a replica that was down can rejoin later.
+- ``first_version`` = one above the lowest durable version of the replicas the
+  new layout keeps: what storage has not made durable is all a recovery copies.
+  A replica that answers says how far it got; one that does not (its node is
+  down) stays a member of its team (``absent``: it serves no reads) until it is
+  replaced, at the version it last reported to a locked log — the logs never
+  discarded anything above that, so when it returns it catches up from the
+  new generation. A team with no answering replica stalls (its data would be
+  unreachable); a replica no locked log knows of, or one retired, is left out.
 - Every version in the range must be readable from at least one locked log: a
-  log whose chain starts at or below ``first_version - 1`` holds all of it (its
-  batches chain without gaps up to its last version, which is at least its
-  durable one). A log proves it by answering a pull after ``first_version - 1``.
+  log never discards what a replica it serves still needs, and the first
+  version lies above every replica's durable version, so each locked log holds
+  the range (its batches chain without gaps up to its last version, which is
+  at least its durable one). A log proves it by answering a pull after
+  ``first_version - 1``.
 """
 
 from __future__ import annotations
@@ -23,58 +28,73 @@ from ..context import RecoveryContext
 from ._calls import call_all
 
 
-async def storage_floor(attempt: Attempt, ctx: RecoveryContext) -> int:
-    """The lowest durable version over the teams (min over each team's answering replicas)."""
+def reported(attempt: Attempt) -> dict[str, int]:
+    """The highest durable version each replica reported to any locked log."""
+    out: dict[str, int] = {}
+    for _, locked in attempt.locked.values():
+        for progress in locked.replicas:
+            out[progress.replica] = max(out.get(progress.replica, 0), progress.durable)
+    return out
+
+
+async def team_durables(attempt: Attempt, ctx: RecoveryContext) -> dict[str, int]:
+    """How far each (not retired) member of the old teams got, answering or not."""
     assert attempt.old_layout is not None
     teams = attempt.old_layout.storage
-    replicas = [r for team in teams for r in team.replicas]
+    replicas = [r for team in teams for r in team.members() if r.id not in attempt.retired]
     answers = await call_all(
         ctx, [(r, StorageStatus(r.id)) for r in replicas], ctx.parameters.call_timeout
     )
-    durable: dict[str, int] = {
+    answered = {
         r.id: a.durable
         for r, a in zip(replicas, answers, strict=True)
         if isinstance(a, StorageState)
     }
-    floor: int | None = None
     for team in teams:
-        known = [durable[r.id] for r in team.replicas if r.id in durable]
-        if not known:
+        if not any(r.id in answered for r in team.members()):
             raise Stall(
                 f"storage team [{team.begin!r}, {team.end!r}) has no answering replica "
-                f"({', '.join(r.id for r in team.replicas)})"
+                f"({', '.join(r.id for r in team.members())})"
             )
-        floor = min(known) if floor is None else min(floor, min(known))
-    return floor or 0
+    known = reported(attempt)
+    durables: dict[str, int] = {}
+    for r in replicas:
+        if r.id in answered:
+            durables[r.id] = answered[r.id]
+        elif r.id in known:
+            durables[r.id] = known[r.id]
+    return durables
 
 
-async def spares(attempt: Attempt, ctx: RecoveryContext, floor: int) -> tuple[list[WorkerRef], int]:
-    """Storage workers registered outside the old teams (a restarted node's
-    replica) that the locked logs can bring up to date, and the lowest durable
-    version among them (``floor`` if none). Only for the single full-range team
-    the reference data plane builds: a spare holds that range's data."""
+async def spares(
+    attempt: Attempt, ctx: RecoveryContext, floor: int
+) -> tuple[list[WorkerRef], dict[str, int]]:
+    """Storage workers registered outside the old teams (a replica filled to
+    replace a lost one) that the locked logs can bring up to date, with their
+    durable versions. Only for the single full-range team the reference data
+    plane builds: a spare holds that range's data."""
     assert attempt.old_layout is not None
     teams = attempt.old_layout.storage
     if len(teams) != 1:
-        return [], floor
-    in_team = {r.id for r in teams[0].replicas}
+        return [], {}
+    in_team = {r.id for r in teams[0].members()}
     candidates = [
         w
         for n in await ctx.nodes()
         for w in n.workers
-        if w.kind == "storage" and w.id not in in_team
+        if w.kind == "storage" and w.id not in in_team and w.id not in attempt.retired
     ]
     if not candidates:
-        return [], floor
+        return [], {}
     answers = await call_all(
         ctx, [(r, StorageStatus(r.id)) for r in candidates], ctx.parameters.call_timeout
     )
     logs = attempt.locked_logs()
     chosen: list[WorkerRef] = []
-    low = floor
+    durables: dict[str, int] = {}
     for ref, answer in zip(candidates, answers, strict=True):
-        if not isinstance(answer, StorageState):
-            continue
+        if not isinstance(answer, StorageState) or answer.fill not in ("", "filled"):
+            continue  # unreachable, or a fill under way or failed: no data to trust yet
         if answer.durable < floor:
             # Older than the team: only if a locked log still holds what it misses.
             pulls = await call_all(
@@ -84,22 +104,22 @@ async def spares(attempt: Attempt, ctx: RecoveryContext, floor: int) -> tuple[li
             )
             if not any(isinstance(p, LogBatches) for p in pulls):
                 continue
-            low = min(low, answer.durable)
         chosen.append(ref)
-    return chosen, low
+        durables[ref.id] = answer.durable
+    return chosen, durables
 
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     assert attempt.locked, "phase 2 locks the old logs first"
     recovery = min(locked.durable for _, locked in attempt.locked.values())
-    floor = await storage_floor(attempt, ctx)
-    attempt.spares, floor = await spares(attempt, ctx, floor)
-    # Carry over everything the old generation held, not only what today's
-    # replicas need: a replica that was down during this recovery (and so
-    # could not report how far it got) can then still catch up when its node
-    # returns. (Logs are never compacted yet; see the notes.)
-    held = [locked.oldest for _, locked in attempt.locked.values() if locked.oldest > 0]
-    first = min(floor + 1, recovery + 1, *held)
+    attempt.retired = {w.id for w in await ctx.retiring()}
+    durables = await team_durables(attempt, ctx)
+    floor = min(durables.values(), default=recovery)
+    attempt.spares, spare_durables = await spares(attempt, ctx, floor)
+    durables.update(spare_durables)
+    # Storage durable versions never pass what is committed (<= recovery).
+    attempt.durables = {r: min(v, recovery) for r, v in durables.items()}
+    first = min(min(attempt.durables.values(), default=recovery), recovery) + 1
     attempt.recovery_version = recovery
     attempt.first_version = first
     if first > recovery:

@@ -3,7 +3,9 @@
 //! the real WAL code on it.
 
 use bedrock_wal::{Disk, Fault, MemDisk};
-use pyo3::exceptions::PyValueError;
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 /// An in-memory disk that remembers what was synced and can lose power.
@@ -69,6 +71,22 @@ impl PyMemDisk {
     /// the middle of a write); `power_loss` then decides what survived.
     fn cut_power_after(&self, ops: u64) {
         self.disk.cut_power_after(ops);
+    }
+
+    /// Whether the directory `path` exists on this disk.
+    fn exists(&self, path: PathBuf) -> bool {
+        self.disk.dir_exists(&path)
+    }
+
+    /// Removes the directory `path` and everything under it, durably at once
+    /// (nothing if it does not exist); `OSError` if the disk fails.
+    fn remove_tree(&self, path: PathBuf) -> PyResult<()> {
+        self.disk
+            .remove_tree(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(errno) => PyOSError::new_err((errno, e.to_string())),
+                None => PyOSError::new_err(e.to_string()),
+            })
     }
 
     /// Number of file and directory syncs so far.

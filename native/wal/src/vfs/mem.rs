@@ -330,6 +330,30 @@ impl MemDisk {
         self.state().syncs
     }
 
+    /// Whether the directory `dir` exists.
+    pub fn dir_exists(&self, dir: &Path) -> bool {
+        self.state().dirs.contains(dir)
+    }
+
+    /// Removes `dir` with every file and directory under it, durably at
+    /// once (`rm -r`, then a sync of every directory involved).
+    pub fn remove_tree(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state();
+        s.spend(Op::Other)?;
+        s.names.retain(|p, _| !p.starts_with(dir));
+        s.durable_names.retain(|p, _| !p.starts_with(dir));
+        s.pending_dir_ops.retain(|p, _| !p.starts_with(dir));
+        s.dirs.retain(|p| !p.starts_with(dir));
+        let live: BTreeSet<u64> = s
+            .names
+            .values()
+            .chain(s.durable_names.values())
+            .copied()
+            .collect();
+        s.inodes.retain(|ino, _| live.contains(ino));
+        Ok(())
+    }
+
     /// The current bytes of `path` (tests use it to look at or damage files).
     pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.state();
@@ -586,7 +610,10 @@ impl VfsFile for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.state()?;
-        let grows = s.inodes.get(&self.ino).is_some_and(|i| len > i.data.len() as u64);
+        let grows = s
+            .inodes
+            .get(&self.ino)
+            .is_some_and(|i| len > i.data.len() as u64);
         s.spend(if grows { Op::Grow } else { Op::Other })?;
         let inode = s.inodes.entry(self.ino).or_default();
         inode.data.resize(len as usize, 0);
@@ -690,7 +717,10 @@ mod tests {
         let lock = d.try_lock_dir(&dir).unwrap();
         assert!(lock.is_some());
         d.crash();
-        assert!(f.write_at(b"late", 0).is_err(), "the dead process writes nothing more");
+        assert!(
+            f.write_at(b"late", 0).is_err(),
+            "the dead process writes nothing more"
+        );
         assert!(d.try_lock_dir(&dir).unwrap().is_some(), "its lock is gone");
         drop(lock);
         assert_eq!(d.file_bytes(&path).unwrap(), b"unsynced");
