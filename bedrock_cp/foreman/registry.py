@@ -19,6 +19,8 @@ from .. import protocol
 from .._native import native
 from ..clock import SYSTEM_CLOCK, Clock
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
+from ..dataplane.log import GENERATION_BYTES
+from ..dataplane.storage import WINDOW_SECONDS
 from ..dataplane.worker import Dialer, Worker
 from ..protocol import KeyRange, Layout, WorkerRef, decode_layout, idempotency
 from .foreman import RoleFactory, WorkerFactory
@@ -36,6 +38,10 @@ class WorkerContext:
     current_layout: Callable[[], Layout | None] = lambda: None
     #: Seconds the commit proxies keep idempotency records.
     idempotency_retention: float = idempotency.RETENTION_SECONDS
+    #: Seconds storage keeps committed versions in memory before its base.
+    storage_flush: float = WINDOW_SECONDS
+    #: The size at which a log closes a WAL generation.
+    log_generation_bytes: int = GENERATION_BYTES
     clock: Clock = SYSTEM_CLOCK
     #: Runs the workers' blocking disk work (None: a thread of each worker's own).
     executor: concurrent.futures.Executor | None = None
@@ -58,6 +64,7 @@ def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactor
             cluster_id=ctx.cluster_id,
             fsync=ctx.fsync,
             dialer=ctx.dialer,
+            generation_bytes=ctx.log_generation_bytes,
             executor=ctx.executor,
             disk=ctx.disk,
         )
@@ -69,6 +76,7 @@ def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactor
             ctx.dialer,
             cluster_id=ctx.cluster_id,
             fsync=ctx.fsync,
+            window_seconds=ctx.storage_flush,
             clock=ctx.clock,
             executor=ctx.executor,
             rng=None if ctx.rng is None else random.Random(ctx.rng.getrandbits(64)),

@@ -199,6 +199,8 @@ class Node:
             fsync=config.fsync,
             current_layout=self._current_layout,
             idempotency_retention=config.idempotency_retention_ms / 1000,
+            storage_flush=config.storage_flush_ms / 1000,
+            log_generation_bytes=config.log_generation_bytes,
             clock=clock,
             executor=executor,
             disk=disk,

@@ -54,6 +54,10 @@ from .invariants import Invariants
 log = logging.getLogger("tests.sim")
 
 _ADDR = "sim-{}:7000"
+#: Short enough for a run of a few virtual seconds to flush storage many times.
+STORAGE_FLUSH_MS = 200
+#: A few kilobytes: logs roll and remove generations within a run.
+LOG_GENERATION_BYTES = 4096
 
 
 @dataclass
@@ -107,6 +111,10 @@ class SimCluster:
                 # The simulated network proves who calls (see SimNetwork).
                 auth=AuthConfig(mode="none"),
                 log_level="warning",
+                # History goes as it would in minutes of a real cluster: storage
+                # writes its base and logs close and drop generations within a run.
+                storage_flush_ms=STORAGE_FLUSH_MS,
+                log_generation_bytes=LOG_GENERATION_BYTES,
             )
             self.machines[i] = SimNode(i, config, MemDisk(), SimClock(loop), DiskExecutor(loop))
         self.cluster_file = ClusterFile(cluster="bedrock", coordinators=list(coordinators.values()))
