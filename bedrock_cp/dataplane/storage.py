@@ -107,6 +107,8 @@ WINDOW_SECONDS = MVCC_WINDOW_VERSIONS / VERSIONS_PER_SECOND
 #: Flushes are at least this far apart (seconds), and hold at most this many bytes.
 FLUSH_INTERVAL = 0.1
 FLUSH_BYTES = 16 << 20
+#: The shortest wait of the flush loop for a batch to leave the window by time.
+MIN_FLUSH_WAIT = 0.001
 #: The durable version is reported to the logs at most this often (seconds).
 POP_INTERVAL = 1.0
 #: Snapshot sessions a replica serves at once, and how long an idle one lives.
@@ -445,10 +447,13 @@ class StorageWorker:
         return n
 
     def _next_flush_in(self, now: float) -> float | None:
-        """Seconds until the oldest committed batch leaves the window by time."""
+        """Seconds until the oldest committed batch leaves the window by time:
+        never less than :data:`MIN_FLUSH_WAIT`, for the loop sleeps by its own
+        time, which may run faster than this replica's clock (or round a tiny
+        wait to none): the flush loop must never spin without time passing."""
         if not self._unpersisted or self._unpersisted[0].version > self._committed:
             return None
-        return max(0.0, self._applied_at[0] + self._window_seconds - now)
+        return max(MIN_FLUSH_WAIT, self._applied_at[0] + self._window_seconds - now)
 
     async def _persist_loop(self) -> None:
         """Move committed batches that left the window into the base."""
