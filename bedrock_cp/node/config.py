@@ -155,9 +155,7 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"not {self.storage_flush_ms}"
             )
         if self.log_generation_bytes < 1:
-            raise ConfigError(
-                f"log_generation_bytes must be >= 1, not {self.log_generation_bytes}"
-            )
+            raise ConfigError(f"log_generation_bytes must be >= 1, not {self.log_generation_bytes}")
         self.timers.validate()
 
     def coordinator_map(self) -> dict[int, str]:
