@@ -39,7 +39,7 @@ nothing more until the next commit).
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
 The same token, carried in ``Commit.system``, is the only way to write keys of
-the reserved ``0xff`` space (the Director's system transaction, recovery phase 11).
+the reserved ``0xff`` space (the Director's system transaction, in its ``persist`` phase).
 """
 
 from __future__ import annotations

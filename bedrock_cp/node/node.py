@@ -45,6 +45,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
 from ..dataplane.worker import broken
+from ..director.host import DirectorHost, check_stored_layout
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
 from ..gateway import Gateway
 from ..protocol import Caller, Layout, Service
@@ -52,7 +53,6 @@ from ..transport import ConnInfo, RpcChannel, Transport
 from ..wire import Request, WireError
 from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
-from .recovery import DirectorHost, check_stored_layout
 
 log = logging.getLogger("bedrock_cp.node")
 

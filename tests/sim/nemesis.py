@@ -36,7 +36,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bedrock_cp.director.phases import PHASE_NAMES
+from bedrock_cp.director.phases import RecoveryPhase
 
 from .cluster import SimCluster
 from .invariants import probe_hostile
@@ -104,7 +104,7 @@ def pause_hook(seed: int) -> tuple[str, int]:
     layout (every phase does its work then). Consecutive seeds take
     consecutive phases, so any 22 seeds in a row cover every phase of both.
     """
-    phases = [p for p in PHASE_NAMES if p != "validate_layout"]
+    phases = [p.value for p in RecoveryPhase if p != RecoveryPhase.VALIDATE_LAYOUT]
     return phases[seed % len(phases)], 1 + (seed // len(phases)) % 2
 
 

@@ -1,4 +1,4 @@
-"""Phase 11 — persistence: a system transaction through the new pipeline, then store.
+"""``persist`` — persistence: a system transaction through the new pipeline, then store.
 
 The transaction writes ``\\xff/epoch`` = the epoch (decimal) through a new
 proxy: once it is acknowledged, the whole pipeline (sequencer, resolvers,
@@ -24,7 +24,7 @@ EPOCH_KEY = b"\xff/epoch"
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     layout = attempt.layout
-    assert layout is not None, "phase 8 composes the layout first"
+    assert layout is not None, "build_layout composes the layout first"
     proxy = layout.proxies[0]
     txn = Commit(
         proxy.id,
