@@ -503,3 +503,23 @@ async def test_rollback_removes_every_worker_and_role_of_the_attempt(tmp_path: P
     assert cluster.running() == before
     assert cluster.current() == layout
     await cluster.close()
+
+
+@closes_clusters
+async def test_rollback_keeps_the_workers_of_a_layout_sent_to_be_stored(tmp_path: Path) -> None:
+    """Found by the simulation: a Director stopped once it had sent its layout to
+    be stored removed the logs and replicas that layout names. The layout may
+    have been stored all the same (a leader that loses its leadership cannot
+    tell), and then no later epoch could lock a majority of its logs."""
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await run_phases(attempt, ctx, "persist")
+    layout = attempt.layout
+    assert layout is not None and attempt.created_workers
+    named = {r.id for r in layout.logs} | {r.id for t in layout.storage for r in t.replicas}
+    attempt.layout_offered = True
+    assert await rollback(attempt, ctx) == []
+    assert named <= cluster.running()
+    assert not attempt.started_roles  # its roles stop all the same
+    await cluster.close()
