@@ -9,7 +9,7 @@ CARGO ?= cargo
 # versions pinned in constraints.txt; `make lock` refreshes them.
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 
-.PHONY: demo test chaos bench soak wheels setup native python lint rust-test pytest clean lock version docs
+.PHONY: demo test chaos bench soak sim wheels setup native python lint rust-test pytest clean lock version docs
 
 ## demo: set up, then run the main job
 demo: setup
@@ -53,12 +53,22 @@ lint: $(BIN)/.deps
 rust-test:
 	cd native && $(CARGO) test --locked --workspace --exclude bedrock-cp-native
 
-## soak: 100,000 randomized schedules (crashes, power losses, partitions; not part of `make test`)
+## soak: not part of `make test`: 100,000 randomized Raft schedules (crashes, power losses,
+## partitions), then SEEDS (2000) whole-system simulations from a fresh base, SIM_JOBS (2) at a time
 SOAK_FIXED ?= 20000
 SOAK_FRESH ?= 80000
-soak:
+SEEDS ?= 2000
+SIM_JOBS ?= 2
+soak: setup
 	cd native && RAFT_SEEDS=$(SOAK_FIXED) RAFT_FRESH=$(SOAK_FRESH) $(CARGO) test --release \
 		-p bedrock-raft-harness --test randomized -- --nocapture
+	$(BIN)/python -m tests.sim --fresh $(SEEDS) --jobs $(SIM_JOBS)
+
+## sim: replay one whole-system simulation: make sim SEED=N (its schedule, checks and trace;
+## VERBOSE=1 adds every node's log); without SEED, the seeds `make test` runs
+sim: setup
+	$(if $(SEED),$(BIN)/python -m tests.sim --seed $(SEED) $(if $(VERBOSE),--verbose),\
+		$(BIN)/python -m tests.sim --fixed 200 --fresh 100 --jobs $(SIM_JOBS))
 
 pytest:
 	$(BIN)/pytest

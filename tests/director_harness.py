@@ -26,7 +26,7 @@ from bedrock_cp.dataplane.sequencer import Sequencer
 from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.director import Attempt, Director
 from bedrock_cp.director.context import NodeInfo, Parameters, Superseded
-from bedrock_cp.director.phases import PHASES, SKIPPED_FOR_NEW_CLUSTER
+from bedrock_cp.director.phases import RecoveryPhase
 from bedrock_cp.protocol import KeyRange, Layout, Mutation, MutationKind, WorkerRef, decode_layout
 
 from .loopback import LoopbackDialer, StoppableWorker
@@ -340,10 +340,10 @@ async def epoch_one(cluster: TestCluster, commits: int = 5, **director: object) 
 
 async def run_phases(attempt: Attempt, ctx: TestContext, before: str) -> None:
     """Run the recovery phases in order up to (not including) ``before`` ("end": all)."""
-    for name, phase in PHASES:
-        if name == before:
+    for phase in RecoveryPhase:
+        if phase == before:
             return
-        if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+        if attempt.new_cluster and phase.skipped_for_new_cluster:
             continue
-        await phase(attempt, ctx)
+        await phase.run(attempt, ctx)
     assert before == "end", f"no phase {before}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bedrock_cp.client import TransactionError
-from bedrock_cp.director.phases import PHASE_NAMES
+from bedrock_cp.director.phases import RecoveryPhase
 
 from .chaos.nemesis import KINDS, Fault, Nemesis, make_schedule, pause_hook
 from .chaos.workloads import (
@@ -32,7 +32,7 @@ def test_a_seed_gives_one_schedule_and_seeds_differ() -> None:
     assert make_schedule(8, 60) != a
     short = make_schedule(7, 30)
     assert short[:-1] == a[: len(short) - 1], "a shorter run replays the start of a longer one"
-    assert pause_hook(7) == pause_hook(7) and pause_hook(7)[0] in PHASE_NAMES
+    assert pause_hook(7) == pause_hook(7) and pause_hook(7)[0] in list(RecoveryPhase)
 
 
 def test_a_schedule_may_keep_to_some_kinds() -> None:

@@ -43,6 +43,7 @@ from bedrock_cp.protocol import (
     Values,
     WorkerRef,
 )
+from bedrock_cp.sim import InlineExecutor, SimClock, run_simulation
 from bedrock_cp.transport import RemoteError
 
 from .dataplane_pipeline import CLUSTER, MeasuringDialer, ref, set_, until
@@ -464,3 +465,47 @@ async def test_a_range_read_answer_is_bounded_in_bytes(tmp_path: Path) -> None:
         begin = page.pairs[-1][0] + b"\x00"
     assert got == [b"k%03d" % i for i in range(100)]
     await w.dialer.stop_all()
+
+
+def test_a_clock_slower_than_the_loop_never_spins_the_flush_loop(tmp_path: Path) -> None:
+    """Found by the simulation (a leader cut off with a slow clock): the flush
+    loop slept out the window by the loop's time, saw less of its own clock go
+    by, and slept ever less, down to a wait that moves no time at all: it spun
+    at one instant for ever (on a real loop, a spin until the window ends)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dialer = LoopbackDialer()
+        inline = InlineExecutor()
+        log = LogWorker(ref("log1", "log"), tmp_path / "log1", cluster_id=CLUSTER, executor=inline)
+        dialer.register(log)
+        storage = StorageWorker(
+            SS,
+            tmp_path / "ss",
+            dialer,
+            cluster_id=CLUSTER,
+            window_seconds=0.2,
+            clock=SimClock(loop, rate=0.25),
+            executor=inline,
+        )
+        dialer.register(storage)
+        waits = 0
+        next_flush_in = storage._next_flush_in
+
+        def counted(now: float) -> float | None:
+            nonlocal waits
+            waits += 1
+            assert waits < 10_000, "the flush loop spins"
+            return next_flush_in(now)
+
+        storage._next_flush_in = counted  # type: ignore[method-assign]
+        for prev, version in ((0, 10), (10, 11)):
+            batch = CommitBatch(prev, version, [set_(b"a", b"%d" % version)])
+            await log.handle(LogPush(log.ref.id, 1, batch, prev))
+        storage.set_layout(layout([log.ref]))
+        start = loop.time()
+        await until(lambda: storage.durable == 10)
+        assert loop.time() - start < 1.5  # 0.2 s of a clock at a quarter of the loop's speed
+        await dialer.stop_all()
+
+    run_simulation(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 from bedrock_cp import protocol
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
-from bedrock_cp.director.phases import PHASE_NAMES
+from bedrock_cp.director.phases import RecoveryPhase
 from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
@@ -47,7 +47,7 @@ async def test_a_new_cluster_completes_and_the_timeline_records_every_phase(tmp_
     assert len(layout.logs) == 3 and len(layout.proxies) == 2 and len(layout.resolvers) == 2
     assert len({r.node for r in layout.logs}) == 3  # round-robin over the nodes
     assert len(layout.storage[0].replicas) == 2
-    assert [e.phase for e in events] == PHASE_NAMES
+    assert [e.phase for e in events] == [p.value for p in RecoveryPhase]
     skipped = {e.phase for e in events if e.outcome == "skipped"}
     assert skipped == {"lock_logs", "plan_log_recovery"}
     assert all(e.outcome in ("ok", "skipped") for e in events)

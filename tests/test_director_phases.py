@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from bedrock_cp import protocol
+from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
 from bedrock_cp.director.phases import (
@@ -29,6 +30,7 @@ from bedrock_cp.protocol import (
     KeyRange,
     Layout,
     Mutation,
+    MutationKind,
     ResolverAssignment,
     StorageTeam,
     WorkerRef,
@@ -146,6 +148,31 @@ async def test_plan_recovery_version_covers_every_acknowledged_commit(tmp_path: 
     durables = [locked.durable for _, locked in attempt.locked.values()]
     assert attempt.recovery_version == min(durables) >= acknowledged
     assert 1 <= attempt.first_version <= attempt.recovery_version + 1
+    await cluster.close()
+
+
+@closes_clusters
+async def test_plan_recovery_version_is_the_lowest_durable_of_the_locked_logs(
+    tmp_path: Path,
+) -> None:
+    """A batch a proxy pushed to one log only (it stopped before the others got
+    it) was never acknowledged: the recovery version stays below it, at what
+    every locked log holds, so any of them can serve the range."""
+    cluster = TestCluster(tmp_path)
+    layout = await epoch_one(cluster, commits=3)
+    ahead = layout.logs[0]
+    log = cluster.workers[ahead.id]
+    assert isinstance(log, LogWorker)
+    last = log.last
+    batch = protocol.CommitBatch(last, last + 1, [Mutation(MutationKind.SET, b"k", b"v")])
+    assert await cluster.call(ahead, protocol.LogPush(ahead.id, 1, batch, last)) == (
+        protocol.LogPushed(last + 1, last + 1)
+    )
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, cluster.context(2), "vacancies")
+    durables = {ref: locked.durable for ref, (_, locked) in attempt.locked.items()}
+    assert durables[ahead.id] == last + 1 and min(durables.values()) == last
+    assert attempt.recovery_version == last
     await cluster.close()
 
 
@@ -475,4 +502,24 @@ async def test_rollback_removes_every_worker_and_role_of_the_attempt(tmp_path: P
     assert await rollback(attempt, ctx) == []
     assert cluster.running() == before
     assert cluster.current() == layout
+    await cluster.close()
+
+
+@closes_clusters
+async def test_rollback_keeps_the_workers_of_a_layout_sent_to_be_stored(tmp_path: Path) -> None:
+    """Found by the simulation: a Director stopped once it had sent its layout to
+    be stored removed the logs and replicas that layout names. The layout may
+    have been stored all the same (a leader that loses its leadership cannot
+    tell), and then no later epoch could lock a majority of its logs."""
+    cluster = TestCluster(tmp_path)
+    attempt = Attempt(1, 1)
+    ctx = cluster.context(1)
+    await run_phases(attempt, ctx, "persist")
+    layout = attempt.layout
+    assert layout is not None and attempt.created_workers
+    named = {r.id for r in layout.logs} | {r.id for t in layout.storage for r in t.replicas}
+    attempt.layout_offered = True
+    assert await rollback(attempt, ctx) == []
+    assert named <= cluster.running()
+    assert not attempt.started_roles  # its roles stop all the same
     await cluster.close()

@@ -15,9 +15,9 @@ from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.dataplane.storage import StorageWorker
 from bedrock_cp.director import Attempt, Director, Failed
-from bedrock_cp.director import director as director_module
+from bedrock_cp.director import phases as phases_module
 from bedrock_cp.director.context import RecoveryContext
-from bedrock_cp.director.phases import PHASES, persist, vacancies
+from bedrock_cp.director.phases import RecoveryPhase, persist, vacancies
 from bedrock_cp.protocol import CommitBatch, Layout, Mutation, MutationKind, WorkerRef
 
 from .director_harness import (
@@ -210,8 +210,7 @@ async def test_a_phase_that_raises_ends_the_attempt_with_one_line(
             raise RuntimeError("Response frame of 18004317 bytes exceeds the 16777216 byte limit")
         await vacancies.run(attempt, ctx)
 
-    phases = [(n, broken if n == "vacancies" else f) for n, f in PHASES]
-    monkeypatch.setattr(director_module, "PHASES", phases)
+    monkeypatch.setitem(phases_module._RUN, RecoveryPhase.VACANCIES, broken)
     caplog.set_level(logging.INFO)
     try:
         _, task = await live(Director(cluster.context(1), backoff_base=0.01))

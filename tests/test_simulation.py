@@ -15,8 +15,9 @@ from typing import Any
 
 from bedrock_cp import protocol
 from bedrock_cp.auth import AuthConfig
+from bedrock_cp.dataplane import LogWorker
 from bedrock_cp.node import Node, NodeConfig
-from bedrock_cp.sim import InlineExecutor, SimNetwork, run_simulation
+from bedrock_cp.sim import InlineExecutor, SimClock, SimNetwork, run_simulation
 
 
 def _config(node_id: int, base: Path) -> NodeConfig:
@@ -42,7 +43,7 @@ async def _scenario(seed: int, base: Path) -> dict[str, Any]:
             rng=random.Random(rng.getrandbits(64)),
             network_factory=net.factory,
             executor=executor,
-            wall_clock_ms=lambda: int(loop.time() * 1000),
+            clock=SimClock(loop),
         )
 
     nodes = {i: await start(i) for i in (1, 2, 3)}
@@ -121,3 +122,44 @@ def test_the_same_seed_gives_the_same_run(tmp_path: Path) -> None:
     assert first["digests"] == second["digests"]
     assert first["delivered"] == second["delivered"]
     assert first["virtual_end"] == second["virtual_end"]
+
+
+def test_a_broken_worker_fails_its_health_check(tmp_path: Path) -> None:
+    """Found by the simulation: a worker that can no longer do its job (here a
+    log whose WAL failed; a commit proxy whose version chain broke alike) still
+    answered ``Health``, so the Director never ended the epoch and nothing
+    committed again. The node answers for it: broken is as dead as missing."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        net = SimNetwork(random.Random(1))
+        config = NodeConfig(
+            id=1,
+            data_dir=str(tmp_path / "n1"),
+            listen="sim-1:7000",
+            coordinators={"1": "sim-1:7000"},
+            fsync=False,
+            capabilities=["log"],
+            auth=AuthConfig(mode="none"),
+        )
+        node = await Node.start(
+            config,
+            rng=random.Random(2),
+            network_factory=net.factory,
+            executor=InlineExecutor(),
+            clock=SimClock(loop),
+        )
+        try:
+            assert node.foreman is not None
+            await node.foreman.create("log", "log-1", 1)
+            assert await net.request(1, protocol.Health("log-1")) == protocol.Done()
+            worker = node.foreman.route("log-1")
+            assert isinstance(worker, LogWorker)
+            worker._fatal = OSError(28, "No space left on device")
+            answer = await net.request(1, protocol.Health("log-1"))
+            assert isinstance(answer, protocol.Failed) and answer.code == "unavailable"
+            assert "broken" in answer.message and "No space left" in answer.message
+        finally:
+            await node.stop()
+
+    run_simulation(main())

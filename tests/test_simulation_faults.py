@@ -19,7 +19,7 @@ import pytest
 from bedrock_cp import protocol as api
 from bedrock_cp.auth import AuthConfig, Principal
 from bedrock_cp.node import Node, NodeConfig
-from bedrock_cp.sim import InlineExecutor, SimNetwork, run_simulation
+from bedrock_cp.sim import InlineExecutor, SimClock, SimNetwork, run_simulation
 from bedrock_cp_native import MemDisk
 
 _ADDR = "sim-{}:7000"
@@ -64,7 +64,7 @@ class _Sim:
             rng=random.Random(self.rng.getrandbits(64)),
             network_factory=self.net.factory,
             executor=self.executor,
-            wall_clock_ms=lambda: int(loop.time() * 1000),
+            clock=SimClock(loop),
             disk=disk,
         )
         self.nodes[node_id] = node

@@ -22,7 +22,7 @@ from .. import protocol
 from ..auth import AuthError, ConnectorAuth, load_connector
 from ..auth.credentials import NO_AUTH
 from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
-from ..transport import ConnectionLost, HandshakeRefused, RemoteError
+from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcChannel
 from ..transport.backoff import Backoff
 from .cluster_file import ClusterFile, resolve_cluster
 
@@ -61,13 +61,16 @@ async def connect(
     *,
     timeout: float = 5.0,  # noqa: ASYNC109 - bounds the first contact, not one await
     request_timeout: float = 10.0,
+    channel: RpcChannel | None = None,
+    rng: random.Random | None = None,
 ) -> Client:
     """A client for ``cluster`` (a cluster.toml path or ``host:port,...``).
 
     Raises ClusterUnavailable if no coordinator answers within ``timeout``.
+    ``channel`` and ``rng`` are the simulation's seams (see :class:`Client`).
     """
     cf = cluster if isinstance(cluster, ClusterFile) else resolve_cluster(cluster)
-    client = Client(cf, request_timeout=request_timeout)
+    client = Client(cf, request_timeout=request_timeout, channel=channel, rng=rng)
     try:
         await client.ping_any(timeout)
     except BaseException:
@@ -77,7 +80,11 @@ async def connect(
 
 
 class Client:
-    """See the module docstring. Create with :func:`connect`."""
+    """See the module docstring. Create with :func:`connect`.
+
+    Calls go over TCP, or over ``channel`` when given (the simulated network);
+    session ids are drawn from ``rng`` (default: OS-seeded).
+    """
 
     def __init__(
         self,
@@ -85,8 +92,11 @@ class Client:
         *,
         request_timeout: float = 10.0,
         attempt_timeout: float = 0.5,
+        channel: RpcChannel | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.cluster = cluster
+        self.rng = rng or random.Random()
         self.addresses = list(cluster.coordinators)
         self.request_timeout = request_timeout
         # One try at one coordinator; a leader that is stopped or cut off (no
@@ -105,10 +115,14 @@ class Client:
         self._free_sessions: list[tuple[int, int]] = []
         #: How this client proves itself (the cluster file's ``[auth]``).
         self.auth = client_credentials(cluster)
-        self._caller = Caller(cluster.cluster or None, auth=self.auth, connect_timeout=2.0)
+        self._caller = Caller(
+            cluster.cluster or None, auth=self.auth, connect_timeout=2.0, channel=channel
+        )
+        #: Where the calls go (a :class:`Database` of this client uses it too).
+        self.channel = channel
         self._leader: str | None = None
         self._lock = asyncio.Lock()
-        self._retry = Backoff(RETRY_BASE, RETRY_CAP, random.Random())
+        self._retry = Backoff(RETRY_BASE, RETRY_CAP, random.Random(self.rng.getrandbits(64)))
 
     # -- public API -------------------------------------------------------------------
 
@@ -330,7 +344,7 @@ class Client:
         if self._free_sessions:
             session, last = self._free_sessions.pop()
         else:
-            session, last = random.getrandbits(62) | 1, 0
+            session, last = self.rng.getrandbits(62) | 1, 0
         try:
             reply = await self._leader_call(make(session, last + 1))
         finally:
@@ -483,9 +497,10 @@ class Client:
             pending = set(tasks)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    exc = t.exception()
-                    out[tasks[t]] = exc if exc is not None else t.result()
+                for t in tasks:  # in address order, not the done set's (memory) order
+                    if t in done:
+                        exc = t.exception()
+                        out[tasks[t]] = exc if exc is not None else t.result()
                 answered = [r for r in out.values() if isinstance(r, protocol.PingReply)]
                 if len(answered) >= need and any(r.leader_id for r in answered):
                     break

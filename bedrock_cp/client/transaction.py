@@ -75,7 +75,7 @@ from ..protocol import (
     idempotency,
     served_range,
 )
-from ..transport import RemoteError
+from ..transport import RemoteError, RpcChannel
 from .cluster_file import ClusterFile
 from .errors import ErrorCode, TransactionError, server_code
 
@@ -125,11 +125,18 @@ class LayoutSource(Protocol):
 
 
 class Database:
-    """A handle on the data plane of one cluster; see the module docstring."""
+    """A handle on the data plane of one cluster; see the module docstring.
 
-    def __init__(self, client: LayoutSource, dialer: Dialer) -> None:
+    Its random choices (replicas, proxies, backoff jitter, idempotency ids)
+    come from ``rng`` (default: OS-seeded), a seam of the simulation.
+    """
+
+    def __init__(
+        self, client: LayoutSource, dialer: Dialer, *, rng: random.Random | None = None
+    ) -> None:
         self.client = client
         self.dialer = dialer
+        self.rng = rng or random.Random()
         self.layout: Layout | None = None
         #: Long polls in flight, by the epoch they wait to see passed: the
         #: transactions waiting for the same new epoch share one.
@@ -167,8 +174,8 @@ class Database:
         (not at the next tick of a poll). Raises ``unavailable`` if none came
         within ``timeout``.
         """
-        # No lock around the wait: concurrent transactions each park a long poll
-        # at the gateways (cheap there) rather than queue behind one another.
+        # No lock: concurrent transactions waiting for the same epoch share one
+        # long poll (see _poll) instead of queueing behind one another.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.01
@@ -239,7 +246,7 @@ class Database:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.005
-        ident = idempotency.new_id() if idempotent else b""
+        ident = idempotency.new_id(self.rng) if idempotent else b""
         unknown_since: int | None = None  # read version of the first unknown attempt
         yielded: Transaction | None = None
         for attempt in range(max_attempts):
@@ -276,7 +283,7 @@ class Database:
                         retryable=False,
                     )
                 raise error
-            await self._after_failure(error, tr._layout, delay * random.uniform(0.5, 1.0))
+            await self._after_failure(error, tr._layout, delay * self.rng.uniform(0.5, 1.0))
             delay = min(delay * 2, 0.5)
 
     async def run(
@@ -416,7 +423,7 @@ class Transaction:
         self, layout: Layout, key: bytes, make: Callable[[str], protocol.Request]
     ) -> protocol.Response:
         replicas = list(self._team(layout, key))
-        random.shuffle(replicas)
+        self.db.rng.shuffle(replicas)
         last: TransactionError | None = None
         for ref in replicas:
             try:
@@ -574,7 +581,7 @@ class Transaction:
             else KeyRange.single(m.key)
             for m in self._mutations
         ]
-        proxy = random.choice(layout.proxies)
+        proxy = self.db.rng.choice(layout.proxies)
         body = protocol.Commit(
             proxy.id, version, self._reads, writes, self._mutations, b"", self.idempotency_id
         )
@@ -600,9 +607,22 @@ def _check_key(key: bytes) -> None:
         raise _error(ErrorCode.INVALID, problem)
 
 
-async def open_database(cluster: str | ClusterFile, **kwargs: float) -> Database:
-    """A :class:`Database` for ``cluster`` (a cluster.toml path or ``host:port,...``)."""
+async def open_database(
+    cluster: str | ClusterFile,
+    *,
+    channel: RpcChannel | None = None,
+    rng: random.Random | None = None,
+    **kwargs: float,
+) -> Database:
+    """A :class:`Database` for ``cluster`` (a cluster.toml path or ``host:port,...``).
+
+    ``channel`` and ``rng`` are the simulation's seams (see :class:`Database`).
+    """
     from .client import connect
 
-    client = await connect(cluster, **kwargs)
-    return Database(client, Caller(client.cluster_id, auth=client.auth))
+    rng = rng or random.Random()
+    client = await connect(
+        cluster, channel=channel, rng=random.Random(rng.getrandbits(64)), **kwargs
+    )
+    dialer = Caller(client.cluster_id, auth=client.auth, channel=channel)
+    return Database(client, dialer, rng=rng)

@@ -52,7 +52,7 @@ class Membership(Replica):
 
     async def _add_coordinator(self, body: protocol.AddCoordinator) -> protocol.Response:
         result = await self._commit(
-            write_proposal(body, self.wall_clock_ms(), protocol.CLIENT_NODE)
+            write_proposal(body, self.clock.wall_ms(), protocol.CLIENT_NODE)
         )
         if isinstance(result, ApplyRejected):
             return write_reply(result)
@@ -116,7 +116,7 @@ class Membership(Replica):
             await self._conf_change("remove", body.id)
         if body.id in self.state.coordinators:
             result = await self._commit(
-                write_proposal(body, self.wall_clock_ms(), protocol.CLIENT_NODE)
+                write_proposal(body, self.clock.wall_ms(), protocol.CLIENT_NODE)
             )
             return write_reply(result)
         return protocol.WriteOk(self.state.applied_index, None)

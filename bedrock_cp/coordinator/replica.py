@@ -28,12 +28,12 @@ import concurrent.futures
 import heapq
 import itertools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .. import protocol
 from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..raft.role import RaftRole
 from ..raft.runner import DEFAULT_COMPACT_BYTES, RaftRunner
 from .commands import (
@@ -102,7 +102,7 @@ class Replica:
         compact_every: int = 10_000,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         learner_catch_up_s: float = LEARNER_CATCH_UP_S,
-        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Clock = SYSTEM_CLOCK,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.node_id = node_id
@@ -110,7 +110,7 @@ class Replica:
         # How this node reaches each configured coordinator (tests put proxies here).
         self.configured = dict(configured)
         self.network = network
-        self.wall_clock_ms = wall_clock_ms
+        self.clock = clock
         self.tick_interval = tick_interval
         self.learner_catch_up_s = learner_catch_up_s
         snapshot = consensus.recovered_snapshot
@@ -122,6 +122,7 @@ class Replica:
             compact_every=compact_every,
             compact_bytes=compact_bytes,
             executor=executor,
+            clock=clock,
         )
         self.runner.applied_index = self.state.applied_index
         self.runner.snapshot_index = self.state.applied_index
@@ -136,11 +137,14 @@ class Replica:
         self._conf_waiters: dict[int, asyncio.Future[None]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._layout_waiters: set[asyncio.Future[None]] = set()
+        # Dicts as ordered sets: waiters are woken, and tasks cancelled, in the
+        # order they came (a set of objects iterates in memory order, which
+        # would make runs of one seed differ).
+        self._layout_waiters: dict[asyncio.Future[None], None] = {}
         self._waiter_ids = itertools.count()
         self._read_ids = itertools.count(1)
         self._peers: dict[int, str] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: dict[asyncio.Task[None], None] = {}
         #: Runs the Director of each epoch this leader begins (set by the node).
         self.epoch_listener: EpochListener | None = None
         #: The Director's status for ``NodeStatus`` (set by the node).
@@ -341,7 +345,7 @@ class Replica:
         return protocol.LayoutReply(record.epoch, record.layout, self.leader_id)
 
     def _wake_layout_waiters(self) -> None:
-        waiters, self._layout_waiters = self._layout_waiters, set()
+        waiters, self._layout_waiters = self._layout_waiters, {}
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -440,12 +444,12 @@ class Replica:
             if not conf_fut.done():
                 conf_fut.set_exception(Retry(reply))
         self._conf_waiters.clear()
-        layout_waiters, self._layout_waiters = self._layout_waiters, set()
+        layout_waiters, self._layout_waiters = self._layout_waiters, {}
         for layout_fut in layout_waiters:
             if not layout_fut.done():
                 layout_fut.set_exception(Retry(reply))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background[task] = None
+        task.add_done_callback(lambda t: self._background.pop(t, None))

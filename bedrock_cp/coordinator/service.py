@@ -76,7 +76,7 @@ class Coordinator(Membership):
                 | protocol.UpdateConfigRequest()
                 | protocol.StoreLayoutRequest()
             ):
-                proposal = write_proposal(body, self.wall_clock_ms(), protocol.CLIENT_NODE)
+                proposal = write_proposal(body, self.clock.wall_ms(), protocol.CLIENT_NODE)
                 return write_reply(await self._commit(proposal))
         return protocol.Rejected(f"unsupported request {type(body).__name__}")
 
@@ -121,12 +121,12 @@ class Coordinator(Membership):
             return protocol.Unavailable(f"more than {MAX_LAYOUT_WATCHERS} layout watches; retry")
         wait = min(max(body.wait_ms, 0), MAX_LAYOUT_WAIT_MS) / 1000
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._layout_waiters.add(fut)
+        self._layout_waiters[fut] = None
         try:
             # asyncio.wait does not raise on timeout (the request's own deadline may).
             await asyncio.wait((fut,), timeout=wait)
         finally:
-            self._layout_waiters.discard(fut)
+            self._layout_waiters.pop(fut, None)
         failure = fut.exception() if fut.done() else None
         if failure is not None:
             raise failure

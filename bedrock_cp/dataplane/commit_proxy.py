@@ -44,7 +44,7 @@ nothing more until the next commit).
 
 The proxy starts locked and is unlocked by the Director with its epoch's token.
 The same token, carried in ``Commit.system``, is the only way to write keys of
-the reserved ``0xff`` space (the Director's system transaction, recovery phase 11).
+the reserved ``0xff`` space (the Director's system transaction, in its ``persist`` phase).
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
 from dataclasses import dataclass, field
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..protocol import (
     MAX_KEY_SIZE,
     MAX_TRANSACTION_SIZE,
@@ -229,9 +229,11 @@ class CommitProxy:
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         metrics: TransactionMetrics | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.ref = ref
         self.epoch = epoch
+        self._clock = clock
         self.layout = layout
         self.stopped = False
         self._dialer = dialer
@@ -324,9 +326,9 @@ class CommitProxy:
         self._wake.set()
         if self.metrics is None:
             return await asyncio.shield(txn.reply)
-        started = time.perf_counter()
+        started = self._clock.monotonic()
         answer = await asyncio.shield(txn.reply)
-        self.metrics.observe(answer, time.perf_counter() - started)
+        self.metrics.observe(answer, self._clock.monotonic() - started)
         return answer
 
     # -- batching ------------------------------------------------------------------------
@@ -377,7 +379,7 @@ class CommitProxy:
         activity, then nothing (an idle proxy does not write)."""
         if not self._cleans:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if committed > self._activity[0] and committed != self._idle_clearing:
             self._activity = (committed, now)
         version, seen = self._activity

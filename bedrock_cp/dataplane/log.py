@@ -98,6 +98,10 @@ _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(CommitBatch)
 
 
+#: How far from its run of generations a log on an unlistable disk looks for strays.
+STRAY_REACH = 64
+
+
 class LogState(msgspec.Struct, array_like=True, frozen=True):
     """What the log keeps in its state file.
 
@@ -140,6 +144,8 @@ class LogWorker:
         dialer: Dialer | None = None,
         gap_wait: float = 1.0,
         generation_bytes: int = GENERATION_BYTES,
+        executor: concurrent.futures.Executor | None = None,
+        disk: native.MemDisk | None = None,
     ) -> None:
         self.ref = ref
         self.directory = directory
@@ -149,6 +155,7 @@ class LogWorker:
         self._dialer = dialer
         self._gap_wait = gap_wait
         self._generation_bytes = generation_bytes
+        self._disk = disk
         directory.mkdir(parents=True, exist_ok=True)
         self._state = statefile.load(self._state_path, LogState) or LogState()
         self._remove_strays()
@@ -166,7 +173,7 @@ class LogWorker:
         # append, so a log a recovery is about to rewrite never makes one for nothing.
         self._wal: native.Wal | None = None
         for generation in self._state.generations:
-            if generation == self._state.generation and not self._wal_dir(generation).exists():
+            if generation == self._state.generation and not self._wal_exists(generation):
                 break
             wal = self._open_wal(generation)
             hard, _, entries = wal.take_recovered()
@@ -195,7 +202,8 @@ class LogWorker:
         self._pulse = Pulse()
         self._flush_wake = asyncio.Event()
         self._io_lock = asyncio.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
+        self._owns_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"log-{ref.id}"
         )
         self._flusher: asyncio.Task[None] | None = None
@@ -211,15 +219,41 @@ class LogWorker:
         return self.directory / f"wal.{generation}"
 
     def _open_wal(self, generation: int) -> native.Wal:
-        return native.Wal.open(self._wal_dir(generation), self._cluster_id, 1, sync=self._fsync)
+        return native.Wal.open(
+            self._wal_dir(generation), self._cluster_id, 1, sync=self._fsync, disk=self._disk
+        )
+
+    # The WAL generations live on the real file system, or on the disk given
+    # (the simulation's); the state file is always a real file.
+
+    def _wal_exists(self, generation: int) -> bool:
+        path = self._wal_dir(generation)
+        return path.exists() if self._disk is None else self._disk.exists(path)
+
+    def _remove_wal(self, generation: int) -> None:
+        path = self._wal_dir(generation)
+        if self._disk is None:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                self._disk.remove_tree(path)
 
     def _remove_strays(self) -> None:
         """Generations outside the state file's run: a crash left them halfway
         (started but not yet named, or named away but not yet removed)."""
-        keep = {self._wal_dir(g).name for g in self._state.generations}
-        for path in self.directory.glob("wal.*"):
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+        keep = self._state.generations
+        if self._disk is None:
+            names = {self._wal_dir(g).name for g in keep}
+            for path in self.directory.glob("wal.*"):
+                if path.name not in names:
+                    shutil.rmtree(path, ignore_errors=True)
+            return
+        # A disk that cannot be listed: a crash leaves strays next to the run
+        # only (a roll or a recovery was starting the ones after it, or was
+        # removing the ones before it), so look that far.
+        for generation in range(max(0, keep.start - STRAY_REACH), keep.stop + STRAY_REACH):
+            if generation not in keep and self._wal_exists(generation):
+                self._remove_wal(generation)
 
     async def stop(self) -> None:
         if self.stopped:
@@ -234,7 +268,8 @@ class LogWorker:
         async with self._io_lock:
             if self._wal is not None:
                 self._wal.close()
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     # -- status (for tests and the Foreman) ---------------------------------------
 
@@ -253,6 +288,11 @@ class LogWorker:
     @property
     def epoch(self) -> int:
         return self._state.epoch
+
+    @property
+    def broken(self) -> str | None:
+        """Why this worker can no longer do its job (its WAL failed), or None."""
+        return None if self._fatal is None else f"WAL failed: {self._fatal}"
 
     @property
     def locked(self) -> bool:
@@ -438,7 +478,7 @@ class LogWorker:
         old, generation = self._state.generation, self._state.generation + 1
 
         def open_new() -> native.Wal:
-            shutil.rmtree(self._wal_dir(generation), ignore_errors=True)
+            self._remove_wal(generation)
             return self._open_wal(generation)
 
         wal = await loop.run_in_executor(self._executor, open_new)
@@ -548,11 +588,10 @@ class LogWorker:
                 await self._save_state(
                     msgspec.structs.replace(self._state, first_generation=first, base=self._base)
                 )
-                dirs = [self._wal_dir(g) for g in dead]
 
                 def remove() -> None:
-                    for directory in dirs:
-                        shutil.rmtree(directory, ignore_errors=True)
+                    for generation in dead:
+                        self._remove_wal(generation)
 
                 await asyncio.get_running_loop().run_in_executor(self._executor, remove)
         finally:
@@ -664,7 +703,7 @@ class LogWorker:
                 if wal is not None:
                     wal.close()
                     closed.append((first + n - 1, batches[lo - 1].version))
-                shutil.rmtree(self._wal_dir(first + n), ignore_errors=True)
+                self._remove_wal(first + n)
                 wal = self._open_wal(first + n)
                 entries = [native.Entry(j - lo + 1, term, datas[j]) for j in range(lo, hi)]
                 wal.append(entries, native.HardState(0, 0, req.last))
@@ -704,6 +743,6 @@ class LogWorker:
             if previous is not None:
                 previous.close()
             for generation in old:
-                shutil.rmtree(self._wal_dir(generation), ignore_errors=True)
+                self._remove_wal(generation)
 
         await loop.run_in_executor(self._executor, drop_old)

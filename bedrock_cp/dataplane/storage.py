@@ -50,12 +50,13 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import time
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..protocol import (
     MAX_STREAM_BYTES,
     MVCC_WINDOW_VERSIONS,
@@ -106,6 +107,8 @@ WINDOW_SECONDS = MVCC_WINDOW_VERSIONS / VERSIONS_PER_SECOND
 #: Flushes are at least this far apart (seconds), and hold at most this many bytes.
 FLUSH_INTERVAL = 0.1
 FLUSH_BYTES = 16 << 20
+#: The shortest wait of the flush loop for a batch to leave the window by time.
+MIN_FLUSH_WAIT = 0.001
 #: The durable version is reported to the logs at most this often (seconds).
 POP_INTERVAL = 1.0
 #: Snapshot sessions a replica serves at once, and how long an idle one lives.
@@ -180,6 +183,9 @@ class StorageWorker:
         fsync: bool = True,
         read_wait: float = 1.0,
         window_seconds: float = WINDOW_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        executor: concurrent.futures.Executor | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.ref = ref
         self.directory = directory
@@ -189,6 +195,8 @@ class StorageWorker:
         self._fsync = fsync
         self._read_wait = read_wait
         self._window_seconds = window_seconds
+        self._clock = clock
+        self._rng = rng or random.Random()
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)  # the replica's data is private to its owner
         self._state = statefile.load(self._state_path, StorageFileState) or StorageFileState()
@@ -211,11 +219,20 @@ class StorageWorker:
         self._pulse = Pulse()
         self._persist_wake = asyncio.Event()
         self._report_wake = asyncio.Event()
-        self._writes = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"storage-w-{ref.id}"
+        # Writes on one thread, reads on another (each with its SQLite
+        # connection), unless the node runs all its disk work on one executor.
+        self._owns_executor = executor is None
+        self._writes: concurrent.futures.Executor = (
+            executor
+            or concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"storage-w-{ref.id}"
+            )
         )
-        self._reads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"storage-r-{ref.id}"
+        self._reads: concurrent.futures.Executor = (
+            executor
+            or concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"storage-r-{ref.id}"
+            )
         )
         self._puller: asyncio.Task[None] | None = None
         self._persister: asyncio.Task[None] | None = None
@@ -243,6 +260,11 @@ class StorageWorker:
     @property
     def epoch(self) -> int:
         return self._state.epoch
+
+    @property
+    def broken(self) -> str | None:
+        """Why this worker can no longer do its job (its base failed to write), or None."""
+        return None if self._fatal is None else f"storage write failed: {self._fatal}"
 
     @property
     def ranges(self) -> list[KeyRange]:
@@ -351,7 +373,7 @@ class StorageWorker:
     def _complain(self, problem: str) -> None:
         """Log why pulling failed: at once for a new reason, then now and then."""
         key = problem.split(":", 2)[-1][:80]
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._complaints.get(key, -COMPLAIN_EVERY) >= COMPLAIN_EVERY:
             self._complaints[key] = now
             log.warning("storage %s: cannot pull: %s", self.ref.id, problem)
@@ -360,7 +382,7 @@ class StorageWorker:
         """Apply the batches that chain on; False if nothing chains from the base."""
         if after != self._applied:
             return True  # a rollback happened while this pull was in flight
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for batch in resp.batches:
             if batch.version <= self._applied:
                 continue
@@ -425,16 +447,19 @@ class StorageWorker:
         return n
 
     def _next_flush_in(self, now: float) -> float | None:
-        """Seconds until the oldest committed batch leaves the window by time."""
+        """Seconds until the oldest committed batch leaves the window by time:
+        never less than :data:`MIN_FLUSH_WAIT`, for the loop sleeps by its own
+        time, which may run faster than this replica's clock (or round a tiny
+        wait to none): the flush loop must never spin without time passing."""
         if not self._unpersisted or self._unpersisted[0].version > self._committed:
             return None
-        return max(0.0, self._applied_at[0] + self._window_seconds - now)
+        return max(MIN_FLUSH_WAIT, self._applied_at[0] + self._window_seconds - now)
 
     async def _persist_loop(self) -> None:
         """Move committed batches that left the window into the base."""
         loop = asyncio.get_running_loop()
         while not self.stopped:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             n = self._flushable(now)
             if n == 0:
                 self._persist_wake.clear()
@@ -600,7 +625,7 @@ class StorageWorker:
 
     async def _snapshot(self, req: StorageSnapshot) -> Response:
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for name, old in list(self._sessions.items()):
             if now - old.used > SNAPSHOT_IDLE:
                 await self._end_session(name)
@@ -663,7 +688,7 @@ class StorageWorker:
 
     async def _run_fill(self, req: StorageFill, layout: Layout) -> None:
         loop = asyncio.get_running_loop()
-        source, session = req.source, f"{self.ref.id}-{os.urandom(4).hex()}"
+        source, session = req.source, f"{self.ref.id}-{self._rng.randbytes(4).hex()}"
         try:
             await loop.run_in_executor(self._writes, self._engine.begin_fill)
             chunk = await self._dialer.call(
@@ -738,6 +763,7 @@ class StorageWorker:
             with contextlib.suppress(Exception):
                 await self._end_session(name)
         # A flush cancelled mid-write still finishes in the executor before close.
-        self._writes.shutdown(wait=True)
-        self._reads.shutdown(wait=True)
+        if self._owns_executor:
+            self._writes.shutdown(wait=True)
+            self._reads.shutdown(wait=True)
         self._engine.close()

@@ -35,3 +35,14 @@ class Worker(Protocol):
 
     async def stop(self) -> None:
         """Stop background tasks and close files."""
+
+
+def broken(worker: Worker) -> str | None:
+    """Why ``worker`` can no longer do its job, or None while it can.
+
+    A worker may say so with a ``broken`` attribute (a commit proxy whose
+    version chain broke, a log or storage whose WAL failed); one without it
+    works as long as it runs. The node answers ``Health`` with this.
+    """
+    why = getattr(worker, "broken", None)
+    return why if isinstance(why, str) else None

@@ -73,7 +73,7 @@ class PhaseEvent:
 
 @dataclass(frozen=True)
 class Vacancies:
-    """The new layout described with placeholders (phase 4).
+    """The new layout described with placeholders (``vacancies``).
 
     ``storage`` is the old layout's teams to keep (empty for a new cluster,
     which creates ``new_storage`` replicas serving the whole key space).
@@ -109,7 +109,7 @@ class Attempt:
     #: Ids of retired workers (the coordinators' record): never recruited again.
     retired: set[str] = field(default_factory=set)
     #: Live storage workers outside the old teams that the logs can bring up to
-    #: date (a replica filled to replace a lost one): phase 6 adds them to the team.
+    #: date (a replica filled to replace a lost one): ``recruit_storage`` adds them to the team.
     spares: list[WorkerRef] = field(default_factory=list)
     # 4. vacancies
     vacancies: Vacancies | None = None
@@ -123,6 +123,9 @@ class Attempt:
     token: bytes = b""
     layout: Layout | None = None
     encoded_layout: bytes = b""
+    # 11. persist: the layout was sent to be stored. Whatever the answer (it
+    # may be lost with the leadership), it may now be the stored layout.
+    layout_offered: bool = False
     # what this attempt created, for rollback
     created_workers: list[WorkerRef] = field(default_factory=list)
     started_roles: list[WorkerRef] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """The Director of one epoch: runs recovery attempts until the epoch is live,
 then watches it.
 
-:meth:`Director.run` runs the phases of :mod:`.phases` in order on a fresh
+:meth:`Director.run` runs the phases (:class:`~.phases.RecoveryPhase`) in order on a fresh
 :class:`~.attempt.Attempt`, timing each one (a :class:`~.attempt.PhaseEvent`
 to ``on_event`` and into :attr:`Director.status`). Then:
 
@@ -25,7 +25,8 @@ went wrong in a phase (no traceback per retry), and the next one waits out the
 backoff.
 
 :meth:`stop` cancels :meth:`run` cleanly, rolling back an attempt in flight.
-For tests, ``pause_before`` names a phase the Director waits before, with
+For tests, ``pause_before`` names a phase (a :class:`~.phases.RecoveryPhase`,
+or :data:`RETIRE`) the Director waits before, with
 :attr:`Director.paused` set, until :meth:`resume` — so a test can stop or kill
 it in that exact phase. On a node, the environment variable :data:`PAUSE_ENV`
 (``phase@epoch``) sets it for the Director of that one epoch.
@@ -43,7 +44,7 @@ from ..protocol import Layout, ListWorkers, WorkerRef, Workers
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
-from .phases import PHASE_NAMES, PHASES, SKIPPED_FOR_NEW_CLUSTER
+from .phases import RecoveryPhase
 from .phases.monitor import components, dead
 from .retire import retire
 from .rollback import rollback
@@ -69,7 +70,7 @@ class Director:
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
         monitor_interval: float = 0.05,
-        pause_before: str | None = None,
+        pause_before: RecoveryPhase | str | None = None,
         status: RecoveryStatus | None = None,
         rng: random.Random | None = None,
         replicas: ReplicaHealth | None = None,
@@ -84,9 +85,12 @@ class Director:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
+        if pause_before is not None and pause_before != RETIRE:
+            try:
+                pause_before = RecoveryPhase.named(pause_before)
+            except ValueError as exc:
+                raise ValueError(f"pause_before: {exc}, or {RETIRE!r}") from None
         self._pause_before = pause_before
-        if self._pause_before is not None and self._pause_before not in [*PHASE_NAMES, RETIRE]:
-            raise ValueError(f"pause_before: no phase named {self._pause_before!r}")
         self.replicas = replicas if replicas is not None else ReplicaHealth()
         self._distribution_interval = distribution_interval
         self._retire_delay = retire_delay
@@ -176,23 +180,24 @@ class Director:
             await self._backoff(number)
 
     async def _attempt_once(self, attempt: Attempt, record: RecoveryRecord) -> Outcome:
-        for name, phase in PHASES:
+        for phase in RecoveryPhase:
+            name = phase.value
             self.status.phase = name
-            if attempt.new_cluster and name in SKIPPED_FOR_NEW_CLUSTER:
+            if attempt.new_cluster and phase.skipped_for_new_cluster:
                 self._emit(
                     attempt,
                     record,
                     PhaseEvent(attempt.number, name, self.ctx.clock(), 0.0, "skipped"),
                 )
                 continue
-            if name == self._pause_before:
+            if phase == self._pause_before:
                 self.paused.set()
                 await self._resume.wait()
             started = self.ctx.clock()
             result = "ok"
             outcome: Outcome | None = None
             try:
-                await phase(attempt, self.ctx)
+                await phase.run(attempt, self.ctx)
             except Stall as exc:
                 result, outcome = f"stalled: {exc.reason}", Stalled(exc.reason)
             except Fail as exc:

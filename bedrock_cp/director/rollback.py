@@ -5,7 +5,11 @@ Roles first (a proxy must not push to a log being removed), newest first;
 then the workers the attempt created. Each removal is tried even if another
 fails; what could not be removed is returned (and reported by the Director).
 Old-generation logs are not touched: they are locked, and the next attempt
-(or epoch) reads from them again.
+(or epoch) reads from them again. Nor are the workers of a layout the attempt
+sent to be stored (:attr:`~.attempt.Attempt.layout_offered`): that layout may
+be the stored one, and the next epoch must lock its logs and read its
+storage; if it was not stored, they are orphans, which the next live epoch
+retires.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ async def rollback(attempt: Attempt, ctx: RecoveryContext) -> list[str]:
             log.warning("rollback: stop_role %s failed: %s", ref.id, exc)
             leftovers.append(f"{ref.kind} {ref.id}: {exc}")
     attempt.started_roles = []
+    kept: set[str] = set()
+    if attempt.layout_offered and attempt.layout is not None:
+        layout = attempt.layout
+        kept = {r.id for r in layout.logs} | {
+            r.id for team in layout.storage for r in team.replicas
+        }
     for ref in reversed(attempt.created_workers):
+        if ref.id in kept:
+            continue
         try:
             await ctx.remove_worker(ref)
         except Exception as exc:

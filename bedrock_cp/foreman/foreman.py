@@ -381,6 +381,22 @@ class Foreman:
         await asyncio.gather(*(self._stop_worker(e) for e in running))
         self._entries.clear()
 
+    def abort(self) -> None:
+        """The node is crashing: drop every worker and role at once.
+
+        Nothing is shut down in order and nothing more is written: each
+        worker's ``stop`` only ends its tasks, in the background (whoever
+        crashes the node in-process, the simulator, has already cut it off its
+        network and voided its disk handles, as a dead process's are).
+        """
+        entries, self._entries = list(self._entries.values()), {}
+        loop = asyncio.get_running_loop()
+        for entry in entries:
+            worker, entry.worker = entry.worker, None
+            if worker is not None:
+                task = loop.create_task(worker.stop(), name=f"abort-{entry.ref.id}")
+                task.add_done_callback(_ignore_result)
+
     # -- helpers -----------------------------------------------------------------------
 
     async def _stop_worker(self, entry: _Entry) -> None:
@@ -432,6 +448,11 @@ class Foreman:
             except ManifestError as exc:
                 found.append((path.name, exc))
         return found
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a dead node's worker may fail to stop
 
 
 __all__ = [

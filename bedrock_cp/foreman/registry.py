@@ -9,14 +9,19 @@ Foreman with a directory and a manifest; transaction roles (``sequencer``,
 
 from __future__ import annotations
 
-import time
+import concurrent.futures
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import protocol
+from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..dataplane import CommitProxy, LogWorker, Resolver, Sequencer, StorageWorker
+from ..dataplane.log import GENERATION_BYTES
 from ..dataplane.metrics import TransactionMetrics
+from ..dataplane.storage import WINDOW_SECONDS
 from ..dataplane.worker import Dialer, Worker
 from ..protocol import KeyRange, Layout, WorkerRef, decode_layout, idempotency
 from .foreman import RoleFactory, WorkerFactory
@@ -24,7 +29,8 @@ from .foreman import RoleFactory, WorkerFactory
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What workers of this node share: cluster id, the dialer, fsync, the layout."""
+    """What workers of this node share: cluster id, the dialer, fsync, the layout,
+    and the node's seams (clock, disk executor, the disk their WALs live on)."""
 
     cluster_id: str
     dialer: Dialer
@@ -35,6 +41,18 @@ class WorkerContext:
     idempotency_retention: float = idempotency.RETENTION_SECONDS
     #: What this node's commit proxies count (None: nothing).
     transaction_metrics: TransactionMetrics | None = None
+    #: Seconds storage keeps committed versions in memory before its base.
+    storage_flush: float = WINDOW_SECONDS
+    #: The size at which a log closes a WAL generation.
+    log_generation_bytes: int = GENERATION_BYTES
+    clock: Clock = SYSTEM_CLOCK
+    #: Runs the workers' blocking disk work (None: a thread of each worker's own).
+    executor: concurrent.futures.Executor | None = None
+    #: The disk the logs' WALs are on (None: the real file system; storage's
+    #: SQLite base is always a real file, see the simulation's cluster).
+    disk: native.MemDisk | None = None
+    #: Seeds the workers' random choices (None: each its own, from the system).
+    rng: random.Random | None = None
 
 
 def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactory]:
@@ -44,12 +62,27 @@ def worker_factories(ctx: WorkerContext | None = None) -> dict[str, WorkerFactor
 
     async def log(ref: WorkerRef, directory: Path) -> Worker:
         return LogWorker(
-            ref, directory, cluster_id=ctx.cluster_id, fsync=ctx.fsync, dialer=ctx.dialer
+            ref,
+            directory,
+            cluster_id=ctx.cluster_id,
+            fsync=ctx.fsync,
+            dialer=ctx.dialer,
+            generation_bytes=ctx.log_generation_bytes,
+            executor=ctx.executor,
+            disk=ctx.disk,
         )
 
     async def storage(ref: WorkerRef, directory: Path) -> Worker:
         worker = StorageWorker(
-            ref, directory, ctx.dialer, cluster_id=ctx.cluster_id, fsync=ctx.fsync
+            ref,
+            directory,
+            ctx.dialer,
+            cluster_id=ctx.cluster_id,
+            fsync=ctx.fsync,
+            window_seconds=ctx.storage_flush,
+            clock=ctx.clock,
+            executor=ctx.executor,
+            rng=None if ctx.rng is None else random.Random(ctx.rng.getrandbits(64)),
         )
         layout = ctx.current_layout()
         if layout is not None:
@@ -67,7 +100,7 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
     async def sequencer(ref: WorkerRef, req: protocol.StartRole) -> Worker:
         logs = decode_layout(req.layout).logs
         return Sequencer(
-            ref, req.epoch, req.version, clock=time.monotonic, logs=logs, dialer=ctx.dialer
+            ref, req.epoch, req.version, clock=ctx.clock.monotonic, logs=logs, dialer=ctx.dialer
         )
 
     async def resolver(ref: WorkerRef, req: protocol.StartRole) -> Worker:
@@ -86,6 +119,7 @@ def role_factories(ctx: WorkerContext | None = None) -> dict[str, RoleFactory]:
             token=req.token,
             idempotency_retention=ctx.idempotency_retention,
             metrics=ctx.transaction_metrics,
+            clock=ctx.clock,
         )
 
     return {"sequencer": sequencer, "resolver": resolver, "commit_proxy": commit_proxy}

@@ -15,6 +15,8 @@ snapshot_every = 10000      # entries applied between log compactions
 snapshot_bytes = 67108864   # or bytes of entries applied, whichever comes first
 capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 idempotency_retention_ms = 60000    # how long commit proxies here keep idempotency records
+storage_flush_ms = 5000     # how long storage here keeps committed versions in memory only
+log_generation_bytes = 4194304      # a log's WAL generation is closed (and can go) at this size
 
 [coordinators]        # the founding members: id -> host:port
 1 = "127.0.0.1:7001"
@@ -46,6 +48,8 @@ from pathlib import Path
 import msgspec
 
 from ..auth import AuthConfig
+from ..dataplane.log import GENERATION_BYTES
+from ..dataplane.storage import WINDOW_SECONDS
 from ..protocol import idempotency
 
 #: Hosts that bind every interface: fine to listen on, never to be dialed.
@@ -136,6 +140,13 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     #: How long the commit proxies this node runs keep idempotency records (the
     #: records that let a retry learn that an earlier attempt committed).
     idempotency_retention_ms: int = int(idempotency.RETENTION_SECONDS * 1000)
+    #: How long the storage replicas here keep a committed version in memory
+    #: before writing it to their base (at most the MVCC window; shorter: a
+    #: restart replays less, reads older than this go to the base).
+    storage_flush_ms: int = int(WINDOW_SECONDS * 1000)
+    #: The size at which a log here closes its WAL generation: a closed
+    #: generation is removed once every replica has made it durable.
+    log_generation_bytes: int = GENERATION_BYTES
 
     def validate(self) -> None:
         if self.id < 1:
@@ -184,6 +195,14 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 f"lookup for {idempotency.LOOKUP_WINDOW_SECONDS:g} s), "
                 f"not {self.idempotency_retention_ms}"
             )
+        window = int(WINDOW_SECONDS * 1000)
+        if not 1 <= self.storage_flush_ms <= window:
+            raise ConfigError(
+                f"storage_flush_ms must be in [1, {window}] (the MVCC window), "
+                f"not {self.storage_flush_ms}"
+            )
+        if self.log_generation_bytes < 1:
+            raise ConfigError(f"log_generation_bytes must be >= 1, not {self.log_generation_bytes}")
         self.timers.validate()
 
     @property
@@ -260,6 +279,8 @@ def dump_config(cfg: NodeConfig) -> str:
         *([f"metrics_listen = {json.dumps(cfg.metrics_listen)}"] if cfg.metrics_listen else []),
         f"capabilities = {json.dumps(list(cfg.capabilities))}",
         f"idempotency_retention_ms = {cfg.idempotency_retention_ms}",
+        f"storage_flush_ms = {cfg.storage_flush_ms}",
+        f"log_generation_bytes = {cfg.log_generation_bytes}",
         "",
         "[coordinators]",
         *(

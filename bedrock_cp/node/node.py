@@ -12,11 +12,16 @@ requests to the coordinator, Foreman requests to the Foreman, ``GetLayout`` to
 the Gateway's cache, and every worker request to the worker it names (unknown:
 ``Failed("no_such_worker")``).
 
-The seams of the deterministic simulation are explicit here: time
-is the running loop's clock, randomness comes from ``rng``, the network is any
-object with the :class:`~bedrock_cp.coordinator.service.Network` shape (built by
-``network_factory``), and the disk is the WAL directory — on the real file
-system, or on a :class:`~bedrock_cp_native.MemDisk` that can lose power.
+The seams of the deterministic simulation are explicit here, all passed to
+:meth:`Node.start`: time is ``clock`` (a :class:`~bedrock_cp.clock.Clock`:
+Raft ticks, versions, durations, stamps); randomness is ``rng`` (Raft's
+election jitter, backoffs, ids) and ``token_bytes`` (unguessable tokens, real
+entropy by default); the network is what ``network_factory`` builds (a
+:class:`NodeNetwork`: Raft messages, this node's listener, and the
+:class:`~bedrock_cp.transport.RpcChannel` every part of the node calls other
+nodes through); the disk is ``disk`` (the WALs of the coordinator and of
+every worker: the real file system, or a :class:`~bedrock_cp_native.MemDisk`
+that can lose power) and ``executor`` (where blocking disk work runs).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import concurrent.futures
 import logging
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,25 +41,32 @@ import msgspec
 from .. import protocol
 from .._native import native
 from ..auth import AcceptorAuth, AuthError, ConnectorAuth, load_acceptor, load_connector
+from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
 from ..dataplane.metrics import TransactionMetrics
+from ..dataplane.worker import broken
+from ..director.host import DirectorHost, check_stored_layout
 from ..foreman import Foreman, RoleFactory, WorkerFactory, registry
-from ..gateway import CoordinatorCaller, Gateway
+from ..gateway import Gateway
 from ..metrics import MetricsServer, Registry
 from ..protocol import Caller, Layout, Service
-from ..transport import ConnInfo, Transport
+from ..transport import ConnInfo, RpcChannel, Transport
 from ..wire import Request, WireError
 from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
 from .metrics import PeerProber, node_registry
-from .recovery import DirectorHost, check_stored_layout
 
 log = logging.getLogger("bedrock_cp.node")
 
 
 class NodeNetwork(Protocol):
-    """What a node needs from its network (the TCP transport, or the simulator's)."""
+    """What a node needs from its network (the TCP transport, or the simulator's).
+
+    It delivers what arrives through the node's :class:`NetworkCallbacks`,
+    sends Raft messages to peers, and gives the node's parts the channel they
+    call other nodes through (as this node).
+    """
 
     async def start(self) -> None: ...
 
@@ -64,6 +75,9 @@ class NodeNetwork(Protocol):
     def send_raft(self, to: int, data: bytes) -> None: ...
 
     def set_peers(self, peers: Mapping[int, str]) -> None: ...
+
+    def channel(self) -> RpcChannel:
+        """A new channel for calls from this node to any node's listener."""
 
 
 @dataclass(frozen=True)
@@ -81,10 +95,6 @@ class NodeCredentials:
 
     acceptor: AcceptorAuth
     connector: ConnectorAuth
-
-
-def _wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def load_credentials(config: NodeConfig) -> NodeCredentials:
@@ -156,35 +166,41 @@ class Node:
         cls,
         config: NodeConfig,
         *,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        token_bytes: Callable[[int], bytes] = os.urandom,
         network_factory: NetworkFactory = tcp_network,
         executor: concurrent.futures.Executor | None = None,
-        wall_clock_ms: Callable[[], int] | None = None,
+        disk: native.MemDisk | None = None,
         worker_factories: Mapping[str, WorkerFactory] | None = None,
         role_factories: Mapping[str, RoleFactory] | None = None,
-        gateway_caller: CoordinatorCaller | None = None,
-        disk: native.MemDisk | None = None,
     ) -> Node:
         """Open the WAL, restore the state, start the network and the Raft loop,
         boot the Foreman's workers and start the Gateway.
 
-        ``executor`` runs blocking disk work (default: a dedicated WAL thread);
-        the simulator passes an inline one. ``wall_clock_ms`` stamps registrations.
-        ``worker_factories`` is the registry of worker kinds (default: this build's,
-        :mod:`bedrock_cp.foreman.registry`); the node offers the kinds
-        ``config.capabilities`` lists (a kind missing from the registry is a
-        ConfigError). The Gateway calls coordinators through ``gateway_caller``;
-        without one it runs over TCP when the network is TCP, and not at all on
-        another network (the simulator has no client connections). ``disk`` puts
-        the coordinator's WAL on an in-memory disk (simulation, power-loss tests).
+        The seams (see the module docstring): ``clock``; ``rng`` seeds every
+        random choice of the node (default: a fresh OS-seeded generator);
+        ``token_bytes(n)`` makes the unguessable tokens (the Director's unlock
+        tokens); ``network_factory``; ``executor`` runs blocking disk work
+        (default: a dedicated WAL thread; the simulator passes an inline one);
+        ``disk`` puts every WAL of the node on an in-memory disk (simulation,
+        power-loss tests). ``worker_factories`` is the registry of worker kinds
+        (default: this build's, :mod:`bedrock_cp.foreman.registry`); the node
+        offers the kinds ``config.capabilities`` lists (a kind missing from the
+        registry is a ConfigError).
         """
         rng = rng or random.Random()
         self = cls(config)
         loop = asyncio.get_running_loop()
         credentials = load_credentials(config)
         _private_directory(Path(config.data_dir))
+        callbacks = NetworkCallbacks(self._on_raft, self._on_peer_lost, self._on_request)
+        network = network_factory(config, callbacks, credentials)
+        self.network = network
         # Workers reach other workers through the nodes' ports, as this node.
-        self.dialer = Caller(config.cluster, auth=credentials.connector, node_id=config.id)
+        self.dialer = Caller(
+            config.cluster, auth=credentials.connector, node_id=config.id, channel=network.channel()
+        )
         ctx = registry.WorkerContext(
             cluster_id=config.cluster,
             dialer=self.dialer,
@@ -192,6 +208,12 @@ class Node:
             current_layout=self._current_layout,
             idempotency_retention=config.idempotency_retention_ms / 1000,
             transaction_metrics=self.transaction_metrics,
+            storage_flush=config.storage_flush_ms / 1000,
+            log_generation_bytes=config.log_generation_bytes,
+            clock=clock,
+            executor=executor,
+            disk=disk,
+            rng=random.Random(rng.getrandbits(64)),
         )
         try:
             factories = registry.offered(
@@ -200,8 +222,6 @@ class Node:
             )
         except KeyError as exc:
             raise ConfigError(f"node {config.id}: {exc.args[0]}") from None
-        if gateway_caller is None and network_factory is tcp_network:
-            gateway_caller = Caller(config.cluster, auth=credentials.connector, node_id=config.id)
         wal_dir = Path(config.data_dir) / "raft"
         voters = [] if config.join else sorted(config.coordinator_map())
         timers = config.timers
@@ -223,10 +243,10 @@ class Node:
         # Opening scans every segment: keep it off the event loop.
         consensus = await loop.run_in_executor(executor, open_consensus)
         self._consensus = consensus
+        gateway_caller = Caller(
+            config.cluster, auth=credentials.connector, node_id=config.id, channel=network.channel()
+        )
         try:
-            callbacks = NetworkCallbacks(self._on_raft, self._on_peer_lost, self._on_request)
-            network = network_factory(config, callbacks, credentials)
-            self.network = network
             coordinator = Coordinator(
                 node_id=config.id,
                 address=config.advertised,
@@ -237,7 +257,7 @@ class Node:
                 compact_every=config.snapshot_every,
                 compact_bytes=config.snapshot_bytes,
                 executor=executor,
-                wall_clock_ms=wall_clock_ms or _wall_clock_ms,
+                clock=clock,
             )
             coordinator.runner.on_fatal = self._on_fatal
             self.coordinator = coordinator
@@ -249,27 +269,32 @@ class Node:
                 factories,
                 roles=registry.role_factories(ctx) if role_factories is None else role_factories,
                 executor=executor,
+                wall_clock_ms=clock.wall_ms,
             )
-            if wall_clock_ms is not None:
-                foreman.wall_clock_ms = wall_clock_ms
             self.foreman = foreman
-            if gateway_caller is not None:
-                self.gateway = Gateway(
-                    node_name,
-                    config.advertised,
-                    [a for _, a in sorted(config.coordinator_map().items())],
-                    config.cluster,
-                    capabilities=foreman.capabilities,
-                    services=self._services,
-                    on_layout=self._on_layout,
-                    rng=random.Random(rng.getrandbits(64)),
-                    caller=gateway_caller,
-                )
-                foreman.on_change = self.gateway.refresh
-                # The leader's Director runs here; it needs the gateway's network.
-                self.recovery = DirectorHost(coordinator, foreman, self.dialer)
-                coordinator.epoch_listener = self.recovery
-                coordinator.recovery_status = self.recovery.status_dict
+            self.gateway = Gateway(
+                node_name,
+                config.advertised,
+                [a for _, a in sorted(config.coordinator_map().items())],
+                config.cluster,
+                capabilities=foreman.capabilities,
+                services=self._services,
+                on_layout=self._on_layout,
+                rng=random.Random(rng.getrandbits(64)),
+                caller=gateway_caller,
+            )
+            foreman.on_change = self.gateway.refresh
+            # The leader's Director runs here, reaching workers through the dialer.
+            self.recovery = DirectorHost(
+                coordinator,
+                foreman,
+                self.dialer,
+                clock=clock,
+                rng=random.Random(rng.getrandbits(64)),
+                token_bytes=token_bytes,
+            )
+            coordinator.epoch_listener = self.recovery
+            coordinator.recovery_status = self.recovery.status_dict
             self.metrics = node_registry(self, self.transaction_metrics)
             if config.metrics_listen:
                 host, port = parse_address(config.metrics_listen, what="metrics_listen")
@@ -280,8 +305,7 @@ class Node:
             await network.start()
             coordinator.start()
             await foreman.boot()
-            if self.gateway is not None:
-                self.gateway.start()
+            self.gateway.start()
             if self._prober is not None:
                 self._prober.start()
         except BaseException:
@@ -289,8 +313,8 @@ class Node:
                 await self._metrics_server.stop()
             if self.foreman is not None:
                 await self.foreman.stop()
-            if gateway_caller is not None:
-                await gateway_caller.close()
+            await gateway_caller.close()
+            await self.dialer.close()
             consensus.close()
             raise
         log.info(
@@ -335,14 +359,20 @@ class Node:
         """Stop at once, as kill -9 would: no clean shutdown of anything.
 
         What the WAL wrote stays (a crash loses only what was never written);
-        the simulator uses this to crash nodes. A WAL write in flight on the WAL
+        the simulator uses this to crash nodes (and cuts the node off its
+        network and disk). The Director and every worker and role are dropped
+        on the spot. A WAL write in flight on the WAL
         thread finishes there, unseen (as a killed process's last write may
         still reach the disk): the WAL's files are released once it is done
         (``closed``), never while it runs.
         """
         self._stopping = True
+        if self.recovery is not None:
+            self.recovery.abort()
         if self.gateway is not None:
             self.gateway.abort()
+        if self.foreman is not None:
+            self.foreman.abort()
         if self.coordinator is not None:
             self.coordinator.runner.abort()
         if self._consensus is not None:
@@ -438,6 +468,12 @@ class Node:
         if worker is None:
             return protocol.Failed("no_such_worker", f"no worker {body.worker!r} on node {self.id}")
         if isinstance(body, protocol.Health):
+            # A worker that can no longer do its job (a proxy whose version chain
+            # broke, a log whose WAL failed) is as dead as a missing one: the
+            # Director's monitoring must see it, or the epoch never ends.
+            why = broken(worker)
+            if why is not None:
+                return protocol.Failed("unavailable", f"worker {body.worker!r} is broken: {why}")
             return protocol.Done()
         try:
             return await worker.handle(body)

@@ -8,6 +8,9 @@ as a :data:`~bedrock_cp.protocol.codec.Response`. A request for a data-plane
 worker is addressed by its :class:`~bedrock_cp.protocol.layout.WorkerRef`; the
 node at ``ref.address`` routes it to the worker by id.
 
+The connections come from an :class:`~bedrock_cp.transport.RpcChannel`: a TCP
+pool by default, the simulated network's in the deterministic simulation.
+
 It lives here rather than in the transport because the transport carries
 opaque bodies and knows no message type; this is the protocol's typed face
 over it.
@@ -20,7 +23,7 @@ import asyncio
 import msgspec
 
 from ..auth import ConnectorAuth
-from ..transport import RpcPool
+from ..transport import RpcChannel, RpcPool
 from .codec import Request, Response, decode_response, encode
 from .layout import WorkerRef
 
@@ -30,7 +33,8 @@ class Caller:
 
     ``cluster_id`` None accepts, then holds every node to, the cluster the first
     node reached names. ``auth`` is how every connection proves who is calling
-    (a node calling as ``node_id``, or a client with 0).
+    (a node calling as ``node_id``, or a client with 0). ``channel``, if given,
+    carries the calls instead of a TCP pool built from those.
     """
 
     def __init__(
@@ -40,8 +44,9 @@ class Caller:
         auth: ConnectorAuth,
         node_id: int = 0,
         connect_timeout: float = 1.0,
+        channel: RpcChannel | None = None,
     ) -> None:
-        self._pool = RpcPool(
+        self._pool: RpcChannel = channel or RpcPool(
             cluster_id, auth=auth, node_id=node_id, connect_timeout=connect_timeout
         )
 

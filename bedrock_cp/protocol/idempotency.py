@@ -32,6 +32,7 @@ Clients may read the records (``[PREFIX, END)``) and no other system key.
 from __future__ import annotations
 
 import os
+import random
 import struct
 
 from .layout import VERSIONS_PER_SECOND
@@ -54,9 +55,10 @@ LOOKUP_WINDOW_VERSIONS = int(LOOKUP_WINDOW_SECONDS * VERSIONS_PER_SECOND)
 _VERSION = struct.Struct(">Q")
 
 
-def new_id() -> bytes:
-    """A fresh random id for one logical transaction."""
-    return os.urandom(ID_SIZE)
+def new_id(rng: random.Random | None = None) -> bytes:
+    """A fresh random id for one logical transaction: from ``rng`` (the
+    simulation's), else from the OS."""
+    return os.urandom(ID_SIZE) if rng is None else rng.randbytes(ID_SIZE)
 
 
 def check_id(idempotency_id: bytes) -> str | None:

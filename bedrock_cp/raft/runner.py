@@ -24,8 +24,9 @@ applied since the last snapshot, the host's state is snapshotted at exactly
 the index it applied (the core refuses any other, and while a snapshot from
 the leader is being installed).
 
-Time is the running loop's clock (``loop.time()``), so the deterministic
-simulator drives this same code on a virtual clock.
+Time is the injected :class:`~bedrock_cp.clock.Clock` (ticks are armed with
+``clock.call_at``), so the deterministic simulator drives this same code on a
+virtual clock, and can make one node's ticks run fast or slow.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._native import native
+from ..clock import SYSTEM_CLOCK, Clock
 from ..metrics import Histogram
 from ._timers import TickClock
 
@@ -81,8 +83,10 @@ class RaftRunner:
         compact_every: int = 10_000,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         executor: concurrent.futures.Executor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.consensus = consensus
+        self.clock = clock
         self.host = host
         self.tick_interval = tick_interval
         self.compact_every = compact_every
@@ -113,9 +117,9 @@ class RaftRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._clock: TickClock | None = None
+        self._ticks: TickClock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.Handle | None = None
         self._tick_error: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
 
@@ -127,8 +131,8 @@ class RaftRunner:
         if self._native_persist:
             self._persist_fd = self.consensus.persist_fd
             loop.add_reader(self._persist_fd, self._on_persisted)
-        self._clock = TickClock(self.tick_interval, loop.time())
-        self._tick_handle = loop.call_at(self._clock.next_deadline(), self._on_tick)
+        self._ticks = TickClock(self.tick_interval, self.clock.monotonic())
+        self._tick_handle = self.clock.call_at(self._ticks.next_deadline(), self._on_tick)
         self._task = loop.create_task(self._run(), name=f"raft-{self.consensus.id}")
 
     async def stop(self) -> None:
@@ -212,10 +216,10 @@ class RaftRunner:
     def _on_tick(self) -> None:
         """Timer callback: deliver the ticks that fell due; wake the loop only if
         they produced work. An idle node costs one cheap callback per tick."""
-        loop, clock = self._loop, self._clock
-        assert loop is not None and clock is not None
+        ticks = self._ticks
+        assert ticks is not None
         try:
-            for _ in range(clock.due(loop.time())):
+            for _ in range(ticks.due(self.clock.monotonic())):
                 self.consensus.tick()
             ready = self.consensus.has_ready()
         except Exception as exc:  # a poisoned core: let the loop task fail
@@ -223,7 +227,7 @@ class RaftRunner:
             self._wake.set()
             return
         if not self._stopping:
-            self._tick_handle = loop.call_at(clock.next_deadline(), self._on_tick)
+            self._tick_handle = self.clock.call_at(ticks.next_deadline(), self._on_tick)
             if ready:
                 self._wake.set()
 

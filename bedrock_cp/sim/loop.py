@@ -5,7 +5,8 @@ clock forward to it: a simulated minute of heartbeats and elections passes in
 milliseconds, and the order of events depends only on the program and its seed.
 Real file descriptors are never polled (the simulated network is in memory), so
 work handed to threads would race the clock: :class:`InlineExecutor` runs it
-on the spot instead.
+on the spot instead, and :class:`DiskExecutor` does too but answers after a
+virtual delay (a slow disk), in submission order.
 """
 
 from __future__ import annotations
@@ -73,6 +74,46 @@ class InlineExecutor(concurrent.futures.Executor):
         except BaseException as exc:  # delivered to the awaiting coroutine
             fut.set_exception(exc)
         return fut
+
+
+class DiskExecutor(concurrent.futures.Executor):
+    """One node's disk: each call runs at once, in the calling thread, and its
+    result is delivered ``latency`` virtual seconds later (0: at once), never
+    before an earlier call's — a disk serves its requests in order.
+
+    The work is done when submitted: a node that crashes before the answer
+    arrives has still written (and, if asked, synced) it, as a process killed
+    while its fsync returns has.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        #: Virtual seconds each call takes (a slow disk: raise it).
+        self.latency = 0.0
+        self._last_done = 0.0
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            outcome: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            outcome = (False, exc)
+        if self.latency <= 0 and self._last_done <= self._loop.time():
+            _resolve(fut, outcome)
+            return fut
+        self._last_done = max(self._last_done, self._loop.time() + self.latency)
+        self._loop.call_at(self._last_done, _resolve, fut, outcome)
+        return fut
+
+
+def _resolve(fut: concurrent.futures.Future[Any], outcome: tuple[bool, Any]) -> None:
+    ok, value = outcome
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
 
 
 def run_simulation(main: Coroutine[Any, Any, T], *, start: float = 1000.0) -> T:

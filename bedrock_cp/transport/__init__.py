@@ -2,6 +2,8 @@
 
 - :mod:`.transport` — :class:`Transport`: a node's listener and its peer links.
 - :mod:`.rpc_client` — :class:`RpcClient`: request/response calls to a node.
+- :mod:`.pool` — :class:`RpcChannel` (how calls leave a process) and
+  :class:`RpcPool`, its TCP implementation: one connection per address.
 - :mod:`.peer_link` — one outbound, batching, reconnecting link per peer.
 - :mod:`.inbound` — one accepted connection: handshake, then Raft or requests.
 - :mod:`.handshake` — the Hello/Welcome rules; :class:`ConnInfo`.
@@ -16,7 +18,7 @@ from .address import split_address
 from .backoff import Backoff
 from .errors import ConnectionLost, HandshakeRefused, RemoteError
 from .handshake import ConnInfo
-from .pool import RpcPool
+from .pool import RpcChannel, RpcPool
 from .rpc_client import RpcClient
 from .transport import Transport
 
@@ -26,6 +28,7 @@ __all__ = [
     "ConnectionLost",
     "HandshakeRefused",
     "RemoteError",
+    "RpcChannel",
     "RpcClient",
     "RpcPool",
     "Transport",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 import msgspec
@@ -224,26 +224,10 @@ class InboundConnection(FramedProtocol):
 
     async def _serve(self, request: Request) -> None:
         assert self.info is not None
-        timeout_ms = min(max(request.timeout_ms, 0), MAX_REQUEST_TIMEOUT_MS)
-        answer: msgspec.Raw | TransportError
-        try:
-            async with asyncio.timeout(timeout_ms / 1000) as deadline:
-                answer = await self._host.handle_request(request, self.info)
-        except TimeoutError:
-            # A TimeoutError the handler raised itself is a failure, not our deadline.
-            if not deadline.expired():
-                answer = self._internal(request)
-            else:
-                self.stats["requests.timeout"] += 1
-                answer = TransportError(TIMEOUT, f"no answer within {timeout_ms} ms")
-        except Exception:
-            answer = self._internal(request)
+        answer = await serve_request(self._host.handle_request, request, self.info)
+        if isinstance(answer, TransportError):
+            self.stats[f"requests.{answer.code}"] += 1
         self._respond(request.id, answer)
-
-    def _internal(self, request: Request) -> TransportError:
-        self.stats["requests.internal"] += 1
-        log.exception("request %d from %s failed", request.id, self.who())
-        return TransportError(INTERNAL, "the request handler failed; see the server log")
 
     def _respond(self, request_id: int, answer: msgspec.Raw | TransportError) -> None:
         body = encode_body(answer) if isinstance(answer, TransportError) else answer
@@ -273,6 +257,28 @@ class InboundConnection(FramedProtocol):
         for task in self._tasks:
             task.cancel()
         self._host.inbound_closed(self, remote_broke)
+
+
+async def serve_request(
+    handle: Callable[[Request, ConnInfo], Awaitable[msgspec.Raw]], request: Request, info: ConnInfo
+) -> msgspec.Raw | TransportError:
+    """Run ``handle`` for one request under the request's deadline.
+
+    Returns the handler's answer, or the error the caller is told instead:
+    ``timeout`` when the deadline passed first, ``internal`` when the handler
+    raised (a TimeoutError of its own included). The TCP listener and the
+    simulated network serve every request through this.
+    """
+    timeout_ms = min(max(request.timeout_ms, 0), MAX_REQUEST_TIMEOUT_MS)
+    try:
+        async with asyncio.timeout(timeout_ms / 1000) as deadline:
+            return await handle(request, info)
+    except Exception as exc:
+        # A TimeoutError the handler raised itself is a failure, not our deadline.
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            return TransportError(TIMEOUT, f"no answer within {timeout_ms} ms")
+        log.exception("request %d from %s %s failed", request.id, info.principal, info.address)
+        return TransportError(INTERNAL, "the request handler failed; see the server log")
 
 
 def _claimed(hello: Hello) -> str:

@@ -1,20 +1,52 @@
-"""A pool of :class:`RpcClient` connections, one per address.
+"""How requests leave a process: :class:`RpcChannel`, and :class:`RpcPool` over TCP.
 
-Opened on first use — one connect per address however many callers wait —
-and replaced after it breaks. :class:`bedrock_cp.protocol.Caller`, which clients,
-Gateways, Directors and data-plane workers all use, reaches nodes through one.
+:class:`bedrock_cp.protocol.Caller`, which clients, Gateways, Directors and
+data-plane workers all use, reaches nodes through an ``RpcChannel``. The real
+one is an :class:`RpcPool` of :class:`RpcClient` connections, one per
+address: opened on first use — one connect per address however many callers
+wait — and replaced after it breaks. The deterministic simulation passes its
+own (:mod:`bedrock_cp.sim.network`), which keeps the same contract.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
 import msgspec
 
 from ..auth import ConnectorAuth
 from .errors import ConnectionLost
 from .rpc_client import RpcClient
+
+
+class RpcChannel(Protocol):
+    """Calls to nodes by address, over one connection per address.
+
+    :meth:`call` raises ConnectionLost/OSError when the node cannot be reached
+    or the connection broke (the request may or may not have been served),
+    TimeoutError after ``timeout``, HandshakeRefused when the node refuses the
+    connection, and RemoteError when its transport answered with an error
+    (the handler missed its deadline or failed). Requests on one connection
+    arrive in the order they were sent.
+    """
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id: given, or learned from the first node reached."""
+
+    async def call(
+        self,
+        address: str,
+        body: msgspec.Raw,
+        timeout: float,  # noqa: ASYNC109 - one deadline for connect + call
+    ) -> msgspec.Raw: ...
+
+    async def connection(self, address: str) -> object:
+        """Open (or reuse) the connection to ``address``; raises as :meth:`call`."""
+
+    async def close(self) -> None: ...
 
 
 class RpcPool:

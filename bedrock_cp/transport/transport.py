@@ -41,6 +41,7 @@ from .backoff import Backoff
 from .handshake import ConnInfo, Problem, check_hello
 from .inbound import InboundConnection
 from .peer_link import PeerLink
+from .pool import RpcPool
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -128,6 +129,11 @@ class Transport:
     def peers(self) -> Mapping[int, str]:
         """The current peers (id -> address), this node excluded."""
         return dict(self._peers)
+
+    def channel(self) -> RpcPool:
+        """A new pool of client connections for calls from this node, which
+        prove themselves with ``connector_auth`` as node ``node_id``."""
+        return RpcPool(self.cluster_id, auth=self.connector_auth, node_id=self.node_id)
 
     def connected(self, peer_id: int) -> bool:
         """Whether the outbound link to ``peer_id`` is up."""

@@ -33,7 +33,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bedrock_cp.director.phases import PHASE_NAMES
+from bedrock_cp.director.phases import RecoveryPhase
 
 from ..checking import History
 from .cluster import ChaosCluster, Monitor
@@ -95,7 +95,7 @@ def make_schedule(seed: int, seconds: float, only: tuple[str, ...] = ()) -> list
 
 def pause_hook(seed: int) -> tuple[str, int]:
     """(phase, epoch): the Director of that epoch pauses before that phase."""
-    phases = [p for p in PHASE_NAMES if p != "validate_layout"]
+    phases = [p.value for p in RecoveryPhase if p != RecoveryPhase.VALIDATE_LAYOUT]
     return random.Random(seed ^ 0x5EED).choice(phases), 2
 
 

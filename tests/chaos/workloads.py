@@ -134,7 +134,7 @@ async def _after_raw_failure(db: Database, err: TransactionError) -> None:
     """What a user of single attempts does before the next one: back off a
     little, and after a new epoch or an unreachable component fetch the newer
     layout (``db.attempts()`` does both itself)."""
-    await asyncio.sleep(random.uniform(0.005, 0.05))
+    await asyncio.sleep(db.rng.uniform(0.005, 0.05))
     if err.code in ("epoch_changed", "unavailable"):
         epoch = db.layout.epoch if db.layout is not None else 0
         try:
@@ -404,13 +404,19 @@ class Directory:
         pending.ok({s.id: s.address for s in services if s.id in watched})
         return True
 
-    async def client(self, client: Client, process: str, budget: Budget) -> None:
+    async def client(
+        self, client: Client, process: str, budget: Budget, *, pace: float = 0.0
+    ) -> None:
+        """Reads and writes, ``pace`` seconds apart (a simulation on virtual
+        time would otherwise run them back to back)."""
         while budget.more():
             r = self.rng.random()
             if r < 0.4:
                 await self.read(client, process)
             elif not await self.write(client, process, self.rng.choice(self.ids), r < 0.85):
                 return
+            if pace:
+                await asyncio.sleep(pace)
 
     async def reader(self, client: Client, process: str, budget: Budget) -> None:
         """Reads only, paced: for a client that knows one coordinator (a deposed

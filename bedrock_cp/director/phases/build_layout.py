@@ -1,4 +1,4 @@
-"""Phase 9 — layout: validate the new TSL, then unlock the proxies with the token.
+"""``build_layout`` — layout: validate the new TSL, then unlock the proxies with the token.
 
 The layout must be whole before anyone commits through it: this epoch, every
 role present, resolvers covering the user key space exactly, every storage

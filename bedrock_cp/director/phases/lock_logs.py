@@ -1,4 +1,4 @@
-"""Phase 2 — locking: lock every log of the old layout with this epoch.
+"""``lock_logs`` — locking: lock every log of the old layout with this epoch.
 
 All in parallel, each bounded by ``parameters.lock_timeout``. A locked log
 accepts no more pushes from older epochs, so from here on nothing can commit
@@ -17,7 +17,7 @@ from ._calls import call_all
 
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
-    assert attempt.old_layout is not None, "phase 1 decodes the old layout first"
+    assert attempt.old_layout is not None, "validate_layout decodes the old layout first"
     logs = attempt.old_layout.logs
     answers = await call_all(
         ctx, [(ref, LogLock(ref.id, attempt.epoch)) for ref in logs], ctx.parameters.lock_timeout

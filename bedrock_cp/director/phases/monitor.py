@@ -1,4 +1,4 @@
-"""Phase 10 — monitoring before going live: every component must answer ``Health``.
+"""``monitor`` — monitoring before going live: every component must answer ``Health``.
 
 The sequencer, resolvers, proxies, new logs and the storage replicas that
 serve reads (absent team members are not checked). Any missing one stalls the
@@ -32,7 +32,7 @@ async def dead(ctx: RecoveryContext, refs: list[WorkerRef]) -> list[tuple[Worker
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     layout = attempt.layout
-    assert layout is not None, "phase 8 composes the layout first"
+    assert layout is not None, "build_layout composes the layout first"
     missing = await dead(ctx, components(layout))
     if missing:
         raise Stall(

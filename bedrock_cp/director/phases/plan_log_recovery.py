@@ -1,4 +1,4 @@
-"""Phase 3 — log recovery planning: the range ``[first_version, recovery_version]``.
+"""``plan_log_recovery`` — log recovery planning: the range ``[first_version, recovery_version]``.
 
 - ``recovery_version`` = the lowest ``durable`` of the locked logs. A commit is
   acknowledged only once durable on EVERY log of its layout, so every
@@ -110,7 +110,7 @@ async def spares(
 
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
-    assert attempt.locked, "phase 2 locks the old logs first"
+    assert attempt.locked, "lock_logs locks the old logs first"
     recovery = min(locked.durable for _, locked in attempt.locked.values())
     attempt.retired = {w.id for w in await ctx.retiring()}
     durables = await team_durables(attempt, ctx)

@@ -1,9 +1,9 @@
-"""Phase 5 — log recruitment: new logs for the new generation.
+"""``recruit_logs`` — log recruitment: new logs for the new generation.
 
 ``desired_logs`` new workers (new ids: never an old-generation log, which this
 epoch reads from), created through the Foremen round-robin over the nodes with
 the ``log`` capability. Each is recorded in the attempt as soon as it exists,
-so a rollback removes it. Phase 7 then makes each one a member of this epoch.
+so a rollback removes it. ``replay_logs`` then makes each one a member of this epoch.
 """
 
 from __future__ import annotations
@@ -14,5 +14,5 @@ from ._placement import create_round_robin
 
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
-    assert attempt.vacancies is not None, "phase 4 describes the vacancies first"
+    assert attempt.vacancies is not None, "vacancies describes the vacancies first"
     attempt.logs = await create_round_robin(attempt, ctx, LOG, attempt.vacancies.logs)

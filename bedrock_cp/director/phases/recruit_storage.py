@@ -1,6 +1,6 @@
-"""Phase 6 — storage recruitment: keep the existing replicas, add filled spares.
+"""``recruit_storage`` — storage recruitment: keep the existing replicas, add filled spares.
 
-Each old team keeps its members the plan knows (phase 3): those that answer
+Each old team keeps its members the plan knows (``plan_log_recovery``): those that answer
 ``Health`` serve reads (``replicas``), the others stay ``absent`` — their node
 is down: they serve nothing, but the new logs keep what they have not made
 durable, so one that returns catches up and the next recovery takes it back.
@@ -25,7 +25,7 @@ from ._placement import create_round_robin
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     vacancies = attempt.vacancies
-    assert vacancies is not None, "phase 4 describes the vacancies first"
+    assert vacancies is not None, "vacancies describes the vacancies first"
     if not vacancies.storage:
         replicas = await create_round_robin(attempt, ctx, STORAGE, vacancies.new_storage)
         attempt.storage = [StorageTeam(b"", SYSTEM_PREFIX, replicas)]

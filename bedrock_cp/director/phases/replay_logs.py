@@ -1,10 +1,10 @@
-"""Phase 7 — log replay: copy ``[first_version, recovery_version]`` into the new logs.
+"""``replay_logs`` — log replay: copy ``[first_version, recovery_version]`` into the new logs.
 
 ``LogRecover`` on every new log in parallel, with the locked old logs as
 sources: each new log then holds exactly that range, chains its next batch
 from ``recovery_version`` and belongs to this epoch (an older Director can no
 longer push to it, I6). Each also learns the storage replicas of the new
-layout with how far each got (phase 3), so it never discards what one of them
+layout with how far each got (``plan_log_recovery``), so it never discards what one of them
 still needs. A new cluster's logs get the empty range ``[1, 0]``: they start
 empty at version 0 and are fenced by this epoch all the same.
 """

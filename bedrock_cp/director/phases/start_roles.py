@@ -1,10 +1,10 @@
-"""Phase 8 — sequencer, resolvers, commit proxies: start them on this node.
+"""``start_roles`` — sequencer, resolvers, commit proxies: start them on this node.
 
 Their refs are decided first (new ids, this node), so the layout they belong
 to can be composed and handed to each role (a proxy learns its sequencer,
 resolvers and logs from it). The sequencer starts at the recovery version;
 every role is locked to this epoch; proxies wait for the random token that
-phase 9 unlocks them with. Each started role is recorded at once (rollback).
+``build_layout`` unlocks them with. Each started role is recorded at once (rollback).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def compose(attempt: Attempt) -> Layout:
 
 async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     vacancies = attempt.vacancies
-    assert vacancies is not None, "phase 4 describes the vacancies first"
+    assert vacancies is not None, "vacancies describes the vacancies first"
 
     def here(kind: str) -> WorkerRef:
         return WorkerRef(ctx.new_worker_id(kind), kind, ctx.node, ctx.address)

@@ -1,4 +1,4 @@
-"""Phase 4 — vacancies and version determination: the new layout, with placeholders.
+"""``vacancies`` — vacancies and version determination: the new layout, with placeholders.
 
 ``desired_logs`` new logs, the old storage teams kept (a new cluster gets
 ``storage_replicas`` new replicas serving the whole user key space),

@@ -1,4 +1,4 @@
-"""Phase 1 — layout validation: decode the last stored TSL.
+"""``validate_layout`` — layout validation: decode the last stored TSL.
 
 A corrupt TSL stalls (the reason says what is wrong: an operator or a newer
 Director must act); no TSL at all means a new cluster, which skips locking,

@@ -77,5 +77,5 @@ mod wal;
 pub use consensus::{Consensus, PendingReady, Persisted};
 pub use error::WalError;
 pub use index::WalStorage;
-pub use vfs::{Disk, MemDisk};
+pub use vfs::{Disk, Fault, MemDisk};
 pub use wal::{Wal, WalOptions, DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES};

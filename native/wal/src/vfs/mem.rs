@@ -17,11 +17,17 @@
 //! afterwards, and every lock is released. Directories themselves are durable
 //! as soon as they are created.
 //!
-//! Two test hooks: [`MemDisk::cut_power_after`] makes the disk fail every
+//! [`MemDisk::crash`] is the death of the process using the disk: handles and
+//! locks become invalid, but nothing is lost (the kernel still holds what was
+//! written, synced or not).
+//!
+//! Test hooks: [`MemDisk::cut_power_after`] makes the disk fail every
 //! write after a number of operations (a power cut in the middle of a
 //! persist: the node sees an I/O error, then [`MemDisk::power_loss`] decides
-//! what survived); [`MemDisk::block_syncs`] holds every sync until released
-//! (to act while a WAL thread is inside an fsync).
+//! what survived); [`MemDisk::set_fault`] makes it answer with an error until
+//! cleared (a full disk: `ENOSPC` for every write; a failing device: `EIO`
+//! for every write and sync); [`MemDisk::block_syncs`] holds every sync until
+//! released (to act while a WAL thread is inside an fsync).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -35,6 +41,28 @@ pub const SECTOR: u64 = 512;
 
 /// `EIO`, what a write on a disk that lost power returns (same on every Unix).
 const EIO: i32 = 5;
+/// `ENOSPC`: no space left on the device.
+const ENOSPC: i32 = 28;
+
+/// An error the disk answers with until cleared ([`MemDisk::set_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk is full: every write, extension and create fails with
+    /// `ENOSPC`; syncs, renames and removals still work.
+    Full,
+    /// The device fails: every mutating operation, syncs included, fails
+    /// with `EIO`.
+    Failing,
+}
+
+/// What a mutating operation does, for [`Fault`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Writes data or creates a file: needs space.
+    Grow,
+    /// Syncs, renames, removals, truncations.
+    Other,
+}
 
 /// A directory change not yet durable.
 #[derive(Debug, Clone)]
@@ -113,12 +141,20 @@ struct State {
     power_after: Option<u64>,
     /// The power failed: every mutating operation errors until `power_loss`.
     power_failed: bool,
+    /// An injected error, until cleared.
+    fault: Option<Fault>,
     syncs: u64,
 }
 
 impl State {
-    /// Counts one mutating operation against an armed power cut.
-    fn spend(&mut self) -> io::Result<()> {
+    /// Counts one mutating operation against an armed power cut, and
+    /// fails it if an injected fault says so.
+    fn spend(&mut self, op: Op) -> io::Result<()> {
+        match (self.fault, op) {
+            (Some(Fault::Failing), _) => return Err(io::Error::from_raw_os_error(EIO)),
+            (Some(Fault::Full), Op::Grow) => return Err(io::Error::from_raw_os_error(ENOSPC)),
+            _ => {}
+        }
         if self.power_failed {
             return Err(io::Error::from_raw_os_error(EIO));
         }
@@ -235,6 +271,21 @@ impl MemDisk {
         s.power_failed = false;
     }
 
+    /// The process using the disk dies: every open handle and lock becomes
+    /// invalid, and nothing is lost (unsynced writes stay pending, as in the
+    /// kernel's cache: only [`MemDisk::power_loss`] can lose them).
+    pub fn crash(&self) {
+        let mut s = self.state();
+        s.generation += 1;
+        s.locks.clear();
+    }
+
+    /// Makes every later operation the fault covers fail (see [`Fault`]),
+    /// until called with `None`.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.state().fault = fault;
+    }
+
     /// Arms a power cut: after `ops` more mutating operations (writes,
     /// syncs, creates, renames, removals), every mutating operation fails
     /// with `EIO` until [`MemDisk::power_loss`].
@@ -277,6 +328,30 @@ impl MemDisk {
     /// Number of file and directory syncs so far.
     pub fn sync_count(&self) -> u64 {
         self.state().syncs
+    }
+
+    /// Whether the directory `dir` exists.
+    pub fn dir_exists(&self, dir: &Path) -> bool {
+        self.state().dirs.contains(dir)
+    }
+
+    /// Removes `dir` with every file and directory under it, durably at
+    /// once (`rm -r`, then a sync of every directory involved).
+    pub fn remove_tree(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state();
+        s.spend(Op::Other)?;
+        s.names.retain(|p, _| !p.starts_with(dir));
+        s.durable_names.retain(|p, _| !p.starts_with(dir));
+        s.pending_dir_ops.retain(|p, _| !p.starts_with(dir));
+        s.dirs.retain(|p| !p.starts_with(dir));
+        let live: BTreeSet<u64> = s
+            .names
+            .values()
+            .chain(s.durable_names.values())
+            .copied()
+            .collect();
+        s.inodes.retain(|ino, _| live.contains(ino));
+        Ok(())
     }
 
     /// The current bytes of `path` (tests use it to look at or damage files).
@@ -387,7 +462,7 @@ impl Vfs for MemDisk {
         let ino = match s.names.get(path).copied() {
             Some(ino) => {
                 if mode.truncate {
-                    s.spend()?;
+                    s.spend(Op::Other)?;
                     let inode = s.inodes.entry(ino).or_default();
                     inode.data.clear();
                     inode.pending.push(FileOp::SetLen(0));
@@ -395,7 +470,7 @@ impl Vfs for MemDisk {
                 ino
             }
             None if mode.create => {
-                s.spend()?;
+                s.spend(Op::Grow)?;
                 s.next_inode += 1;
                 let ino = s.next_inode;
                 s.inodes.insert(ino, Inode::default());
@@ -418,7 +493,7 @@ impl Vfs for MemDisk {
         if !s.names.contains_key(from) {
             return Err(not_found(from));
         }
-        s.spend()?;
+        s.spend(Op::Other)?;
         let ino = s.names.remove(from).expect("checked above");
         s.names.insert(to.to_path_buf(), ino);
         s.dir_op(to, DirOp::Rename(from.to_path_buf(), to.to_path_buf(), ino));
@@ -430,7 +505,7 @@ impl Vfs for MemDisk {
         if !s.names.contains_key(path) {
             return Err(not_found(path));
         }
-        s.spend()?;
+        s.spend(Op::Other)?;
         s.names.remove(path);
         s.dir_op(path, DirOp::Unlink(path.to_path_buf()));
         Ok(())
@@ -439,7 +514,7 @@ impl Vfs for MemDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.wait_gate();
         let mut s = self.state();
-        s.spend()?;
+        s.spend(Op::Other)?;
         s.syncs += 1;
         for op in s.pending_dir_ops.remove(dir).unwrap_or_default() {
             match op {
@@ -498,7 +573,7 @@ impl MemFile {
     fn sync(&self) -> io::Result<()> {
         self.disk.wait_gate();
         let mut s = self.state()?;
-        s.spend()?;
+        s.spend(Op::Other)?;
         s.syncs += 1;
         let inode = s.inodes.entry(self.ino).or_default();
         for op in std::mem::take(&mut inode.pending) {
@@ -526,7 +601,7 @@ impl VfsFile for MemFile {
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let mut s = self.state()?;
-        s.spend()?;
+        s.spend(Op::Grow)?;
         let inode = s.inodes.entry(self.ino).or_default();
         write_into(&mut inode.data, off, buf);
         inode.pending.push(FileOp::Write(off, buf.to_vec()));
@@ -535,7 +610,11 @@ impl VfsFile for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.state()?;
-        s.spend()?;
+        let grows = s
+            .inodes
+            .get(&self.ino)
+            .is_some_and(|i| len > i.data.len() as u64);
+        s.spend(if grows { Op::Grow } else { Op::Other })?;
         let inode = s.inodes.entry(self.ino).or_default();
         inode.data.resize(len as usize, 0);
         inode.pending.push(FileOp::SetLen(len));
@@ -627,6 +706,40 @@ mod tests {
         let _l2 = d.try_lock_dir(&dir).unwrap().unwrap();
         d.power_loss(1);
         assert!(d.try_lock_dir(&dir).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_crash_voids_handles_and_locks_but_loses_nothing() {
+        let (d, dir) = disk();
+        let path = dir.join("x");
+        let f = d.open(&path, OpenMode::CREATE).unwrap();
+        f.write_at(b"unsynced", 0).unwrap();
+        let lock = d.try_lock_dir(&dir).unwrap();
+        assert!(lock.is_some());
+        d.crash();
+        assert!(
+            f.write_at(b"late", 0).is_err(),
+            "the dead process writes nothing more"
+        );
+        assert!(d.try_lock_dir(&dir).unwrap().is_some(), "its lock is gone");
+        drop(lock);
+        assert_eq!(d.file_bytes(&path).unwrap(), b"unsynced");
+    }
+
+    #[test]
+    fn injected_faults_fail_what_they_cover_until_cleared() {
+        let (d, dir) = disk();
+        let f = d.open(&dir.join("x"), OpenMode::CREATE).unwrap();
+        d.set_fault(Some(Fault::Full));
+        let err = f.write_at(b"a", 0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(ENOSPC));
+        assert!(d.open(&dir.join("y"), OpenMode::CREATE).is_err());
+        f.sync_data().unwrap();
+        d.set_fault(Some(Fault::Failing));
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(EIO));
+        d.set_fault(None);
+        f.write_at(b"a", 0).unwrap();
+        f.sync_data().unwrap();
     }
 
     #[test]

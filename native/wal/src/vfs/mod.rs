@@ -19,7 +19,7 @@ mod os;
 use std::io;
 use std::path::Path;
 
-pub use self::mem::{MemDisk, MemFile, MemLock};
+pub use self::mem::{Fault, MemDisk, MemFile, MemLock};
 pub use self::os::{OsFs, LOCK_FILE_NAME};
 
 /// How to open a file.

@@ -3,35 +3,36 @@
 The coordinator tells the host (an
 :class:`~bedrock_cp.coordinator.service.EpochListener`) when this leader began
 an epoch, lost leadership, or saw the directory change. The host starts a
-:class:`~bedrock_cp.director.Director` for the epoch with a real
-:class:`NodeRecoveryContext` (the node's dialer, Foreman and consensus), stops
-it at once on leadership loss, and when it ends in failure (superseded aside)
-begins the next epoch, backing off with jitter while attempts keep failing.
+:class:`~.director.Director` for the epoch with a real
+:class:`~.node_context.NodeRecoveryContext` (the node's dialer, Foreman and
+consensus), stops it at once on leadership loss, and when it ends in failure
+(superseded aside) begins the next epoch, backing off with jitter while
+attempts keep failing. :func:`check_stored_layout` is what the coordinator
+checks before it stores a Director's layout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import random
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from .. import protocol
-from ..coordinator.results import Applied
+from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
-from ..director import Director, NodeInfo, Parameters, RecoveryStatus, ReplicaHealth, Superseded
-from ..director.director import PAUSE_ENV
-from ..director.phases import build_layout
 from ..foreman import Foreman
-from ..protocol import Layout, ServiceRecord, WorkerRef, decode_layout
+from ..protocol import Layout, ServiceRecord, decode_layout
+from .director import PAUSE_ENV, Director
+from .distribution import ReplicaHealth
+from .node_context import NodeRecoveryContext
+from .phases import build_layout
+from .status import RecoveryStatus
 
 log = logging.getLogger("bedrock_cp.recovery")
 
@@ -78,130 +79,6 @@ def check_stored_layout(
     return None
 
 
-class NodeRecoveryContext:
-    """The Director's effects on a real node (see ``director/context.py``)."""
-
-    def __init__(
-        self,
-        *,
-        epoch: int,
-        coordinator: Coordinator,
-        foreman: Foreman,
-        dialer: Dialer,
-        lock_timeout: float = 1.0,
-        call_timeout: float = 2.0,
-    ) -> None:
-        self.node = str(coordinator.node_id)
-        self.address = coordinator.address
-        self.epoch = epoch
-        self._lock_timeout = lock_timeout
-        self._call_timeout = call_timeout
-        self._coordinator = coordinator
-        self._foreman = foreman
-        self._dialer = dialer
-        self._ids = itertools.count(1)
-        self._nonce = os.urandom(3).hex()
-
-    @property
-    def parameters(self) -> Parameters:
-        """From the cluster config as it is now (a change reaches a running Director)."""
-        return Parameters.from_config(
-            self._coordinator.state.config,
-            lock_timeout=self._lock_timeout,
-            call_timeout=self._call_timeout,
-            expected_nodes=len(self._coordinator.voters()),
-        )
-
-    async def stored_layout(self) -> bytes | None:
-        record = self._coordinator.state.layout
-        return None if record is None else record.layout
-
-    async def nodes(self) -> list[NodeInfo]:
-        state = self._coordinator.state
-        return [
-            NodeInfo(
-                n.node,
-                n.address,
-                list(n.capabilities),
-                [
-                    WorkerRef(s.id, s.kind, s.node, s.address)
-                    for s in state.services(n.node)
-                    if s.kind in ("log", "storage")
-                ],
-            )
-            for n in state.nodes.values()
-        ]
-
-    async def call(
-        self,
-        ref: WorkerRef,
-        body: protocol.Request,
-        timeout: float,  # noqa: ASYNC109
-    ) -> protocol.Response:
-        return await self._dialer.call(ref, body, timeout)
-
-    async def create_worker(self, node: NodeInfo, kind: str, worker_id: str) -> WorkerRef:
-        target = WorkerRef("", "node", node.node, node.address)
-        reply = await self._dialer.call(
-            target, protocol.CreateWorker(kind, worker_id, self.epoch), self.parameters.call_timeout
-        )
-        if not isinstance(reply, protocol.WorkerCreated):
-            raise ConnectionError(f"node {node.node} did not create {kind} {worker_id}: {reply}")
-        return reply.ref
-
-    async def remove_worker(self, ref: WorkerRef) -> None:
-        target = WorkerRef("", "node", ref.node, ref.address)
-        reply = await self._dialer.call(
-            target, protocol.RemoveWorker(ref.id, self.epoch), self.parameters.call_timeout
-        )
-        if isinstance(reply, protocol.Failed) and reply.code != "no_such_worker":
-            raise ConnectionError(f"node {ref.node} did not remove {ref.id}: {reply.message}")
-
-    async def start_role(
-        self, kind: str, worker_id: str, version: int, layout: bytes, token: bytes
-    ) -> WorkerRef:
-        return await self._foreman.start_role(
-            protocol.StartRole(kind, worker_id, self.epoch, version, layout, token)
-        )
-
-    async def stop_role(self, ref: WorkerRef) -> None:
-        body = protocol.StopRole(ref.id, self.epoch)
-        if ref.node == self.node:
-            await self._foreman.stop_role(body)
-            return
-        target = WorkerRef("", "node", ref.node, ref.address)
-        reply = await self._dialer.call(target, body, self.parameters.call_timeout)
-        if isinstance(reply, protocol.Failed) and reply.code != "no_such_worker":
-            raise ConnectionError(f"node {ref.node} did not stop {ref.id}: {reply.message}")
-
-    async def store_layout(self, layout: bytes) -> None:
-        result = await self._coordinator.store_layout(self.epoch, layout)
-        if not isinstance(result, Applied):
-            raise Superseded(f"layout of epoch {self.epoch} not stored: {result}")
-
-    async def retiring(self) -> list[protocol.RetiredWorker]:
-        return self._coordinator.state.retiring
-
-    async def retire_workers(self, workers: list[protocol.RetiredWorker]) -> None:
-        result = await self._coordinator.retire_workers(self.epoch, workers)
-        if not isinstance(result, Applied):
-            raise Superseded(f"retirement by epoch {self.epoch} not recorded: {result}")
-
-    async def forget_retired(self, ids: list[str]) -> None:
-        result = await self._coordinator.forget_retired(self.epoch, ids)
-        if not isinstance(result, Applied):
-            raise Superseded(f"removal of retired workers not recorded: {result}")
-
-    def clock(self) -> float:
-        return time.monotonic()  # uvloop's loop.time() has only millisecond resolution
-
-    def random_token(self) -> bytes:
-        return os.urandom(16)
-
-    def new_worker_id(self, kind: str) -> str:
-        return f"{kind}-e{self.epoch}-{self._nonce}-{next(self._ids)}"
-
-
 class DirectorHost:
     """One Director per epoch while this node leads."""
 
@@ -213,24 +90,34 @@ class DirectorHost:
         *,
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        token_bytes: Callable[[int], bytes] = os.urandom,
+        pause_before: Callable[[int], str | None] = _pause_before,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
         self.dialer = dialer
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.clock = clock
         self.rng = rng or random.Random()
+        self.token_bytes = token_bytes
+        #: Test hook: the phase the Director of an epoch pauses before (None: none).
+        self.pause_before = pause_before
         self.status = RecoveryStatus()
         #: When each storage replica was last seen, across this node's Directors.
         self.replicas = ReplicaHealth()
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self._aborted = False
 
     # -- EpochListener ------------------------------------------------------------------
 
     def epoch_begun(self, epoch: int) -> None:
+        if self._aborted:
+            return  # the node crashed: its last commits run no Director
         self._stop_director()
         self._task = asyncio.get_running_loop().create_task(self._run(epoch))
 
@@ -256,6 +143,15 @@ class DirectorHost:
 
     # -- running ------------------------------------------------------------------------
 
+    def abort(self) -> None:
+        """The node is crashing: drop the Director at once, rolling nothing back."""
+        self._aborted = True
+        task, self._task = self._task, None
+        self.director = None
+        if task is not None:
+            task.cancel()
+            task.add_done_callback(_ignore_result)
+
     async def stop(self) -> None:
         """Stop the Director (the node is shutting down)."""
         task = self._task
@@ -272,13 +168,20 @@ class DirectorHost:
 
     async def _run(self, epoch: int) -> None:
         ctx = NodeRecoveryContext(
-            epoch=epoch, coordinator=self.coordinator, foreman=self.foreman, dialer=self.dialer
+            epoch=epoch,
+            coordinator=self.coordinator,
+            foreman=self.foreman,
+            dialer=self.dialer,
+            clock=self.clock,
+            rng=random.Random(self.rng.getrandbits(64)),
+            token_bytes=self.token_bytes,
         )
         director = Director(
             ctx,
             status=self.status,
-            pause_before=_pause_before(epoch),
+            pause_before=self.pause_before(epoch),
             replicas=self.replicas,
+            rng=random.Random(self.rng.getrandbits(64)),
         )
         self.director = director
         try:
@@ -294,3 +197,8 @@ class DirectorHost:
         await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
         if self.coordinator.role == "leader":
             await self.coordinator.begin_epoch()
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a crashed node's Director ends as it may
