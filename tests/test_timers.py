@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bedrock_cp.raft._timers import FailureDetector, TickClock
+from bedrock_cp.raft._timers import TickClock
 
 
 def test_ticks_fall_on_a_fixed_grid() -> None:
@@ -39,18 +39,3 @@ def test_invalid_parameters_are_refused() -> None:
         TickClock(0.0, start=0.0)
     with pytest.raises(ValueError):
         TickClock(0.01, start=0.0, max_burst=0)
-    with pytest.raises(ValueError):
-        FailureDetector(0.0)
-
-
-def test_failure_detector_suspects_silent_peers_only() -> None:
-    fd = FailureDetector(0.2)
-    fd.heard(1, 10.0)
-    fd.heard(2, 10.0)
-    fd.heard(2, 10.15)
-    assert fd.suspects(10.1) == []
-    assert fd.suspects(10.25) == [1]
-    assert fd.silence(2, 10.25) == pytest.approx(0.1)
-    assert fd.silence(3, 10.25) == float("inf")
-    fd.forget(1)
-    assert fd.suspects(11.0) == [2]

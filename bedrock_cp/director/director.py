@@ -28,7 +28,7 @@ backoff.
 For tests, ``pause_before`` names a phase (a :class:`~.phases.RecoveryPhase`,
 or :data:`RETIRE`) the Director waits before, with
 :attr:`Director.paused` set, until :meth:`resume` — so a test can stop or kill
-it in that exact phase. On a node, the environment variable :data:`PAUSE_ENV`
+it in that exact phase. On a node, the environment variable of :mod:`.testing_hooks`
 (``phase@epoch``) sets it for the Director of that one epoch.
 """
 
@@ -52,8 +52,6 @@ from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
 
 log = logging.getLogger(__name__)
 
-#: Test hook: the phase name a Director pauses before (see ``pause_before``).
-PAUSE_ENV = "BEDROCK_DIRECTOR_PAUSE_BEFORE"
 #: ``pause_before`` may also name this step: the first retirement of a live epoch
 #: pauses once it is recorded, before anything is removed.
 RETIRE = "retire"

@@ -28,20 +28,14 @@ from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
 from ..foreman import Foreman
 from ..protocol import Layout, ServiceRecord, decode_layout
-from .director import PAUSE_ENV, Director
+from .director import Director
 from .distribution import ReplicaHealth
 from .node_context import NodeRecoveryContext
 from .phases import build_layout
 from .status import RecoveryStatus
+from .testing_hooks import pause_before_from_environment
 
 log = logging.getLogger("bedrock_cp.recovery")
-
-
-def _pause_before(epoch: int) -> str | None:
-    """Test hook: ``BEDROCK_DIRECTOR_PAUSE_BEFORE=phase@epoch`` pauses that epoch's Director."""
-    value = os.environ.get(PAUSE_ENV, "")
-    phase, _, at = value.partition("@")
-    return phase if phase and at.isdigit() and int(at) == epoch else None
 
 
 def check_stored_layout(
@@ -93,7 +87,7 @@ class DirectorHost:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
-        pause_before: Callable[[int], str | None] = _pause_before,
+        pause_before: Callable[[int], str | None] = pause_before_from_environment,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman

@@ -1,5 +1,5 @@
 # cython: language_level=3
-# Declarations for _timers.pyx: tick driving and failure detection.
+# Declarations for _timers.pyx: tick driving.
 
 cdef class TickClock:
     cdef readonly double interval
@@ -10,13 +10,3 @@ cdef class TickClock:
 
     cpdef int due(self, double now)
     cpdef double next_deadline(self)
-
-
-cdef class FailureDetector:
-    cdef readonly double timeout
-    cdef dict _last
-
-    cpdef void heard(self, object peer, double now)
-    cpdef void forget(self, object peer)
-    cpdef double silence(self, object peer, double now)
-    cpdef list suspects(self, double now)

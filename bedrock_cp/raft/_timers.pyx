@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Timers on the Raft hot path: the tick clock and heartbeat failure detection.
+"""The Raft hot path's timer: the tick clock.
 
 The Raft core counts time in ticks. :class:`TickClock` turns a monotonic clock
 into whole ticks on a fixed grid, so a loop that wakes late does not drift.
@@ -56,39 +56,3 @@ cdef class TickClock:
     cpdef double next_deadline(self):
         """Monotonic time at which the next tick falls due."""
         return self._next_at
-
-
-cdef class FailureDetector:
-    """Suspects a peer after ``timeout`` seconds without hearing from it."""
-
-    def __init__(self, double timeout):
-        if timeout <= 0:
-            raise ValueError("failure timeout must be positive")
-        self.timeout = timeout
-        self._last = {}
-
-    cpdef void heard(self, object peer, double now):
-        """Record that ``peer`` was heard from at ``now``."""
-        self._last[peer] = now
-
-    cpdef void forget(self, object peer):
-        """Stop watching ``peer``."""
-        self._last.pop(peer, None)
-
-    cpdef double silence(self, object peer, double now):
-        """Seconds since ``peer`` was last heard from (inf if never)."""
-        cdef object t = self._last.get(peer)
-        if t is None:
-            return float("inf")
-        return now - <double>t
-
-    cpdef list suspects(self, double now):
-        """Watched peers silent for longer than the timeout, sorted."""
-        cdef list out = []
-        cdef object peer
-        cdef double t
-        for peer, t in self._last.items():
-            if now - t > self.timeout:
-                out.append(peer)
-        out.sort()
-        return out

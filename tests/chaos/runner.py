@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bedrock_cp.client import Client, ClusterFile, Database, connect, open_database
-from bedrock_cp.director.director import PAUSE_ENV
+from bedrock_cp.director.testing_hooks import PAUSE_ENV
 
 from ..checking import (
     APPEND,
