@@ -1,4 +1,4 @@
-"""The whole-system deterministic simulation (DESIGN tier 1).
+"""The whole-system deterministic simulation: every part of a cluster in one process.
 
 Coordinators, Directors, Foremen, the data plane and clients of one cluster
 run in one process on a virtual clock, over a simulated network and in-memory
