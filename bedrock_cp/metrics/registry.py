@@ -17,6 +17,7 @@ import bisect
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -75,23 +76,41 @@ class _Metric(abc.ABC):
         return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
 
 
-class Counter(_Metric):
-    """A value that only goes up (events, bytes). ``inc(n, *labels)``."""
+#: Series a component keeps itself, read when scraped: (label values, value).
+Reader = Callable[[], Iterable[tuple[Sequence[str], float]]]
+
+
+class _Valued(_Metric):
+    """A metric with one value per series: set here, or read from ``read``."""
+
+    def __init__(
+        self, name: str, help: str, labelnames: Sequence[str], read: Reader | None
+    ) -> None:
+        super().__init__(name, help, labelnames)
+        self._values: dict[Labels, float] = {}
+        self._read = read
+
+    def _current(self) -> list[tuple[Labels, float]]:
+        """Every series, those read now included (they win), sorted."""
+        values = dict(self._values)
+        if self._read is not None:
+            for values_of_labels, value in self._read():
+                values[self._key(values_of_labels)] = float(value)
+        return sorted(values.items())
+
+
+class Counter(_Valued):
+    """A value that only goes up (events, bytes). ``inc(n, *labels)``, or totals
+    kept elsewhere (a component's own count) given as ``read``."""
 
     kind = "counter"
 
     def __init__(
-        self,
-        name: str,
-        help: str,
-        labelnames: Sequence[str] = (),
-        *,
-        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+        self, name: str, help: str, labelnames: Sequence[str] = (), *, read: Reader | None = None
     ) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[Labels, float] = {} if labelnames or read else {(): 0.0}
-        #: Totals kept elsewhere (a component's own count), read at scrape time.
-        self._read = read
+        super().__init__(name, help, labelnames, read)
+        if not labelnames and read is None:
+            self._values[()] = 0.0
 
     def inc(self, amount: float = 1.0, *labels: str) -> None:
         if amount < 0:
@@ -103,41 +122,26 @@ class Counter(_Metric):
         return self._values.get(self._key(labels) if self.labelnames else (), 0.0)
 
     def samples(self) -> Iterable[Sample]:
-        values = dict(self._values)
-        if self._read is not None:
-            for values_of_labels, value in self._read():
-                values[self._key(values_of_labels)] = float(value)
-        for labels, value in sorted(values.items()):
+        for labels, value in self._current():
             yield self.name + "_total", labels, value
 
 
-class Gauge(_Metric):
+class Gauge(_Valued):
     """A value that goes up and down, set directly or read from ``read`` at scrape time."""
 
     kind = "gauge"
 
     def __init__(
-        self,
-        name: str,
-        help: str,
-        labelnames: Sequence[str] = (),
-        *,
-        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+        self, name: str, help: str, labelnames: Sequence[str] = (), *, read: Reader | None = None
     ) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[Labels, float] = {}
-        self._read = read
+        super().__init__(name, help, labelnames, read)
 
     def set(self, value: float, *labels: str) -> None:
         self._values[self._key(labels)] = float(value)
 
     def samples(self) -> Iterable[Sample]:
-        values = dict(self._values)
-        if self._read is not None:
-            for values_of_labels, value in self._read():
-                values[self._key(values_of_labels)] = float(value)
-        for key, value in sorted(values.items()):
-            yield self.name, key, value
+        for labels, value in self._current():
+            yield self.name, labels, value
 
 
 class Histogram(_Metric):
@@ -181,6 +185,9 @@ class Histogram(_Metric):
             yield self.name + "_count", labels, running
 
 
+M = TypeVar("M", bound=_Metric)
+
+
 class Registry:
     """The metrics of one node, rendered together."""
 
@@ -188,34 +195,21 @@ class Registry:
         self.prefix = prefix
         self._metrics: dict[str, _Metric] = {}
 
-    def _add(self, metric: _Metric) -> None:
+    def _add(self, metric: M) -> M:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} registered twice")
         self._metrics[metric.name] = metric
+        return metric
 
     def counter(
-        self,
-        name: str,
-        help: str,
-        labelnames: Sequence[str] = (),
-        *,
-        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+        self, name: str, help: str, labelnames: Sequence[str] = (), *, read: Reader | None = None
     ) -> Counter:
-        metric = Counter(self.prefix + name, help, labelnames, read=read)
-        self._add(metric)
-        return metric
+        return self._add(Counter(self.prefix + name, help, labelnames, read=read))
 
     def gauge(
-        self,
-        name: str,
-        help: str,
-        labelnames: Sequence[str] = (),
-        *,
-        read: Callable[[], Iterable[tuple[Sequence[str], float]]] | None = None,
+        self, name: str, help: str, labelnames: Sequence[str] = (), *, read: Reader | None = None
     ) -> Gauge:
-        metric = Gauge(self.prefix + name, help, labelnames, read=read)
-        self._add(metric)
-        return metric
+        return self._add(Gauge(self.prefix + name, help, labelnames, read=read))
 
     def histogram(
         self,
@@ -224,9 +218,7 @@ class Registry:
         labelnames: Sequence[str] = (),
         buckets: Sequence[float] = LATENCY_BUCKETS,
     ) -> Histogram:
-        metric = Histogram(self.prefix + name, help, labelnames, buckets)
-        self._add(metric)
-        return metric
+        return self._add(Histogram(self.prefix + name, help, labelnames, buckets))
 
     def register(self, metric: _Metric) -> None:
         """Add a metric a component made itself (its name taken as it is)."""
