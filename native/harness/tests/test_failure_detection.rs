@@ -177,3 +177,22 @@ fn late_irregular_heartbeats_widen_the_window() {
     assert_eq!(terms(&net), before);
     assert_eq!(net.leader(), Some(1));
 }
+
+/// The followers' answers to the leader are lost for longer than an
+/// election timeout (the leader's host is starved: what they send waits)
+/// while the followers still hear the leader. Check-quorum gives up no
+/// sooner than the followers' longest window, so the leader keeps leading
+/// and no term changes.
+#[test]
+fn a_leader_hearing_its_followers_late_keeps_leading() {
+    let mut net = settled();
+    let before = terms(&net);
+    for _ in 0..ELECTION * 3 / 2 {
+        net.tick_all();
+        net.stabilize_filter_out(|m| m.to == 1);
+        assert_eq!(role(&net, 1), Role::Leader);
+    }
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    assert_eq!(terms(&net), before);
+    assert_eq!(net.leader(), Some(1));
+}

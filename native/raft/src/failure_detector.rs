@@ -12,11 +12,12 @@
 //!
 //! The window is learned from the last [`SAMPLES`] gaps between periodic
 //! heartbeats: the larger of `mean + K * stddev` and the longest gap plus
-//! one heartbeat interval, clamped to `[2 * heartbeat_tick, election_tick]`.
+//! one heartbeat interval, clamped to `[2 * heartbeat_tick, 2 *
+//! election_tick]` (the ceiling is the longest randomized election timeout).
 //! On a quiet host (gaps of one heartbeat interval, a tick of jitter) it is
 //! about two heartbeat intervals, so one late or lost heartbeat is
 //! tolerated; on a saturated host, whose gaps are long and jittery, it widens
-//! up to the configured election timeout instead of electing. The mean and
+//! up to the longest election timeout instead of electing. The mean and
 //! deviation follow the bulk of the gaps; the longest-gap term covers the
 //! bimodal gaps of a host that stalls now and then (most heartbeats on time,
 //! a few very late), which a deviation understates. Until [`MIN_SAMPLES`]
@@ -72,9 +73,10 @@ pub struct LeaderDetector {
 
 impl LeaderDetector {
     /// A detector for a leader heartbeating every `heartbeat_tick` ticks and
-    /// a configured election timeout of `election_tick` ticks (the ceiling).
+    /// an election timeout randomized in `[election_tick, 2 * election_tick)`
+    /// ticks (the ceiling is `2 * election_tick`).
     pub fn new(heartbeat_tick: usize, election_tick: usize) -> Self {
-        let ceiling = election_tick.max(1);
+        let ceiling = election_tick.saturating_mul(2).max(1);
         let floor = heartbeat_tick.saturating_mul(2).clamp(1, ceiling);
         LeaderDetector {
             heartbeat: heartbeat_tick,
@@ -127,6 +129,12 @@ impl LeaderDetector {
         self.from = INVALID_ID;
         self.since_heartbeat = None;
         self.silence = 0;
+    }
+
+    /// The longest window: ticks of silence after which any leader is
+    /// considered lost, whatever the gaps learned.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
     }
 
     /// Ticks of silence after which the leader is considered lost.
@@ -189,7 +197,7 @@ mod tests {
     /// A detector fed heartbeats from leader 1 after each gap of `gaps`
     /// ticks (the first heartbeat at tick 0).
     fn fed(gaps: &[usize]) -> LeaderDetector {
-        let mut d = LeaderDetector::new(5, 20);
+        let mut d = LeaderDetector::new(5, 10);
         d.heard(1, true);
         for g in gaps {
             for _ in 0..*g {
@@ -293,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_floor_never_exceeds_the_ceiling() {
-        let d = LeaderDetector::new(9, 10);
+        let d = LeaderDetector::new(9, 5);
         assert_eq!((d.floor, d.ceiling), (10, 10));
     }
 }

@@ -134,6 +134,8 @@ pub struct Raft<S: Storage> {
     pending_reads: Vec<(Vec<u8>, NodeId)>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
+    /// Ticks since the leader last checked that a quorum is active.
+    quorum_check_elapsed: usize,
     election_timeout: usize,
     heartbeat_timeout: usize,
     randomized_election_timeout: usize,
@@ -213,6 +215,7 @@ impl<S: Storage> Raft<S> {
             pending_reads: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            quorum_check_elapsed: 0,
             election_timeout: config.election_tick,
             heartbeat_timeout: config.heartbeat_tick,
             randomized_election_timeout: config.election_tick,
@@ -302,6 +305,7 @@ impl<S: Storage> Raft<S> {
         self.lead = INVALID_ID;
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
+        self.quorum_check_elapsed = 0;
         self.reset_randomized_election_timeout();
         self.lead_transferee = INVALID_ID;
         self.tracker.reset_votes();
@@ -480,17 +484,15 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.detector.tick();
-        if self.check_quorum
-            && self.role == Role::Follower
-            && self.lead != INVALID_ID
-            && self.detector.expired()
-        {
-            // Silent for a whole window: the lease this node honoured for
-            // the leader ends, and it asks for votes (see failure_detector).
-            let lead = self.lead;
-            self.leader_lost(lead);
-        }
-        if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
+        if self.check_quorum && self.role == Role::Follower && self.lead != INVALID_ID {
+            // While a leader is known, the failure detector alone decides:
+            // silent for a whole window, the lease this node honoured ends
+            // and it asks for votes (see failure_detector).
+            if self.detector.expired() {
+                let lead = self.lead;
+                self.leader_lost(lead);
+            }
+        } else if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
             self.hup(false);
         }
@@ -499,13 +501,20 @@ impl<S: Storage> Raft<S> {
     fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout {
-            self.election_elapsed = 0;
+        self.quorum_check_elapsed += 1;
+        if self.quorum_check_elapsed >= self.detector.ceiling() {
+            // Check-quorum gives up no sooner than the followers' longest
+            // window: a leader merely slow to hear its followers (a starved
+            // host) must not step down while they still trust it.
+            self.quorum_check_elapsed = 0;
             if self.check_quorum && !self.tracker.quorum_recently_active(self.id) {
                 let term = self.term;
                 self.become_follower(term, INVALID_ID);
                 return;
             }
+        }
+        if self.election_elapsed >= self.election_timeout {
+            self.election_elapsed = 0;
             // A transfer that did not finish within an election timeout is abandoned.
             self.lead_transferee = INVALID_ID;
         }
@@ -1438,6 +1447,9 @@ impl<S: Storage> Raft<S> {
     /// it when it loses the leader itself.
     fn leader_lost(&mut self, id: NodeId) {
         self.lead = INVALID_ID;
+        // The randomized election timeout, the fallback once no leader is
+        // known, counts from here.
+        self.election_elapsed = 0;
         let survivors: Vec<NodeId> = self
             .tracker
             .voters()
