@@ -12,8 +12,11 @@ cluster (untimed, in a round's setup).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import re
 import signal
+import time
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -71,6 +74,7 @@ class OursSide:
         self.writers: list[Client] = []
         self.down: int | None = None  # node killed or stopped by the last trial
         self.down_signal: int = signal.SIGKILL
+        self.lost_at = 0.0  # wall clock of the last trial's signal
         self.seq = 0
 
     @property
@@ -168,10 +172,44 @@ class OursSide:
     def lose_leader(self, leader: int, sig: int) -> None:
         """Send ``sig`` to the leader's process and return at once (no reaping)."""
         self.down, self.down_signal = leader, sig
+        self.lost_at = time.time()
         self.cluster.procs[leader].send_signal(sig)
+
+    def cluster_side_seconds(self) -> float | None:
+        """The cluster's part of the last failover: from the signal to the first
+        survivor logging that it leads with its first entry committed (``is
+        ready in term``; the node's log timestamps, same host clock)."""
+        ready_at = [
+            ts
+            for node_id in self.cluster.addresses
+            if node_id != self.down
+            for ts in _ready_times(self.cluster.log_path(node_id))
+            if ts > self.lost_at
+        ]
+        return min(ready_at) - self.lost_at if ready_at else None
 
     async def write_after_failover(self) -> None:
         await self.write("failover")
+
+
+_READY = re.compile(r"node \d+ is ready in term \d+")
+
+
+def _ready_times(log: Path) -> list[float]:
+    """Timestamps of a node's "is ready in term" lines (its JSON log)."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if "is ready in term" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if _READY.fullmatch(str(record.get("msg", ""))):
+            out.append(float(record["ts"]))
+    return out
 
 
 class PeerCluster(Protocol):

@@ -41,6 +41,22 @@ async def eventually(
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
+async def scrape_metrics(port: int) -> dict[str, float]:
+    """One scrape of a node's Prometheus endpoint: every sample by its full name."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200"), head
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
 def direct_client(cluster: LocalCluster, address: str, **kwargs: Any) -> Client:
     """A client (the cluster's admin) that talks to one coordinator only (no failover)."""
     cf = ClusterFile(cluster=cluster.cluster, coordinators=[address], auth=cluster.client_auth())
