@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -56,6 +57,26 @@ COUNTERS = (
 def _hogs() -> list[subprocess.Popen[bytes]]:
     n = os.cpu_count() or 1
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+#: Log lines that mark a leadership change (kept with their time in the JSON).
+LEADERSHIP_EVENTS = ("leads term", "lost leadership")
+
+
+def _leadership_events(cluster: LocalCluster, since: float) -> list[str]:
+    """Every node's leadership log lines after ``since`` (wall clock), in order."""
+    events = []
+    for node_id in cluster.addresses:
+        for line in cluster.log_path(node_id).read_text(errors="replace").splitlines():
+            if not any(e in line for e in LEADERSHIP_EVENTS):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record["ts"] > since:
+                events.append((record["ts"], f"+{record['ts'] - since:.1f}s {record['msg']}"))
+    return [text for _, text in sorted(events)]
 
 
 def _rank(xs: list[float], p: float) -> float:
@@ -160,6 +181,7 @@ def test_saturated_host_no_spurious_election(benchmark: Any) -> None:
                     await _write(db, i)
                 hogs.extend(_hogs())
                 before = await _node_counts(cluster)
+                window_start = time.time()
                 sampler = asyncio.get_running_loop().create_task(sample_windows(windows))
                 result["writes"] = await _offer(dbs, RATE, DURATION)
                 sampler.cancel()
@@ -167,6 +189,7 @@ def test_saturated_host_no_spurious_election(benchmark: Any) -> None:
             finally:
                 for db in dbs:
                     await db.close()
+            result["leadership_events"] = _leadership_events(cluster, window_start)
             result["window_ticks_sampled"] = {
                 str(n): sorted({w[n] for w in windows}) for n in before
             }

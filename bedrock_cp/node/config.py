@@ -67,7 +67,7 @@ class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     tick_ms: int = 10
     #: How often a leader sends heartbeats (a multiple of ``tick_ms``). A
     #: follower considers a silent leader lost after a window learned from the
-    #: gaps between its heartbeats: two heartbeat intervals on a quiet host,
+    #: gaps between its heartbeats: about two heartbeat intervals on a quiet host,
     #: wider (up to twice ``election_timeout_ms``) when they arrive late and
     #: irregularly (see the operations guide, failure detection).
     heartbeat_ms: int = 50
