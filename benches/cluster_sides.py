@@ -84,6 +84,7 @@ class OursSide:
             "tick_ms": t.tick_ms,
             "heartbeat_ms": t.heartbeat_ms,
             "election_timeout_ms": f"{t.election_timeout_ms}-{2 * t.election_timeout_ms}",
+            "silent_leader_window_ms": f"learned, {2 * t.heartbeat_ms}-{2 * t.election_timeout_ms}",
             "fsync": self.cluster.fsync,
             "nodes": len(self.cluster.addresses),
             "client_attempt_timeout_s": self.attempt_timeout or "default",

@@ -41,9 +41,10 @@
 
 use crate::types::{NodeId, INVALID_ID};
 
-/// Gaps remembered: 10 s of heartbeats at the default 50 ms, so a host that
-/// stalls every few seconds keeps its window wide between stalls.
-pub const SAMPLES: usize = 200;
+/// Gaps remembered: a minute of heartbeats at the default 50 ms, so a host
+/// that stalls now and then keeps its window wide between stalls (with 10 s,
+/// a saturated host elected after a quiet spell had narrowed the window).
+pub const SAMPLES: usize = 1200;
 
 /// Gaps needed before the window adapts; until then it is the ceiling.
 pub const MIN_SAMPLES: usize = 8;
