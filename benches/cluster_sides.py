@@ -12,17 +12,17 @@ cluster (untimed, in a round's setup).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import re
 import signal
-import time
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from bedrock_cp import protocol
 from bedrock_cp.auth.config import Mode
 from bedrock_cp.client import Client, resolve_cluster
+from bedrock_cp.client.client import client_credentials
 from bedrock_cp.cluster import LocalCluster
+from bedrock_cp.protocol import Caller
 
 from . import etcd
 from .pysyncobj_side import VALUE, Line, PysyncobjCluster
@@ -74,7 +74,6 @@ class OursSide:
         self.writers: list[Client] = []
         self.down: int | None = None  # node killed or stopped by the last trial
         self.down_signal: int = signal.SIGKILL
-        self.lost_at = 0.0  # wall clock of the last trial's signal
         self.seq = 0
 
     @property
@@ -173,44 +172,44 @@ class OursSide:
     def lose_leader(self, leader: int, sig: int) -> None:
         """Send ``sig`` to the leader's process and return at once (no reaping)."""
         self.down, self.down_signal = leader, sig
-        self.lost_at = time.time()
         self.cluster.procs[leader].send_signal(sig)
 
-    def cluster_side_seconds(self) -> float | None:
-        """The cluster's part of the last failover: from the signal to the first
-        survivor logging that it leads with its first entry committed (``is
-        ready in term``; the node's log timestamps, same host clock)."""
-        ready_at = [
-            ts
-            for node_id in self.cluster.addresses
-            if node_id != self.down
-            for ts in _ready_times(self.cluster.log_path(node_id))
-            if ts > self.lost_at
-        ]
-        return min(ready_at) - self.lost_at if ready_at else None
+    async def term(self) -> int:
+        """The current term, as a coordinator that knows a leader reports it."""
+        assert self.client is not None
+        return (await self.client.ping_any(5.0)).term
+
+    async def survivor_ready(self, term_before: int, *, every: float = 0.005) -> None:
+        """Return once a survivor says it leads a later term with its first entry
+        committed (``Ping`` state ``ready``), asking each survivor every
+        ``every`` seconds (the cluster's part of a failover, no client write)."""
+        caller = Caller(
+            self.cluster.cluster,
+            auth=client_credentials(self.cluster.client_cluster_file()),
+        )
+        survivors = [a for n, a in self.cluster.addresses.items() if n != self.down]
+
+        async def ready(address: str) -> bool:
+            try:
+                reply = await caller.call(address, protocol.Ping(), timeout=0.5)
+            except Exception:  # a survivor busy electing may time out: ask again
+                return False
+            return (
+                isinstance(reply, protocol.PingReply)
+                and reply.term > term_before
+                and reply.state == "ready"
+            )
+
+        try:
+            while True:  # polling other processes: no event to wait on
+                if any(await asyncio.gather(*(ready(a) for a in survivors))):
+                    return
+                await asyncio.sleep(every)
+        finally:
+            await caller.close()
 
     async def write_after_failover(self) -> None:
         await self.write("failover")
-
-
-_READY = re.compile(r"node \d+ is ready in term \d+")
-
-
-def _ready_times(log: Path) -> list[float]:
-    """Timestamps of a node's "is ready in term" lines (its JSON log)."""
-    if not log.exists():
-        return []
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        if "is ready in term" not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if _READY.fullmatch(str(record.get("msg", ""))):
-            out.append(float(record["ts"]))
-    return out
 
 
 class PeerCluster(Protocol):
