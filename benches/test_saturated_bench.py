@@ -45,7 +45,7 @@ import uvloop
 
 from bedrock_cp.client import Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import recovered, scrape_metrics
+from tests.clusters import cluster_recovered, scrape_metrics
 
 DURATION = float(os.environ.get("SATURATED_SECONDS", "600"))
 RATE = float(os.environ.get("SATURATED_RATE", "5000"))
@@ -174,12 +174,7 @@ def test_saturated_host_no_spurious_election(benchmark: Any) -> None:
                 into.append({n: c["window_ticks"] for n, c in counts.items()})
 
         async def run() -> None:
-            await cluster.wait_ready()
-            client = await cluster.client()
-            try:
-                await recovered(client)
-            finally:
-                await client.close()
+            await cluster_recovered(cluster)
             dbs = [await open_database(str(cluster.cluster_file)) for _ in range(DATABASES)]
             windows: list[dict[int, float]] = []
             try:

@@ -137,3 +137,14 @@ async def recovered(
     return await eventually(
         check, timeout=timeout, what=f"a recovery newer than epoch {newer_than}"
     )
+
+
+async def cluster_recovered(cluster: LocalCluster) -> None:
+    """Wait until ``cluster`` has a leader whose Director completed a recovery
+    (the data plane is up), through a client of its own."""
+    await cluster.wait_ready()
+    client = await cluster.client()
+    try:
+        await recovered(client)
+    finally:
+        await client.close()

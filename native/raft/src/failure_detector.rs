@@ -195,15 +195,19 @@ impl LeaderDetector {
 mod tests {
     use super::*;
 
+    fn tick_n(d: &mut LeaderDetector, n: usize) {
+        for _ in 0..n {
+            d.tick();
+        }
+    }
+
     /// A detector fed heartbeats from leader 1 after each gap of `gaps`
     /// ticks (the first heartbeat at tick 0).
     fn fed(gaps: &[usize]) -> LeaderDetector {
         let mut d = LeaderDetector::new(5, 10);
         d.heard(1, true);
         for g in gaps {
-            for _ in 0..*g {
-                d.tick();
-            }
+            tick_n(&mut d, *g);
             d.heard(1, true);
         }
         d
@@ -256,35 +260,27 @@ mod tests {
     #[test]
     fn silence_expires_only_with_a_timed_leader() {
         let mut d = fed(&[5; MIN_SAMPLES]);
-        for _ in 0..9 {
-            d.tick();
-        }
+        tick_n(&mut d, 9);
         assert!(!d.expired());
         d.tick();
         assert!(d.expired());
         d.heard(1, false);
         assert!(!d.expired(), "any message from the leader proves it alive");
         d.forget();
-        for _ in 0..100 {
-            d.tick();
-        }
+        tick_n(&mut d, 100);
         assert!(!d.expired(), "no leader is timed after forget");
     }
 
     #[test]
     fn a_new_leader_starts_a_new_series_and_extra_heartbeats_are_not_gaps() {
         let mut d = fed(&[5; MIN_SAMPLES]);
-        for _ in 0..40 {
-            d.tick();
-        }
+        tick_n(&mut d, 40);
         d.heard(2, true);
         assert_eq!(d.gaps().len(), MIN_SAMPLES, "the failover is no gap");
         d.tick();
         d.heard(2, false);
         assert_eq!(d.gaps().len(), MIN_SAMPLES, "a read's heartbeat is no gap");
-        for _ in 0..4 {
-            d.tick();
-        }
+        tick_n(&mut d, 4);
         d.heard(2, true);
         assert_eq!(d.gaps().last(), Some(&5));
         assert_eq!(d.window(), 10);
@@ -293,9 +289,7 @@ mod tests {
     #[test]
     fn one_huge_stall_pins_the_ceiling_without_overflow() {
         let mut d = fed(&[5; MIN_SAMPLES]);
-        for _ in 0..1_000_000 {
-            d.tick();
-        }
+        tick_n(&mut d, 1_000_000);
         d.heard(1, true);
         assert_eq!(d.gaps().last(), Some(&40));
         assert_eq!(d.window(), 20);
