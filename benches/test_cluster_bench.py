@@ -122,9 +122,17 @@ def _label(benchmark: Any, s: Side, group: str) -> None:
     benchmark.extra_info["settings"] = s.settings
 
 
-def _failover(benchmark: Any, runner: asyncio.Runner, s: Side, sig: int, trials: int) -> None:
+def _failover(
+    benchmark: Any, runner: asyncio.Runner, s: Side, sig: int, trials: int, *, steady: float = 0.0
+) -> None:
+    """``trials`` times: settle, wait ``steady`` seconds (untimed), then time
+    losing the leader by ``sig`` until a write is acknowledged."""
+
     def setup() -> tuple[tuple[int], dict[str, Any]]:
-        return (runner.run(s.settle()),), {}
+        leader = runner.run(s.settle())
+        if steady:
+            runner.run(asyncio.sleep(steady))
+        return (leader,), {}
 
     def trial(leader: int) -> None:
         s.lose_leader(leader, sig)
@@ -163,19 +171,7 @@ def test_partition_failover_ours_steady_state(
     try:
         s.start()
         _label(benchmark, s, "partition failover, ours, steady state (diagnostic)")
-
-        def setup() -> tuple[tuple[int], dict[str, Any]]:
-            leader = runner.run(s.settle())
-            runner.run(asyncio.sleep(STEADY_SECONDS))
-            return (leader,), {}
-
-        def trial(leader: int) -> None:
-            s.lose_leader(leader, signal.SIGSTOP)
-            runner.run(s.write_after_failover())
-
-        benchmark.pedantic(trial, setup=setup, rounds=PARTITION_TRIALS, warmup_rounds=0)
-        assert benchmark.stats is not None
-        benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))
+        _failover(benchmark, runner, s, signal.SIGSTOP, PARTITION_TRIALS, steady=STEADY_SECONDS)
     finally:
         s.stop()
 
