@@ -156,7 +156,8 @@ class Database:
             self._polls[newer_than] = poll
             poll.add_done_callback(lambda done: self._forget_poll(newer_than, done))
         try:
-            return await asyncio.wait_for(asyncio.shield(poll), wait + _FETCH_TIMEOUT)
+            async with asyncio.timeout(wait + _FETCH_TIMEOUT):
+                return await asyncio.shield(poll)
         except TimeoutError:
             return None
 

@@ -337,7 +337,8 @@ class CommitProxy:
         while not self.stopped and self._broken is None and self._seen_epoch == self.epoch:
             if not self._queue:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_interval)
+                    async with asyncio.timeout(self._idle_interval):
+                        await self._wake.wait()
                 except TimeoutError:
                     await self._check_idle()
                     continue

@@ -29,8 +29,13 @@ class Pulse:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+            # the result instead of raising a cancellation that arrives in
+            # the loop iteration the event was set, so a cancelled waiter
+            # would go on as if it had not been cancelled.
             try:
-                await asyncio.wait_for(self._event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._event.wait()
             except TimeoutError:
                 return condition()
         return True

@@ -306,7 +306,11 @@ class StorageWorker:
         )
         self._pulse.fire()  # reads waiting for this epoch
         if self._puller is not None:
-            self._puller.cancel()  # safe: batches are applied between awaits, never halfway
+            # Cancelled, and also told by no longer being `_puller`: a cancellation
+            # can be lost (Python 3.11's wait_for returns an answer that is ready
+            # in the same loop iteration instead of raising it), and the old
+            # puller must never apply a batch under this layout's ranges.
+            self._puller.cancel()
             self._puller = None
         loop = asyncio.get_running_loop()
         if self._reporter is None:
@@ -348,7 +352,7 @@ class StorageWorker:
         if not logs:
             return
         i = 0
-        while not self.stopped:
+        while not self.stopped and self._puller is asyncio.current_task():
             source = logs[i % len(logs)]
             after = self._applied
             req = LogPull(
@@ -356,6 +360,8 @@ class StorageWorker:
             )
             try:
                 resp = await self._dialer.call(source, req, timeout=PULL_WAIT_MS / 1000 + 2.0)
+                if self._puller is not asyncio.current_task():
+                    return  # a newer layout replaced this puller while it waited
                 if isinstance(resp, LogBatches):
                     if self._apply(after, resp):
                         continue
@@ -465,7 +471,8 @@ class StorageWorker:
                 self._persist_wake.clear()
                 wait = self._next_flush_in(now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._persist_wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._persist_wake.wait()
                 continue
             batches = self._unpersisted[:n]
             durable = batches[-1].version

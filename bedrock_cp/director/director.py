@@ -230,7 +230,8 @@ class Director:
         delay = min(self._backoff_cap, self._backoff_base * 2 ** (number - 1))
         delay *= self._rng.uniform(0.5, 1.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._changed.wait()
 
     def _spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task[object]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{name}-e{self.ctx.epoch}")

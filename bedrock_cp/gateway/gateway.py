@@ -164,7 +164,8 @@ class Gateway:
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._layout_arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._layout_arrived.wait()
         return self.layout_reply()
 
     # -- the loop ----------------------------------------------------------------------------

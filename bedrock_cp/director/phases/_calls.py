@@ -25,7 +25,8 @@ async def call_one(
     A ``NewerEpoch`` answer raises :class:`Fail`: this Director is superseded.
     """
     try:
-        answer = await asyncio.wait_for(ctx.call(ref, body, timeout), timeout)
+        async with asyncio.timeout(timeout):
+            answer = await ctx.call(ref, body, timeout)
     except TimeoutError:
         return "timed out"
     except OSError as exc:
