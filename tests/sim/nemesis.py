@@ -278,6 +278,7 @@ class Nemesis:
             n = m.node
             if n is not None and n.fatal is not None:
                 self.trace(f"disk-{how}: node {node} stopped itself ({n.fatal!r}); restart")
+                c.invariants.disk_failed(node)
                 c.crash(node)
                 await c.start(node)
 
