@@ -33,8 +33,10 @@ recovery to keep it (conflicting ones still get ``NotCommitted``). Every
 ``idle_interval`` without a transaction it checks the sequencer (a read
 version) and tells every log the committed version
 (:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
-can persist the last batches): a dead component is noticed as quickly as by a
-batch, and an idle cluster writes nothing.
+can persist the last batches), and an idle cluster writes nothing. That
+check runs every 0.25 s, not faster: noticing a dead component quickly is the
+Director's monitoring (every component, every 50 ms), and each check is a
+round trip to every log.
 
 Idempotency (:mod:`bedrock_cp.protocol.idempotency`): a transaction that
 carries an id gets that id's conflict key added to its read and write ranges,
@@ -236,7 +238,7 @@ class CommitProxy:
         *,
         token: bytes,
         batch_interval: float = 0.0,
-        idle_interval: float = 0.05,
+        idle_interval: float = 0.25,
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         metrics: TransactionMetrics | None = None,
