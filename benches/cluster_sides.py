@@ -17,9 +17,12 @@ import signal
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from bedrock_cp import protocol
 from bedrock_cp.auth.config import Mode
 from bedrock_cp.client import Client, resolve_cluster
+from bedrock_cp.client.client import client_credentials
 from bedrock_cp.cluster import LocalCluster
+from bedrock_cp.protocol import Caller
 
 from . import etcd
 from .pysyncobj_side import VALUE, Line, PysyncobjCluster
@@ -80,6 +83,7 @@ class OursSide:
             "tick_ms": t.tick_ms,
             "heartbeat_ms": t.heartbeat_ms,
             "election_timeout_ms": f"{t.election_timeout_ms}-{2 * t.election_timeout_ms}",
+            "silent_leader_window_ms": f"learned, {2 * t.heartbeat_ms}-{2 * t.election_timeout_ms}",
             "fsync": self.cluster.fsync,
             "nodes": len(self.cluster.addresses),
             "client_attempt_timeout_s": self.attempt_timeout or "default",
@@ -169,6 +173,40 @@ class OursSide:
         """Send ``sig`` to the leader's process and return at once (no reaping)."""
         self.down, self.down_signal = leader, sig
         self.cluster.procs[leader].send_signal(sig)
+
+    async def term(self) -> int:
+        """The current term, as a coordinator that knows a leader reports it."""
+        assert self.client is not None
+        return (await self.client.ping_any(5.0)).term
+
+    async def survivor_ready(self, term_before: int, *, every: float = 0.005) -> None:
+        """Return once a survivor says it leads a later term with its first entry
+        committed (``Ping`` state ``ready``), asking each survivor every
+        ``every`` seconds (the cluster's part of a failover, no client write)."""
+        caller = Caller(
+            self.cluster.cluster,
+            auth=client_credentials(self.cluster.client_cluster_file()),
+        )
+        survivors = [a for n, a in self.cluster.addresses.items() if n != self.down]
+
+        async def ready(address: str) -> bool:
+            try:
+                reply = await caller.call(address, protocol.Ping(), timeout=0.5)
+            except Exception:  # a survivor busy electing may time out: ask again
+                return False
+            return (
+                isinstance(reply, protocol.PingReply)
+                and reply.term > term_before
+                and reply.state == "ready"
+            )
+
+        try:
+            while True:  # polling other processes: no event to wait on
+                if any(await asyncio.gather(*(ready(a) for a in survivors))):
+                    return
+                await asyncio.sleep(every)
+        finally:
+            await caller.close()
 
     async def write_after_failover(self) -> None:
         await self.write("failover")

@@ -16,7 +16,7 @@ from typing import Any
 import uvloop
 
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import recovered
+from tests.clusters import cluster_recovered
 
 WINDOW = 3.0
 
@@ -37,16 +37,7 @@ def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
     cluster = LocalCluster(3)
     cluster.start()
     try:
-
-        async def settle() -> None:
-            await cluster.wait_ready()
-            client = await cluster.client()
-            try:
-                await recovered(client)  # the Director has built the data plane too
-            finally:
-                await client.close()
-
-        uvloop.run(settle())
+        uvloop.run(cluster_recovered(cluster))  # the Director has built the data plane too
         pids = [p.pid for p in cluster.procs.values()]
         result: dict[str, Any] = {}
 

@@ -21,7 +21,7 @@ import uvloop
 
 from bedrock_cp.client import Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import recovered
+from tests.clusters import cluster_recovered
 
 CLIENTS = 32
 DATABASES = 4
@@ -44,12 +44,7 @@ def databases(runner: asyncio.Runner) -> Iterator[list[Database]]:
     try:
 
         async def setup() -> None:
-            await cluster.wait_ready()
-            client = await cluster.client()
-            try:
-                await recovered(client)
-            finally:
-                await client.close()
+            await cluster_recovered(cluster)
             for _ in range(DATABASES):
                 dbs.append(await open_database(str(cluster.cluster_file)))
 

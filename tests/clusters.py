@@ -41,6 +41,22 @@ async def eventually(
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
+async def scrape_metrics(port: int) -> dict[str, float]:
+    """One scrape of a node's Prometheus endpoint: every sample by its full name."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200"), head
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
 def direct_client(cluster: LocalCluster, address: str, **kwargs: Any) -> Client:
     """A client (the cluster's admin) that talks to one coordinator only (no failover)."""
     cf = ClusterFile(cluster=cluster.cluster, coordinators=[address], auth=cluster.client_auth())
@@ -121,3 +137,14 @@ async def recovered(
     return await eventually(
         check, timeout=timeout, what=f"a recovery newer than epoch {newer_than}"
     )
+
+
+async def cluster_recovered(cluster: LocalCluster) -> None:
+    """Wait until ``cluster`` has a leader whose Director completed a recovery
+    (the data plane is up), through a client of its own."""
+    await cluster.wait_ready()
+    client = await cluster.client()
+    try:
+        await recovered(client)
+    finally:
+        await client.close()

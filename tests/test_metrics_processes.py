@@ -3,7 +3,6 @@ Raft, the epoch, its Director's last recovery, transactions and its disk."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -12,24 +11,9 @@ import pytest
 from bedrock_cp.client import open_database
 from bedrock_cp.cluster import LocalCluster
 
-from .clusters import eventually, leader_of, recovered, running
+from .clusters import eventually, leader_of, recovered, running, scrape_metrics
 
 pytestmark = pytest.mark.slow
-
-
-async def scrape(port: int) -> dict[str, float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.0 200"), head
-    samples = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def total(samples: dict[str, float], pattern: str) -> float:
@@ -53,12 +37,12 @@ async def test_every_node_reports_raft_recovery_transactions_and_disk() -> None:
         finally:
             await db.close()
             await client.close()
-        scraped = {i: await scrape(p) for i, p in cluster.metrics_ports.items()}
+        scraped = {i: await scrape_metrics(p) for i, p in cluster.metrics_ports.items()}
 
         async def probed() -> bool:
             # Each node pings every other coordinator once a second.
             for i, port in cluster.metrics_ports.items():
-                s = await scrape(port)
+                s = await scrape_metrics(port)
                 for peer in cluster.addresses:
                     if peer != i and not s.get(f'bedrock_peer_rtt_seconds_count{{peer="{peer}"}}'):
                         return False

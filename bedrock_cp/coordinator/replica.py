@@ -130,9 +130,14 @@ class Replica:
         self.leader_id = 0
         self.readiness = Readiness.FOLLOWER
         self.leader_term = 0
-        #: Elections this node started (became a candidate), and leaders it saw.
+        #: Elections this node started (became a candidate), pre-votes it
+        #: started (suspected its leader, or had none), and leaders it saw.
         self.elections_started = 0
+        self.pre_votes_started = 0
         self.leader_changes = 0
+        # The last leader known, kept while none is: a pre-vote that ends
+        # with the same leader heard again is no leader change.
+        self._last_leader = 0
         self._writes: dict[int, tuple[int, asyncio.Future[ApplyResult]]] = {}
         self._conf_waiters: dict[int, asyncio.Future[None]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
@@ -178,6 +183,7 @@ class Replica:
                 and self.readiness is Readiness.WAITING_CONSENSUS
             ):
                 self.readiness = Readiness.READY
+                log.info("node %d is ready in term %d", self.node_id, entry.term)
                 self._spawn(self._on_ready(entry.term))
         else:
             layout_before = self.state.layout
@@ -238,8 +244,11 @@ class Replica:
         was_leader = self.role is RaftRole.LEADER
         if role is RaftRole.CANDIDATE and self.role is not RaftRole.CANDIDATE:
             self.elections_started += 1
-        if leader_id and leader_id != self.leader_id:
+        if role is RaftRole.PRE_CANDIDATE and self.role is not RaftRole.PRE_CANDIDATE:
+            self.pre_votes_started += 1
+        if leader_id and leader_id != self._last_leader:
             self.leader_changes += 1
+            self._last_leader = leader_id
         self.leader_id = leader_id
         self.role = role
         if role is RaftRole.LEADER:

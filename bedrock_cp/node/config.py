@@ -65,11 +65,17 @@ class Timers(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 
     #: How often the Raft core ticks.
     tick_ms: int = 10
-    #: How often a leader sends heartbeats (a multiple of ``tick_ms``).
+    #: How often a leader sends heartbeats (a multiple of ``tick_ms``). A
+    #: follower considers a silent leader lost after a window learned from the
+    #: gaps between its heartbeats: about two heartbeat intervals on a quiet host,
+    #: wider (up to twice ``election_timeout_ms``) when they arrive late and
+    #: irregularly (see the operations guide, failure detection).
     heartbeat_ms: int = 50
-    #: A follower that hears no leader for this long (randomized up to twice as
-    #: long) starts an election; one whose connection to the leader breaks
-    #: starts one at once.
+    #: A follower that knows no leader starts an election after this long
+    #: (randomized up to twice as long); twice this bounds the window of
+    #: silence after which a follower gives up on its leader, and how long a
+    #: leader that hears no majority keeps leading. A follower whose connection
+    #: to the leader breaks starts an election at once.
     election_timeout_ms: int = 200
 
     def validate(self) -> None:

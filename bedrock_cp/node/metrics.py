@@ -74,6 +74,11 @@ def node_registry(node: Node, transactions: TransactionMetrics) -> Registry:
         read=lambda: [((r,), 1.0 if coordinator.role == r else 0.0) for r in ROLES],
     )
     reg.gauge(
+        "raft_leader_window_ticks",
+        "Ticks of silence after which this node would consider its leader lost",
+        read=lambda: raft("leader_window"),
+    )
+    reg.gauge(
         "raft_leader",
         "The leader this node knows (0: none)",
         read=lambda: [((), coordinator.leader_id)],
@@ -85,8 +90,13 @@ def node_registry(node: Node, transactions: TransactionMetrics) -> Registry:
         read=lambda: [((), coordinator.elections_started)],
     )
     reg.counter(
+        "raft_pre_votes_started",
+        "Pre-votes this node started (it suspected its leader, or knew none)",
+        read=lambda: [((), coordinator.pre_votes_started)],
+    )
+    reg.counter(
         "raft_leader_changes",
-        "Times this node learned of a new leader",
+        "Times this node learned of a leader other than the last one it knew",
         read=lambda: [((), coordinator.leader_changes)],
     )
     reg.counter(

@@ -448,6 +448,7 @@ impl PyConsensus {
         d.set_item("pending_conf_index", st.pending_conf_index)?;
         d.set_item("lead_transferee", st.lead_transferee)?;
         d.set_item("incoming_snapshot_bytes", st.incoming_snapshot_bytes)?;
+        d.set_item("leader_window", st.leader_window)?;
         d.set_item("forged_dropped", self.c.forged_dropped())?;
         d.set_item("misaddressed_dropped", self.c.misaddressed_dropped())?;
         d.set_item("sync_count", self.c.sync_count())?;

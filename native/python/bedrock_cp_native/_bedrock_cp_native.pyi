@@ -75,6 +75,7 @@ class _Status(TypedDict):
     pending_conf_index: int
     lead_transferee: int
     incoming_snapshot_bytes: int
+    leader_window: int
     forged_dropped: int
     misaddressed_dropped: int
     sync_count: int

@@ -85,6 +85,7 @@ pub mod codec;
 pub mod conf_log;
 pub mod config;
 pub mod errors;
+pub mod failure_detector;
 pub mod log_unstable;
 pub mod message;
 pub mod raft;

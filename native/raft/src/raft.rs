@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::conf_log::ConfLog;
 use crate::config::Config;
 use crate::errors::{Error, Result};
+use crate::failure_detector::LeaderDetector;
 use crate::message::{Message, MessageType, SnapshotChunk};
 use crate::raft_log::RaftLog;
 use crate::read_only::{ReadOnly, ReadState};
@@ -58,8 +59,8 @@ enum CampaignType {
     Transfer,
 }
 
-/// Fast pre-votes after the transport reported the leader's connection
-/// broken. Only *pre*-votes go early, on a schedule staggered by rank: rank
+/// Fast pre-votes after the leader was lost (its connection broke, or the
+/// failure detector's window of silence expired: [`Raft::leader_lost`]). Only *pre*-votes go early, on a schedule staggered by rank: rank
 /// `r` tries at `r * FAST_STAGGER_TICKS` ticks and then every `period`
 /// ticks. A pre-vote changes no term, so a slow vote round trip cannot burn
 /// terms; a real campaign that follows a won pre-vote keeps the normal
@@ -133,6 +134,8 @@ pub struct Raft<S: Storage> {
     pending_reads: Vec<(Vec<u8>, NodeId)>,
     election_elapsed: usize,
     heartbeat_elapsed: usize,
+    /// Ticks since the leader last checked that a quorum is active.
+    quorum_check_elapsed: usize,
     election_timeout: usize,
     heartbeat_timeout: usize,
     randomized_election_timeout: usize,
@@ -143,10 +146,12 @@ pub struct Raft<S: Storage> {
     check_quorum: bool,
     pre_vote: bool,
     rng: SplitMix64,
+    /// When this follower stops trusting its leader (with check-quorum).
+    detector: LeaderDetector,
     fast_election: Option<FastElection>,
     /// A pre-vote ignored because the leader's lease still held, and the ticks
-    /// it is kept: answered if the transport reports that leader's connection
-    /// broken meanwhile (see [`Raft::peer_unreachable`]).
+    /// it is kept: answered if this node loses that leader meanwhile (see
+    /// [`Raft::leader_lost`]).
     deferred_pre_vote: Option<(Message, usize)>,
     incoming: Option<IncomingSnapshot>,
     /// Entries were proposed that no Append has carried yet (see
@@ -210,6 +215,7 @@ impl<S: Storage> Raft<S> {
             pending_reads: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            quorum_check_elapsed: 0,
             election_timeout: config.election_tick,
             heartbeat_timeout: config.heartbeat_tick,
             randomized_election_timeout: config.election_tick,
@@ -220,6 +226,7 @@ impl<S: Storage> Raft<S> {
             check_quorum: config.check_quorum,
             pre_vote: config.pre_vote,
             rng: SplitMix64(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407)),
+            detector: LeaderDetector::new(config.heartbeat_tick, config.election_tick),
             fast_election: None,
             deferred_pre_vote: None,
             incoming: None,
@@ -267,6 +274,12 @@ impl<S: Storage> Raft<S> {
                 .has_change_in(self.raft_log.applied(), self.raft_log.committed())
     }
 
+    /// Ticks of silence after which this follower would consider its leader
+    /// lost (see [`crate::failure_detector`]).
+    pub fn leader_window(&self) -> usize {
+        self.detector.window()
+    }
+
     /// Bytes of snapshot data received so far from the leader (0 when no
     /// transfer is under way).
     pub fn incoming_snapshot_bytes(&self) -> u64 {
@@ -292,6 +305,7 @@ impl<S: Storage> Raft<S> {
         self.lead = INVALID_ID;
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
+        self.quorum_check_elapsed = 0;
         self.reset_randomized_election_timeout();
         self.lead_transferee = INVALID_ID;
         self.tracker.reset_votes();
@@ -330,6 +344,7 @@ impl<S: Storage> Raft<S> {
 
     fn become_leader(&mut self) {
         self.fast_election = None;
+        self.detector.forget();
         self.incoming = None;
         self.reset(self.term);
         self.lead = self.id;
@@ -468,7 +483,16 @@ impl<S: Storage> Raft<S> {
                 }
             }
         }
-        if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
+        self.detector.tick();
+        if self.check_quorum && self.role == Role::Follower && self.lead != INVALID_ID {
+            // While a leader is known, the failure detector alone decides:
+            // silent for a whole window, the lease this node honoured ends
+            // and it asks for votes (see failure_detector).
+            if self.detector.expired() {
+                let lead = self.lead;
+                self.leader_lost(lead);
+            }
+        } else if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
             self.hup(false);
         }
@@ -477,13 +501,20 @@ impl<S: Storage> Raft<S> {
     fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout {
-            self.election_elapsed = 0;
+        self.quorum_check_elapsed += 1;
+        if self.quorum_check_elapsed >= self.detector.ceiling() {
+            // Check-quorum gives up no sooner than the followers' longest
+            // window: a leader merely slow to hear its followers (a starved
+            // host) must not step down while they still trust it.
+            self.quorum_check_elapsed = 0;
             if self.check_quorum && !self.tracker.quorum_recently_active(self.id) {
                 let term = self.term;
                 self.become_follower(term, INVALID_ID);
                 return;
             }
+        }
+        if self.election_elapsed >= self.election_timeout {
+            self.election_elapsed = 0;
             // A transfer that did not finish within an election timeout is abandoned.
             self.lead_transferee = INVALID_ID;
         }
@@ -613,9 +644,11 @@ impl<S: Storage> Raft<S> {
         if m.term > self.term {
             if is_vote {
                 let force = m.context == CAMPAIGN_TRANSFER;
-                let in_lease = self.check_quorum
-                    && self.lead != INVALID_ID
-                    && self.election_elapsed < self.election_timeout;
+                // The lease ends where the failure detector's suspicion
+                // starts: a follower forgets its leader on the tick its
+                // window expires (`leader_lost`), so one rule decides both
+                // (see failure_detector). A leader holds its own lease.
+                let in_lease = self.check_quorum && self.lead != INVALID_ID;
                 if !force && in_lease {
                     // Leader stickiness: a live leader is not deposed by a
                     // node that merely lost touch with it. A pre-vote is kept
@@ -732,14 +765,17 @@ impl<S: Storage> Raft<S> {
         match m.msg_type {
             MessageType::Append => {
                 self.become_follower(m.term, m.from);
+                self.heard_leader(&m);
                 self.handle_append(m);
             }
             MessageType::Heartbeat => {
                 self.become_follower(m.term, m.from);
+                self.heard_leader(&m);
                 self.handle_heartbeat(m);
             }
             MessageType::Snapshot => {
                 self.become_follower(m.term, m.from);
+                self.heard_leader(&m);
                 self.handle_snapshot_chunk(m);
             }
             t if t == my_resp => {
@@ -749,21 +785,27 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// A message from the leader of this term: it is alive. Only its
+    /// periodic heartbeats (no read context) time the detector's gaps.
+    fn heard_leader(&mut self, m: &Message) {
+        self.election_elapsed = 0;
+        self.lead = m.from;
+        let periodic = m.msg_type == MessageType::Heartbeat && m.context.is_empty();
+        self.detector.heard(m.from, periodic);
+    }
+
     fn step_follower(&mut self, m: Message) {
         match m.msg_type {
             MessageType::Append => {
-                self.election_elapsed = 0;
-                self.lead = m.from;
+                self.heard_leader(&m);
                 self.handle_append(m);
             }
             MessageType::Heartbeat => {
-                self.election_elapsed = 0;
-                self.lead = m.from;
+                self.heard_leader(&m);
                 self.handle_heartbeat(m);
             }
             MessageType::Snapshot => {
-                self.election_elapsed = 0;
-                self.lead = m.from;
+                self.heard_leader(&m);
                 self.handle_snapshot_chunk(m);
             }
             MessageType::TransferLeader | MessageType::ReadIndex if self.lead != INVALID_ID => {
@@ -1377,51 +1419,12 @@ impl<S: Storage> Raft<S> {
 
     /// The transport saw the connection to `id` break (EOF/RST).
     ///
-    /// On a follower whose leader is `id`: the leader is forgotten (its lease
-    /// no longer protects it) and fast pre-votes start (see
-    /// [`FastElection`]): the lowest-ranked surviving voter pre-votes at once,
-    /// the others on later, staggered ticks. Peers grant such a pre-vote only
-    /// if they too lost the leader or their election timeout elapsed; one that
-    /// ignored a pre-vote in the last few ticks because the lease held answers
-    /// it when it learns of the loss itself. On a leader, the follower `id`
-    /// goes back to probing.
+    /// On a follower whose leader is `id`: the leader is lost (see
+    /// [`Raft::leader_lost`]). On a leader, the follower `id` goes back to
+    /// probing.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
-            Role::Follower if id == self.lead && id != INVALID_ID => {
-                self.lead = INVALID_ID;
-                let survivors: Vec<NodeId> = self
-                    .tracker
-                    .voters()
-                    .into_iter()
-                    .filter(|v| *v != id)
-                    .collect();
-                let Some(rank) = survivors.iter().position(|v| *v == self.id) else {
-                    return;
-                };
-                let period = FAST_STAGGER_TICKS * survivors.len();
-                let mut f = FastElection {
-                    lost: id,
-                    rank,
-                    elapsed: 0,
-                    next_attempt: rank * FAST_STAGGER_TICKS,
-                    period,
-                };
-                if rank == 0 {
-                    f.next_attempt = period;
-                    self.fast_election = Some(f);
-                    self.fast_pre_vote();
-                } else {
-                    self.fast_election = Some(f);
-                }
-                // A survivor that saw the loss first already asked: answer it
-                // now rather than make it retry a period later (this node
-                // ignored it while the lease held).
-                if let Some((m, _)) = self.deferred_pre_vote.take() {
-                    if m.from != id {
-                        let _ = self.step(m);
-                    }
-                }
-            }
+            Role::Follower if id == self.lead && id != INVALID_ID => self.leader_lost(id),
             Role::Leader => {
                 if let Some(pr) = self.tracker.get_mut(id) {
                     if pr.state == ProgressState::Replicate {
@@ -1430,6 +1433,54 @@ impl<S: Storage> Raft<S> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// This follower stopped trusting its leader `id`: the transport saw the
+    /// connection break, or the failure detector's window of silence expired
+    /// (see [`crate::failure_detector`]). The leader is forgotten (its lease
+    /// no longer protects it) and fast pre-votes start (see
+    /// [`FastElection`]): the lowest-ranked surviving voter pre-votes at once,
+    /// the others on later, staggered ticks. Peers grant such a pre-vote only
+    /// if they too lost the leader (or never had one); one that
+    /// ignored a pre-vote in the last few ticks because the lease held answers
+    /// it when it loses the leader itself.
+    fn leader_lost(&mut self, id: NodeId) {
+        self.lead = INVALID_ID;
+        // The randomized election timeout, the fallback once no leader is
+        // known, counts from here.
+        self.election_elapsed = 0;
+        let survivors: Vec<NodeId> = self
+            .tracker
+            .voters()
+            .into_iter()
+            .filter(|v| *v != id)
+            .collect();
+        let Some(rank) = survivors.iter().position(|v| *v == self.id) else {
+            return;
+        };
+        let period = FAST_STAGGER_TICKS * survivors.len();
+        let mut f = FastElection {
+            lost: id,
+            rank,
+            elapsed: 0,
+            next_attempt: rank * FAST_STAGGER_TICKS,
+            period,
+        };
+        if rank == 0 {
+            f.next_attempt = period;
+            self.fast_election = Some(f);
+            self.fast_pre_vote();
+        } else {
+            self.fast_election = Some(f);
+        }
+        // A survivor that saw the loss first already asked: answer it now
+        // rather than make it retry a period later (this node ignored it
+        // while the lease held).
+        if let Some((m, _)) = self.deferred_pre_vote.take() {
+            if m.from != id {
+                let _ = self.step(m);
+            }
         }
     }
 

@@ -287,6 +287,7 @@ impl<S: Storage> RawNode<S> {
             pending_conf_index: r.pending_conf_index,
             lead_transferee: r.lead_transferee,
             incoming_snapshot_bytes: r.incoming_snapshot_bytes(),
+            leader_window: r.leader_window(),
         }
     }
 

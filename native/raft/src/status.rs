@@ -81,4 +81,7 @@ pub struct Status {
     /// Bytes of a snapshot received so far from the leader (0 when none is
     /// being received).
     pub incoming_snapshot_bytes: u64,
+    /// Ticks of silence after which this node, as a follower, considers its
+    /// leader lost (the failure detector's current window).
+    pub leader_window: usize,
 }
