@@ -4,6 +4,7 @@ first one's layout (I3), rollback and retry on a stall, stop, fail fast."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from bedrock_cp import protocol
@@ -14,7 +15,7 @@ from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
-from .director_harness import TestCluster, TestContext, closes_clusters
+from .director_harness import PARAMS, TestCluster, TestContext, closes_clusters
 
 
 def _conforms(ctx: TestContext) -> RecoveryContext:
@@ -212,6 +213,61 @@ async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> 
     assert layout.logs[1].id not in {r.id for r in nxt.layout.logs}
     await nxt.stop()
     task2.cancel()
+    await cluster.close()
+
+
+#: Timeouts no test waits out: only what does not wait for a silent node passes.
+PATIENT = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+
+
+@closes_clusters
+async def test_a_live_epoch_ends_when_a_log_s_node_stops_answering(tmp_path: Path) -> None:
+    # Stopped, not dead: no connection is reset, the log just never answers, and
+    # every commit waits for it. The watch must not wait a call timeout for it.
+    cluster = TestCluster(tmp_path)
+    director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None
+    silent = layout.logs[1]
+    cluster.stopped.add(silent.node)
+    outcome = await asyncio.wait_for(task, 10)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason.startswith(f"component log {silent.id} died (timed out)")
+    await cluster.close()
+
+
+@closes_clusters
+async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    # Every phase that calls the stopped node (locking its log, asking its
+    # replica how far it got and whether it is healthy, creating a log there)
+    # goes on once enough others answered.
+    cluster = TestCluster(tmp_path)
+    first = Director(cluster.context(1, parameters=PATIENT))
+    await _live(first)
+    layout1 = first.layout
+    assert layout1 is not None
+    assert isinstance(await cluster.commit(layout1, b"k", b"v1"), protocol.Committed)
+    await first.stop()
+    silent = layout1.storage[0].replicas[1]
+    assert silent.node in {r.node for r in layout1.logs}
+    cluster.stopped.add(silent.node)
+
+    second = Director(
+        cluster.context(2, node="n1" if silent.node != "n1" else "n2", parameters=PATIENT)
+    )
+    task = await _live(second)
+    layout2 = second.layout
+    assert layout2 is not None and layout2.epoch == 2
+    assert silent.node not in {r.node for r in layout2.logs} and len(layout2.logs) == 2
+    (team,) = layout2.storage
+    assert silent.id not in {r.id for r in team.replicas}
+    assert silent.id in {r.id for r in team.absent}
+    assert await cluster.get(layout2, b"k") == b"v1"
+    await second.stop()
+    task.cancel()
     await cluster.close()
 
 

@@ -13,7 +13,9 @@ to ``on_event`` and into :attr:`Director.status`). Then:
 - **completed** — the layout is stored; the Director retires what older
   epochs left behind (:mod:`.retire`: their roles, old log generations,
   replaced replicas, orphans; again whenever the directory changes), keeps
-  checking every transaction component (``Health`` every ``monitor_interval``)
+  checking every transaction component (``Health`` every ``monitor_interval``,
+  answered within ``health_timeout``: a stopped node resets no connection, and
+  every commit waits for each log, so silence counts as death)
   and returns ``Failed("component X died")`` at the first death: the owner
   then starts the Director of the next epoch (fail fast). Its data
   distribution (:mod:`.distribution`) replaces storage replicas lost for good
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 RETIRE = "retire"
 #: Seconds a live epoch waits before it retires what older epochs left.
 RETIRE_DELAY = 1.0
+#: Seconds a live epoch's component has to answer ``Health``: commits stall
+#: while a log is silent, so this bounds how long a stopped node stalls them.
+HEALTH_TIMEOUT = 0.25
 
 
 class Director:
@@ -68,6 +73,7 @@ class Director:
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
         monitor_interval: float = 0.05,
+        health_timeout: float = HEALTH_TIMEOUT,
         pause_before: RecoveryPhase | str | None = None,
         status: RecoveryStatus | None = None,
         rng: random.Random | None = None,
@@ -83,6 +89,7 @@ class Director:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
+        self._health_timeout = health_timeout
         if pause_before is not None and pause_before != RETIRE:
             try:
                 pause_before = RecoveryPhase.named(pause_before)
@@ -303,7 +310,7 @@ class Director:
                         self._sweep(layout, recovered_from, distribution), "retire"
                     )
             try:
-                missing = await dead(self.ctx, refs)
+                missing = await dead(self.ctx, refs, self._health_timeout)
             except Fail as exc:
                 missing = []
                 reason = exc.reason

@@ -9,11 +9,10 @@ first node to register would make that node a single point of failure.
 
 from __future__ import annotations
 
-import asyncio
-
 from ...protocol import WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import NodeInfo, RecoveryContext
+from ._calls import until_enough
 
 
 async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
@@ -56,21 +55,29 @@ async def create_round_robin(
     refs: list[WorkerRef] = []
     problems: list[str] = []
 
-    async def create(node: NodeInfo) -> None:
+    async def create(node: NodeInfo) -> bool:
         try:
             ref = await ctx.create_worker(node, kind, ctx.new_worker_id(kind))
         except Exception as exc:
             problems.append(f"{node.node}: {exc}")
-            return
+            return False
         attempt.created_workers.append(ref)  # at once: a rollback removes it
         refs.append(ref)
+        return True
 
     # On every node at once (each creation waits on that node's disk); a node
-    # that fails is replaced by the next capable one.
+    # that fails is replaced by the next capable one. Once enough exist, a
+    # node that stays silent (stopped, no reset) is not waited for: it is
+    # replaced too (a worker it still creates later is an orphan, retired by
+    # the live epoch).
     pending = list(nodes)
     while pending and len(refs) < count:
         batch, pending = pending[: count - len(refs)], pending[count - len(refs) :]
-        await asyncio.gather(*(create(node) for node in batch))
+        done = await until_enough(
+            [create(node) for node in batch], need=minimum - len(refs), ok=bool
+        )
+        silent = [n.node for n, d in zip(batch, done, strict=True) if d is None]
+        problems += [f"{node}: no answer in time" for node in silent]
     refs.sort(key=lambda r: r.node)
     if len(refs) < minimum:
         raise Stall(

@@ -25,7 +25,7 @@ from __future__ import annotations
 from ...protocol import LogBatches, LogPull, StorageState, StorageStatus, WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
-from ._calls import call_all
+from ._calls import all_but_one, call_all, call_quorum
 
 
 def reported(attempt: Attempt) -> dict[str, int]:
@@ -42,8 +42,13 @@ async def team_durables(attempt: Attempt, ctx: RecoveryContext) -> dict[str, int
     assert attempt.old_layout is not None
     teams = attempt.old_layout.storage
     replicas = [r for team in teams for r in team.members() if r.id not in attempt.retired]
-    answers = await call_all(
-        ctx, [(r, StorageStatus(r.id)) for r in replicas], ctx.parameters.call_timeout
+    # One that stays silent once most answered counts as not answering.
+    answers = await call_quorum(
+        ctx,
+        [(r, StorageStatus(r.id)) for r in replicas],
+        ctx.parameters.call_timeout,
+        need=all_but_one(len(replicas)),
+        answered=lambda a: isinstance(a, StorageState),
     )
     answered = {
         r.id: a.durable
