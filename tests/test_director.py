@@ -15,7 +15,7 @@ from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
-from .director_harness import PARAMS, TestCluster, TestContext, closes_clusters
+from .director_harness import PARAMS, TestCluster, TestContext, closes_clusters, epoch_one
 
 
 def _conforms(ctx: TestContext) -> RecoveryContext:
@@ -266,6 +266,30 @@ async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_i
     assert silent.id not in {r.id for r in team.replicas}
     assert silent.id in {r.id for r in team.absent}
     assert await cluster.get(layout2, b"k") == b"v1"
+    await second.stop()
+    task.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_live_epoch_stops_the_older_roles_at_once_and_retires_the_rest_later(
+    tmp_path: Path,
+) -> None:
+    # A client may still wait on the old proxy (its push held by a stopped log's
+    # node): stopping it answers that client now. Old logs wait for the sweep.
+    cluster = TestCluster(tmp_path)
+    layout1 = await epoch_one(cluster)
+    old_roles = {layout1.sequencer.id, *(r.id for r in layout1.proxies)}
+    old_roles |= {a.worker.id for a in layout1.resolvers}
+    assert old_roles <= cluster.running()
+    second = Director(cluster.context(2), retire_delay=3600)
+    task = await _live(second)
+    for _ in range(500):
+        if not old_roles & cluster.running():
+            break
+        await asyncio.sleep(0.01)
+    assert not old_roles & cluster.running()
+    assert {r.id for r in layout1.logs} <= cluster.running()  # retired after the delay
     await second.stop()
     task.cancel()
     await cluster.close()

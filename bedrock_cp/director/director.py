@@ -10,7 +10,8 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   to ``backoff_cap``, with jitter), or at once when the owner calls
   :meth:`directory_changed`;
 - **failed** (superseded) — rollback and return :class:`~.attempt.Failed`;
-- **completed** — the layout is stored; the Director retires what older
+- **completed** — the layout is stored; the Director stops the older epochs'
+  roles at once (a client may wait on them), then retires what older
   epochs left behind (:mod:`.retire`: their roles, old log generations,
   replaced replicas, orphans; again whenever the directory changes), keeps
   checking every transaction component (``Health`` every ``monitor_interval``,
@@ -48,7 +49,7 @@ from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import RecoveryPhase
 from .phases.monitor import components, dead
-from .retire import retire
+from .retire import retire, stop_old_roles
 from .rollback import rollback
 from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
 
@@ -251,7 +252,11 @@ class Director:
         not delay noticing a death)."""
         hook = self._pause if self._pause_before == RETIRE and recovered_from else None
         if recovered_from is not None:
-            # Not urgent: let the first commits of the new epoch have the disks first.
+            try:  # urgent: clients may still wait on them
+                await stop_old_roles(self.ctx, layout)
+            except Exception as exc:  # consensus unreachable, ...: the sweep stops them
+                log.info("director: stopping old roles failed: %s: %s", type(exc).__name__, exc)
+            # The rest is not urgent: let the first commits of the new epoch have the disks first.
             await asyncio.sleep(self._retire_delay)
         try:
             await retire(self.ctx, layout, recovered_from, distribution.filling, recorded_hook=hook)
