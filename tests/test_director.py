@@ -7,8 +7,11 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from bedrock_cp import protocol
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
+from bedrock_cp.director import retire as retire_module
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import RecoveryPhase
 from bedrock_cp.director.phases.monitor import components
@@ -276,9 +279,17 @@ async def test_a_live_epoch_stops_the_older_roles_at_once_and_retires_the_rest_l
     tmp_path: Path,
 ) -> None:
     # A client may still wait on the old proxy (its push held by a stopped log's
-    # node): stopping it answers that client now. Old logs wait for the sweep.
+    # node): stopping it answers that client now, whatever the stopped node
+    # does with its listing. Old logs wait for the sweep.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(retire_module, "LIST_TIMEOUT", 3600.0)
+        await _stops_old_roles_at_once(tmp_path)
+
+
+async def _stops_old_roles_at_once(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     layout1 = await epoch_one(cluster)
+    cluster.stopped.add("n3")
     old_roles = {layout1.sequencer.id, *(r.id for r in layout1.proxies)}
     old_roles |= {a.worker.id for a in layout1.resolvers}
     assert old_roles <= cluster.running()
@@ -292,6 +303,24 @@ async def test_a_live_epoch_stops_the_older_roles_at_once_and_retires_the_rest_l
     assert {r.id for r in layout1.logs} <= cluster.running()  # retired after the delay
     await second.stop()
     task.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_layout_built_without_a_stopped_node_gives_way_once_it_answers_again(
+    tmp_path: Path,
+) -> None:
+    # A SIGCONT changes nothing in the directory: the Director must look by itself.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    cluster.stopped.add("n3")
+    second = Director(cluster.context(2))
+    task = await _live(second)
+    assert second.layout is not None and len(second.layout.logs) == 2
+    cluster.stopped.clear()
+    outcome = await asyncio.wait_for(task, 10)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == "layout degraded: 2 logs, 3 possible now"
     await cluster.close()
 
 

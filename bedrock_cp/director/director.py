@@ -63,6 +63,8 @@ RETIRE_DELAY = 1.0
 #: Seconds a live epoch's component has to answer ``Health``: commits stall
 #: while a log is silent, so this bounds how long a stopped node stalls them.
 HEALTH_TIMEOUT = 0.25
+#: Seconds between two looks for the nodes a degraded layout lacks.
+REGROW_INTERVAL = 0.5
 
 
 class Director:
@@ -278,13 +280,26 @@ class Director:
             if reason is not None:
                 return reason
 
+    async def _regrow(self, layout: Layout) -> str:
+        """Why a degraded layout should give way to a fuller one, once it can."""
+        while True:
+            await asyncio.sleep(REGROW_INTERVAL)
+            try:
+                better = await self._better_layout_possible(layout)
+            except Exception as exc:  # a node unreachable, ...: the next look
+                log.info("director: looking for a fuller layout: %s: %s", type(exc).__name__, exc)
+                continue
+            if better is not None:
+                return better
+
     async def _watch(self, layout: Layout, recovered_from: Layout | None = None) -> Outcome:
         """Fail fast: the first transaction component that dies ends this epoch.
 
-        Also ends it when the layout is degraded (built while nodes were down:
-        fewer logs than wanted) and a directory change made a better one
-        possible — otherwise losing one more node could lose the majority of the
-        logs although enough nodes are back — and when the data distribution
+        Also ends it when the layout is degraded (built while nodes were down
+        or silent: fewer logs than wanted) and a directory change, or a look
+        every :data:`REGROW_INTERVAL`, finds a better one possible — otherwise
+        losing one more node could lose the majority of the logs although
+        enough nodes are back — and when the data distribution
         can build a different storage team (an absent replica back, a filled
         replacement, or a lost replica dropped), and when a config change
         excluded a node that holds one of its logs.
@@ -293,13 +308,20 @@ class Director:
         distribution = Distribution(self.ctx, layout, self.replicas)
         sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
         distributing = self._spawn(self._distribute(distribution), "distribute")
+        if len(layout.logs) < self.ctx.parameters.desired_logs:
+            # Built while a node was down or silent: a stopped node that resumes
+            # changes nothing in the directory, so look again now and then.
+            regrowing = self._spawn(self._regrow(layout), "regrow")
+        else:
+            regrowing = None
         self._changed.clear()
         if any(r.node in self.ctx.parameters.excluded_nodes for r in layout.logs):
             self._changed.set()  # excluded while this epoch was being recovered
         while True:
             await asyncio.sleep(self._monitor_interval)
-            if distributing.done():
-                reason = str(distributing.result())
+            ended = [t for t in (distributing, regrowing) if t is not None and t.done()]
+            if ended:
+                reason = str(ended[0].result())
                 self.status.state, self.status.reason = FAILED, reason
                 log.info("director: epoch %d: %s", self.ctx.epoch, reason)
                 return Failed(reason)

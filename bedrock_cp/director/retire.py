@@ -42,7 +42,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..protocol import Layout, ListWorkers, RetiredWorker, WorkerInfo, WorkerRef, Workers
-from .context import LOG, STORAGE, RecoveryContext, Superseded
+from .context import LOG, STORAGE, NodeInfo, RecoveryContext, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,18 @@ async def stop_old_roles(ctx: RecoveryContext, live: Layout) -> list[str]:
     sequencer is answered now, and moves to the live epoch. What is left is
     :func:`retire`'s.
     """
-    _, workers, _ = await _list_workers(ctx)
-    roles = [r for r in to_retire(workers, ctx.epoch, live) if r.kind in ROLE_KINDS]
-    stopped, _ = await _stop_roles(ctx, roles)
+
+    async def on(node: NodeInfo) -> list[str]:  # node by node: a silent one delays no other
+        answer = await ctx.call(
+            WorkerRef("", "node", node.node, node.address), ListWorkers(), LIST_TIMEOUT
+        )
+        if not isinstance(answer, Workers):
+            return []
+        roles = [r for r in to_retire(answer.workers, ctx.epoch, live) if r.kind in ROLE_KINDS]
+        return (await _stop_roles(ctx, roles))[0]
+
+    answers = await asyncio.gather(*(on(n) for n in await ctx.nodes()), return_exceptions=True)
+    stopped = [r for a in answers if not isinstance(a, BaseException) for r in a]
     if stopped:
         log.info("director: epoch %d stopped %s", ctx.epoch, ", ".join(stopped))
     return stopped
