@@ -114,6 +114,8 @@ class TestCluster:
         self.down: set[str] = set()
         #: Nodes that answer nothing and reset nothing (stopped, not dead).
         self.stopped: set[str] = set()
+        #: The node of every worker creation asked for, in order.
+        self.creations: list[str] = []
         self.layout: bytes | None = None
         self.epoch = 0
         self.retiring: dict[str, protocol.RetiredWorker] = {}
@@ -240,6 +242,7 @@ class TestContext:
         c = self.cluster
         if node.node in c.down:
             raise ConnectionRefusedError(f"node {node.node} is down")
+        c.creations.append(node.node)
         await c.silence(node.node, self.parameters.call_timeout)
         ref = WorkerRef(worker_id, kind, node.node, node.address)
         directory = c.root / node.node / worker_id

@@ -258,10 +258,13 @@ async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_i
     assert silent.node in {r.node for r in layout1.logs}
     cluster.stopped.add(silent.node)
 
+    cluster.creations.clear()
     second = Director(
         cluster.context(2, node="n1" if silent.node != "n1" else "n2", parameters=PATIENT)
     )
     task = await _live(second)
+    # Found silent while locking: nothing is created there (the others are enough).
+    assert silent.node not in cluster.creations
     layout2 = second.layout
     assert layout2 is not None and layout2.epoch == 2
     assert silent.node not in {r.node for r in layout2.logs} and len(layout2.logs) == 2

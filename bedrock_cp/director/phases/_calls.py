@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ...protocol import NewerEpoch, Request, Response, WorkerRef
-from ..attempt import Fail
+from ..attempt import Attempt, Fail
 from ..context import RecoveryContext
 
 #: An answer, or why there is none (unreachable, timed out).
@@ -74,14 +74,18 @@ async def call_all(
 
 
 async def until_enough(
-    aws: Sequence[Awaitable[T]], *, need: int, ok: Callable[[T], bool]
+    aws: Sequence[Awaitable[T]],
+    *,
+    need: int,
+    ok: Callable[[T], bool],
+    grace: float = STRAGGLER_GRACE,
 ) -> list[T | None]:
     """Await ``aws`` at once; results in order, None for those cut off.
 
     Once ``need`` (at least one) of them returned a result ``ok`` accepts, the
-    rest get as long again as that took (at least :data:`STRAGGLER_GRACE`) and
-    are then cancelled. An exception (a :class:`Fail`) is raised once every
-    awaitable has ended.
+    rest get as long again as that took (at least ``grace``) and are then
+    cancelled. An exception (a :class:`Fail`) is raised once every awaitable
+    has ended.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -93,7 +97,7 @@ async def until_enough(
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             good += sum(1 for t in done if t.exception() is None and ok(t.result()))
         if pending:
-            grace = max(STRAGGLER_GRACE, loop.time() - started)
+            grace = max(grace, loop.time() - started)
             _, pending = await asyncio.wait(pending, timeout=grace)
     finally:
         for task in pending:
@@ -106,6 +110,7 @@ async def until_enough(
 
 
 async def call_quorum(
+    attempt: Attempt,
     ctx: RecoveryContext,
     calls: Sequence[tuple[WorkerRef, Request]],
     timeout: float,  # noqa: ASYNC109
@@ -114,10 +119,12 @@ async def call_quorum(
     answered: Callable[[Answer], bool],
 ) -> list[Answer]:
     """:func:`call_all`, but once ``need`` targets ``answered``, stragglers are
-    cut off (see :func:`until_enough`); a cut-off call answers :data:`CUT_OFF`."""
+    cut off (see :func:`until_enough`); a cut-off call answers :data:`CUT_OFF`
+    and its node joins :attr:`Attempt.silent`."""
     answers = await until_enough(
         [call_one(ctx, ref, body, timeout) for ref, body in calls], need=need, ok=answered
     )
+    attempt.silent.update(ref.node for (ref, _), a in zip(calls, answers, strict=True) if a is None)
     return [CUT_OFF if a is None else a for a in answers]
 
 

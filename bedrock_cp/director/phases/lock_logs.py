@@ -24,6 +24,7 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     logs = attempt.old_layout.logs
     need = majority(len(logs))
     answers = await call_quorum(
+        attempt,
         ctx,
         [(ref, LogLock(ref.id, attempt.epoch)) for ref in logs],
         ctx.parameters.lock_timeout,

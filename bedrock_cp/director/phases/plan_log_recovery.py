@@ -44,6 +44,7 @@ async def team_durables(attempt: Attempt, ctx: RecoveryContext) -> dict[str, int
     replicas = [r for team in teams for r in team.members() if r.id not in attempt.retired]
     # One that stays silent once most answered counts as not answering.
     answers = await call_quorum(
+        attempt,
         ctx,
         [(r, StorageStatus(r.id)) for r in replicas],
         ctx.parameters.call_timeout,

@@ -33,6 +33,7 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     members = [r for team in vacancies.storage for r in team.members()]
     # A member that stays silent once most answered is absent (its node stopped).
     answers = await call_quorum(
+        attempt,
         ctx,
         [(r, Health(r.id)) for r in members],
         ctx.parameters.call_timeout,
