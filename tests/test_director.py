@@ -11,6 +11,7 @@ import pytest
 
 from bedrock_cp import protocol
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
+from bedrock_cp.director import director as director_module
 from bedrock_cp.director import retire as retire_module
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import RecoveryPhase
@@ -325,6 +326,26 @@ async def test_a_layout_built_without_a_stopped_node_gives_way_once_it_answers_a
     assert isinstance(outcome, Failed)
     assert outcome.reason == "layout degraded: 2 logs, 3 possible now"
     await cluster.close()
+
+
+@closes_clusters
+async def test_a_look_for_a_better_layout_never_holds_up_the_watch(tmp_path: Path) -> None:
+    # Services register all the time (each a directory change), and a look asks
+    # every node's Foreman, a stopped one too: the watch goes on meanwhile.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(director_module, "LOOK_TIMEOUT", 3600.0)
+        cluster = TestCluster(tmp_path)
+        director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+        task = await _live(director)
+        layout = director.layout
+        assert layout is not None
+        silent = layout.logs[1]
+        cluster.stopped.add(silent.node)
+        director.directory_changed()
+        outcome = await asyncio.wait_for(task, 10)
+        assert isinstance(outcome, Failed)
+        assert outcome.reason.startswith(f"component log {silent.id} died (timed out)")
+        await cluster.close()
 
 
 def test_the_status_keeps_the_last_ten_recoveries() -> None:

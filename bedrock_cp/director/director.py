@@ -65,6 +65,8 @@ RETIRE_DELAY = 1.0
 HEALTH_TIMEOUT = 0.25
 #: Seconds between two looks for the nodes a degraded layout lacks.
 REGROW_INTERVAL = 0.5
+#: Seconds a node's Foreman has to answer such a look.
+LOOK_TIMEOUT = 0.5
 
 
 class Director:
@@ -280,17 +282,30 @@ class Director:
             if reason is not None:
                 return reason
 
-    async def _regrow(self, layout: Layout) -> str:
-        """Why a degraded layout should give way to a fuller one, once it can."""
+    async def _look_for_better(self, layout: Layout, on_change: Callable[[], None]) -> str:
+        """Why a better layout than ``layout`` is possible now (see :meth:`_watch`).
+
+        Looked for at each directory change (then ``on_change`` runs too) and,
+        while ``layout`` is degraded, every :data:`REGROW_INTERVAL`: a stopped
+        node that resumes changes nothing in the directory. Beside the watch,
+        not in it: a look waits on silent nodes, and services register all the
+        time.
+        """
+        degraded = len(layout.logs) < self.ctx.parameters.desired_logs
         while True:
-            await asyncio.sleep(REGROW_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), REGROW_INTERVAL if degraded else None)
+            changed = self._changed.is_set()
+            self._changed.clear()
             try:
                 better = await self._better_layout_possible(layout)
             except Exception as exc:  # a node unreachable, ...: the next look
-                log.info("director: looking for a fuller layout: %s: %s", type(exc).__name__, exc)
+                log.info("director: looking for a better layout: %s: %s", type(exc).__name__, exc)
                 continue
             if better is not None:
                 return better
+            if changed:
+                on_change()
 
     async def _watch(self, layout: Layout, recovered_from: Layout | None = None) -> Outcome:
         """Fail fast: the first transaction component that dies ends this epoch.
@@ -307,35 +322,25 @@ class Director:
         refs = components(layout, storage=False)
         distribution = Distribution(self.ctx, layout, self.replicas)
         sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
+
+        def sweep_again() -> None:  # a node came back: it may hold retired workers
+            nonlocal sweeping
+            if sweeping.done():
+                sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
+
         distributing = self._spawn(self._distribute(distribution), "distribute")
-        if len(layout.logs) < self.ctx.parameters.desired_logs:
-            # Built while a node was down or silent: a stopped node that resumes
-            # changes nothing in the directory, so look again now and then.
-            regrowing = self._spawn(self._regrow(layout), "regrow")
-        else:
-            regrowing = None
         self._changed.clear()
         if any(r.node in self.ctx.parameters.excluded_nodes for r in layout.logs):
             self._changed.set()  # excluded while this epoch was being recovered
+        looking = self._spawn(self._look_for_better(layout, sweep_again), "look")
         while True:
             await asyncio.sleep(self._monitor_interval)
-            ended = [t for t in (distributing, regrowing) if t is not None and t.done()]
+            ended = [t for t in (distributing, looking) if t.done()]
             if ended:
                 reason = str(ended[0].result())
                 self.status.state, self.status.reason = FAILED, reason
                 log.info("director: epoch %d: %s", self.ctx.epoch, reason)
                 return Failed(reason)
-            if self._changed.is_set():
-                self._changed.clear()
-                better = await self._better_layout_possible(layout)
-                if better is not None:
-                    self.status.state, self.status.reason = FAILED, better
-                    log.info("director: epoch %d: %s", self.ctx.epoch, better)
-                    return Failed(better)
-                if sweeping.done():  # a node came back: it may hold retired workers
-                    sweeping = self._spawn(
-                        self._sweep(layout, recovered_from, distribution), "retire"
-                    )
             try:
                 missing = await dead(self.ctx, refs, self._health_timeout)
             except Fail as exc:
@@ -376,7 +381,7 @@ class Director:
         # A dead node stays registered: count only nodes whose Foreman answers.
         answers = await asyncio.gather(
             *(
-                self.ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), 0.5)
+                self.ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), LOOK_TIMEOUT)
                 for n in registered
             ),
             return_exceptions=True,
