@@ -78,14 +78,17 @@ async def until_enough(
     *,
     need: int,
     ok: Callable[[T], bool],
-    grace: float = STRAGGLER_GRACE,
+    grace: float | None = None,
+    hopeless: Sequence[bool] = (),
 ) -> list[T | None]:
     """Await ``aws`` at once; results in order, None for those cut off.
 
     Once ``need`` (at least one) of them returned a result ``ok`` accepts, the
-    rest get as long again as that took (at least ``grace``) and are then
-    cancelled. An exception (a :class:`Fail`) is raised once every awaitable
-    has ended.
+    rest get as long again as that took (at least ``grace``, by default
+    :data:`STRAGGLER_GRACE`) and are then
+    cancelled; those marked in ``hopeless`` (their node was silent already)
+    get no grace. An exception (a :class:`Fail`) is raised once every
+    awaitable has ended.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -96,9 +99,12 @@ async def until_enough(
         while pending and good < max(1, need):
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             good += sum(1 for t in done if t.exception() is None and ok(t.result()))
-        if pending:
-            grace = max(grace, loop.time() - started)
-            _, pending = await asyncio.wait(pending, timeout=grace)
+        hoping = {t for i, t in enumerate(tasks) if t in pending and not _marked(hopeless, i)}
+        if hoping:
+            floor = STRAGGLER_GRACE if grace is None else grace
+            await_for = max(floor, loop.time() - started)
+            await asyncio.wait(hoping, timeout=await_for)
+        pending = {t for t in tasks if not t.done()}
     finally:
         for task in pending:
             task.cancel()
@@ -119,10 +125,14 @@ async def call_quorum(
     answered: Callable[[Answer], bool],
 ) -> list[Answer]:
     """:func:`call_all`, but once ``need`` targets ``answered``, stragglers are
-    cut off (see :func:`until_enough`); a cut-off call answers :data:`CUT_OFF`
-    and its node joins :attr:`Attempt.silent`."""
+    cut off (see :func:`until_enough`; one to a node already in
+    :attr:`Attempt.silent` gets no grace); a cut-off call answers
+    :data:`CUT_OFF` and its node joins :attr:`Attempt.silent`."""
     answers = await until_enough(
-        [call_one(ctx, ref, body, timeout) for ref, body in calls], need=need, ok=answered
+        [call_one(ctx, ref, body, timeout) for ref, body in calls],
+        need=need,
+        ok=answered,
+        hopeless=[ref.node in attempt.silent for ref, _ in calls],
     )
     attempt.silent.update(ref.node for (ref, _), a in zip(calls, answers, strict=True) if a is None)
     return [CUT_OFF if a is None else a for a in answers]
@@ -140,3 +150,7 @@ def all_but_one(n: int) -> int:
 
 def names(refs: Sequence[WorkerRef]) -> str:
     return ", ".join(f"{r.id}@{r.node}" for r in refs)
+
+
+def _marked(flags: Sequence[bool], i: int) -> bool:
+    return i < len(flags) and flags[i]

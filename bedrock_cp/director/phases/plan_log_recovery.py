@@ -131,10 +131,14 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     if first > recovery:
         return  # nothing to replay: storage has everything durable
     sources: list[WorkerRef] = attempt.locked_logs()
-    answers = await call_all(
+    # One holding log is enough to replay from: a silent one is not waited for.
+    answers = await call_quorum(
+        attempt,
         ctx,
         [(ref, LogPull(ref.id, after=first - 1, limit=1)) for ref in sources],
         ctx.parameters.call_timeout,
+        need=1,
+        answered=lambda a: isinstance(a, LogBatches) and a.durable >= recovery,
     )
     holding = [
         ref
