@@ -113,6 +113,7 @@ class Acks:
     acked: dict[int, int] = field(default_factory=dict)
     unknown: dict[int, int] = field(default_factory=dict)
     failed: int = 0
+    failures: list[tuple[float, float, str]] = field(default_factory=list)
 
     def ack(self, client: int) -> None:
         self.times.append(time.monotonic())
@@ -120,6 +121,10 @@ class Acks:
 
     def unsure(self, client: int) -> None:
         self.unknown[client] = self.unknown.get(client, 0) + 1
+
+    def failure(self, began: float, error: Exception) -> None:
+        """A failed attempt (retried): when it began and ended, and why."""
+        self.failures.append((began, time.monotonic(), str(error)[:160]))
 
 
 @dataclass(frozen=True)
@@ -149,20 +154,21 @@ def gaps(times: list[float], start: float, end: float) -> list[tuple[float, floa
 def summarize(acks: Acks, faults: list[Inflicted], start: float, end: float) -> dict[str, Any]:
     spans = gaps(acks.times, start, end)
     long = sorted(b - a for a, b in spans if b - a > GAP_FLOOR)
-    worst_by_fault: dict[int, float] = {}
+    worst_by_fault: dict[int, tuple[float, tuple[float, float]]] = {}
     unattributed = 0.0
     for a, b in spans:
         if b - a <= GAP_FLOOR:
             continue
         before = [i for i, f in enumerate(faults) if f.began < b]
         if before:
-            worst_by_fault[before[-1]] = max(worst_by_fault.get(before[-1], 0.0), b - a)
+            if b - a > worst_by_fault.get(before[-1], (0.0, (a, b)))[0]:
+                worst_by_fault[before[-1]] = (b - a, (a, b))
         else:
             unattributed = max(unattributed, b - a)
     rows = []
     by_kind: dict[str, list[float]] = {}
     for i, f in enumerate(faults):
-        worst = worst_by_fault.get(i, 0.0)
+        worst, gap = worst_by_fault.get(i, (0.0, (0.0, 0.0)))
         by_kind.setdefault(f.label, []).append(worst)
         rows.append(
             {
@@ -171,6 +177,13 @@ def summarize(acks: Acks, faults: list[Inflicted], start: float, end: float) -> 
                 "what": f.what,
                 "lasted_s": round(f.healed - f.began, 3),
                 "longest_gap_ms": round(worst * 1e3, 1),
+                "gap_at_s": round(gap[0] - start, 3),
+                # The failed attempts that overlapped that gap, longest first: why it lasted.
+                "failed_attempts": [
+                    f"{(b - a) * 1e3:.0f} ms from {a - start:.3f}s: {why}"
+                    for a, b, why in sorted(acks.failures, key=lambda x: x[0] - x[1])
+                    if a < gap[1] and b > gap[0] and b - a > GAP_FLOOR
+                ][:5],
             }
         )
     ms = lambda x: round(x * 1e3, 1)  # noqa: E731
@@ -230,9 +243,12 @@ class _Run:
         while not stop.is_set():
             try:
                 async for tr in db.attempts(timeout=20.0):
+                    began = time.monotonic()
                     async with tr:
                         n = int(await tr.get(self.key(i)) or b"0")
                         tr.set(self.key(i), b"%d" % (n + 1))
+                    if tr.error is not None:
+                        self.txns.failure(began, tr.error)
             except TransactionError as err:
                 if err.maybe_committed or err.code is ErrorCode.COMMIT_UNKNOWN_RESULT:
                     self.txns.unsure(i)
@@ -350,6 +366,8 @@ async def availability(nodes: int, seed: int, seconds: float) -> dict[str, Any]:
             "seed": seed,
             "nodes": nodes,
             "seconds": round(end - start, 1),
+            # The run's start on the machine's monotonic clock (the recoveries' ``started``).
+            "started_monotonic": start,
             "transaction_clients": CLIENTS,
             "directory_clients": DIRECTORY_CLIENTS,
             "load_average": [round(x, 2) for x in os.getloadavg()],
