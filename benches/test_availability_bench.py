@@ -212,6 +212,23 @@ def summarize(acks: Acks, faults: list[Inflicted], start: float, end: float) -> 
     }
 
 
+def compact(recoveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recovery records, an epoch's run of stalled attempts shown by its
+    first and last (``stalled_attempts`` counts them all): a stall retried
+    every few ms would otherwise fill the JSON."""
+    out: list[dict[str, Any]] = []
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for r in recoveries:
+        if str(r.get("outcome", "")).startswith("stalled"):
+            runs.setdefault(r["epoch"], []).append(r)
+        else:
+            out.append(r)
+    for stalled in runs.values():
+        kept = [stalled[0], stalled[-1]] if len(stalled) > 1 else stalled
+        out += [{**r, "stalled_attempts": len(stalled)} for r in kept]
+    return sorted(out, key=lambda r: (r["epoch"], r["attempt"]))
+
+
 class _Run:
     def __init__(self, nodes: int, seed: int) -> None:
         self.seed = seed
@@ -374,9 +391,11 @@ async def availability(nodes: int, seed: int, seconds: float) -> dict[str, Any]:
             "transactions": summarize(run.txns, inflicted, start, end),
             "directory_writes": summarize(run.writes, inflicted, start, end),
             "history_problems": problems,
-            "recoveries": sorted(
-                ({"node": k[0], **v} for k, v in run.recoveries.items()),
-                key=lambda r: (r["epoch"], r["attempt"]),
+            "recoveries": compact(
+                sorted(
+                    ({"node": k[0], **v} for k, v in run.recoveries.items()),
+                    key=lambda r: (r["epoch"], r["attempt"]),
+                )
             ),
             "nemesis_log": nemesis.log,
         }

@@ -103,6 +103,17 @@ async def _setup(tmp_path: Path) -> tuple[Pipeline, Dialer, Database]:
     return p, dialer, Database(Layouts(p.layout), dialer)
 
 
+def _behind(db: Database) -> tuple[Layouts, Layout]:
+    """Client and gateways hold epoch 1's layout (sequencer ``old-seq``), whose
+    epoch is over: the test publishes the current one when it wants."""
+    source = db.client
+    assert isinstance(source, Layouts)
+    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
+    source.layout = old
+    db.layout = old
+    return source, old
+
+
 async def _counter(db: Database) -> int:
     async with db.transaction() as tr:
         return int(await tr.get(b"counter") or b"0")
@@ -278,11 +289,7 @@ async def test_a_retry_waits_for_the_next_epochs_layout_not_for_its_backoff(
     # gateways learn epoch 2 a moment later. The wait before the next attempt
     # ends when the new layout arrives, however long the backoff has grown.
     p, _, db = await _setup(tmp_path)
-    source = db.client
-    assert isinstance(source, Layouts)
-    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
-    source.layout = old
-    db.layout = old
+    source, old = _behind(db)
     loop = asyncio.get_running_loop()
     loop.call_later(0.05, source.publish, p.layout)
     error = TransactionError(ErrorCode.UNAVAILABLE, "sequencer old-seq: connection refused")
@@ -308,11 +315,7 @@ async def test_a_call_to_a_silent_old_sequencer_gives_way_to_the_next_epoch(
     # transaction moves to it as soon as the gateways know, not at the timeout.
     monkeypatch.setattr(transaction, "_CALL_TIMEOUT", 600.0)
     p, dialer, db = await _setup(tmp_path)
-    source = db.client
-    assert isinstance(source, Layouts)
-    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
-    source.layout = old
-    db.layout = old
+    source, _ = _behind(db)
     asked = asyncio.Event()
 
     async def stopped_node(to: WorkerRef, body: Request) -> Response | BaseException | None:
