@@ -13,6 +13,8 @@ from bedrock_cp.protocol import (
     GetCommitVersion,
     KeyRange,
     Locked,
+    LogLock,
+    LogLocked,
     LogPush,
     Mutation,
     MutationKind,
@@ -136,6 +138,31 @@ async def test_a_log_lost_during_the_push_leaves_the_outcome_unknown(tmp_path: P
     later = await p.commit([set_(b"a", b"3")], read_version=rv)
     assert isinstance(later, Failed) and later.code == "unavailable"
     assert p.proxies[0].broken
+    await p.close()
+
+
+async def test_a_push_refused_by_a_newer_epoch_is_answered_without_waiting_for_a_silent_log(
+    tmp_path: Path,
+) -> None:
+    # log1's node is stopped (a push to it never returns, and the proxy's call
+    # timeout is long) while the next epoch locked log0: the batch cannot commit
+    # any more, so the client hears so now, not when log1 wakes up.
+    p = Pipeline(tmp_path, proxy_call_timeout=60.0)
+    await p.start()
+    rv = await p.read_version()
+    stopped = asyncio.Event()  # never set: log1 does not come back in this test
+    answer_pushes = p.logs[1].handle
+
+    async def silent(body: Request) -> Response:
+        if isinstance(body, LogPush):
+            await stopped.wait()
+        return await answer_pushes(body)
+
+    p.logs[1].handle = silent  # type: ignore[method-assign]
+    assert isinstance(await p.call(LogLock("log0", 2)), LogLocked)
+    answer = await asyncio.wait_for(p.commit([set_(b"a", b"1")], read_version=rv), 10)
+    # log1 may still append the batch when it wakes: the outcome is unknown.
+    assert isinstance(answer, Failed) and answer.code == "commit_unknown_result", answer
     await p.close()
 
 

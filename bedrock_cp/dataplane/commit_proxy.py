@@ -99,6 +99,7 @@ from ..protocol import (
     idempotency,
     served_range,
 )
+from .gather import until_refused
 from .metrics import TransactionMetrics
 from .resolver import clip
 from .worker import Dialer
@@ -549,12 +550,15 @@ class CommitProxy:
             # did not commit: it must not reach a log now.
             raise _Unavailable("an earlier batch failed")
         b.pushing = True  # from here on, a failure may leave the outcome unknown
-        results = await asyncio.gather(
-            *(self._call(target, body) for target, body in pushes), return_exceptions=True
+        # A log that failed decides it: do not wait on the others (one may be stopped).
+        results = await until_refused(
+            [self._call(target, body) for target, body in pushes],
+            lambda r: isinstance(r, LogPushed),
         )
         if not all(isinstance(r, LogPushed) for r in results):
-            # Unknown unless every log refused before appending the batch.
-            b.pushing = not all(_refused_before_append(r) for r in results)
+            # Unknown unless every log refused before appending the batch (a
+            # push still unanswered may yet be appended).
+            b.pushing = not all(r is not None and _refused_before_append(r) for r in results)
             superseded = [r for r in results if isinstance(r, _Superseded)]
             failed = [r for r in results if isinstance(r, BaseException)]
             raise (superseded or failed or [_Unavailable(f"logs answered {results}")])[0]
