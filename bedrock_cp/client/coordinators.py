@@ -15,9 +15,9 @@ Gateway reach the coordinators through one :class:`CoordinatorLink`. It owns:
 - **Suspicion** — a leader that timed out or broke its connection is skipped
   by discovery until it answers a ping again (its peers may name it for a
   while after it died).
-- **Backoff** — the pause between tries while no leader completes a request:
-  one :class:`~bedrock_cp.transport.Backoff`, jittered, :data:`RETRY_BASE` to
-  :data:`RETRY_CAP`.
+- **Backoff** — the pause between tries while no leader completes a request
+  (:meth:`CoordinatorLink.retry_delay`): jittered, capped exponential, short
+  while an election may be running, then longer.
 
 **Which leader is newest: the highest Raft term.** Raft elects at most one
 leader per term and a node adopts a higher term as soon as it hears of one, so
@@ -43,11 +43,17 @@ from typing import Final, Protocol
 from .. import protocol
 from ..transport import Backoff, ConnectionLost, RemoteError
 
-#: Pauses between tries while no leader completes a request: an election takes
-#: tens of milliseconds, so the next look comes within that (jittered, so many
-#: clients and Gateways do not retry in lockstep).
+#: Pauses between tries while no leader completes a request. An election takes
+#: tens of milliseconds (a silent leader is noticed within about a second), so
+#: for the first :data:`FAST_TRIES` tries (about 0.75 s) the next look comes
+#: within :data:`FAST_CAP`: the pause is what the client adds to a failover.
+#: A cluster that stays leaderless longer is asked less and less often, up to
+#: once per :data:`SLOW_CAP`. Jittered, so many clients and Gateways do not
+#: retry in lockstep.
 RETRY_BASE: Final = 0.002
-RETRY_CAP: Final = 0.025
+FAST_CAP: Final = 0.010
+FAST_TRIES: Final = 100
+SLOW_CAP: Final = 1.0
 
 #: Exceptions that make a try fail but leave later tries (elsewhere) worthwhile.
 RETRYABLE: Final = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
@@ -132,7 +138,8 @@ class CoordinatorLink:
         # reset) is only noticed this way. Retrying is safe: writes carry a session.
         self.attempt_timeout = attempt_timeout
         self.hedge_after = hedge_after
-        self.backoff = Backoff(RETRY_BASE, RETRY_CAP, rng)
+        self._fast = Backoff(RETRY_BASE, FAST_CAP, rng)
+        self._slow = Backoff(FAST_CAP, SLOW_CAP, rng)
         #: The leader followed now (None: discover before the next try).
         self.leader: Leader | None = None
         #: The highest epoch any coordinator reported to this link.
@@ -241,8 +248,12 @@ class CoordinatorLink:
         self._suspects[address] = asyncio.get_running_loop().time() + 4 * self.attempt_timeout
 
     def retry_delay(self, attempt: int) -> float:
-        """Seconds to pause before retry number ``attempt`` (0 first) while no leader serves."""
-        return self.backoff.delay(attempt)
+        """Seconds to pause before retry number ``attempt`` (0 first) while no
+        leader serves: 1-2 ms, doubling to :data:`FAST_CAP` for :data:`FAST_TRIES`
+        tries, then doubling again from there to :data:`SLOW_CAP`."""
+        if attempt < FAST_TRIES:
+            return self._fast.delay(attempt)
+        return self._slow.delay(attempt - FAST_TRIES)
 
     # -- finding the leader -----------------------------------------------------------------
 
