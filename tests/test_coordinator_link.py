@@ -35,9 +35,12 @@ class Scripted:
         self,
         pings: dict[str, protocol.PingReply],
         answers: dict[str, protocol.Response],
+        slow: dict[str, float] | None = None,
     ) -> None:
         self.pings = pings
         self.answers = answers
+        #: Seconds an address takes to answer anything but a ping.
+        self.slow = slow or {}
         self.calls: list[tuple[str, str]] = []
 
     async def call(
@@ -52,6 +55,7 @@ class Scripted:
             answer: protocol.Response = self.pings[address]
         else:
             answer = self.answers[address]
+            await asyncio.sleep(self.slow.get(address, 0.0))
         await asyncio.sleep(0)
         return decode_response(encode(answer))
 
@@ -127,6 +131,27 @@ async def test_a_redirect_chain_is_followed_to_the_leader_without_rediscovery() 
     assert script.writes() == [A, B, C]
     assert [a for a, tag in script.calls if tag == "Ping"] == [A, B, C]  # one discovery round
     assert link.leader == Leader(3, C, 0)
+
+
+async def test_a_slow_leader_is_not_left_for_a_stale_one_its_peers_outrank() -> None:
+    # A leads term 5 and is slow to answer; B follows it; C, cut off since
+    # term 4, still says it leads. Hedging must not take C for a newer leader.
+    pings = {
+        A: protocol.PingReply(1, 5, 0, 1, A, "ready"),
+        B: protocol.PingReply(2, 5, 0, 1, A, "follower"),
+        C: protocol.PingReply(3, 4, 0, 3, C, "ready"),
+    }
+    answers: dict[str, protocol.Response] = {
+        A: protocol.WriteOk(8, None),
+        B: protocol.NotLeader(1, A),
+        C: protocol.Unavailable("no quorum"),
+    }
+    script = Scripted(pings, answers, slow={A: 0.3})
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(4), hedge_after=0.02)
+    reply = await link.call_leader(protocol.Deregister("svc", 1, 1), 5.0)
+    assert reply == protocol.WriteOk(8, None)
+    assert script.writes() == [A]
+    assert sum(1 for a, tag in script.calls if tag == "Ping" and a != A) > 2  # it hedged
 
 
 def test_the_backoff_stays_within_its_bounds() -> None:

@@ -10,8 +10,8 @@ Gateway reach the coordinators through one :class:`CoordinatorLink`. It owns:
   next try goes there at once, without a discovery round.
 - **Hedging** — while a try is slow (no answer after :attr:`hedge_after`), ask
   the other coordinators whether a newer leader exists: a stopped or cut-off
-  leader sends no reset, so only its peers can tell. Concurrent slow tries
-  share one round of pings.
+  leader sends no reset, so only its peers can tell. All the tries slow at
+  one leader share one hedge: one round of pings at a time.
 - **Suspicion** — a leader that timed out or broke its connection is skipped
   by discovery until it answers a ping again (its peers may name it for a
   while after it died).
@@ -146,7 +146,8 @@ class CoordinatorLink:
         self.epoch = 0
         # Leader addresses that timed out recently, until when (loop time).
         self._suspects: dict[str, float] = {}
-        self._hedge: tuple[float, str, asyncio.Future[Leader | None]] | None = None
+        # The hedge running for each leader address some try is slow at.
+        self._hedges: dict[str, _Hedge] = {}
 
     # -- following one request to the leader ----------------------------------------------
 
@@ -205,25 +206,27 @@ class CoordinatorLink:
         Hedged unless told otherwise (a long poll is slow on purpose): while
         the try is slow to answer, the others are asked whether a newer leader
         exists. The try runs in the caller's task; a fast answer costs one
-        timer and no task (the hedge starts only once the try is slow).
+        timer and no task. Every try slow at one address joins the same hedge:
+        one round of pings per :attr:`hedge_after` however many tries wait.
         """
         address = leader.address
-        hedge: _Hedge | None = None
+        joined: list[_Hedge] = []  # the hedge this try joined once it was slow
         timer: asyncio.TimerHandle | None = None
+        task: asyncio.Task[object] | None = None
         if hedged:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task(loop)
             assert task is not None
-            hedge = _Hedge(self, address, task)
-            timer = loop.call_later(self.hedge_after, hedge.start)
+            timer = loop.call_later(self.hedge_after, self._join_hedge, address, task, joined)
         try:
             reply = await self.call(address, body, timeout)
         except asyncio.CancelledError:
-            if hedge is None or hedge.found is None or hedge.task.uncancel() > 0:
+            found = joined[0].found if joined else None
+            if found is None or task is None or task.uncancel() > 0:
                 raise  # cancelled by someone else
             self.suspect(address)
-            self.leader = hedge.found
-            raise TryFailed(f"{address} was replaced by {hedge.found.address}", True) from None
+            self.leader = found
+            raise TryFailed(f"{address} was replaced by {found.address}", True) from None
         except RETRYABLE as exc:
             self.leader = None
             if not isinstance(exc, RemoteError):
@@ -232,8 +235,8 @@ class CoordinatorLink:
         finally:
             if timer is not None:
                 timer.cancel()
-            if hedge is not None:
-                hedge.stop()
+            if joined and task is not None:
+                joined[0].tries.discard(task)
         if isinstance(reply, protocol.NotLeader):
             if reply.leader_address and reply.leader_address != address:
                 self.leader = Leader(reply.leader_id, reply.leader_address, 0)
@@ -268,27 +271,21 @@ class CoordinatorLink:
         self.leader = newest_leader(replies.items(), frozenset(self._suspects))
         return self.leader
 
-    async def newer_leader(self, current: str) -> Leader | None:
-        """The newest leader other than ``current`` that another coordinator names, if any.
-
-        Concurrent slow tries share one round of pings (no amplification under load).
-        """
-        loop = asyncio.get_running_loop()
-        cached = self._hedge
-        if (
-            cached is not None
-            and cached[1] == current
-            and loop.time() - cached[0] < self.hedge_after
-        ):
-            return await asyncio.shield(cached[2])
-        fut = asyncio.ensure_future(self._ask_others(current))
-        self._hedge = (loop.time(), current, fut)
-        return await asyncio.shield(fut)
+    def _join_hedge(self, address: str, task: asyncio.Task[object], joined: list[_Hedge]) -> None:
+        hedge = self._hedges.get(address)
+        if hedge is None:
+            hedge = self._hedges[address] = _Hedge(self, address)
+        hedge.tries.add(task)
+        joined.append(hedge)
 
     async def _ask_others(self, current: str) -> Leader | None:
+        """The newest leader the others name, if it is not ``current`` (one that
+        still names ``current`` at a higher term outranks a stale one naming
+        an older leader)."""
         others = [a for a in self.addresses if a != current]
         replies = await self.ping(others, self.hedge_after, need=len(others))
-        return newest_leader(replies.items(), frozenset({current}))
+        newest = newest_leader(replies.items())
+        return newest if newest is not None and newest.address != current else None
 
     async def ping(
         self,
@@ -322,34 +319,35 @@ class CoordinatorLink:
 
 
 class _Hedge:
-    """Asks the other coordinators for a newer leader while one try is slow; on
-    finding one, cancels the try's task (as ``asyncio.timeout`` does: the try
-    then fails with :class:`TryFailed`, not the cancellation)."""
+    """While tries at ``address`` are slow, asks the other coordinators for a
+    newer leader every :attr:`CoordinatorLink.hedge_after`; on finding one,
+    cancels every waiting try's task (as ``asyncio.timeout`` does: each try
+    then fails with :class:`TryFailed`, not with the cancellation). Ends once
+    no try waits."""
 
-    __slots__ = ("_asker", "address", "found", "link", "task")
+    __slots__ = ("_task", "address", "found", "link", "tries")
 
-    def __init__(self, link: CoordinatorLink, address: str, task: asyncio.Task[object]) -> None:
+    def __init__(self, link: CoordinatorLink, address: str) -> None:
         self.link = link
         self.address = address
-        self.task = task
+        self.tries: set[asyncio.Task[object]] = set()
         self.found: Leader | None = None
-        self._asker: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._asker = asyncio.get_running_loop().create_task(self._ask())
+        # Held: the loop keeps only a weak reference to a task.
+        self._task = asyncio.get_running_loop().create_task(self._ask())
 
     async def _ask(self) -> None:
-        while True:
-            newer = await self.link.newer_leader(self.address)
-            if newer is not None:
-                self.found = newer
-                self.task.cancel()
-                return
-            await asyncio.sleep(self.link.hedge_after)
-
-    def stop(self) -> None:
-        if self._asker is not None:
-            self._asker.cancel()
+        try:
+            while self.tries:
+                newer = await self.link._ask_others(self.address)
+                if newer is not None:
+                    self.found = newer
+                    for task in self.tries:
+                        task.cancel()
+                    return
+                await asyncio.sleep(self.link.hedge_after)
+        finally:
+            if self.link._hedges.get(self.address) is self:
+                del self.link._hedges[self.address]
 
 
 def describe(exc: object) -> str:
