@@ -176,6 +176,7 @@ class Gateway:
         attempt = 0
         while True:
             registrations = self.registrations
+            leader: Leader | None = None
             try:
                 leader = self.link.leader or await self.link.discover(self.attempt_timeout)
                 self._epoch = max(self._epoch, self.link.epoch)
@@ -190,7 +191,10 @@ class Gateway:
             self._leader = None
             if self.registrations != registrations:
                 attempt = 0  # that leader served us: look for the next one at once
-            if self.link.leader is None:  # else a redirect names the next one: go now
+            if self.link.leader is None or self.link.leader == leader:
+                # Rediscover after a pause (else a redirect or a hedge named
+                # the next leader: go there now).
+                self.link.leader = None
                 await asyncio.sleep(self.link.retry_delay(attempt))
                 attempt += 1
 
@@ -307,9 +311,7 @@ class Gateway:
             if not isinstance(reply, protocol.PingReply):
                 continue
             if reply.leader_id != leader.id:
-                self.link.leader = None
                 raise _LeaderLost(f"{leader.address} now names leader {reply.leader_id}")
             if reply.epoch > self._epoch:
                 self._epoch = reply.epoch
-                self.link.leader = None
                 raise _LeaderLost(f"epoch advanced to {reply.epoch}")
