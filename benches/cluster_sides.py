@@ -234,6 +234,10 @@ class OursSide:
         added = percentiles([max(0.0, a - c) for _, c, a in self.trial_times])
         return {
             "probe_every_ms": PROBE_EVERY * 1000,
+            "cluster_ms_per_trial": [round((c - lost) * 1e3, 3) for lost, c, _ in self.trial_times],
+            "client_added_ms_per_trial": [
+                round(max(0.0, a - c) * 1e3, 3) for _, c, a in self.trial_times
+            ],
             **{f"cluster_{k}": v for k, v in cluster.items() if k != "trials"},
             **{f"client_added_{k}": v for k, v in added.items() if k != "trials"},
         }

@@ -36,11 +36,16 @@ class Scripted:
         pings: dict[str, protocol.PingReply],
         answers: dict[str, protocol.Response],
         slow: dict[str, float] | None = None,
+        slow_pings: dict[str, float] | None = None,
+        dead: frozenset[str] = frozenset(),
     ) -> None:
         self.pings = pings
         self.answers = answers
-        #: Seconds an address takes to answer anything but a ping.
+        #: Seconds an address takes to answer anything but a ping, and a ping.
         self.slow = slow or {}
+        self.slow_pings = slow_pings or {}
+        #: Addresses that refuse every connection.
+        self.dead = dead
         self.calls: list[tuple[str, str]] = []
 
     async def call(
@@ -51,8 +56,12 @@ class Scripted:
     ) -> protocol.Response:
         request = decode_request(encode(body))
         self.calls.append((address, type(request).__name__))
+        if address in self.dead:
+            raise ConnectionRefusedError(f"{address} refused the connection")
         if isinstance(request, protocol.Ping):
             answer: protocol.Response = self.pings[address]
+            await asyncio.sleep(self.slow_pings.get(address, 0.0))
+            self.calls.append((address, "PingAnswered"))
         else:
             answer = self.answers[address]
             await asyncio.sleep(self.slow.get(address, 0.0))
@@ -63,7 +72,7 @@ class Scripted:
         pass
 
     def writes(self) -> list[str]:
-        return [a for a, tag in self.calls if tag != "Ping"]
+        return [a for a, tag in self.calls if tag not in ("Ping", "PingAnswered")]
 
 
 def stale_follower_script() -> Scripted:
@@ -131,6 +140,26 @@ async def test_a_redirect_chain_is_followed_to_the_leader_without_rediscovery() 
     assert script.writes() == [A, B, C]
     assert [a for a, tag in script.calls if tag == "Ping"] == [A, B, C]  # one discovery round
     assert link.leader == Leader(3, C, 0)
+
+
+async def test_after_a_failover_a_newer_leader_is_tried_without_waiting_for_a_slow_survivor() -> (
+    None
+):
+    # A led term 2 and died. B already leads term 3; C is slow to answer pings.
+    # A majority of answers (B and C) is not needed: B's term is news enough.
+    pings = {
+        B: protocol.PingReply(2, 3, 0, 2, B, "ready"),
+        C: protocol.PingReply(3, 3, 0, 2, B, "follower"),
+    }
+    answers: dict[str, protocol.Response] = {B: protocol.WriteOk(4, None)}
+    script = Scripted(pings, answers, slow_pings={C: 0.5}, dead=frozenset({A}))
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(5))
+    link.leader = Leader(1, A, 2)
+    reply = await link.call_leader(protocol.Deregister("svc", 1, 1), 5.0)
+    assert reply == protocol.WriteOk(4, None)
+    before_the_write = script.calls[: script.calls.index((B, "Deregister"))]
+    assert (C, "Ping") in before_the_write
+    assert (C, "PingAnswered") not in before_the_write
 
 
 async def test_a_slow_leader_is_not_left_for_a_stale_one_its_peers_outrank() -> None:

@@ -146,6 +146,8 @@ class CoordinatorLink:
         self.epoch = 0
         # Leader addresses that timed out recently, until when (loop time).
         self._suspects: dict[str, float] = {}
+        # The term of the last leader that timed out or broke (0: none yet).
+        self._lost_term = 0
         # The hedge running for each leader address some try is slow at.
         self._hedges: dict[str, _Hedge] = {}
 
@@ -231,6 +233,7 @@ class CoordinatorLink:
             self.leader = None
             if not isinstance(exc, RemoteError):
                 self.suspect(address)  # silent (a timeout) or gone (reset, refused)
+                self._lost_term = max(self._lost_term, leader.term)
             raise TryFailed(f"{address}: {describe(exc)}", False) from None
         finally:
             if timer is not None:
@@ -263,9 +266,17 @@ class CoordinatorLink:
     async def discover(self, timeout: float) -> Leader | None:  # noqa: ASYNC109
         """Ping the coordinators; follow the newest leader named, skipping suspects."""
         majority = len(self.addresses) // 2 + 1
-        replies = await self.ping(self.addresses, min(timeout, self.attempt_timeout), majority)
         now = asyncio.get_running_loop().time()
         self._suspects = {a: t for a, t in self._suspects.items() if t > now}
+        # After a failover, a leader elected after the one that failed is news
+        # enough: no need to wait for a majority (a slow survivor, say).
+        replies = await self.ping(
+            self.addresses,
+            min(timeout, self.attempt_timeout),
+            majority,
+            newer_than=self._lost_term or None,
+            skip=frozenset(self._suspects),
+        )
         for address in replies:
             self._suspects.pop(address, None)  # it answered: it is not silent
         self.leader = newest_leader(replies.items(), frozenset(self._suspects))
@@ -292,10 +303,14 @@ class CoordinatorLink:
         addresses: list[str],
         timeout: float,  # noqa: ASYNC109
         need: int,
+        *,
+        newer_than: int | None = None,
+        skip: frozenset[str] = frozenset(),
     ) -> dict[str, protocol.PingReply]:
         """Ping ``addresses`` concurrently; the answers by address (in ``addresses``
         order). Stops waiting once ``need`` answered and one of them names a
-        leader, or when ``timeout`` passes."""
+        leader, once an answer names a leader (not in ``skip``) of a term
+        above ``newer_than``, or when ``timeout`` passes."""
         body = protocol.Ping()
         tasks = {asyncio.ensure_future(self.call(a, body, timeout)): a for a in addresses}
         out: dict[str, protocol.PingReply] = {}
@@ -311,6 +326,10 @@ class CoordinatorLink:
                             self.epoch = max(self.epoch, reply.epoch)
                 if len(out) >= need and any(r.leader_id for r in out.values()):
                     break
+                if newer_than is not None:
+                    newest = newest_leader(out.items(), skip)
+                    if newest is not None and newest.term > newer_than:
+                        break
         finally:
             for t in tasks:
                 if not t.done():
