@@ -196,9 +196,12 @@ class Invariants:
 
         Only while no Ready is pending: then its term, vote and commit are the
         ones on its disk (a term it learned but has not persisted yet may be
-        lost in a crash, and nobody acted on it).
+        lost in a crash, and nobody acted on it). Not once its Raft loop
+        stopped (a failed persist): the Ready it could not write is still out,
+        so no Ready looks pending while its memory holds what never reached
+        the disk.
         """
-        if node.closed:
+        if node.closed or node.fatal is not None:
             return
         coordinator = node.coordinator
         assert coordinator is not None
