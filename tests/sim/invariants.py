@@ -14,8 +14,7 @@ with the virtual time, kept in :attr:`Invariants.anomalies`.
 - ``term-regressed`` / ``vote-changed``: a node's term never goes back and its
   vote in a term never changes, across restarts and power loss (I4);
 - ``commit-regressed``: a node's commit index never goes back across a
-  process crash (I4), unless a write failed (the disk was made to fail) or
-  the power went;
+  process crash (I4);
 - ``epoch-not-increasing`` / ``epoch-shared``: every epoch begun is above every
   earlier one, and only one node runs its Director (I5);
 - ``stale-epoch-accepted``: a worker that accepted a request of epoch e never
@@ -141,14 +140,6 @@ class Invariants:
         """A power loss may take the commit index back (only term and vote are
         synced before they are acted on); a crash may not."""
         if power_lost and node_id in self._persisted:
-            self._persisted[node_id].commit = 0
-
-    def disk_failed(self, node_id: int) -> None:
-        """A write of ``node_id`` failed (ENOSPC, EIO) and the node stopped itself.
-        The failed write may have carried the hard state with the newest commit
-        index, so the commit may go back to the last one written; term and vote
-        may not (they are synced before anyone acts on them)."""
-        if node_id in self._persisted:
             self._persisted[node_id].commit = 0
 
     def expect_death(self, node_id: int) -> None:

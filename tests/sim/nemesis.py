@@ -278,7 +278,6 @@ class Nemesis:
             n = m.node
             if n is not None and n.fatal is not None:
                 self.trace(f"disk-{how}: node {node} stopped itself ({n.fatal!r}); restart")
-                c.invariants.disk_failed(node)
                 c.crash(node)
                 await c.start(node)
 
