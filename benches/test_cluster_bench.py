@@ -26,6 +26,8 @@ fsyncs its WAL. The settings in force are in each result's ``extra_info``.
   ``client_added_*`` from then until the client's own write is acknowledged.
 - partition failover: SIGSTOP the leader (no reset: its connections stay
   open), same clock; SIGCONT after the trial.
+- the same from a steady state (ours only, not paired): each trial 2 s after
+  the cluster settled, so every follower knows its window.
 - the cluster's part of that (ours only, not paired): SIGSTOP -> a survivor
   answers ``Ping`` as the ready leader of a later term, no client write; the
   difference to the above is the client's part.
@@ -147,6 +149,41 @@ def test_crash_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> N
 def test_partition_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:
     _label(benchmark, side, "partition failover (SIGSTOP leader -> write acked)")
     _failover(benchmark, runner, side, signal.SIGSTOP, PARTITION_TRIALS)
+
+
+STEADY_SECONDS = 2.0
+
+
+def test_partition_failover_ours_steady_state(
+    benchmark: Any, runner: asyncio.Runner, tmp_path: Path
+) -> None:
+    """Diagnostic, not paired: partition failover of a cluster in steady state.
+
+    As ``test_partition_failover[ours]``, but each trial starts
+    ``STEADY_SECONDS`` after the cluster settled (untimed): every follower has
+    timed enough heartbeats of the current leader to know its window. In the
+    paired bench a trial starts right after the previous leader rejoined,
+    which has not (its window is still the election timeout).
+    """
+    s = OursSide(runner, tmp_path / "ours-steady")
+    try:
+        s.start()
+        _label(benchmark, s, "partition failover, ours, steady state (diagnostic)")
+
+        def setup() -> tuple[tuple[int], dict[str, Any]]:
+            leader = runner.run(s.settle())
+            runner.run(asyncio.sleep(STEADY_SECONDS))
+            return (leader,), {}
+
+        def trial(leader: int) -> None:
+            s.lose_leader(leader, signal.SIGSTOP)
+            runner.run(s.write_after_failover())
+
+        benchmark.pedantic(trial, setup=setup, rounds=PARTITION_TRIALS, warmup_rounds=0)
+        assert benchmark.stats is not None
+        benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))
+    finally:
+        s.stop()
 
 
 def test_partition_failover_ours_cluster_side(

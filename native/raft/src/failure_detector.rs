@@ -23,7 +23,9 @@
 //! next stall to be worse than the last (a host getting busier: measured on
 //! a saturated 2-core host, successive stalls of an overloaded leader's event
 //! loop of 100, 110, 257 and 370 ms). Until [`MIN_SAMPLES`]
-//! gaps are known the window is the ceiling.
+//! gaps are known (a node just started, or that only led so far) the window
+//! is the election timeout, the fixed lease before this detector: the
+//! ceiling there made every failover soon after a node rejoined wait 400 ms.
 //!
 //! Why a wrong suspicion is harmless: suspecting only starts a *pre*-vote,
 //! which changes no term and disturbs no one. To win it, a majority must
@@ -57,6 +59,8 @@ pub const K: f64 = 4.0;
 /// Invariant: `floor <= window <= ceiling`; `len <= SAMPLES`.
 #[derive(Debug, Clone)]
 pub struct LeaderDetector {
+    /// The window until enough gaps are known: the election timeout.
+    prior: usize,
     floor: usize,
     ceiling: usize,
     /// Ring of the last gaps between periodic heartbeats, in ticks.
@@ -80,13 +84,15 @@ impl LeaderDetector {
     pub fn new(heartbeat_tick: usize, election_tick: usize) -> Self {
         let ceiling = election_tick.saturating_mul(2).max(1);
         let floor = heartbeat_tick.saturating_mul(2).clamp(1, ceiling);
+        let prior = election_tick.clamp(floor, ceiling);
         LeaderDetector {
+            prior,
             floor,
             ceiling,
             gaps: [0; SAMPLES],
             len: 0,
             next: 0,
-            window: ceiling,
+            window: prior,
             from: INVALID_ID,
             silence: 0,
             since_heartbeat: None,
@@ -173,7 +179,7 @@ impl LeaderDetector {
 
     fn compute_window(&self) -> usize {
         if self.len < MIN_SAMPLES {
-            return self.ceiling;
+            return self.prior;
         }
         // The ring fills from slot 0, so its first `len` slots are the gaps.
         let gaps = &self.gaps[..self.len];
@@ -214,9 +220,11 @@ mod tests {
     }
 
     #[test]
-    fn ceiling_until_enough_gaps_are_known() {
+    fn the_election_timeout_until_enough_gaps_are_known() {
         let d = fed(&[5; MIN_SAMPLES - 1]);
-        assert_eq!(d.window(), 20);
+        assert_eq!(d.window(), 10);
+        let d = fed(&[9; MIN_SAMPLES - 1]);
+        assert_eq!(d.window(), 10, "not yet learned, however long");
         let d = fed(&[5; MIN_SAMPLES]);
         assert_eq!(d.window(), 10);
     }
