@@ -12,8 +12,11 @@ cluster (untimed, in a round's setup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import random
 import signal
+import time
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -29,6 +32,8 @@ from .pysyncobj_side import VALUE, Line, PysyncobjCluster
 
 WRITERS = 64  # concurrent writers in the throughput benchmarks
 WRITES_PER_WRITER = 16
+#: How often the failover probe writes to each survivor (see OursSide).
+PROBE_EVERY = 0.002
 
 
 def percentiles(data: list[float]) -> dict[str, float]:
@@ -75,6 +80,11 @@ class OursSide:
         self.down: int | None = None  # node killed or stopped by the last trial
         self.down_signal: int = signal.SIGKILL
         self.seq = 0
+        # Per failover trial, wall clock: the signal, the first probe write the
+        # survivors committed, and the client's acknowledgement.
+        self._lost_at = 0.0
+        self.trial_times: list[tuple[float, float, float]] = []
+        self._probe: Caller | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -104,6 +114,8 @@ class OursSide:
         try:
             for c in [*self.writers, *([self.client] if self.client else [])]:
                 self.runner.run(c.close())
+            if self._probe is not None:
+                self.runner.run(self._probe.close())
         finally:
             self.cluster.stop()
 
@@ -172,6 +184,7 @@ class OursSide:
     def lose_leader(self, leader: int, sig: int) -> None:
         """Send ``sig`` to the leader's process and return at once (no reaping)."""
         self.down, self.down_signal = leader, sig
+        self._lost_at = time.time()
         self.cluster.procs[leader].send_signal(sig)
 
     async def term(self) -> int:
@@ -209,7 +222,60 @@ class OursSide:
             await caller.close()
 
     async def write_after_failover(self) -> None:
-        await self.write("failover")
+        probe = asyncio.ensure_future(self._first_commit_anywhere())
+        try:
+            await self.write("failover")
+            acked = time.time()
+            committed = await asyncio.wait_for(asyncio.shield(probe), 15.0)
+        finally:
+            probe.cancel()
+        self.trial_times.append((self._lost_at, committed, acked))
+
+    async def _first_commit_anywhere(self) -> float:
+        """When the survivors first commit a write (wall clock): what an
+        omniscient client would see. Every ``PROBE_EVERY`` s a write goes to each
+        survivor directly (no discovery, no backoff; earlier ones left running)."""
+        if self._probe is None:
+            auth = client_credentials(self.cluster.client_cluster_file())
+            self._probe = Caller(self.cluster.cluster, auth=auth)
+        caller = self._probe
+        survivors = [a for i, a in self.cluster.addresses.items() if i != self.down]
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        calls: list[asyncio.Future[None]] = []
+
+        async def one(address: str, session: int) -> None:
+            with contextlib.suppress(Exception):
+                key = self._key("probe")
+                body = protocol.Register(key, "log", "127.0.0.1:9000", "", session, 1)
+                reply = await caller.call(address, body, 1.0)
+                if isinstance(reply, protocol.WriteOk) and not done.done():
+                    done.set_result(time.time())
+
+        try:
+            for _ in range(int(15.0 / PROBE_EVERY)):
+                for address in survivors:
+                    calls.append(asyncio.ensure_future(one(address, random.getrandbits(62) | 1)))
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(done), PROBE_EVERY)
+            raise TimeoutError("no survivor committed a probe write")
+        finally:
+            for c in calls:
+                c.cancel()
+
+    def failover_split(self) -> dict[str, Any]:
+        """The trials split into the cluster's share (signal -> the first probe
+        write committed) and what the client adds (-> its own write acknowledged)."""
+        cluster = percentiles([c - lost for lost, c, _ in self.trial_times])
+        added = percentiles([max(0.0, a - c) for _, c, a in self.trial_times])
+        return {
+            "probe_every_ms": PROBE_EVERY * 1000,
+            "cluster_ms_per_trial": [round((c - lost) * 1e3, 3) for lost, c, _ in self.trial_times],
+            "client_added_ms_per_trial": [
+                round(max(0.0, a - c) * 1e3, 3) for _, c, a in self.trial_times
+            ],
+            **{f"cluster_{k}": v for k, v in cluster.items() if k != "trials"},
+            **{f"client_added_{k}": v for k, v in added.items() if k != "trials"},
+        }
 
 
 class PeerCluster(Protocol):

@@ -106,11 +106,50 @@ def markdown(result: dict[str, Any], source: str) -> str:
     lines += ["", "Settings of each system, as they ran:", ""]
     for described, gs in settings.items():
         lines.append(f"- {described} ({len(gs)} measures)")
+    lines += availability(benchmarks)
     lines += [
         "",
         "A tail is a p99 only from 100 samples on; below that it is the max and says so.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def availability(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """The availability-under-faults runs: their longest stretches without an
+    acknowledgement, and the longest each kind of fault caused."""
+    runs = [
+        b for b in benchmarks if "longest_gap_ms" in b.get("extra_info", {}).get("transactions", {})
+    ]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "Availability under faults (gaps: intervals between consecutive acknowledgements; "
+        "under 100 faults a tail is the max):",
+        "",
+        "| nodes | operations | per s | longest gap | gaps > 50 ms: count, p50, p90, max "
+        "| longest gap per fault, p50 / max |",
+        "| ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for b in runs:
+        info = b["extra_info"]
+        for what in ("transactions", "directory_writes"):
+            f = info[what]
+            g = f["gaps_over_50ms"]
+            per_fault = "; ".join(
+                f"{kind} ({k['faults']}): {k['p50_ms']:.0f} / {k['max_ms']:.0f} ms"
+                for kind, k in f["by_fault"].items()
+            )
+            lines.append(
+                f"| {info['nodes']} | {what.replace('_', ' ')} | {f['per_second']:,} "
+                f"| {f['longest_gap_ms']:.0f} ms | {g['count']}, {g['p50_ms']} / {g['p90_ms']} "
+                f"/ {g['max_ms']} ms | {per_fault} |"
+            )
+    seeds = ", ".join(
+        f"{b['extra_info']['nodes']} nodes seed {b['extra_info']['seed']}" for b in runs
+    )
+    lines += ["", f"Schedules: {seeds} (replay with `BEDROCK_AVAIL_SEED`)."]
+    return lines
 
 
 def plots(result: dict[str, Any], stem: Path) -> list[Path]:

@@ -19,7 +19,11 @@ our lower bound, and etcd randomizes each timeout over 200-360 ms. etcd always
 fsyncs its WAL. The settings in force are in each result's ``extra_info``.
 
 - crash failover: SIGKILL the leader, then time until the first write is
-  acknowledged by the survivors (the clock starts at the kill).
+  acknowledged by the survivors (the clock starts at the kill). Ours also
+  splits each trial (``extra_info``): ``cluster_*`` from the signal until a
+  probe that writes to every survivor directly every 2 ms (no discovery, no
+  backoff, running beside the client) has a write committed, and
+  ``client_added_*`` from then until the client's own write is acknowledged.
 - partition failover: SIGSTOP the leader (no reset: its connections stay
   open), same clock; SIGCONT after the trial.
 - the same from a steady state (ours only, not paired): each trial 2 s after
@@ -141,6 +145,8 @@ def _failover(
     benchmark.pedantic(trial, setup=setup, rounds=trials, warmup_rounds=0)
     assert benchmark.stats is not None
     benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))
+    if isinstance(s, OursSide):
+        benchmark.extra_info.update(s.failover_split())
 
 
 def test_crash_failover(benchmark: Any, runner: asyncio.Runner, side: Side) -> None:

@@ -118,6 +118,7 @@ class Pipeline:
         epoch: int = 1,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         window_seconds: float = 5.0,
+        proxy_call_timeout: float = 5.0,
     ) -> None:
         self.dialer = LoopbackDialer()
         self.fault: Fault | None = None
@@ -166,6 +167,7 @@ class Pipeline:
                 FaultyDialer(self),
                 token=TOKEN,
                 idempotency_retention=idempotency_retention,
+                call_timeout=proxy_call_timeout,
             )
             for p in self.layout.proxies
         ]

@@ -3,7 +3,8 @@
 Real workers (:class:`LogWorker`, :class:`StorageWorker`, :class:`Sequencer`,
 :class:`Resolver`, :class:`CommitProxy`) in temp directories behind a
 :class:`LoopbackDialer`; nodes that can be taken down (unreachable, like a
-dead node); a fake "consensus" holding the stored layout and the current
+dead node) or stopped (silent: a call lasts its whole timeout, like a
+SIGSTOPped node's); a fake "consensus" holding the stored layout and the current
 epoch, which also plays the gateways (storage follows the stored layout).
 """
 
@@ -76,6 +77,7 @@ class HarnessDialer(LoopbackDialer):
     ) -> protocol.Response:
         if ref.node in self.cluster.down:
             raise ConnectionRefusedError(f"node {ref.node} is down")
+        await self.cluster.silence(ref.node, timeout)
         if isinstance(body, protocol.Health):
             worker = self.cluster.workers.get(body.worker)
             if worker is None or worker.stopped:
@@ -110,6 +112,10 @@ class TestCluster:
             for i in range(1, nodes + 1)
         }
         self.down: set[str] = set()
+        #: Nodes that answer nothing and reset nothing (stopped, not dead).
+        self.stopped: set[str] = set()
+        #: The node of every worker creation asked for, in order.
+        self.creations: list[str] = []
         self.layout: bytes | None = None
         self.epoch = 0
         self.retiring: dict[str, protocol.RetiredWorker] = {}
@@ -120,6 +126,12 @@ class TestCluster:
         """A Director's context for ``epoch`` (consensus begins that epoch)."""
         self.epoch = max(self.epoch, epoch)
         return TestContext(self, epoch, node, parameters)
+
+    async def silence(self, node: str, timeout: float) -> None:  # noqa: ASYNC109
+        """A call to a stopped ``node`` times out (after ``timeout``); others go on."""
+        if node in self.stopped:
+            await asyncio.sleep(timeout)
+            raise TimeoutError(f"node {node} did not answer within {timeout:g}s")
 
     def current(self) -> Layout | None:
         return None if self.layout is None else decode_layout(self.layout)
@@ -230,6 +242,8 @@ class TestContext:
         c = self.cluster
         if node.node in c.down:
             raise ConnectionRefusedError(f"node {node.node} is down")
+        c.creations.append(node.node)
+        await c.silence(node.node, self.parameters.call_timeout)
         ref = WorkerRef(worker_id, kind, node.node, node.address)
         directory = c.root / node.node / worker_id
         worker: LogWorker | StorageWorker

@@ -44,7 +44,7 @@ class Coordinators:
 async def test_a_leader_whose_connection_broke_is_skipped_while_its_peers_still_name_it() -> None:
     fake = Coordinators(elect_after=8)
     client = Client(resolve_cluster(f"{A},{B},{C}"))
-    client._call = fake.call  # type: ignore[method-assign]
+    client.link.call = fake.call
     try:
         assert await client.register("svc", kind="log", address="x:1") == 7
     finally:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from bedrock_cp.client import Database, ErrorCode, Transaction, TransactionError, errors
+from bedrock_cp.client import (
+    Database,
+    ErrorCode,
+    Transaction,
+    TransactionError,
+    errors,
+    transaction,
+)
 from bedrock_cp.protocol import (
     Commit,
     Committed,
@@ -94,6 +101,17 @@ async def _setup(tmp_path: Path) -> tuple[Pipeline, Dialer, Database]:
     await p.start()
     dialer = Dialer(p)
     return p, dialer, Database(Layouts(p.layout), dialer)
+
+
+def _behind(db: Database) -> tuple[Layouts, Layout]:
+    """Client and gateways hold epoch 1's layout (sequencer ``old-seq``), whose
+    epoch is over: the test publishes the current one when it wants."""
+    source = db.client
+    assert isinstance(source, Layouts)
+    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
+    source.layout = old
+    db.layout = old
+    return source, old
 
 
 async def _counter(db: Database) -> int:
@@ -271,11 +289,7 @@ async def test_a_retry_waits_for_the_next_epochs_layout_not_for_its_backoff(
     # gateways learn epoch 2 a moment later. The wait before the next attempt
     # ends when the new layout arrives, however long the backoff has grown.
     p, _, db = await _setup(tmp_path)
-    source = db.client
-    assert isinstance(source, Layouts)
-    old = Layout(1, 0, ref("old-seq", "sequencer"), [], [], [], [])
-    source.layout = old
-    db.layout = old
+    source, old = _behind(db)
     loop = asyncio.get_running_loop()
     loop.call_later(0.05, source.publish, p.layout)
     error = TransactionError(ErrorCode.UNAVAILABLE, "sequencer old-seq: connection refused")
@@ -290,4 +304,33 @@ async def test_a_retry_waits_for_the_next_epochs_layout_not_for_its_backoff(
     fetches = source.fetches
     await db._after_failure(conflict, p.layout, backoff=0.01)
     assert source.fetches == fetches
+    await p.close()
+
+
+async def test_a_call_to_a_silent_old_sequencer_gives_way_to_the_next_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The old leader's node is stopped (no reset): its sequencer never answers,
+    # and the call timeout is long. The next epoch goes live meanwhile; the
+    # transaction moves to it as soon as the gateways know, not at the timeout.
+    monkeypatch.setattr(transaction, "_CALL_TIMEOUT", 600.0)
+    p, dialer, db = await _setup(tmp_path)
+    source, _ = _behind(db)
+    asked = asyncio.Event()
+
+    async def stopped_node(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if to.id != "old-seq":
+            return None
+        asked.set()
+        await asyncio.sleep(600.0)  # as the dialer would, till its timeout
+        return TimeoutError()
+
+    dialer.intercept = stopped_node
+    runs: list[int] = []
+    increment = asyncio.ensure_future(_increment(db, runs))
+    await asyncio.wait_for(asked.wait(), 10)
+    source.publish(p.layout)
+    tr = await asyncio.wait_for(increment, 10)
+    assert tr.committed_version is not None and runs == [0]
+    assert await _counter(db) == 1
     await p.close()

@@ -13,6 +13,8 @@ from bedrock_cp.protocol import (
     GetCommitVersion,
     KeyRange,
     Locked,
+    LogLock,
+    LogLocked,
     LogPush,
     Mutation,
     MutationKind,
@@ -136,6 +138,31 @@ async def test_a_log_lost_during_the_push_leaves_the_outcome_unknown(tmp_path: P
     later = await p.commit([set_(b"a", b"3")], read_version=rv)
     assert isinstance(later, Failed) and later.code == "unavailable"
     assert p.proxies[0].broken
+    await p.close()
+
+
+async def test_a_push_refused_by_a_newer_epoch_is_answered_without_waiting_for_a_silent_log(
+    tmp_path: Path,
+) -> None:
+    # log1's node is stopped (a push to it never returns, and the proxy's call
+    # timeout is long) while the next epoch locked log0: the batch cannot commit
+    # any more, so the client hears so now, not when log1 wakes up.
+    p = Pipeline(tmp_path, proxy_call_timeout=60.0)
+    await p.start()
+    rv = await p.read_version()
+    stopped = asyncio.Event()  # never set: log1 does not come back in this test
+    answer_pushes = p.logs[1].handle
+
+    async def silent(body: Request) -> Response:
+        if isinstance(body, LogPush):
+            await stopped.wait()
+        return await answer_pushes(body)
+
+    p.logs[1].handle = silent  # type: ignore[method-assign]
+    assert isinstance(await p.call(LogLock("log0", 2)), LogLocked)
+    answer = await asyncio.wait_for(p.commit([set_(b"a", b"1")], read_version=rv), 10)
+    # log1 may still append the batch when it wakes: the outcome is unknown.
+    assert isinstance(answer, Failed) and answer.code == "commit_unknown_result", answer
     await p.close()
 
 
@@ -309,7 +336,10 @@ class HoldingDialer:
         return await self.inner.call(ref, body, timeout)
 
 
-async def test_transactions_arriving_during_a_batch_form_the_next_batch(tmp_path: Path) -> None:
+async def test_a_batch_is_not_held_behind_the_one_in_flight(tmp_path: Path) -> None:
+    """Transactions arriving while a batch is being made durable form the next
+    batch at once; it is resolved and pushed while the first is still held at
+    the logs (the logs take them in version order)."""
     p = Pipeline(tmp_path)
     proxy = p.proxies[0]
     holding = HoldingDialer(FaultyDialer(p))
@@ -321,11 +351,58 @@ async def test_transactions_arriving_during_a_batch_form_the_next_batch(tmp_path
     later = [
         asyncio.ensure_future(p.commit([set_(b"k%d" % i, b"v")], read_version=rv)) for i in range(5)
     ]
-    await until(lambda: len(proxy._queue) == 5)
+    await until(lambda: holding.pushed == [1, 5])  # the five as one batch, behind nothing
+    assert not first.done()
     holding.release.set()
     a = await first
     rest = await asyncio.gather(*later)
     assert isinstance(a, Committed) and all(isinstance(r, Committed) for r in rest), rest
-    assert holding.pushed == [1, 5], "the five queued meanwhile went as one batch"
     assert len({r.version for r in rest if isinstance(r, Committed)}) == 1
+    assert all(r.version > a.version for r in rest if isinstance(r, Committed))
+    await p.close()
+
+
+class GatedDialer:
+    """The proxy's calls; the first LogPush waits for ``push_gate`` and then
+    fails, every Resolve after the first waits for ``resolve_gate``."""
+
+    def __init__(self, inner: FaultyDialer) -> None:
+        self.inner = inner
+        self.push_gate = asyncio.Event()
+        self.resolve_gate = asyncio.Event()
+        self.pushes: list[int] = []  # commit versions pushed to log0
+        self.resolves = 0
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        if isinstance(body, Resolve) and ref.id == "res0":
+            self.resolves += 1
+            if self.resolves > 1:
+                await self.resolve_gate.wait()
+        if isinstance(body, LogPush) and ref.id == "log0":
+            self.pushes.append(body.batch.version)
+            if len(self.pushes) == 1:
+                await self.push_gate.wait()
+                raise OSError("log0 lost")
+        return await self.inner.call(ref, body, timeout)
+
+
+async def test_a_batch_behind_a_failed_one_never_reaches_a_log(tmp_path: Path) -> None:
+    """Its clients were told it did not commit: it must not be pushed afterwards."""
+    p = Pipeline(tmp_path)
+    proxy = p.proxies[0]
+    gated = GatedDialer(FaultyDialer(p))
+    proxy._dialer = gated
+    await p.start()
+    rv = await p.read_version()
+    first = asyncio.ensure_future(p.commit([set_(b"a", b"1")], read_version=rv))
+    await until(lambda: len(gated.pushes) == 1)
+    second = asyncio.ensure_future(p.commit([set_(b"b", b"2")], read_version=rv))
+    await until(lambda: gated.resolves == 2)  # the second batch waits at the resolver
+    gated.push_gate.set()  # the first batch's push fails: the proxy is broken
+    a, b = await asyncio.gather(first, second)
+    assert isinstance(a, Failed) and a.code == "commit_unknown_result", a
+    assert isinstance(b, Failed) and b.code == "unavailable", b
+    gated.resolve_gate.set()  # the second batch's resolver answers after all
+    await until(lambda: not proxy._batch_tasks)
+    assert len(gated.pushes) == 1, "a batch answered 'unavailable' was pushed to a log"
     await p.close()

@@ -42,11 +42,15 @@ class Logs:
         self.asked: list[str] = []
         self.hold = asyncio.Event()
         self.hold.set()
+        #: Logs whose node is stopped: they never answer (nor reset).
+        self.silent: set[str] = set()
 
     async def call(self, to: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
         assert isinstance(body, ConfirmEpoch)
         self.asked.append(to.id)
         answer = self.answers[to.id]
+        if to.id in self.silent:
+            await asyncio.Event().wait()
         await self.hold.wait()
         if isinstance(answer, Failed) and answer.code == "unreachable":
             raise ConnectionRefusedError(f"{to.id} is down")
@@ -133,6 +137,19 @@ async def test_a_locked_or_unreachable_log_refuses_every_read_version() -> None:
     assert isinstance(refused, Failed) and refused.code == "unavailable", refused
     logs.answers["log0"] = Done()
     assert await seq.handle(GetReadVersion("seq", 1)) == ReadVersion(0)
+
+
+async def test_a_refusal_decides_the_round_without_waiting_for_a_silent_log() -> None:
+    # The next epoch locked log2 while log0's node is stopped: the reader hears
+    # now that this epoch is over, not after log0 wakes up or times out.
+    logs = Logs()
+    seq = sequencer(logs)
+    logs.silent.add("log0")
+    logs.answers["log2"] = NewerEpoch(2)
+    assert await asyncio.wait_for(seq.handle(GetReadVersion("seq", 1)), 10) == NewerEpoch(2)
+    logs.answers["log2"] = Locked("locked by a recovery")
+    seq = sequencer(logs)
+    assert isinstance(await asyncio.wait_for(seq.handle(GetReadVersion("seq", 1)), 10), Locked)
 
 
 async def test_concurrent_read_versions_share_confirmation_rounds() -> None:

@@ -4,17 +4,22 @@ first one's layout (I3), rollback and retry on a stall, stop, fail fast."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
+
+import pytest
 
 from bedrock_cp import protocol
 from bedrock_cp.director import Director, Failed, PhaseEvent, RecoveryStatus
+from bedrock_cp.director import director as director_module
+from bedrock_cp.director import retire as retire_module
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import RecoveryPhase
 from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
-from .director_harness import TestCluster, TestContext, closes_clusters
+from .director_harness import PARAMS, TestCluster, TestContext, closes_clusters, epoch_one
 
 
 def _conforms(ctx: TestContext) -> RecoveryContext:
@@ -213,6 +218,129 @@ async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> 
     await nxt.stop()
     task2.cancel()
     await cluster.close()
+
+
+#: Timeouts no test waits out: only what does not wait for a silent node passes.
+PATIENT = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+
+
+@closes_clusters
+async def test_a_live_epoch_ends_when_a_log_s_node_stops_answering(tmp_path: Path) -> None:
+    # Stopped, not dead: no connection is reset, the log just never answers, and
+    # every commit waits for it. The watch must not wait a call timeout for it.
+    await _a_stopped_log_ends_the_epoch(tmp_path)
+
+
+async def _a_stopped_log_ends_the_epoch(tmp_path: Path, *, directory_changes: bool = False) -> None:
+    cluster = TestCluster(tmp_path)
+    director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None
+    silent = layout.logs[1]
+    cluster.stopped.add(silent.node)
+    if directory_changes:
+        director.directory_changed()
+    outcome = await asyncio.wait_for(task, 10)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason.startswith(f"component log {silent.id} died (timed out)")
+    await cluster.close()
+
+
+@closes_clusters
+async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    # Every phase that calls the stopped node (locking its log, asking its
+    # replica how far it got and whether it is healthy, creating a log there)
+    # goes on once enough others answered.
+    cluster = TestCluster(tmp_path)
+    first = Director(cluster.context(1, parameters=PATIENT))
+    await _live(first)
+    layout1 = first.layout
+    assert layout1 is not None
+    assert isinstance(await cluster.commit(layout1, b"k", b"v1"), protocol.Committed)
+    await first.stop()
+    silent = layout1.storage[0].replicas[1]
+    assert silent.node in {r.node for r in layout1.logs}
+    cluster.stopped.add(silent.node)
+
+    cluster.creations.clear()
+    second = Director(
+        cluster.context(2, node="n1" if silent.node != "n1" else "n2", parameters=PATIENT)
+    )
+    task = await _live(second)
+    # Found silent while locking: nothing is created there (the others are enough).
+    assert silent.node not in cluster.creations
+    layout2 = second.layout
+    assert layout2 is not None and layout2.epoch == 2
+    assert silent.node not in {r.node for r in layout2.logs} and len(layout2.logs) == 2
+    (team,) = layout2.storage
+    assert silent.id not in {r.id for r in team.replicas}
+    assert silent.id in {r.id for r in team.absent}
+    assert await cluster.get(layout2, b"k") == b"v1"
+    await second.stop()
+    task.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_live_epoch_stops_the_older_roles_at_once_and_retires_the_rest_later(
+    tmp_path: Path,
+) -> None:
+    # A client may still wait on the old proxy (its push held by a stopped log's
+    # node): stopping it answers that client now, whatever the stopped node
+    # does with its listing. Old logs wait for the sweep.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(retire_module, "LIST_TIMEOUT", 3600.0)
+        await _stops_old_roles_at_once(tmp_path)
+
+
+async def _stops_old_roles_at_once(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    layout1 = await epoch_one(cluster)
+    cluster.stopped.add("n3")
+    old_roles = {layout1.sequencer.id, *(r.id for r in layout1.proxies)}
+    old_roles |= {a.worker.id for a in layout1.resolvers}
+    assert old_roles <= cluster.running()
+    second = Director(cluster.context(2), retire_delay=3600)
+    task = await _live(second)
+    for _ in range(500):
+        if not old_roles & cluster.running():
+            break
+        await asyncio.sleep(0.01)
+    assert not old_roles & cluster.running()
+    assert {r.id for r in layout1.logs} <= cluster.running()  # retired after the delay
+    await second.stop()
+    task.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_layout_built_without_a_stopped_node_gives_way_once_it_answers_again(
+    tmp_path: Path,
+) -> None:
+    # A SIGCONT changes nothing in the directory: the Director must look by itself.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    cluster.stopped.add("n3")
+    second = Director(cluster.context(2))
+    task = await _live(second)
+    assert second.layout is not None and len(second.layout.logs) == 2
+    cluster.stopped.clear()
+    outcome = await asyncio.wait_for(task, 10)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == "layout degraded: 2 logs, 3 possible now"
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_look_for_a_better_layout_never_holds_up_the_watch(tmp_path: Path) -> None:
+    # Services register all the time (each a directory change), and a look asks
+    # every node's Foreman, a stopped one too: the watch goes on meanwhile.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(director_module, "LOOK_TIMEOUT", 3600.0)
+        await _a_stopped_log_ends_the_epoch(tmp_path, directory_changes=True)
 
 
 def test_the_status_keeps_the_last_ten_recoveries() -> None:

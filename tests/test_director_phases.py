@@ -16,9 +16,12 @@ from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
 from bedrock_cp.director.phases import (
+    _calls,
     build_layout,
     monitor,
     persist,
+    plan_log_recovery,
+    recruit_logs,
     recruit_storage,
     replay_logs,
     vacancies,
@@ -38,7 +41,7 @@ from bedrock_cp.protocol import (
     encode_layout,
 )
 
-from .director_harness import TestCluster, closes_clusters, epoch_one, run_phases
+from .director_harness import PARAMS, TestCluster, closes_clusters, epoch_one, run_phases
 
 # -- 1. validate_layout ----------------------------------------------------------------------
 
@@ -133,6 +136,28 @@ async def test_lock_a_silent_log_times_out(tmp_path: Path) -> None:
     await run_phases(attempt, ctx, "plan_log_recovery")
     assert layout.logs[0].id not in attempt.locked and len(attempt.locked) == 2
     await cluster.close()
+
+
+@closes_clusters
+async def test_a_node_found_silent_by_the_lock_is_not_waited_for_again(tmp_path: Path) -> None:
+    # Planning and storage recruitment ask the silent node's replica too, but
+    # give it no grace once the lock had to cut it off (a grace no test waits out).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_calls, "STRAGGLER_GRACE", 3600.0)
+        cluster = TestCluster(tmp_path)
+        layout = await epoch_one(cluster)
+        silent = layout.storage[0].replicas[1]
+        patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+        ctx = cluster.context(2, parameters=patient)
+        attempt = Attempt(1, 2)
+        await run_phases(attempt, ctx, "plan_log_recovery")
+        cluster.stopped.add(silent.node)
+        attempt.silent.add(silent.node)  # as the lock would have found
+        for phase in (plan_log_recovery, vacancies, recruit_logs, recruit_storage):
+            await asyncio.wait_for(phase.run(attempt, ctx), 10)
+        (team,) = attempt.storage
+        assert [r.id for r in team.absent] == [silent.id]
+        await cluster.close()
 
 
 # -- 3. plan_log_recovery ----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The coordinator client: ``client = await bedrock_cp.connect(cluster)``.
 
-It finds the leader (pings every coordinator, takes the answer with the highest
-term that names a leader), sends writes there, follows ``NotLeader`` answers and
-broken connections to the new leader, and retries until the request's deadline.
+It sends writes to the leader through a
+:class:`~bedrock_cp.client.coordinators.CoordinatorLink` (discovery, redirects,
+hedging, suspicion and backoff, shared with every node's Gateway), retrying
+until the request's deadline.
 Every write carries this client's session (a random client id and a sequence
 number fixed per logical write), so a retry after a lost reply or a failover is
 applied exactly once.
@@ -22,9 +23,9 @@ from .. import protocol
 from ..auth import AuthError, ConnectorAuth, load_connector
 from ..auth.credentials import NO_AUTH
 from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
-from ..transport import ConnectionLost, HandshakeRefused, RemoteError, RpcChannel
-from ..transport.backoff import Backoff
+from ..transport import ConnectionLost, HandshakeRefused, RpcChannel
 from .cluster_file import ClusterFile, resolve_cluster
+from .coordinators import RETRYABLE, CoordinatorLink, NoLeader, describe
 
 
 class ClientError(Exception):
@@ -37,23 +38,6 @@ class ClusterUnavailable(ClientError):
 
 class RequestRejected(ClientError):
     """The cluster refused the request; the message says why."""
-
-
-class _Redirect(Exception):
-    """A newer leader was found while a try was still waiting."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(address)
-        self.address = address
-
-
-_RETRYABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
-
-#: Pauses between tries while no leader completes a request: an election takes
-#: tens of milliseconds, so the client looks again within that (jittered, so
-#: many clients do not retry in lockstep).
-RETRY_BASE = 0.002
-RETRY_CAP = 0.025
 
 
 async def connect(
@@ -99,15 +83,6 @@ class Client:
         self.rng = rng or random.Random()
         self.addresses = list(cluster.coordinators)
         self.request_timeout = request_timeout
-        # One try at one coordinator; a leader that is stopped or cut off (no
-        # reset) is only noticed this way. Retrying is safe: writes carry a session.
-        self.attempt_timeout = attempt_timeout
-        # While a try is slow, ask the others this often whether a newer leader
-        # exists (a stopped leader sends no reset; only its peers can tell).
-        self.hedge_after = 0.05
-        self._hedge: tuple[float, str, asyncio.Future[str | None]] | None = None
-        # Leader addresses that timed out recently, until when (loop time).
-        self._suspects: dict[str, float] = {}
         # Sessions for exactly-once writes. The coordinators apply a session's
         # writes in seq order and refuse an older seq, so each session carries
         # one write at a time: concurrent writes each take a session of their own
@@ -120,9 +95,13 @@ class Client:
         )
         #: Where the calls go (a :class:`Database` of this client uses it too).
         self.channel = channel
-        self._leader: str | None = None
-        self._lock = asyncio.Lock()
-        self._retry = Backoff(RETRY_BASE, RETRY_CAP, random.Random(self.rng.getrandbits(64)))
+        #: How calls find and follow the leader.
+        self.link = CoordinatorLink(
+            self.addresses,
+            self._call,
+            rng=random.Random(self.rng.getrandbits(64)),
+            attempt_timeout=attempt_timeout,
+        )
 
     # -- public API -------------------------------------------------------------------
 
@@ -300,7 +279,7 @@ class Client:
                         "epoch": None,
                         "pid": entry.pid if entry else None,
                         "reachable": False,
-                        "error": _describe(result),
+                        "error": describe(result),
                     }
                 )
         if best is None:
@@ -356,159 +335,16 @@ class Client:
 
     async def _leader_call(self, body: protocol.Request) -> protocol.Response:
         """Send to the leader, following redirects and failovers until the deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.request_timeout
-        tries = 0
-        last_problem = "no leader known"
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ClusterUnavailable(
-                    f"no leader completed the request within {self.request_timeout:g}s "
-                    f"({last_problem})"
-                )
-            address = self._leader or await self._discover(min(remaining, 1.0))
-            if address is None:
-                last_problem = "no coordinator names a leader"
-            else:
-                try:
-                    reply = await self._attempt(address, body, min(remaining, self.attempt_timeout))
-                except _Redirect as redirect:
-                    last_problem = f"{address} was replaced by {redirect.address}"
-                    self._suspects[address] = loop.time() + 4 * self.attempt_timeout
-                    self._leader = redirect.address
-                    continue
-                except _RETRYABLE as exc:
-                    last_problem = f"{address}: {_describe(exc)}"
-                    self._leader = None
-                    if not isinstance(exc, RemoteError):
-                        # Silent (a timeout) or gone (reset, refused): discovery skips
-                        # it until it answers a ping, though its peers may still name
-                        # it until they notice.
-                        self._suspects[address] = loop.time() + 4 * self.attempt_timeout
-                else:
-                    match reply:
-                        case protocol.NotLeader(leader_address=leader_address):
-                            last_problem = f"{address} is not the leader"
-                            self._leader = leader_address or None
-                            if leader_address and leader_address != address:
-                                continue
-                        case protocol.Unavailable(reason=reason):
-                            last_problem = f"{address}: {reason}"
-                        case protocol.Rejected(reason=reason):
-                            raise RequestRejected(reason)
-                        case protocol.Unauthorized():
-                            raise RequestRejected(unauthorized(reply))
-                        case _:
-                            self._leader = address
-                            return reply
-            await asyncio.sleep(min(self._retry.delay(tries), max(0.0, deadline - loop.time())))
-            tries += 1
-
-    async def _attempt(
-        self,
-        address: str,
-        body: protocol.Request,
-        timeout: float,  # noqa: ASYNC109
-    ) -> protocol.Response:
-        """One try at ``address``. While it is slow to answer, ask the others
-        whether a newer leader exists (a stopped or cut-off leader sends no
-        reset, so only the others can tell): if one does, go there at once."""
-        call = asyncio.ensure_future(self._call(address, body, timeout))
         try:
-            while True:
-                done, _ = await asyncio.wait({call}, timeout=self.hedge_after)
-                if done:
-                    return call.result()
-                newer = await self._newer_leader(address)
-                if newer is not None:
-                    raise _Redirect(newer)
-        finally:
-            if not call.done():
-                call.cancel()
-
-    async def _newer_leader(self, current: str) -> str | None:
-        """A leader other than ``current`` that a coordinator names, if any.
-
-        Concurrent slow tries share one round of pings (no amplification under load).
-        """
-        loop = asyncio.get_running_loop()
-        cached = self._hedge
-        if (
-            cached is not None
-            and cached[1] == current
-            and loop.time() - cached[0] < self.hedge_after
-        ):
-            return await asyncio.shield(cached[2])
-        fut = asyncio.ensure_future(self._ask_others(current))
-        self._hedge = (loop.time(), current, fut)
-        return await asyncio.shield(fut)
-
-    async def _ask_others(self, current: str) -> str | None:
-        others = [a for a in self.addresses if a != current]
-        replies = await self._ping(others, self.hedge_after, need=len(others))
-        for address, reply in sorted(
-            replies.items(),
-            key=lambda kv: -kv[1].term if isinstance(kv[1], protocol.PingReply) else 0,
-        ):
-            if isinstance(reply, protocol.PingReply) and reply.leader_id:
-                leader = address if reply.leader_id == reply.node_id else reply.leader_address
-                if leader and leader != current:
-                    return leader
-        return None
-
-    async def _discover(self, timeout: float) -> str | None:  # noqa: ASYNC109
-        """The leader named with the highest term, skipping recently silent ones.
-
-        Returns as soon as a majority answered and one of them names a leader,
-        without waiting for a silent (stopped, partitioned) coordinator.
-        """
-        majority = len(self.addresses) // 2 + 1
-        replies = await self._ping(self.addresses, min(timeout, self.attempt_timeout), majority)
-        now = asyncio.get_running_loop().time()
-        self._suspects = {a: t for a, t in self._suspects.items() if t > now}
-        best: tuple[int, str] | None = None
-        for address, reply in replies.items():
-            if not isinstance(reply, protocol.PingReply):
-                continue
-            self._suspects.pop(address, None)  # it answered: it is not silent
-            if not reply.leader_id:
-                continue
-            leader_address = address if reply.leader_id == reply.node_id else reply.leader_address
-            if not leader_address or leader_address in self._suspects:
-                continue
-            if best is None or reply.term > best[0]:
-                best = (reply.term, leader_address)
-        self._leader = best[1] if best else None
-        return self._leader
-
-    async def _ping(
-        self,
-        addresses: list[str],
-        timeout: float,  # noqa: ASYNC109
-        need: int,
-    ) -> dict[str, protocol.Response | BaseException]:
-        """Ping ``addresses`` concurrently; stop waiting once ``need`` answered and
-        one of the answers names a leader (or when ``timeout`` passes)."""
-        body = protocol.Ping()
-        tasks = {asyncio.ensure_future(self._call(a, body, timeout)): a for a in addresses}
-        out: dict[str, protocol.Response | BaseException] = {}
-        try:
-            pending = set(tasks)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in tasks:  # in address order, not the done set's (memory) order
-                    if t in done:
-                        exc = t.exception()
-                        out[tasks[t]] = exc if exc is not None else t.result()
-                answered = [r for r in out.values() if isinstance(r, protocol.PingReply)]
-                if len(answered) >= need and any(r.leader_id for r in answered):
-                    break
-        finally:
-            for t in tasks:
-                if not t.done():
-                    t.cancel()
-        return out
+            reply = await self.link.call_leader(body, self.request_timeout)
+        except NoLeader as exc:
+            raise ClusterUnavailable(str(exc)) from None
+        match reply:
+            case protocol.Rejected(reason=reason):
+                raise RequestRejected(reason)
+            case protocol.Unauthorized():
+                raise RequestRejected(unauthorized(reply))
+        return reply
 
     async def _ping_all(self, timeout: float) -> dict[str, protocol.Response | BaseException]:  # noqa: ASYNC109
         body = protocol.Ping()
@@ -519,11 +355,12 @@ class Client:
 
     async def _any(self, body: protocol.Request) -> protocol.Response:
         problems = []
-        for address in [*([self._leader] if self._leader else []), *self.addresses]:
+        leader = self.link.leader
+        for address in [*([leader.address] if leader else []), *self.addresses]:
             try:
                 return await self._call(address, body, self.request_timeout)
-            except _RETRYABLE as exc:
-                problems.append(f"{address}: {_describe(exc)}")
+            except RETRYABLE as exc:
+                problems.append(f"{address}: {describe(exc)}")
         raise ClusterUnavailable("no coordinator answered: " + "; ".join(problems))
 
     async def _call(
@@ -576,13 +413,3 @@ def _recovery(reported: dict[str, Any] | None) -> dict[str, Any]:
     }
     out.update(reported or {})
     return out
-
-
-def _describe(exc: object) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, BaseException):
-        return str(exc) or type(exc).__name__
-    return repr(exc)

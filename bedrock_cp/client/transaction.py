@@ -58,7 +58,7 @@ import bisect
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .. import protocol
 from ..protocol import (
@@ -84,6 +84,10 @@ T = TypeVar("T")
 __all__ = ["Database", "ErrorCode", "Transaction", "TransactionError", "open_database"]
 
 _CALL_TIMEOUT = 5.0
+#: A call unanswered for this long also waits for a newer epoch, and gives up
+#: when one comes: a role on a stopped node answers nothing (no reset), while
+#: the next epoch may be live already.
+_RACE_AFTER = 0.05
 #: How long one layout fetch may take, and how long to wait for a newer epoch.
 _FETCH_TIMEOUT = 0.5
 _NEWER_EPOCH_WAIT = 1.0
@@ -310,27 +314,70 @@ class Database:
 
     # -- plumbing ------------------------------------------------------------------
 
-    async def call(self, ref: WorkerRef, body: protocol.Request) -> protocol.Response:
+    async def call(
+        self, ref: WorkerRef, body: protocol.Request, epoch: int = 0
+    ) -> protocol.Response:
+        """Call a worker of the layout of ``epoch`` (0: whatever epoch is current)."""
         try:
-            reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
+            reply = await self._unless_superseded(self.dialer.call(ref, body, _CALL_TIMEOUT), epoch)
         except (OSError, TimeoutError, RemoteError) as exc:
             raise _error(ErrorCode.UNAVAILABLE, _unreachable(ref, exc)) from None
+        if reply is None:
+            raise _error(ErrorCode.EPOCH_CHANGED, f"{ref.kind} {ref.id}: epoch {epoch} is over")
         return _checked(ref, reply)
 
-    async def commit_call(self, ref: WorkerRef, body: protocol.Commit) -> protocol.Response:
+    async def commit_call(
+        self, ref: WorkerRef, body: protocol.Commit, epoch: int = 0
+    ) -> protocol.Response:
         """Send a commit: a failure once it may have been sent is ``commit_unknown_result``."""
         try:
             await self.dialer.connect(ref, _CALL_TIMEOUT)
         except (OSError, TimeoutError, RemoteError) as exc:
             raise _error(ErrorCode.UNAVAILABLE, _unreachable(ref, exc)) from None
         try:
-            reply = await self.dialer.call(ref, body, _CALL_TIMEOUT)
+            reply = await self._unless_superseded(self.dialer.call(ref, body, _CALL_TIMEOUT), epoch)
         except (OSError, TimeoutError, RemoteError) as exc:
             raise _error(
                 ErrorCode.COMMIT_UNKNOWN_RESULT,
                 f"no answer to the commit: {_unreachable(ref, exc)}",
             ) from None
+        if reply is None:  # the new epoch recovered whatever this commit left on the logs
+            raise _error(
+                ErrorCode.COMMIT_UNKNOWN_RESULT,
+                f"no answer to the commit from {ref.kind} {ref.id} before epoch {epoch} ended",
+            )
         return _checked(ref, reply)
+
+    async def _unless_superseded(
+        self, call: Awaitable[protocol.Response], epoch: int
+    ) -> protocol.Response | None:
+        """``call``'s answer, or None if a layout newer than ``epoch`` comes first
+        (the call is then abandoned). Only a call slower than ``_RACE_AFTER`` waits
+        for layouts; all slow calls of this database share one long poll."""
+        if epoch <= 0:
+            return await call
+        answer = asyncio.ensure_future(call)
+        newer: asyncio.Future[Layout | None] | None = None
+        try:
+            done, _ = await asyncio.wait((answer,), timeout=_RACE_AFTER)
+            while not done:
+                newer = asyncio.ensure_future(self._poll(epoch, _CALL_TIMEOUT))
+                both: list[asyncio.Future[Any]] = [answer, newer]
+                await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+                if answer.done():
+                    break
+                layout = None if newer.exception() is not None else newer.result()
+                if layout is not None and layout.epoch > epoch:
+                    if self.layout is None or layout.epoch > self.layout.epoch:
+                        self.layout = layout
+                    return None
+                # No newer epoch yet: pace the next poll.
+                done, _ = await asyncio.wait((answer,), timeout=_RACE_AFTER)
+        finally:
+            for fut in (answer, newer):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+        return answer.result()
 
     async def close(self) -> None:
         await self.dialer.close()
@@ -400,7 +447,9 @@ class Transaction:
             layout = await self.db.current_layout()
             self._layout = layout
             reply = await self.db.call(
-                layout.sequencer, protocol.GetReadVersion(layout.sequencer.id, layout.epoch)
+                layout.sequencer,
+                protocol.GetReadVersion(layout.sequencer.id, layout.epoch),
+                layout.epoch,
             )
             if not isinstance(reply, protocol.ReadVersion):
                 raise _error(
@@ -428,7 +477,7 @@ class Transaction:
         last: TransactionError | None = None
         for ref in replicas:
             try:
-                return await self.db.call(ref, make(ref.id))
+                return await self.db.call(ref, make(ref.id), layout.epoch)
             except TransactionError as err:
                 if err.code not in (ErrorCode.UNAVAILABLE, ErrorCode.WRONG_SHARD):
                     raise
@@ -586,7 +635,7 @@ class Transaction:
         body = protocol.Commit(
             proxy.id, version, self._reads, writes, self._mutations, b"", self.idempotency_id
         )
-        reply = await self.db.commit_call(proxy, body)
+        reply = await self.db.commit_call(proxy, body, layout.epoch)
         match reply:
             case protocol.Committed(version=committed):
                 self.committed_version = committed

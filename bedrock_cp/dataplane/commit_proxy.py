@@ -1,11 +1,13 @@
 """The commit proxy: turns client transactions into durable commit batches.
 
 Batches adapt to the load: an idle proxy commits a request at once (only the
-requests of the same turn of the event loop join it), and everything that
-arrives while a batch is in flight forms the next batch, so the batch size
-grows with the load and no request waits for a fixed window
-(``batch_interval``, 0 by default, adds one before each batch). Per batch (in
-order):
+requests of the same turn of the event loop join it), and what arrives while
+batches are in flight forms the next one, at once, up to
+:data:`PIPELINE_DEPTH` batches in flight (then what queued meanwhile waits for
+a slot, so the batch size grows with the load); no request waits for a fixed
+window (``batch_interval``, 0 by default, adds one before each batch). The
+batches' versions chain, and resolvers and logs take them in that order, so a
+batch never waits here for the one before it. Per batch (in order):
 
 1. a commit version (and its predecessor) from the sequencer;
 2. conflict checks on every resolver (each gets every transaction, its ranges
@@ -22,7 +24,8 @@ order):
 Any failure of the sequencer, a resolver or a log breaks the proxy for good
 (the versions chain is broken; the Director starts a new epoch), and
 ``NewerEpoch`` from any component means this generation is superseded. Either
-way the batch's transactions are answered by how far it got: before the push
+way every batch in flight is answered by how far it got (and one that had not
+begun its push never begins it): before the push
 to the logs began, ``unavailable`` (or ``NewerEpoch``) — definitely not
 committed; after, ``commit_unknown_result`` for every transaction the
 resolvers admitted, since the batch may be durable on enough logs for the next
@@ -30,8 +33,10 @@ recovery to keep it (conflicting ones still get ``NotCommitted``). Every
 ``idle_interval`` without a transaction it checks the sequencer (a read
 version) and tells every log the committed version
 (:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
-can persist the last batches): a dead component is noticed as quickly as by a
-batch, and an idle cluster writes nothing.
+can persist the last batches), and an idle cluster writes nothing. That
+check runs every 0.25 s, not faster: noticing a dead component quickly is the
+Director's monitoring (every component, every 50 ms), and each check is a
+round trip to every log.
 
 Idempotency (:mod:`bedrock_cp.protocol.idempotency`): a transaction that
 carries an id gets that id's conflict key added to its read and write ranges,
@@ -94,6 +99,7 @@ from ..protocol import (
     idempotency,
     served_range,
 )
+from .gather import until_refused
 from .metrics import TransactionMetrics
 from .resolver import clip
 from .worker import Dialer
@@ -104,6 +110,11 @@ log = logging.getLogger(__name__)
 MAX_QUEUED = 10_000
 MAX_BATCH_BYTES = 8 << 20
 MAX_BATCH_TRANSACTIONS = 2_000
+#: Batches in flight at once. Each batch's versions chain to the one before it
+#: (the sequencer hands out ``prev_version``), and resolvers and logs take
+#: batches only in chain order, so batches need not wait for each other here:
+#: while one is being made durable, the next gets its version and is resolved.
+PIPELINE_DEPTH = 8
 _KINDS = frozenset(int(k) for k in MutationKind)
 
 
@@ -128,7 +139,7 @@ class _Txn:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
     """A batch in flight: the answers decided so far, and whether the push began."""
 
@@ -136,6 +147,8 @@ class _Batch:
     answers: list[Response | None]
     pushing: bool = False
     version: int = 0  # its commit version, once the sequencer gave one
+    #: Answered by :meth:`fail`: it must not begin its push any more.
+    failed: bool = False
 
     def fail(self, failure: Response, detail: str) -> None:
         """Answer every transaction of the batch that the batch did not answer.
@@ -143,6 +156,7 @@ class _Batch:
         Once the push began, an admitted transaction may be committed after all:
         it gets ``commit_unknown_result``, never the definite ``failure``.
         """
+        self.failed = True
         unknown = Failed("commit_unknown_result", f"the commit may have happened: {detail}")
         for txn, answer in zip(self.txns, self.answers, strict=True):
             if txn.reply.done():
@@ -225,7 +239,7 @@ class CommitProxy:
         *,
         token: bytes,
         batch_interval: float = 0.0,
-        idle_interval: float = 0.05,
+        idle_interval: float = 0.25,
         call_timeout: float = 5.0,
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         metrics: TransactionMetrics | None = None,
@@ -246,7 +260,9 @@ class CommitProxy:
         self._broken: str | None = None
         self._committed = layout.recovery_version  # durable on every log of the layout
         self._queue: list[_Txn] = []
-        self._inflight: _Batch | None = None
+        self._inflight: set[_Batch] = set()
+        self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
+        self._batch_tasks: set[asyncio.Task[None]] = set()
         # Idempotency records older than this many versions are cleared (first proxy only).
         self._cleans = bool(layout.proxies) and layout.proxies[0].id == ref.id
         self._retention = int(idempotency_retention * VERSIONS_PER_SECOND)
@@ -334,21 +350,39 @@ class CommitProxy:
     # -- batching ------------------------------------------------------------------------
 
     async def _batch_loop(self) -> None:
-        while not self.stopped and self._broken is None and self._seen_epoch == self.epoch:
+        while self._running():
             if not self._queue:
                 try:
                     async with asyncio.timeout(self._idle_interval):
                         await self._wake.wait()
                 except TimeoutError:
-                    await self._check_idle()
+                    if not self._inflight:
+                        await self._check_idle()
                     continue
             self._wake.clear()
             # Let this turn's requests join (and a configured window's); under
-            # load, what queued during the batch in flight is the next batch.
+            # load, what queued while every slot was busy is the next batch.
             await asyncio.sleep(self._batch_interval)
-            self._inflight = _Batch(txns := self._take_batch(), [None] * len(txns))
-            await self._run_batch(self._inflight)
-            self._inflight = None
+            await self._slots.acquire()
+            if not self._running() or not self._queue:
+                self._slots.release()
+                continue
+            batch = _Batch(txns := self._take_batch(), [None] * len(txns))
+            self._inflight.add(batch)
+            task = asyncio.get_running_loop().create_task(self._pipelined(batch))
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_tasks.discard)
+
+    def _running(self) -> bool:
+        return not self.stopped and self._broken is None and self._seen_epoch == self.epoch
+
+    async def _pipelined(self, batch: _Batch) -> None:
+        try:
+            await self._run_batch(batch)
+        finally:
+            self._inflight.discard(batch)
+            self._slots.release()
+            self._wake.set()  # the loop may wait for a slot's batch to form
 
     async def _check_idle(self) -> None:
         """Idle: are the sequencer and the logs still there? (No write anywhere.)"""
@@ -424,9 +458,10 @@ class CommitProxy:
                 txn.reply.set_result(answer or Failed("internal", "no answer"))
 
     def _fail(self, batch: _Batch | None, failure: Response, detail: str) -> None:
-        """Answer the batch in flight (see :meth:`_Batch.fail`) and everything queued."""
-        if batch is not None:
-            batch.fail(failure, detail)
+        """Answer ``batch``, every other batch in flight (see :meth:`_Batch.fail`:
+        their chain cannot go on past a failed one) and everything queued."""
+        for b in [*([batch] if batch is not None else []), *self._inflight]:
+            b.fail(failure, detail)
         queued, self._queue = self._queue, []
         for txn in queued:
             if not txn.reply.done():
@@ -511,13 +546,20 @@ class CommitProxy:
             (target, LogPush(target.id, self.epoch, commit_batch, self._committed))
             for target in layout.logs
         ]
+        if b.failed:
+            # Another batch failed meanwhile and this one's clients were told it
+            # did not commit: it must not reach a log now.
+            raise _Unavailable("an earlier batch failed")
         b.pushing = True  # from here on, a failure may leave the outcome unknown
-        results = await asyncio.gather(
-            *(self._call(target, body) for target, body in pushes), return_exceptions=True
+        # A log that failed decides it: do not wait on the others (one may be stopped).
+        results = await until_refused(
+            [self._call(target, body) for target, body in pushes],
+            lambda r: isinstance(r, LogPushed),
         )
         if not all(isinstance(r, LogPushed) for r in results):
-            # Unknown unless every log refused before appending the batch.
-            b.pushing = not all(_refused_before_append(r) for r in results)
+            # Unknown unless every log refused before appending the batch (a
+            # push still unanswered may yet be appended).
+            b.pushing = not all(r is not None and _refused_before_append(r) for r in results)
             superseded = [r for r in results if isinstance(r, _Superseded)]
             failed = [r for r in results if isinstance(r, BaseException)]
             raise (superseded or failed or [_Unavailable(f"logs answered {results}")])[0]
@@ -550,4 +592,6 @@ class CommitProxy:
             with contextlib.suppress(BaseException):
                 await self._task
         why = f"proxy {self.ref.id} is stopped"
-        self._fail(self._inflight, Failed("unavailable", why), why)
+        self._fail(None, Failed("unavailable", why), why)
+        for task in list(self._batch_tasks):
+            task.cancel()

@@ -20,7 +20,8 @@ that succeeds proves that no commit of a newer epoch was acknowledged before the
 request arrived. A log that refuses (``NewerEpoch``, ``Locked``) supersedes this
 sequencer: the request is answered ``NewerEpoch`` (``Locked`` while only a
 lock is known); one that does not answer within ``confirm_timeout`` fails the
-round with ``Failed("unavailable")``.
+round with ``Failed("unavailable")``. The first log that does not confirm
+decides the round: the others are not waited for.
 
 Concurrent requests share rounds (as FoundationDB batches read-version
 requests): one round is in flight at a time; requests arriving meanwhile wait
@@ -53,6 +54,7 @@ from ..protocol import (
     Response,
     WorkerRef,
 )
+from .gather import until_refused
 from .worker import Dialer
 
 #: How long a confirmation round waits for the logs before it fails.
@@ -146,13 +148,14 @@ class Sequencer:
         """One round: None if every log still accepts this epoch, else the refusal."""
         if self._seen_epoch > self.epoch:
             return NewerEpoch(self._seen_epoch)
-        answers = await asyncio.gather(
-            *(self._ask(ref) for ref in self._logs), return_exceptions=True
+        # The first log that does not confirm decides the round (another may be stopped).
+        answers = await until_refused(
+            [self._ask(ref) for ref in self._logs], lambda a: isinstance(a, Done)
         )
         refusal: Response | None = None
         for ref, answer in zip(self._logs, answers, strict=True):
-            if isinstance(answer, Done):
-                continue
+            if answer is None or isinstance(answer, Done):
+                continue  # not waited for, or confirmed
             if isinstance(answer, NewerEpoch):
                 self._seen_epoch = max(self._seen_epoch, answer.epoch)
                 return NewerEpoch(self._seen_epoch)

@@ -126,6 +126,9 @@ class Attempt:
     # 11. persist: the layout was sent to be stored. Whatever the answer (it
     # may be lost with the leadership), it may now be the stored layout.
     layout_offered: bool = False
+    #: Nodes a phase stopped waiting for (stopped or hung, not dead): later
+    #: phases create nothing there while other nodes can host it.
+    silent: set[str] = field(default_factory=set)
     # what this attempt created, for rollback
     created_workers: list[WorkerRef] = field(default_factory=list)
     started_roles: list[WorkerRef] = field(default_factory=list)

@@ -10,10 +10,13 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   to ``backoff_cap``, with jitter), or at once when the owner calls
   :meth:`directory_changed`;
 - **failed** (superseded) — rollback and return :class:`~.attempt.Failed`;
-- **completed** — the layout is stored; the Director retires what older
+- **completed** — the layout is stored; the Director stops the older epochs'
+  roles at once (a client may wait on them), then retires what older
   epochs left behind (:mod:`.retire`: their roles, old log generations,
   replaced replicas, orphans; again whenever the directory changes), keeps
-  checking every transaction component (``Health`` every ``monitor_interval``)
+  checking every transaction component (``Health`` every ``monitor_interval``,
+  answered within ``health_timeout``: a stopped node resets no connection, and
+  every commit waits for each log, so silence counts as death)
   and returns ``Failed("component X died")`` at the first death: the owner
   then starts the Director of the next epoch (fail fast). Its data
   distribution (:mod:`.distribution`) replaces storage replicas lost for good
@@ -46,7 +49,7 @@ from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import RecoveryPhase
 from .phases.monitor import components, dead
-from .retire import retire
+from .retire import retire, stop_old_roles
 from .rollback import rollback
 from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
 
@@ -57,6 +60,13 @@ log = logging.getLogger(__name__)
 RETIRE = "retire"
 #: Seconds a live epoch waits before it retires what older epochs left.
 RETIRE_DELAY = 1.0
+#: Seconds a live epoch's component has to answer ``Health``: commits stall
+#: while a log is silent, so this bounds how long a stopped node stalls them.
+HEALTH_TIMEOUT = 0.25
+#: Seconds between two looks for the nodes a degraded layout lacks.
+REGROW_INTERVAL = 0.5
+#: Seconds a node's Foreman has to answer such a look.
+LOOK_TIMEOUT = 0.5
 
 
 class Director:
@@ -68,6 +78,7 @@ class Director:
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
         monitor_interval: float = 0.05,
+        health_timeout: float = HEALTH_TIMEOUT,
         pause_before: RecoveryPhase | str | None = None,
         status: RecoveryStatus | None = None,
         rng: random.Random | None = None,
@@ -83,6 +94,7 @@ class Director:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
+        self._health_timeout = health_timeout
         if pause_before is not None and pause_before != RETIRE:
             try:
                 pause_before = RecoveryPhase.named(pause_before)
@@ -245,7 +257,11 @@ class Director:
         not delay noticing a death)."""
         hook = self._pause if self._pause_before == RETIRE and recovered_from else None
         if recovered_from is not None:
-            # Not urgent: let the first commits of the new epoch have the disks first.
+            try:  # urgent: clients may still wait on them
+                await stop_old_roles(self.ctx, layout)
+            except Exception as exc:  # consensus unreachable, ...: the sweep stops them
+                log.info("director: stopping old roles failed: %s: %s", type(exc).__name__, exc)
+            # The rest is not urgent: let the first commits of the new epoch have the disks first.
             await asyncio.sleep(self._retire_delay)
         try:
             await retire(self.ctx, layout, recovered_from, distribution.filling, recorded_hook=hook)
@@ -267,13 +283,39 @@ class Director:
             if reason is not None:
                 return reason
 
+    async def _look_for_better(self, layout: Layout, on_change: Callable[[], None]) -> str:
+        """Why a better layout than ``layout`` is possible now (see :meth:`_watch`).
+
+        Looked for at each directory change (then ``on_change`` runs too) and,
+        while ``layout`` is degraded, every :data:`REGROW_INTERVAL`: a stopped
+        node that resumes changes nothing in the directory. Beside the watch,
+        not in it: a look waits on silent nodes, and services register all the
+        time.
+        """
+        degraded = len(layout.logs) < self.ctx.parameters.desired_logs
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), REGROW_INTERVAL if degraded else None)
+            changed = self._changed.is_set()
+            self._changed.clear()
+            try:
+                better = await self._better_layout_possible(layout)
+            except Exception as exc:  # a node unreachable, ...: the next look
+                log.info("director: looking for a better layout: %s: %s", type(exc).__name__, exc)
+                continue
+            if better is not None:
+                return better
+            if changed:
+                on_change()
+
     async def _watch(self, layout: Layout, recovered_from: Layout | None = None) -> Outcome:
         """Fail fast: the first transaction component that dies ends this epoch.
 
-        Also ends it when the layout is degraded (built while nodes were down:
-        fewer logs than wanted) and a directory change made a better one
-        possible — otherwise losing one more node could lose the majority of the
-        logs although enough nodes are back — and when the data distribution
+        Also ends it when the layout is degraded (built while nodes were down
+        or silent: fewer logs than wanted) and a directory change, or a look
+        every :data:`REGROW_INTERVAL`, finds a better one possible — otherwise
+        losing one more node could lose the majority of the logs although
+        enough nodes are back — and when the data distribution
         can build a different storage team (an absent replica back, a filled
         replacement, or a lost replica dropped), and when a config change
         excluded a node that holds one of its logs.
@@ -281,30 +323,27 @@ class Director:
         refs = components(layout, storage=False)
         distribution = Distribution(self.ctx, layout, self.replicas)
         sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
+
+        def sweep_again() -> None:  # a node came back: it may hold retired workers
+            nonlocal sweeping
+            if sweeping.done():
+                sweeping = self._spawn(self._sweep(layout, recovered_from, distribution), "retire")
+
         distributing = self._spawn(self._distribute(distribution), "distribute")
         self._changed.clear()
         if any(r.node in self.ctx.parameters.excluded_nodes for r in layout.logs):
             self._changed.set()  # excluded while this epoch was being recovered
+        looking = self._spawn(self._look_for_better(layout, sweep_again), "look")
         while True:
             await asyncio.sleep(self._monitor_interval)
-            if distributing.done():
-                reason = str(distributing.result())
+            ended = [t for t in (distributing, looking) if t.done()]
+            if ended:
+                reason = str(ended[0].result())
                 self.status.state, self.status.reason = FAILED, reason
                 log.info("director: epoch %d: %s", self.ctx.epoch, reason)
                 return Failed(reason)
-            if self._changed.is_set():
-                self._changed.clear()
-                better = await self._better_layout_possible(layout)
-                if better is not None:
-                    self.status.state, self.status.reason = FAILED, better
-                    log.info("director: epoch %d: %s", self.ctx.epoch, better)
-                    return Failed(better)
-                if sweeping.done():  # a node came back: it may hold retired workers
-                    sweeping = self._spawn(
-                        self._sweep(layout, recovered_from, distribution), "retire"
-                    )
             try:
-                missing = await dead(self.ctx, refs)
+                missing = await dead(self.ctx, refs, self._health_timeout)
             except Fail as exc:
                 missing = []
                 reason = exc.reason
@@ -343,7 +382,7 @@ class Director:
         # A dead node stays registered: count only nodes whose Foreman answers.
         answers = await asyncio.gather(
             *(
-                self.ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), 0.5)
+                self.ctx.call(WorkerRef("", "node", n.node, n.address), ListWorkers(), LOOK_TIMEOUT)
                 for n in registered
             ),
             return_exceptions=True,

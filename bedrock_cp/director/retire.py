@@ -42,7 +42,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..protocol import Layout, ListWorkers, RetiredWorker, WorkerInfo, WorkerRef, Workers
-from .context import LOG, STORAGE, RecoveryContext, Superseded
+from .context import LOG, STORAGE, NodeInfo, RecoveryContext, Superseded
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,35 @@ async def retire(
         delay = min(delay * 2, RETRY_CAP)
 
 
-async def _sweep(
+async def stop_old_roles(ctx: RecoveryContext, live: Layout) -> list[str]:
+    """Stop the older epochs' transaction roles at once, on the nodes that answer.
+
+    Not delayed like the rest of the retirement: a client still waiting on an
+    old commit proxy (whose push waits for a log on a stopped node) or an old
+    sequencer is answered now, and moves to the live epoch. What is left is
+    :func:`retire`'s.
+    """
+
+    async def on(node: NodeInfo) -> list[str]:  # node by node: a silent one delays no other
+        answer = await ctx.call(
+            WorkerRef("", "node", node.node, node.address), ListWorkers(), LIST_TIMEOUT
+        )
+        if not isinstance(answer, Workers):
+            return []
+        roles = [r for r in to_retire(answer.workers, ctx.epoch, live) if r.kind in ROLE_KINDS]
+        return (await _stop_roles(ctx, roles))[0]
+
+    answers = await asyncio.gather(*(on(n) for n in await ctx.nodes()), return_exceptions=True)
+    stopped = [r for a in answers if not isinstance(a, BaseException) for r in a]
+    if stopped:
+        log.info("director: epoch %d stopped %s", ctx.epoch, ", ".join(stopped))
+    return stopped
+
+
+async def _list_workers(
     ctx: RecoveryContext,
-    live: Layout,
-    recovered_from: Layout | None,
-    keep: Iterable[str],
-    done: list[str],
-    recorded_hook: Callable[[], Awaitable[None]] | None,
-) -> bool:
-    """One pass over the nodes; True if every node answered and nothing is left."""
+) -> tuple[dict[str, set[str]], list[WorkerInfo], bool]:
+    """Each answering node's worker ids, all their workers, and whether every node answered."""
     nodes = await ctx.nodes()
     answers = await asyncio.gather(
         *(
@@ -128,8 +148,32 @@ async def _sweep(
         for n, a in zip(nodes, answers, strict=True)
         if isinstance(a, Workers)
     }
-    complete = len(listed) == len(nodes)
     workers = [w for a in answers if isinstance(a, Workers) for w in a.workers]
+    return listed, workers, len(listed) == len(nodes)
+
+
+async def _stop_roles(ctx: RecoveryContext, roles: list[WorkerRef]) -> tuple[list[str], bool]:
+    """Stop ``roles`` in parallel: what was stopped, and whether all were."""
+    results = await asyncio.gather(*(ctx.stop_role(r) for r in roles), return_exceptions=True)
+    stopped = []
+    for ref, result in zip(roles, results, strict=True):
+        if isinstance(result, BaseException):  # asked again
+            log.info("director: could not stop %s %s: %s", ref.kind, ref.id, result)
+        else:
+            stopped.append(f"{ref.kind} {ref.id}")
+    return stopped, len(stopped) == len(roles)
+
+
+async def _sweep(
+    ctx: RecoveryContext,
+    live: Layout,
+    recovered_from: Layout | None,
+    keep: Iterable[str],
+    done: list[str],
+    recorded_hook: Callable[[], Awaitable[None]] | None,
+) -> bool:
+    """One pass over the nodes; True if every node answered and nothing is left."""
+    listed, workers, complete = await _list_workers(ctx)
     found = to_retire(workers, ctx.epoch, live, keep)
     roles = [r for r in found if r.kind in ROLE_KINDS]
     recorded = {w.id: w for w in await ctx.retiring()}
@@ -151,15 +195,8 @@ async def _sweep(
         recorded.update((w.id, w) for w in fresh)
     if recorded_hook is not None:
         await recorded_hook()
-    now: list[str] = []
-    for ref in roles:
-        try:
-            await ctx.stop_role(ref)
-        except Exception as exc:  # asked again
-            log.info("director: could not stop %s %s: %s", ref.kind, ref.id, exc)
-            complete = False
-            continue
-        now.append(f"{ref.kind} {ref.id}")
+    now, all_stopped = await _stop_roles(ctx, roles)
+    complete = complete and all_stopped
     removed: list[str] = []
     for w in recorded.values():
         if w.id in used:

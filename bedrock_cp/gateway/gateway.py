@@ -2,17 +2,21 @@
 
 One per node. Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
 
-1. **Discovery** — ping every coordinator concurrently; take the answer with the
-   highest epoch that names a leader (ties: highest term). While none does, retry
-   with capped exponential backoff and jitter.
+1. **Discovery** — through the node's
+   :class:`~bedrock_cp.client.coordinators.CoordinatorLink` (the one the
+   client uses too): the newest leader any coordinator names (highest term),
+   or the one a ``NotLeader`` answer or a hedged try just pointed to. While
+   none is named, retry after the link's backoff.
 2. **Following** the leader found, three bounded loops run together until one of
    them sees the leader go: the *registration* loop sends one
    ``RegisterNodeRequest`` (capabilities + services, in the Gateway's session) and
    again on every :meth:`Gateway.refresh`; the *watch* loop long-polls
    ``WatchLayout``; the *ping* loop checks the leader still leads within
-   ``attempt_timeout`` (a stopped or cut-off leader answers nothing at all).
-   A lost connection, a timeout, a ``NotLeader`` answer, a reply naming another
-   leader or a higher epoch ends the follow: back to 1, then re-registration.
+   ``attempt_timeout`` (a stopped or cut-off leader answers nothing at all;
+   registrations and pings are hedged, so a newer leader its peers name is
+   found while the try is still waiting). A lost connection, a timeout, a
+   ``NotLeader`` answer, a reply naming another leader or a higher epoch ends
+   the follow: back to 1, then re-registration.
 
 The layout is cached as received (:meth:`current_layout`, :meth:`layout_reply`
 for ``GetLayout``); each new epoch's layout is decoded strictly and handed to
@@ -32,12 +36,10 @@ from typing import Protocol
 import msgspec
 
 from .. import protocol
+from ..client.coordinators import CoordinatorLink, Leader, TryFailed
 from ..protocol import Layout, Service, decode_layout
-from ..transport import Backoff, ConnectionLost, RemoteError
 
 log = logging.getLogger("bedrock_cp.gateway")
-
-_UNREACHABLE = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
 
 
 class CoordinatorCaller(Protocol):
@@ -76,8 +78,6 @@ class Gateway:
         write_timeout: float = 2.0,
         watch_wait_ms: int = 5_000,
         ping_interval: float = 0.25,
-        backoff_base: float = 0.02,
-        backoff_cap: float = 1.0,
     ) -> None:
         if not coordinators:
             raise ValueError("a gateway needs at least one coordinator address")
@@ -93,7 +93,10 @@ class Gateway:
         self.write_timeout = write_timeout
         self.watch_wait_ms = watch_wait_ms
         self.ping_interval = ping_interval
-        self.backoff = Backoff(backoff_base, backoff_cap, self.rng)
+        #: How this Gateway finds and follows the leader.
+        self.link = CoordinatorLink(
+            self.coordinators, caller.call, rng=self.rng, attempt_timeout=attempt_timeout
+        )
         # The registration session: one write at a time, seq numbered from 1.
         self._session = self.rng.getrandbits(62) | 1
         self._seq = 0
@@ -174,12 +177,14 @@ class Gateway:
         attempt = 0
         while True:
             registrations = self.registrations
+            leader: Leader | None = None
             try:
-                leader = await self._discover()
+                leader = self.link.leader or await self.link.discover(self.attempt_timeout)
+                self._epoch = max(self._epoch, self.link.epoch)
                 if leader is not None:
-                    self._leader = leader
-                    log.info("node %s follows leader %d at %s", self.node, *leader)
-                    await self._follow(*leader)
+                    self._leader = (leader.id, leader.address)
+                    log.info("node %s follows leader %d at %s", self.node, *self._leader)
+                    await self._follow(leader)
             except* _LeaderLost as group:
                 log.info("node %s: leader lost: %s", self.node, group.exceptions[0])
             except* Exception:
@@ -187,62 +192,41 @@ class Gateway:
             self._leader = None
             if self.registrations != registrations:
                 attempt = 0  # that leader served us: look for the next one at once
-            await asyncio.sleep(self.backoff.delay(attempt))
-            attempt += 1
+            if self.link.leader is None or self.link.leader == leader:
+                # Rediscover after a pause (else a redirect or a hedge named
+                # the next leader: go there now).
+                self.link.leader = None
+                await asyncio.sleep(self.link.retry_delay(attempt))
+                attempt += 1
 
-    async def _discover(self) -> tuple[int, str] | None:
-        """Ping every coordinator; the leader named with the highest (epoch, term)."""
-        replies = await asyncio.gather(
-            *(
-                self.caller.call(a, protocol.Ping(), self.attempt_timeout)
-                for a in self.coordinators
-            ),
-            return_exceptions=True,
-        )
-        best: tuple[tuple[int, int], int, str] | None = None
-        for address, reply in zip(self.coordinators, replies, strict=True):
-            if not isinstance(reply, protocol.PingReply):
-                continue
-            self._epoch = max(self._epoch, reply.epoch)
-            if not reply.leader_id:
-                continue
-            at = address if reply.leader_id == reply.node_id else reply.leader_address
-            if not at:
-                continue
-            key = (reply.epoch, reply.term)
-            if best is None or key > best[0]:
-                best = (key, reply.leader_id, at)
-        return None if best is None else (best[1], best[2])
-
-    async def _follow(self, leader_id: int, address: str) -> None:
+    async def _follow(self, leader: Leader) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._register_loop(address))
-            tg.create_task(self._watch_loop(leader_id, address))
-            tg.create_task(self._ping_loop(leader_id, address))
+            tg.create_task(self._register_loop(leader))
+            tg.create_task(self._watch_loop(leader))
+            tg.create_task(self._ping_loop(leader))
 
     async def _call(
         self,
-        address: str,
+        leader: Leader,
         body: protocol.Request,
         timeout: float,  # noqa: ASYNC109
+        *,
+        hedged: bool = True,
     ) -> protocol.Response:
         try:
-            reply = await self.caller.call(address, body, timeout)
-        except _UNREACHABLE as exc:
-            raise _LeaderLost(f"{address}: {exc!r}") from None
-        if isinstance(reply, protocol.NotLeader):
-            raise _LeaderLost(f"{address} is not the leader (it names {reply.leader_id})")
-        return reply
+            return await self.link.try_leader(leader, body, timeout, hedged=hedged)
+        except TryFailed as failed:
+            raise _LeaderLost(str(failed)) from None
 
     # -- registration ---------------------------------------------------------------------------
 
-    async def _register_loop(self, address: str) -> None:
+    async def _register_loop(self, leader: Leader) -> None:
         while True:
             self._refresh.clear()
-            await self._register(address)
+            await self._register(leader)
             await self._refresh.wait()
 
-    async def _register(self, address: str) -> None:
+    async def _register(self, leader: Leader) -> None:
         self._seq += 1
         body = protocol.RegisterNodeRequest(
             self.node,
@@ -255,7 +239,7 @@ class Gateway:
         attempt = 0
         while True:
             # A retry keeps the seq: the coordinators apply it exactly once.
-            reply = await self._call(address, body, self.write_timeout)
+            reply = await self._call(leader, body, self.write_timeout)
             match reply:
                 case protocol.WriteOk(index=index):
                     self.registrations += 1
@@ -273,24 +257,25 @@ class Gateway:
                     log.error("node %s: registration rejected: %s", self.node, reason)
                     return
                 case _:
-                    await asyncio.sleep(self.backoff.delay(attempt))
+                    await asyncio.sleep(self.link.retry_delay(attempt))
                     attempt += 1
 
     # -- layout ---------------------------------------------------------------------------------
 
-    async def _watch_loop(self, leader_id: int, address: str) -> None:
+    async def _watch_loop(self, leader: Leader) -> None:
         attempt = 0
         while True:
             body = protocol.WatchLayout(self._layout_seen, self.watch_wait_ms)
             timeout = self.watch_wait_ms / 1000 + self.attempt_timeout
-            reply = await self._call(address, body, timeout)
+            # A long poll is slow on purpose: not hedged (the ping loop watches the leader).
+            reply = await self._call(leader, body, timeout, hedged=False)
             if isinstance(reply, protocol.LayoutReply):
-                if reply.leader_id and reply.leader_id != leader_id:
-                    raise _LeaderLost(f"{address} now names leader {reply.leader_id}")
+                if reply.leader_id and reply.leader_id != leader.id:
+                    raise _LeaderLost(f"{leader.address} now names leader {reply.leader_id}")
                 self._accept_layout(reply)
                 attempt = 0
             else:  # Unavailable (too many watchers), or a Rejected from an older build
-                await asyncio.sleep(self.backoff.delay(attempt))
+                await asyncio.sleep(self.link.retry_delay(attempt))
                 attempt += 1
 
     def _accept_layout(self, reply: protocol.LayoutReply) -> None:
@@ -320,14 +305,14 @@ class Gateway:
 
     # -- leader health ----------------------------------------------------------------------------
 
-    async def _ping_loop(self, leader_id: int, address: str) -> None:
+    async def _ping_loop(self, leader: Leader) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
-            reply = await self._call(address, protocol.Ping(), self.attempt_timeout)
+            reply = await self._call(leader, protocol.Ping(), self.attempt_timeout)
             if not isinstance(reply, protocol.PingReply):
                 continue
-            if reply.leader_id != leader_id:
-                raise _LeaderLost(f"{address} now names leader {reply.leader_id}")
+            if reply.leader_id != leader.id:
+                raise _LeaderLost(f"{leader.address} now names leader {reply.leader_id}")
             if reply.epoch > self._epoch:
                 self._epoch = reply.epoch
                 raise _LeaderLost(f"epoch advanced to {reply.epoch}")

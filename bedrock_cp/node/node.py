@@ -55,6 +55,7 @@ from ..transport import ConnInfo, RpcChannel, Transport
 from ..wire import Request, WireError
 from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
+from .local_channel import LocalFirstChannel
 from .metrics import PeerProber, node_registry
 
 log = logging.getLogger("bedrock_cp.node")
@@ -149,6 +150,7 @@ class Node:
         self.foreman: Foreman | None = None
         self.gateway: Gateway | None = None
         self.dialer: Caller | None = None
+        self.local_channel: LocalFirstChannel | None = None
         self.recovery: DirectorHost | None = None
         self.transaction_metrics = TransactionMetrics()
         #: Every metric of this node (render() gives Prometheus text); set once started.
@@ -198,8 +200,15 @@ class Node:
         network = network_factory(config, callbacks, credentials)
         self.network = network
         # Workers reach other workers through the nodes' ports, as this node.
+        # Calls to this node itself are served in-process (see LocalFirstChannel).
+        self.local_channel = LocalFirstChannel(
+            network.channel(), config.advertised, config.id, self._on_request
+        )
         self.dialer = Caller(
-            config.cluster, auth=credentials.connector, node_id=config.id, channel=network.channel()
+            config.cluster,
+            auth=credentials.connector,
+            node_id=config.id,
+            channel=self.local_channel,
         )
         ctx = registry.WorkerContext(
             cluster_id=config.cluster,
@@ -244,7 +253,12 @@ class Node:
         consensus = await loop.run_in_executor(executor, open_consensus)
         self._consensus = consensus
         gateway_caller = Caller(
-            config.cluster, auth=credentials.connector, node_id=config.id, channel=network.channel()
+            config.cluster,
+            auth=credentials.connector,
+            node_id=config.id,
+            channel=LocalFirstChannel(
+                network.channel(), config.advertised, config.id, self._on_request
+            ),
         )
         try:
             coordinator = Coordinator(

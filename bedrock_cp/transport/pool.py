@@ -78,13 +78,21 @@ class RpcPool:
     ) -> msgspec.Raw:
         """Send ``body`` to ``address``; raises ConnectionLost/OSError/TimeoutError,
         HandshakeRefused, or RemoteError (a transport error answer)."""
-        async with asyncio.timeout(timeout):
-            conn = await self.connection(address)
-            try:
-                return await conn.call(body, timeout)
-            except ConnectionLost:
-                self._conns.pop(address, None)
-                raise
+        conn = self._conns.get(address)
+        if conn is None or conn.closed:
+            # Connecting counts against the same deadline as the call.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            async with asyncio.timeout(timeout):
+                conn = await self.connection(address)
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                raise TimeoutError()
+        try:
+            return await conn.call(body, timeout)
+        except ConnectionLost:
+            self._conns.pop(address, None)
+            raise
 
     async def connection(self, address: str) -> RpcClient:
         conn = self._conns.get(address)

@@ -53,7 +53,9 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         #: Why the connection closed (for errors raised to callers).
         self.close_reason = ""
         #: True if the remote broke the connection, False if we closed it.
-        self.closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Kept: asyncio.get_running_loop() costs a getpid() system call each time.
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[bool] = self.loop.create_future()
         # Frames written during one loop iteration leave in one send (see write).
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -175,7 +177,7 @@ class FramedProtocol(asyncio.Protocol, abc.ABC):
         self._out.append(encode(frame))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send every queued frame now."""

@@ -190,9 +190,17 @@ _TRANSPORT_ERROR_PREFIX: Final = bytes([0x90 | (1 + len(TransportError.__struct_
 )
 
 
+_PREFIX_LEN: Final = len(_TRANSPORT_ERROR_PREFIX)
+
+
 def transport_error_of(raw: msgspec.Raw | bytes) -> TransportError | None:
     """Return the :class:`TransportError` in a response body, or None if it is not one."""
-    if memoryview(raw)[: len(_TRANSPORT_ERROR_PREFIX)] != _TRANSPORT_ERROR_PREFIX:
+    view = memoryview(raw)
+    # Every body starts with its array header and its tag's string header: the
+    # second byte (the tag's length) rejects nearly every other body at once.
+    if len(view) < _PREFIX_LEN or view[1] != _TRANSPORT_ERROR_PREFIX[1]:
+        return None
+    if view[:_PREFIX_LEN].tobytes() != _TRANSPORT_ERROR_PREFIX:
         return None
     result: TransportError = decode_body(raw, TransportError)
     return result

@@ -6,7 +6,8 @@ goes through one :class:`~tests.faultproxy.Link` per ordered pair of nodes, so
 the network faults are per link and per direction. Data-plane connections
 (commit proxy to logs, storage pulls, the Director's calls to workers) dial the
 address each node registered, its real one: only process faults (kill -9,
-SIGSTOP) reach them. The cluster remembers which nodes it killed or stopped, so
+SIGSTOP) reach them. Without a proxy the nodes dial each other directly and
+only the process faults exist. The cluster remembers which nodes it killed or stopped, so
 :meth:`ChaosCluster.heal` undoes everything at once and a node that exits on
 its own stands out.
 
@@ -45,7 +46,7 @@ class ChaosCluster:
 
     def __init__(
         self,
-        proxy: FaultProxy,
+        proxy: FaultProxy | None,
         n: int,
         *,
         env: dict[str, str] | None = None,
@@ -53,15 +54,17 @@ class ChaosCluster:
     ) -> None:
         self.cluster = LocalCluster(n, env=env, timers=timers)
         self.nodes = sorted(self.cluster.addresses)
+        self.down: set[int] = set()
+        self.paused: set[int] = set()
         self.links: dict[tuple[int, int], Link] = {}
+        if proxy is None:  # process faults only: the nodes dial each other directly
+            return
         for a in self.nodes:
             for b in self.nodes:
                 if a != b:
                     host, port = self.cluster.addresses[b].rsplit(":", 1)
                     self.links[a, b] = proxy.link((host, int(port)))
         self.cluster.peer_address = lambda a, b, real: self.links[a, b].address
-        self.down: set[int] = set()
-        self.paused: set[int] = set()
 
     @property
     def cluster_file(self) -> str:

@@ -10,6 +10,9 @@ time, a new one every few seconds, each undone at its end:
   Director); restart it at the end;
 - ``pause`` / ``pause-leader``: SIGSTOP, then SIGCONT at the end (a zombie
   that comes back believing it leads);
+- ``kill-follower`` / ``pause-follower``: the same on a node that does not
+  lead (not drawn by :func:`make_schedule`; for schedules that name the
+  target's role, as the availability bench does);
 - ``partition`` / ``partition-leader``: cut a minority (or the leader) off,
   without resets;
 - ``one-way`` / ``one-way-leader``: what one node sends to another (or all the
@@ -137,6 +140,19 @@ class Nemesis:
             return self._node(fault)
         return leader
 
+    def _follower(self, fault: Fault) -> int:
+        leader = self.monitor.leader()
+        live = [n for n in self._live() if n != leader]
+        return live[fault.pick % len(live)] if live else self._node(fault)
+
+    def _target(self, fault: Fault) -> int:
+        """The node a process fault hits, by the role its kind names."""
+        if fault.kind.endswith("-leader"):
+            return self._leader(fault)
+        if fault.kind.endswith("-follower"):
+            return self._follower(fault)
+        return self._node(fault)
+
     def _minority(self, fault: Fault, first: int) -> set[int]:
         size = (len(self.chaos.nodes) - 1) // 2
         others = [n for n in self.chaos.nodes if n != first]
@@ -154,7 +170,8 @@ class Nemesis:
                 await asyncio.sleep(delay)
             await self.apply(fault)
 
-    async def apply(self, fault: Fault) -> None:
+    async def apply(self, fault: Fault) -> str:
+        """Inflict ``fault``, wait out its duration, undo it; return what was done."""
         op = self.history.invoke("nemesis", "fault", (fault.kind, fault.duration))
         if fault.latency:
             self.chaos.latency(0.001, 0.005)
@@ -164,16 +181,17 @@ class Nemesis:
             if fault.latency:
                 self.chaos.latency(0.0, 0.0)
         op.ok(what)
+        return what
 
     async def _inflict(self, fault: Fault) -> str:
         chaos, kind = self.chaos, fault.kind
-        if kind in ("kill", "kill-leader"):
-            node = self._leader(fault) if kind == "kill-leader" else self._node(fault)
+        if kind in ("kill", "kill-leader", "kill-follower"):
+            node = self._target(fault)
             return await self._for(
                 fault, f"kill -9 node {node}", lambda: chaos.kill(node), lambda: chaos.restart(node)
             )
-        if kind in ("pause", "pause-leader"):
-            node = self._leader(fault) if kind == "pause-leader" else self._node(fault)
+        if kind in ("pause", "pause-leader", "pause-follower"):
+            node = self._target(fault)
             return await self._for(
                 fault, f"SIGSTOP node {node}", lambda: chaos.pause(node), lambda: chaos.resume(node)
             )

@@ -9,11 +9,15 @@ first node to register would make that node a single point of failure.
 
 from __future__ import annotations
 
-import asyncio
-
 from ...protocol import WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import NodeInfo, RecoveryContext
+from ._calls import until_enough
+
+#: The least time a node has to create a worker once enough others did: a node
+#: just restarted is slow at first (connections, a new WAL), and cutting it off
+#: leaves a degraded layout, so this is longer than a phase's grace.
+CREATE_GRACE = 0.5
 
 
 async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
@@ -56,21 +60,39 @@ async def create_round_robin(
     refs: list[WorkerRef] = []
     problems: list[str] = []
 
-    async def create(node: NodeInfo) -> None:
+    async def create(node: NodeInfo) -> bool:
         try:
             ref = await ctx.create_worker(node, kind, ctx.new_worker_id(kind))
         except Exception as exc:
             problems.append(f"{node.node}: {exc}")
-            return
+            return False
         attempt.created_workers.append(ref)  # at once: a rollback removes it
         refs.append(ref)
+        return True
 
     # On every node at once (each creation waits on that node's disk); a node
-    # that fails is replaced by the next capable one.
-    pending = list(nodes)
-    while pending and len(refs) < count:
-        batch, pending = pending[: count - len(refs)], pending[count - len(refs) :]
-        await asyncio.gather(*(create(node) for node in batch))
+    # that fails is replaced by the next capable one. Once enough exist, a
+    # node that stays silent (stopped, no reset) is not waited for beyond
+    # CREATE_GRACE: it is replaced too (a worker it still creates later is an
+    # orphan, retired by a later epoch).
+    # Nodes found silent earlier in this attempt only if the others are not enough.
+    for group in (
+        [n for n in nodes if n.node not in attempt.silent],
+        [n for n in nodes if n.node in attempt.silent],
+    ):
+        pending = group
+        while pending and len(refs) < count:
+            batch, pending = pending[: count - len(refs)], pending[count - len(refs) :]
+            done = await until_enough(
+                [create(node) for node in batch],
+                need=minimum - len(refs),
+                ok=bool,
+                grace=CREATE_GRACE,
+            )
+            silent = [n.node for n, d in zip(batch, done, strict=True) if d is None]
+            problems += [f"{node}: no answer in time" for node in silent]
+        if len(refs) >= minimum:
+            break
     refs.sort(key=lambda r: r.node)
     if len(refs) < minimum:
         raise Stall(

@@ -24,9 +24,15 @@ def components(layout: Layout, *, storage: bool = True) -> list[WorkerRef]:
     return refs
 
 
-async def dead(ctx: RecoveryContext, refs: list[WorkerRef]) -> list[tuple[WorkerRef, str]]:
-    """The components that do not answer ``Health`` with ``Done``, with why."""
-    answers = await call_all(ctx, [(r, Health(r.id)) for r in refs], ctx.parameters.call_timeout)
+async def dead(
+    ctx: RecoveryContext,
+    refs: list[WorkerRef],
+    timeout: float | None = None,  # noqa: ASYNC109
+) -> list[tuple[WorkerRef, str]]:
+    """The components that do not answer ``Health`` with ``Done`` within ``timeout``
+    (default: the call timeout), with why."""
+    timeout = ctx.parameters.call_timeout if timeout is None else timeout
+    answers = await call_all(ctx, [(r, Health(r.id)) for r in refs], timeout)
     return [(r, str(a)) for r, a in zip(refs, answers, strict=True) if not isinstance(a, Done)]
 
 

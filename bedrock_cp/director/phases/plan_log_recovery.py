@@ -25,7 +25,7 @@ from __future__ import annotations
 from ...protocol import LogBatches, LogPull, StorageState, StorageStatus, WorkerRef
 from ..attempt import Attempt, Stall
 from ..context import RecoveryContext
-from ._calls import call_all
+from ._calls import all_but_one, call_all, call_quorum
 
 
 def reported(attempt: Attempt) -> dict[str, int]:
@@ -42,8 +42,14 @@ async def team_durables(attempt: Attempt, ctx: RecoveryContext) -> dict[str, int
     assert attempt.old_layout is not None
     teams = attempt.old_layout.storage
     replicas = [r for team in teams for r in team.members() if r.id not in attempt.retired]
-    answers = await call_all(
-        ctx, [(r, StorageStatus(r.id)) for r in replicas], ctx.parameters.call_timeout
+    # One that stays silent once most answered counts as not answering.
+    answers = await call_quorum(
+        attempt,
+        ctx,
+        [(r, StorageStatus(r.id)) for r in replicas],
+        ctx.parameters.call_timeout,
+        need=all_but_one(len(replicas)),
+        answered=lambda a: isinstance(a, StorageState),
     )
     answered = {
         r.id: a.durable
@@ -125,10 +131,14 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
     if first > recovery:
         return  # nothing to replay: storage has everything durable
     sources: list[WorkerRef] = attempt.locked_logs()
-    answers = await call_all(
+    # One holding log is enough to replay from: a silent one is not waited for.
+    answers = await call_quorum(
+        attempt,
         ctx,
         [(ref, LogPull(ref.id, after=first - 1, limit=1)) for ref in sources],
         ctx.parameters.call_timeout,
+        need=1,
+        answered=lambda a: isinstance(a, LogBatches) and a.durable >= recovery,
     )
     holding = [
         ref

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ...protocol import SYSTEM_PREFIX, Done, Health, StorageTeam
 from ..attempt import Attempt, Stall
 from ..context import STORAGE, RecoveryContext
-from ._calls import call_all
+from ._calls import all_but_one, call_quorum
 from ._placement import create_round_robin
 
 
@@ -31,7 +31,15 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
         attempt.storage = [StorageTeam(b"", SYSTEM_PREFIX, replicas)]
         return
     members = [r for team in vacancies.storage for r in team.members()]
-    answers = await call_all(ctx, [(r, Health(r.id)) for r in members], ctx.parameters.call_timeout)
+    # A member that stays silent once most answered is absent (its node stopped).
+    answers = await call_quorum(
+        attempt,
+        ctx,
+        [(r, Health(r.id)) for r in members],
+        ctx.parameters.call_timeout,
+        need=all_but_one(len(members)),
+        answered=lambda a: isinstance(a, Done),
+    )
     alive = {r.id for r, a in zip(members, answers, strict=True) if isinstance(a, Done)}
     teams: list[StorageTeam] = []
     for team in vacancies.storage:

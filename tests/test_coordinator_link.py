@@ -1,0 +1,224 @@
+"""The coordinator-connection layer the client and every Gateway share.
+
+Discovery, redirects and the backoff run against scripted coordinators whose
+every request and answer is encoded and decoded with the real codec (as the
+in-process loopback does); hedging runs against real node processes, one of
+them stopped with SIGSTOP (its sockets stay open: no reset tells anyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from bedrock_cp import protocol
+from bedrock_cp.client import Client
+from bedrock_cp.client.coordinators import CoordinatorLink, Leader
+from bedrock_cp.cluster import LocalCluster
+from bedrock_cp.gateway import Gateway
+from bedrock_cp.protocol import decode_request, decode_response, encode
+
+from .clusters import eventually, running
+
+A, B, C = "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"
+ID = {A: 1, B: 2, C: 3}
+
+
+class Scripted:
+    """Coordinators answering from a script: ``pings[address]`` is the PingReply
+    that address gives, ``answers[address]`` what it answers to anything else.
+    Every body crosses the real codec both ways; ``calls`` records (address, tag)."""
+
+    def __init__(
+        self,
+        pings: dict[str, protocol.PingReply],
+        answers: dict[str, protocol.Response],
+        slow: dict[str, float] | None = None,
+        slow_pings: dict[str, float] | None = None,
+        dead: frozenset[str] = frozenset(),
+    ) -> None:
+        self.pings = pings
+        self.answers = answers
+        #: Seconds an address takes to answer anything but a ping, and a ping.
+        self.slow = slow or {}
+        self.slow_pings = slow_pings or {}
+        #: Addresses that refuse every connection.
+        self.dead = dead
+        self.calls: list[tuple[str, str]] = []
+
+    async def call(
+        self,
+        address: str,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
+        request = decode_request(encode(body))
+        self.calls.append((address, type(request).__name__))
+        if address in self.dead:
+            raise ConnectionRefusedError(f"{address} refused the connection")
+        if isinstance(request, protocol.Ping):
+            answer: protocol.Response = self.pings[address]
+            await asyncio.sleep(self.slow_pings.get(address, 0.0))
+            self.calls.append((address, "PingAnswered"))
+        else:
+            answer = self.answers[address]
+            await asyncio.sleep(self.slow.get(address, 0.0))
+        await asyncio.sleep(0)
+        return decode_response(encode(answer))
+
+    async def close(self) -> None:
+        pass
+
+    def writes(self) -> list[str]:
+        return [a for a, tag in self.calls if tag not in ("Ping", "PingAnswered")]
+
+
+def stale_follower_script() -> Scripted:
+    """Node 2 leads term 2 and has not applied the last epoch yet (3). Node 3
+    still follows node 1, the leader of term 1, and applied epoch 4 before it
+    lost touch; node 1 (cut off, not stopped) still believes it leads term 1."""
+    pings = {
+        A: protocol.PingReply(1, 1, 4, 1, A, "ready"),
+        B: protocol.PingReply(2, 2, 3, 2, B, "waiting_consensus"),
+        C: protocol.PingReply(3, 1, 4, 1, A, "follower"),
+    }
+    answers: dict[str, protocol.Response] = {
+        A: protocol.NotLeader(0, ""),
+        B: protocol.WriteOk(9, None),
+        C: protocol.NotLeader(1, A),
+    }
+    return Scripted(pings, answers)
+
+
+async def test_discovery_follows_the_leader_of_the_highest_term_not_the_highest_epoch() -> None:
+    script = stale_follower_script()
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(1))
+    assert await link.discover(1.0) == Leader(2, B, 2)
+    assert link.epoch == 4  # the highest epoch seen is still reported
+
+
+async def test_a_gateway_follows_the_leader_of_the_highest_term_not_the_highest_epoch() -> None:
+    script = stale_follower_script()
+    gateway = Gateway(
+        "7",
+        "127.0.0.1:9",
+        [A, B, C],
+        "c",
+        capabilities=lambda: ["log"],
+        services=list,
+        rng=random.Random(2),
+        caller=script,
+        watch_wait_ms=50,
+    )
+    gateway.start()
+    try:
+
+        async def registered() -> bool:
+            return gateway.registrations > 0
+
+        await eventually(registered, timeout=5, what="the gateway registered")
+        assert gateway.leader() == (2, B)
+        assert (A, "RegisterNodeRequest") not in script.calls
+    finally:
+        await gateway.stop()
+
+
+async def test_a_redirect_chain_is_followed_to_the_leader_without_rediscovery() -> None:
+    # Every coordinator still names A; A points to B, B to C, and C leads.
+    pings = {a: protocol.PingReply(ID[a], 1, 0, 1, A, "follower") for a in (A, B, C)}
+    answers: dict[str, protocol.Response] = {
+        A: protocol.NotLeader(2, B),
+        B: protocol.NotLeader(3, C),
+        C: protocol.WriteOk(5, None),
+    }
+    script = Scripted(pings, answers)
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(3))
+    reply = await link.call_leader(protocol.Deregister("svc", 1, 1), 5.0)
+    assert reply == protocol.WriteOk(5, None)
+    assert script.writes() == [A, B, C]
+    assert [a for a, tag in script.calls if tag == "Ping"] == [A, B, C]  # one discovery round
+    assert link.leader == Leader(3, C, 0)
+
+
+async def test_after_a_failover_a_newer_leader_is_tried_without_waiting_for_a_slow_survivor() -> (
+    None
+):
+    # A led term 2 and died. B already leads term 3; C is slow to answer pings.
+    # A majority of answers (B and C) is not needed: B's term is news enough.
+    pings = {
+        B: protocol.PingReply(2, 3, 0, 2, B, "ready"),
+        C: protocol.PingReply(3, 3, 0, 2, B, "follower"),
+    }
+    answers: dict[str, protocol.Response] = {B: protocol.WriteOk(4, None)}
+    script = Scripted(pings, answers, slow_pings={C: 0.5}, dead=frozenset({A}))
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(5))
+    link.leader = Leader(1, A, 2)
+    reply = await link.call_leader(protocol.Deregister("svc", 1, 1), 5.0)
+    assert reply == protocol.WriteOk(4, None)
+    before_the_write = script.calls[: script.calls.index((B, "Deregister"))]
+    assert (C, "Ping") in before_the_write
+    assert (C, "PingAnswered") not in before_the_write
+
+
+async def test_a_slow_leader_is_not_left_for_a_stale_one_its_peers_outrank() -> None:
+    # A leads term 5 and is slow to answer; B follows it; C, cut off since
+    # term 4, still says it leads. Hedging must not take C for a newer leader.
+    pings = {
+        A: protocol.PingReply(1, 5, 0, 1, A, "ready"),
+        B: protocol.PingReply(2, 5, 0, 1, A, "follower"),
+        C: protocol.PingReply(3, 4, 0, 3, C, "ready"),
+    }
+    answers: dict[str, protocol.Response] = {
+        A: protocol.WriteOk(8, None),
+        B: protocol.NotLeader(1, A),
+        C: protocol.Unavailable("no quorum"),
+    }
+    script = Scripted(pings, answers, slow={A: 0.3})
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(4), hedge_after=0.02)
+    reply = await link.call_leader(protocol.Deregister("svc", 1, 1), 5.0)
+    assert reply == protocol.WriteOk(8, None)
+    assert script.writes() == [A]
+    assert sum(1 for a, tag in script.calls if tag == "Ping" and a != A) > 2  # it hedged
+
+
+def test_the_backoff_stays_within_its_bounds() -> None:
+    # An election takes tens of milliseconds: for its first 100 tries (about
+    # 0.75 s) a client or Gateway looks again within 2 ms at first and never
+    # waits more than 10 ms; after that ever less often, never over 1 s.
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    link = CoordinatorLink([A], Scripted({}, {}).call, rng=random.Random(seed))
+    delays = [link.retry_delay(n) for n in range(300)]
+    assert 0.001 <= delays[0] <= 0.002
+    assert all(0.001 <= d <= 0.010 for d in delays[:100])
+    assert 0.45 < sum(delays[:100]) < 1.0
+    # Each ceiling doubles per try up to its cap; the jitter keeps each delay
+    # in the upper half of its ceiling.
+    for n, d in enumerate(delays):
+        ceiling = min(0.010, 0.002 * 2**n) if n < 100 else min(1.0, 0.010 * 2 ** (n - 100))
+        assert ceiling / 2 <= d <= ceiling, (n, d)
+    assert all(0.5 <= d <= 1.0 for d in delays[107:])
+
+
+@pytest.mark.slow
+async def test_a_stopped_leader_is_left_for_the_new_one_while_the_try_still_waits() -> None:
+    # The try's own timeout is far past the request's deadline: only hedging
+    # (asking the others while the try is slow) can find the new leader in time.
+    async with running(LocalCluster(3)) as cluster:
+        leader = await cluster.wait_ready()
+        slow = Client(cluster.client_cluster_file(), request_timeout=15.0, attempt_timeout=60.0)
+        try:
+            await slow.register("before", kind="log", address="127.0.0.1:9")
+            assert slow.link.leader is not None
+            assert slow.link.leader.address == cluster.addresses[leader]
+            cluster.pause(leader)
+            try:
+                await slow.register("after", kind="log", address="127.0.0.1:9")
+                assert slow.link.leader is not None
+                assert slow.link.leader.address != cluster.addresses[leader]
+            finally:
+                cluster.resume(leader)
+        finally:
+            await slow.close()
