@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -19,7 +20,9 @@ from bedrock_cp.auth import AuthConfig
 from bedrock_cp.client import open_database
 from bedrock_cp.cluster import free_ports
 from bedrock_cp.node import Node, NodeConfig
-from bedrock_cp.transport import RpcPool
+from bedrock_cp.node.local_channel import Handler, LocalFirstChannel
+from bedrock_cp.transport import ConnInfo, RpcChannel, RpcPool
+from bedrock_cp.wire import Request
 from tests.clusters import eventually
 
 
@@ -90,3 +93,48 @@ async def test_local_calls_are_authorized_as_the_node_and_bounded_by_their_deadl
 
 async def _has_layout(node: Node) -> bool:
     return node.gateway is not None and node.gateway.current_layout() is not None
+
+
+def _channel(handler: Handler) -> LocalFirstChannel:
+    # Only calls to its own address: the remote channel is never used.
+    return LocalFirstChannel(cast(RpcChannel, None), "127.0.0.1:1", 1, handler)
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_local_handler() -> None:
+    """As behind the listener: an abandoned answer leaves the handler running
+    (a log's lock or push is not cut halfway through what it persists)."""
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: Request, info: ConnInfo) -> msgspec.Raw:
+        started.set()
+        await asyncio.sleep(0.05)
+        finished.set()
+        return msgspec.Raw(b"\x90")
+
+    channel = _channel(handler)
+    call = asyncio.ensure_future(channel.call("127.0.0.1:1", msgspec.Raw(b"\x90"), 5.0))
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    async with asyncio.timeout(5):
+        await finished.wait()
+
+
+async def test_a_local_deadline_cancels_the_handler_not_the_caller() -> None:
+    cancelled = asyncio.Event()
+
+    async def handler(request: Request, info: ConnInfo) -> msgspec.Raw:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return msgspec.Raw(b"\x90")
+
+    channel = _channel(handler)
+    with pytest.raises(TimeoutError):
+        await channel.call("127.0.0.1:1", msgspec.Raw(b"\x90"), 0.02)
+    assert cancelled.is_set()
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # nothing left to uncancel here

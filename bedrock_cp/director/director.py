@@ -295,7 +295,8 @@ class Director:
         degraded = len(layout.logs) < self.ctx.parameters.desired_logs
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), REGROW_INTERVAL if degraded else None)
+                async with asyncio.timeout(REGROW_INTERVAL if degraded else None):
+                    await self._changed.wait()
             changed = self._changed.is_set()
             self._changed.clear()
             try:

@@ -16,13 +16,17 @@ bytes are the same encoded body and answer as on the wire, so nothing is
 shared between caller and handler. Every other address goes to the wrapped
 channel.
 
-The handler runs in the caller's task: a node that stops or crashes takes its
-in-flight local calls with it, and a caller that gives up cancels the handler,
-as a broken connection does to a remote one (handlers are written for that).
+The handler runs in a task of its own, as behind the listener: a caller that
+gives up (a quorum call that has its answers, a proxy being stopped) abandons
+the answer without cancelling the handler halfway through what it persists,
+and the request's deadline cancels the handler's task, never the caller's. A
+node that stops closes the channel, which cancels what is still running, as a
+closing connection does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
@@ -48,6 +52,8 @@ class LocalFirstChannel:
         self._info = ConnInfo("peer", node_id, "local", Principal.node(node_id))
         #: Calls served in-process so far (tests and metrics look).
         self.local_calls = 0
+        #: Handlers still running (a caller that gave up does not wait for them).
+        self._serving: set[asyncio.Future[msgspec.Raw | TransportError]] = set()
 
     @property
     def cluster_id(self) -> str | None:
@@ -63,7 +69,12 @@ class LocalFirstChannel:
             return await self.remote.call(address, body, timeout)
         self.local_calls += 1
         timeout_ms = max(1, math.ceil(timeout * 1000))
-        answer = await serve_request(self._handler, Request(0, timeout_ms, body), self._info)
+        served = asyncio.ensure_future(
+            serve_request(self._handler, Request(0, timeout_ms, body), self._info)
+        )
+        self._serving.add(served)
+        served.add_done_callback(self._serving.discard)
+        answer = await asyncio.shield(served)
         if isinstance(answer, TransportError):
             if answer.code == TIMEOUT:
                 raise TimeoutError(answer.message)
@@ -76,4 +87,6 @@ class LocalFirstChannel:
         return await self.remote.connection(address)
 
     async def close(self) -> None:
+        for served in list(self._serving):
+            served.cancel()
         await self.remote.close()
