@@ -83,10 +83,14 @@ async def test_increments_with_a_node_paused_into_each_commit_are_applied_exactl
                             tr.set(b"counter", str(n + 1).encode())
                             tr.set(f"applied/{i}/{attempt}".encode(), str(n).encode())
                             committing.set()  # the commit starts when the block exits
+                        rv, epoch = tr._read_version, tr._layout and tr._layout.epoch
+                        where = f"rv={rv} e{epoch}"
                         if tr.committed_version is not None:
-                            history.append((i, attempt, f"committed@{tr.committed_version}"))
+                            history.append(
+                                (i, attempt, f"committed@{tr.committed_version} {where}")
+                            )
                         elif tr.error is not None:
-                            history.append((i, attempt, str(tr.error.code)))
+                            history.append((i, attempt, f"{tr.error.code} {where} {tr.error}"))
                     assert tr.committed_version is not None
                     reported[i] = tr.committed_version
 
@@ -113,13 +117,15 @@ async def test_increments_with_a_node_paused_into_each_commit_are_applied_exactl
             twice = {i: a for i, a in by_increment.items() if len(a) != 1}
             assert not twice, f"applied more than once: {twice}; history {history}"
             # Each increment saw the one before it: the applied attempts form one chain.
-            assert sorted(a[0][1] for a in by_increment.values()) == list(range(INCREMENTS))
-            assert counter == str(INCREMENTS).encode(), history
+            assert sorted(a[0][1] for a in by_increment.values()) == list(range(INCREMENTS)), (
+                f"{by_increment} {reported} " + "\n".join(map(str, history))
+            )
+            assert counter == str(INCREMENTS).encode(), "\n".join(map(str, history))
             # No attempt reported as definitely not committed was applied.
             definite = {"not_committed", "unavailable", "epoch_changed", "future_version"}
             for i, [(attempt, _)] in by_increment.items():
                 outcome = next(o for (j, a, o) in history if j == i and a == attempt)
-                assert outcome not in definite, (i, attempt, outcome, history)
+                assert outcome.split()[0] not in definite, (i, attempt, outcome, history)
         finally:
             await db.close()
             await client.close()
