@@ -210,7 +210,7 @@ async def test_a_live_epoch_fails_fast_when_a_component_dies(tmp_path: Path) -> 
     assert isinstance(outcome, Failed)
     assert outcome.reason.startswith(f"component log {layout.logs[1].id} died")
     assert director.status.state == "failed"
-    # The next epoch recovers without the dead log (a majority of logs is enough).
+    # The next epoch recovers without the dead log (one locked log is enough).
     nxt = Director(cluster.context(2))
     task2 = await _live(nxt)
     assert nxt.layout is not None
@@ -280,6 +280,37 @@ async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_i
     assert silent.id in {r.id for r in team.absent}
     assert await cluster.get(layout2, b"k") == b"v1"
     await second.stop()
+    task.cancel()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_two_log_layout_recovers_from_the_one_log_left(tmp_path: Path) -> None:
+    # Every acknowledged commit is durable on every log of its layout, so one
+    # locked log holds them all: a layout built while a node was stopped (two
+    # logs) must not wait for a second one when one more node stops.
+    cluster = TestCluster(tmp_path)
+    first = Director(cluster.context(1, parameters=PATIENT))
+    await _live(first)
+    await first.stop()
+    cluster.stopped.add("n3")
+    second = Director(cluster.context(2, node="n1", parameters=PATIENT))
+    await _live(second)
+    layout2 = second.layout
+    assert layout2 is not None and sorted(r.node for r in layout2.logs) == ["n1", "n2"]
+    assert isinstance(await cluster.commit(layout2, b"k", b"v2"), protocol.Committed)
+    acknowledged = await cluster.read_version(layout2)
+    await second.stop()
+    # n3 is back; n2 stops: one of the two logs answers.
+    cluster.stopped = {"n2"}
+    third = Director(cluster.context(3, node="n1", parameters=PATIENT))
+    task = await _live(third)
+    layout3 = third.layout
+    assert layout3 is not None and layout3.epoch == 3
+    assert layout3.recovery_version >= acknowledged
+    assert "n2" not in {r.node for r in layout3.logs}
+    assert await cluster.get(layout3, b"k") == b"v2"
+    await third.stop()
     task.cancel()
     await cluster.close()
 

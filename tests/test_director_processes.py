@@ -204,7 +204,7 @@ async def test_a_restarted_node_rejoins_the_next_generation_of_logs() -> None:
             layout = await db.refresh_layout(newer_than=layout.epoch)
             assert {r.node for r in layout.logs} == {"1", "2", "3"}
             assert str(first) in {r.node for r in layout.storage[0].replicas}
-            # Now one more node can go: a majority of the logs survives.
+            # Now one more node can go: the coordinators keep a majority.
             second = int(st["leader"])
             cluster.kill(second, signal.SIGKILL)
             await recovered(client, newer_than=int(st["recovery"]["epoch"]))

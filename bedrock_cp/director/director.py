@@ -315,7 +315,7 @@ class Director:
         Also ends it when the layout is degraded (built while nodes were down
         or silent: fewer logs than wanted) and a directory change, or a look
         every :data:`REGROW_INTERVAL`, finds a better one possible — otherwise
-        losing one more node could lose the majority of the logs although
+        losing the nodes of its few logs would stop commits although
         enough nodes are back — and when the data distribution
         can build a different storage team (an absent replica back, a filled
         replacement, or a lost replica dropped), and when a config change

@@ -2,7 +2,7 @@
 
 A node that is stopped rather than dead (SIGSTOP, a hung host) resets no
 connection: a call to it lasts its whole timeout. A phase that needs only
-some of its targets (a majority of the old logs, a live replica per team)
+some of its targets (one of the old logs, a live replica per team)
 uses :func:`call_quorum` / :func:`until_enough`: once enough answered, the
 others get as long again as that took (at least :data:`STRAGGLER_GRACE`),
 so a silent node delays a recovery by a fraction of a second, not by a
