@@ -176,6 +176,26 @@ async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path:
 
 
 @closes_clusters
+async def test_a_stalled_director_does_not_spin_on_directory_changes(tmp_path: Path) -> None:
+    cluster = TestCluster(tmp_path)
+    for name, info in cluster.nodes.items():
+        cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
+    director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
+    task: asyncio.Task[object] = asyncio.create_task(director.run())
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5
+    while loop.time() < end:  # a directory that changes every millisecond
+        director.directory_changed()
+        await asyncio.sleep(0.001)
+    assert director.status.state == "stalled"
+    # One attempt per MIN_RETRY_INTERVAL at most (a loaded machine makes fewer).
+    assert director.status.attempt <= 0.5 / director_module.MIN_RETRY_INTERVAL + 2
+    await director.stop()
+    assert task.done()
+    await cluster.close()
+
+
+@closes_clusters
 async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     for name, info in cluster.nodes.items():

@@ -69,6 +69,12 @@ REGROW_INTERVAL = 0.5
 LOOK_TIMEOUT = 0.5
 
 
+#: However often the directory changes, a stalled Director waits this long
+#: between attempts: nodes registering, or what its own attempts create and roll
+#: back, would otherwise retry it back to back (about a thousand times a second).
+MIN_RETRY_INTERVAL = 0.02
+
+
 class Director:
     def __init__(
         self,
@@ -239,10 +245,14 @@ class Director:
                 log.exception("director: on_event raised")
 
     async def _backoff(self, number: int) -> None:
+        """Wait before attempt ``number + 1``: the backoff, cut short by a
+        directory change, but never shorter than :data:`MIN_RETRY_INTERVAL`."""
         delay = min(self._backoff_cap, self._backoff_base * 2 ** (number - 1))
         delay *= self._rng.uniform(0.5, 1.0)
+        floor = min(delay, MIN_RETRY_INTERVAL)
+        await asyncio.sleep(floor)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
+            async with asyncio.timeout(delay - floor):
                 await self._changed.wait()
 
     def _spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task[object]:

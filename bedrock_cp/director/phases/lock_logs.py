@@ -47,7 +47,4 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
         else:
             missing.append(f"{ref.id}@{ref.node} ({answer})")
     if len(attempt.locked) < NEED_LOCKED:
-        raise Stall(
-            f"none of the {len(logs)} old logs locked; "
-            f"did not lock: {', '.join(missing)}"
-        )
+        raise Stall(f"none of the {len(logs)} old logs locked; did not lock: {', '.join(missing)}")
