@@ -86,7 +86,12 @@ class LocalFirstChannel:
             return self
         return await self.remote.connection(address)
 
-    async def close(self) -> None:
+    def abort(self) -> None:
+        """Cancel the handlers still running (the node stops or crashes)."""
         for served in list(self._serving):
             served.cancel()
+
+    async def close(self) -> None:
+        self.abort()
+        await asyncio.gather(*self._serving, return_exceptions=True)
         await self.remote.close()

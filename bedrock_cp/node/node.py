@@ -151,6 +151,8 @@ class Node:
         self.gateway: Gateway | None = None
         self.dialer: Caller | None = None
         self.local_channel: LocalFirstChannel | None = None
+        #: The Gateway's own short cut to this node (its caller is not closed apart).
+        self._gateway_local: LocalFirstChannel | None = None
         self.recovery: DirectorHost | None = None
         self.transaction_metrics = TransactionMetrics()
         #: Every metric of this node (render() gives Prometheus text); set once started.
@@ -252,13 +254,14 @@ class Node:
         # Opening scans every segment: keep it off the event loop.
         consensus = await loop.run_in_executor(executor, open_consensus)
         self._consensus = consensus
+        self._gateway_local = LocalFirstChannel(
+            network.channel(), config.advertised, config.id, self._on_request
+        )
         gateway_caller = Caller(
             config.cluster,
             auth=credentials.connector,
             node_id=config.id,
-            channel=LocalFirstChannel(
-                network.channel(), config.advertised, config.id, self._on_request
-            ),
+            channel=self._gateway_local,
         )
         try:
             coordinator = Coordinator(
@@ -363,6 +366,8 @@ class Node:
                 await self.network.stop()
             if self.dialer is not None:
                 await self.dialer.close()
+            if self._gateway_local is not None:
+                self._gateway_local.abort()
         finally:
             if self._consensus is not None:
                 self._consensus.close()
@@ -389,6 +394,9 @@ class Node:
             self.foreman.abort()
         if self.coordinator is not None:
             self.coordinator.runner.abort()
+        for local in (self.local_channel, self._gateway_local):
+            if local is not None:
+                local.abort()  # what it serves dies with the node, as over the network
         if self._consensus is not None:
             self._consensus.close()
         self._stopped.set()
