@@ -92,10 +92,14 @@ class Node:
             on_raft=lambda p, m: self.raft.append((p, m)),
             on_peer_lost=self.lost.append,
             on_request=on_request,
-            reconnect_base=0.005,
-            reconnect_cap=0.05,
             rng=random.Random(node_id),
-            **{"auth": AcceptorAuth("none", CLUSTER), "connector_auth": NO_AUTH, **kw},
+            **{
+                "auth": AcceptorAuth("none", CLUSTER),
+                "connector_auth": NO_AUTH,
+                "reconnect_base": 0.005,
+                "reconnect_cap": 0.05,
+                **kw,
+            },
         )
 
     def messages_from(self, peer: int) -> list[bytes]:
@@ -193,6 +197,31 @@ def test_peer_loss_is_reported_once_and_the_link_comes_back(run: Run, how: str) 
         await until(lambda: b2.raft == [(1, [b"again"])] and (2, [b"back"]) in a.raft)
         await asyncio.sleep(0.05)
         assert a.lost == [2]  # one report for the one failure (both connections broke)
+        await a.t.stop()
+        await b2.t.stop()
+
+    run(main())
+
+
+def test_a_peer_that_comes_back_is_linked_at_once_whatever_the_backoff(run: Run) -> None:
+    """A restarted peer dials us first (its links are fresh): that is news that it
+    is back, so our link to it reconnects now, not at the end of a backoff that
+    grew while it was down (up to the cap: a second without a majority link)."""
+
+    async def main() -> None:
+        a = Node(1, {}, reconnect_base=5.0, reconnect_cap=5.0)  # every retry waits 2.5-5 s
+        await a.t.start()
+        b = Node(2, {1: f"127.0.0.1:{a.t.port}"})
+        await b.t.start()
+        port_b = b.t.port
+        a.t.set_peers({2: f"127.0.0.1:{port_b}"})
+        await until(lambda: a.t.connected(2) and b.t.connected(1))
+        b.t.abort()
+        await until(lambda: not a.t.connected(2))
+        b2 = Node(2, {1: f"127.0.0.1:{a.t.port}"}, port=port_b)
+        await b2.t.start()
+        await until(lambda: b2.t.connected(1))
+        await until(lambda: a.t.connected(2), within=1.0)
         await a.t.stop()
         await b2.t.stop()
 

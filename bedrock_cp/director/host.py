@@ -184,11 +184,14 @@ class DirectorHost:
             await director.stop()
             raise
         log.warning("director of epoch %d ended: %s", epoch, outcome)
-        # Back off only while epochs keep failing; one that went live resets it.
+        # Back off only while epochs keep failing. One that went live ended for a
+        # reason (a component died, a fuller layout is possible) and clients
+        # wait for the next: begin it at once.
         went_live = any(r.epoch == epoch and r.outcome == "completed" for r in self.status.timeline)
-        self._failures = 1 if went_live else self._failures + 1
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
-        await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
+        self._failures = 0 if went_live else self._failures + 1
+        if self._failures:
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
+            await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
         if self.coordinator.role == "leader":
             await self.coordinator.begin_epoch()
 

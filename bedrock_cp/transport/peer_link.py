@@ -9,9 +9,14 @@ dropped and counted: Raft retransmits, and a slow peer cannot grow our memory
 without bound (invariant I9, docs/architecture.md).
 
 The link connects at start and reconnects forever with capped exponential
-backoff (:class:`Backoff`) until closed. When an established link is broken by
-the remote (EOF, reset, error) the host hears ``link_broken`` — the fast failure
-detector: a dead process's sockets are closed by its kernel at once.
+backoff (:class:`Backoff`) until closed; a connection the peer opens to us
+(:meth:`PeerLink.peer_seen`) ends the wait at once: a restarted peer dials its
+peers first, and waiting out a backoff that grew while it was down (up to the
+cap, a second) would leave a restarted majority without links meanwhile.
+
+When an established link is broken by the remote (EOF, reset, error) the host
+hears ``link_broken`` — the fast failure detector: a dead process's sockets are
+closed by its kernel at once.
 """
 
 from __future__ import annotations
@@ -84,6 +89,21 @@ class PeerLink:
         self._flush_scheduled = False
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: Set when the peer connected to us while this link was down.
+        self._seen = asyncio.Event()
+
+    def peer_seen(self) -> None:
+        """The peer just connected to us: if this link is waiting to reconnect, go now."""
+        if self._proto is None:
+            self._seen.set()
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or until the peer is seen (or was, meanwhile)."""
+        if not self._seen.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._seen.wait()
+        self._seen.clear()
 
     @property
     def connected(self) -> bool:
@@ -158,10 +178,11 @@ class PeerLink:
                     attempt + 1,
                     str(e) or type(e).__name__,
                 )
-                await asyncio.sleep(self.host.backoff.delay(attempt))
+                await self._wait(self.host.backoff.delay(attempt))
                 attempt += 1
                 continue
             self._proto = proto
+            self._seen.clear()
             self.host.stats["links.established"] += 1
             log.info("link to peer %d at %s: up", self.peer_id, self.address)
             self.host.peer_up(self.peer_id)
@@ -173,7 +194,7 @@ class PeerLink:
             if remote_broke:
                 self.host.link_broken(self.peer_id)
             # Reconnect soon, but not at once: the peer may be restarting.
-            await asyncio.sleep(self.host.backoff.delay(0))
+            await self._wait(self.host.backoff.delay(0))
             attempt = 1
 
     async def _connect(self) -> _LinkProtocol:

@@ -268,6 +268,9 @@ class Transport:
 
     def inbound_authenticated(self, conn: InboundConnection) -> None:
         self._handshake_over(conn)
+        info = conn.info
+        if info is not None and info.kind == "peer" and (link := self._links.get(info.node_id)):
+            link.peer_seen()  # it is back: do not wait out our link's backoff
 
     def inbound_closed(self, conn: InboundConnection, remote_broke: bool) -> None:
         self._handshake_over(conn)

@@ -1,0 +1,53 @@
+"""The Director host on a real (single, in-process) node: one Director per epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bedrock_cp.auth import AuthConfig
+from bedrock_cp.cluster import free_ports
+from bedrock_cp.node import Node, NodeConfig
+from tests.clusters import eventually
+
+
+def _single_node(tmp_path: Path) -> NodeConfig:
+    (address,) = (f"127.0.0.1:{p}" for p in free_ports(1))
+    return NodeConfig(
+        id=1,
+        data_dir=str(tmp_path / "n1"),
+        listen=address,
+        coordinators={"1": address},
+        fsync=False,
+        capabilities=["log", "storage"],
+        auth=AuthConfig(mode="none"),
+    )
+
+
+async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
+    tmp_path: Path,
+) -> None:
+    """The backoff between epochs is for epochs that keep failing; one that went
+    live and then ended (a component died, a fuller layout became possible) is
+    followed by the next at once: clients are waiting for it."""
+    node = await Node.start(_single_node(tmp_path))
+    try:
+        host = node.recovery
+        assert host is not None and node.foreman is not None
+        host.backoff_base = host.backoff_cap = 30.0  # a wait no test would sit out
+
+        async def live_epoch() -> int | None:
+            st = host.status_dict()
+            return int(st["epoch"]) if st["state"] == "running" else None
+
+        epoch = await eventually(live_epoch, what="a live epoch")
+        director = host.director
+        assert director is not None and director.layout is not None
+        # A role of the live epoch dies: its Director ends.
+        await node.foreman.remove(director.layout.proxies[0].id)
+        async def next_live() -> bool:
+            later = await live_epoch()
+            return later is not None and later > epoch
+
+        await eventually(next_live, timeout=10, what="the next epoch live")
+    finally:
+        await node.stop()
