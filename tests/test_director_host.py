@@ -44,6 +44,7 @@ async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
         assert director is not None and director.layout is not None
         # A role of the live epoch dies: its Director ends.
         await node.foreman.remove(director.layout.proxies[0].id)
+
         async def next_live() -> bool:
             later = await live_epoch()
             return later is not None and later > epoch
