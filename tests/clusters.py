@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bedrock_cp.auth import load_connector
+from bedrock_cp.auth import AuthConfig, load_connector
 from bedrock_cp.client import Client, ClusterFile
 from bedrock_cp.client.client import client_credentials
-from bedrock_cp.cluster import LocalCluster
+from bedrock_cp.cluster import LocalCluster, free_ports
+from bedrock_cp.node import NodeConfig
 from bedrock_cp.protocol import Caller
 
 T = TypeVar("T")
@@ -148,3 +149,18 @@ async def cluster_recovered(cluster: LocalCluster) -> None:
         await recovered(client)
     finally:
         await client.close()
+
+
+def single_node(tmp_path: Path) -> NodeConfig:
+    """The config of a one-node cluster (log and storage here, no fsync, no
+    authentication) for a node started in the test's own process."""
+    (address,) = (f"127.0.0.1:{p}" for p in free_ports(1))
+    return NodeConfig(
+        id=1,
+        data_dir=str(tmp_path / "n1"),
+        listen=address,
+        coordinators={"1": address},
+        fsync=False,
+        capabilities=["log", "storage"],
+        auth=AuthConfig(mode="none"),
+    )

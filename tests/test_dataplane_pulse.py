@@ -37,11 +37,9 @@ async def test_a_waiter_times_out_with_the_conditions_last_value() -> None:
     assert await pulse.wait_for(lambda: False, 0.01) is False
     state = {"n": 0}
 
-    async def fire_later() -> None:
-        await asyncio.sleep(0.005)
+    def fire() -> None:  # in the next loop iteration, once the waiter waits
         state["n"] = 1
         pulse.fire()
 
-    task = asyncio.ensure_future(fire_later())
+    asyncio.get_running_loop().call_soon(fire)
     assert await pulse.wait_for(lambda: state["n"] == 1, 5.0) is True
-    await task

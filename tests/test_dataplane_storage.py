@@ -50,14 +50,20 @@ from .dataplane_pipeline import CLUSTER, MeasuringDialer, ref, set_, until
 from .loopback import LoopbackDialer
 
 SS = ref("ss", "storage")
+#: Another replica of the team (never started): a layout may list it instead of SS.
+OTHER = ref("other", "storage")
 
 
 def layout(
-    logs: list[WorkerRef], *, epoch: int = 1, recovery: int = 0, begin: bytes = b""
+    logs: list[WorkerRef],
+    *,
+    epoch: int = 1,
+    recovery: int = 0,
+    begin: bytes = b"",
+    replicas: tuple[WorkerRef, ...] = (SS,),
 ) -> Layout:
-    return Layout(
-        epoch, recovery, ref("seq", "sequencer"), [], [], logs, [StorageTeam(begin, b"\xff", [SS])]
-    )
+    team = StorageTeam(begin, b"\xff", list(replicas))
+    return Layout(epoch, recovery, ref("seq", "sequencer"), [], [], logs, [team])
 
 
 class World:
@@ -216,11 +222,7 @@ async def test_a_replica_outside_every_team_stands_still_and_keeps_its_data_hone
     w.storage.set_layout(layout([w.log.ref]))
     assert await w.get(b"a", 10) == Value(b"1", 10)
     # A layout whose team no longer lists this replica (its node was down).
-    other = ref("other", "storage")
-    out = Layout(
-        2, 10, ref("seq", "sequencer"), [], [], [w.log.ref], [StorageTeam(b"", b"\xff", [other])]
-    )
-    w.storage.set_layout(out)
+    w.storage.set_layout(layout([w.log.ref], epoch=2, recovery=10, replicas=(OTHER,)))
     await w.push(10, 20, [set_(b"a", b"2")], 10)
     await w.push(20, 30, [set_(b"b", b"3")], 20)
     state = await w.storage.handle(StorageStatus("ss"))
@@ -228,16 +230,7 @@ async def test_a_replica_outside_every_team_stands_still_and_keeps_its_data_hone
     # It must not claim versions whose mutations it did not keep.
     assert state.applied == 10, state
     # Taken back into the team, it catches up from the log with the real data.
-    back = Layout(
-        3,
-        30,
-        ref("seq", "sequencer"),
-        [],
-        [],
-        [w.log.ref],
-        [StorageTeam(b"", b"\xff", [SS, other])],
-    )
-    w.storage.set_layout(back)
+    w.storage.set_layout(layout([w.log.ref], epoch=3, recovery=30, replicas=(SS, OTHER)))
     assert await w.get(b"a", 30) == Value(b"2", 30)
     assert await w.get(b"b", 30) == Value(b"3", 30)
     await w.dialer.stop_all()
@@ -252,7 +245,6 @@ async def test_a_pull_answered_as_the_layout_changes_is_not_applied_by_the_old_p
     ``asyncio.wait_for`` returns the answer instead of raising the cancellation
     then, so the puller must not rely on being cancelled. Every interleaving of a
     few loop iterations between the push and the layout is tried."""
-    other = ref("other", "storage")
     for k in range(8):
         w = World(tmp_path / str(k))
         await w.push(0, 10, [set_(b"a", b"1")], 0)
@@ -263,32 +255,14 @@ async def test_a_pull_answered_as_the_layout_changes_is_not_applied_by_the_old_p
         push = asyncio.ensure_future(w.push(10, 20, [set_(b"a", b"2")], 10))
         for _ in range(k):
             await asyncio.sleep(0)
-        out = Layout(
-            2,
-            10,
-            ref("seq", "sequencer"),
-            [],
-            [],
-            [w.log.ref],
-            [StorageTeam(b"", b"\xff", [other])],
-        )
-        w.storage.set_layout(out)
+        w.storage.set_layout(layout([w.log.ref], epoch=2, recovery=10, replicas=(OTHER,)))
         claimed = w.storage.applied  # what it held when it left the team
         await push
         await w.push(20, 30, [set_(b"b", b"3")], 20)
         for _ in range(20):
             await asyncio.sleep(0)
         assert w.storage.applied == claimed, (k, claimed, w.storage.applied)
-        back = Layout(
-            3,
-            30,
-            ref("seq", "sequencer"),
-            [],
-            [],
-            [w.log.ref],
-            [StorageTeam(b"", b"\xff", [SS, other])],
-        )
-        w.storage.set_layout(back)
+        w.storage.set_layout(layout([w.log.ref], epoch=3, recovery=30, replicas=(SS, OTHER)))
         assert await w.get(b"a", 30) == Value(b"2", 30), k
         assert await w.get(b"b", 30) == Value(b"3", 30), k
         await w.dialer.stop_all()

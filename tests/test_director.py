@@ -175,13 +175,23 @@ async def test_a_director_with_an_older_epoch_fails_and_leaves_nothing(tmp_path:
     await cluster.close()
 
 
+def _with_capabilities(cluster: TestCluster, capabilities: list[str]) -> None:
+    for name, info in cluster.nodes.items():
+        cluster.nodes[name] = NodeInfo(info.node, info.address, capabilities)
+
+
+def _stalling(cluster: TestCluster) -> tuple[Director, asyncio.Task[object]]:
+    """A Director of a new cluster with no node able to host a log (it stalls),
+    running with a backoff no test would sit out: only a directory change retries it."""
+    _with_capabilities(cluster, ["storage"])
+    director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
+    return director, asyncio.create_task(director.run())
+
+
 @closes_clusters
 async def test_a_stalled_director_does_not_spin_on_directory_changes(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    for name, info in cluster.nodes.items():
-        cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
-    director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
-    task: asyncio.Task[object] = asyncio.create_task(director.run())
+    director, task = _stalling(cluster)
     loop = asyncio.get_running_loop()
     end = loop.time() + 0.5
     while loop.time() < end:  # a directory that changes every millisecond
@@ -198,18 +208,14 @@ async def test_a_stalled_director_does_not_spin_on_directory_changes(tmp_path: P
 @closes_clusters
 async def test_a_directory_change_retries_a_stalled_attempt_at_once(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
-    for name, info in cluster.nodes.items():
-        cluster.nodes[name] = NodeInfo(info.node, info.address, ["storage"])
-    director = Director(cluster.context(1), backoff_base=30.0, backoff_cap=30.0)
-    task: asyncio.Task[object] = asyncio.create_task(director.run())
+    director, task = _stalling(cluster)
     for _ in range(200):
         if director.status.state == "stalled":
             break
         await asyncio.sleep(0.01)
     assert director.status.state == "stalled"
     assert "no node can host a log" in director.status.reason
-    for name, info in cluster.nodes.items():
-        cluster.nodes[name] = NodeInfo(info.node, info.address, ["log", "storage"])
+    _with_capabilities(cluster, ["log", "storage"])
     director.directory_changed()
     await _live(director, task)
     assert director.status.attempt == 2

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bedrock_cp.auth import AuthConfig
-from bedrock_cp.cluster import free_ports
-from bedrock_cp.node import Node, NodeConfig
-from tests.clusters import eventually
-
-
-def _single_node(tmp_path: Path) -> NodeConfig:
-    (address,) = (f"127.0.0.1:{p}" for p in free_ports(1))
-    return NodeConfig(
-        id=1,
-        data_dir=str(tmp_path / "n1"),
-        listen=address,
-        coordinators={"1": address},
-        fsync=False,
-        capabilities=["log", "storage"],
-        auth=AuthConfig(mode="none"),
-    )
+from bedrock_cp.node import Node
+from tests.clusters import eventually, single_node
 
 
 async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
@@ -29,7 +14,7 @@ async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
     """The backoff between epochs is for epochs that keep failing; one that went
     live and then ended (a component died, a fuller layout became possible) is
     followed by the next at once: clients are waiting for it."""
-    node = await Node.start(_single_node(tmp_path))
+    node = await Node.start(single_node(tmp_path))
     try:
         host = node.recovery
         assert host is not None and node.foreman is not None

@@ -16,27 +16,12 @@ import msgspec
 import pytest
 
 from bedrock_cp import protocol
-from bedrock_cp.auth import AuthConfig
 from bedrock_cp.client import open_database
-from bedrock_cp.cluster import free_ports
-from bedrock_cp.node import Node, NodeConfig
+from bedrock_cp.node import Node
 from bedrock_cp.node.local_channel import Handler, LocalFirstChannel
 from bedrock_cp.transport import ConnInfo, RpcChannel, RpcPool
 from bedrock_cp.wire import Request
-from tests.clusters import eventually
-
-
-def _single_node(tmp_path: Path) -> NodeConfig:
-    (address,) = (f"127.0.0.1:{p}" for p in free_ports(1))
-    return NodeConfig(
-        id=1,
-        data_dir=str(tmp_path / "n1"),
-        listen=address,
-        coordinators={"1": address},
-        fsync=False,
-        capabilities=["log", "storage"],
-        auth=AuthConfig(mode="none"),
-    )
+from tests.clusters import eventually, single_node
 
 
 async def _committed(db: object) -> None:
@@ -47,7 +32,7 @@ async def _committed(db: object) -> None:
 
 
 async def test_a_commit_on_one_node_never_dials_that_node(tmp_path: Path) -> None:
-    config = _single_node(tmp_path)
+    config = single_node(tmp_path)
     node = await Node.start(config)
     try:
         db = await open_database(config.listen)
@@ -69,7 +54,7 @@ async def test_a_commit_on_one_node_never_dials_that_node(tmp_path: Path) -> Non
 async def test_local_calls_are_authorized_as_the_node_and_bounded_by_their_deadline(
     tmp_path: Path,
 ) -> None:
-    config = _single_node(tmp_path)
+    config = single_node(tmp_path)
     node = await Node.start(config)
     try:
         channel = node.local_channel
@@ -103,11 +88,11 @@ def _channel(handler: Handler) -> LocalFirstChannel:
 async def test_a_caller_that_gives_up_does_not_cancel_the_local_handler() -> None:
     """As behind the listener: an abandoned answer leaves the handler running
     (a log's lock or push is not cut halfway through what it persists)."""
-    started, finished = asyncio.Event(), asyncio.Event()
+    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def handler(request: Request, info: ConnInfo) -> msgspec.Raw:
         started.set()
-        await asyncio.sleep(0.05)
+        await release.wait()
         finished.set()
         return msgspec.Raw(b"\x90")
 
@@ -117,6 +102,7 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_local_handler() -> Non
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+    release.set()  # the handler goes on after its caller gave up
     async with asyncio.timeout(5):
         await finished.wait()
 
