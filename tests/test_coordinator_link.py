@@ -125,6 +125,60 @@ async def test_a_gateway_follows_the_leader_of_the_highest_term_not_the_highest_
         await gateway.stop()
 
 
+class LosingLeader:
+    """One coordinator, A, that leads and registers the Gateway, then holds its
+    layout watch until :attr:`lost` is set and refuses from then on (it died)."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+
+    async def call(
+        self,
+        address: str,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
+        if self.lost.is_set():
+            raise ConnectionRefusedError(f"{address} refused the connection")
+        match decode_request(encode(body)):
+            case protocol.Ping():
+                return protocol.PingReply(1, 1, 0, 1, A, "ready")
+            case protocol.RegisterNodeRequest():
+                return protocol.WriteOk(3, None)
+        await self.lost.wait()
+        raise ConnectionRefusedError(f"{address} closed the connection")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_gateway_stops_when_told_to_as_its_leader_is_lost() -> None:
+    # The leader dies in the loop iteration the node stops its Gateway: the
+    # follow loop's tasks fail with "leader lost" as the stop cancels them.
+    # The stop must win (an asyncio.TaskGroup lets its tasks' errors win over
+    # a cancellation, so the Gateway went on looking for a leader, and the
+    # node's stop hung until it was killed).
+    script = LosingLeader()
+    gateway = Gateway(
+        "7",
+        "127.0.0.1:9",
+        [A],
+        "c",
+        capabilities=lambda: ["log"],
+        services=list,
+        rng=random.Random(7),
+        caller=script,
+    )
+    gateway.start()
+
+    async def registered() -> bool:
+        return gateway.registrations > 0
+
+    await eventually(registered, timeout=5, what="the gateway registered")
+    script.lost.set()
+    await asyncio.wait_for(gateway.stop(), 5)
+
+
 async def test_a_redirect_chain_is_followed_to_the_leader_without_rediscovery() -> None:
     # Every coordinator still names A; A points to B, B to C, and C leads.
     pings = {a: protocol.PingReply(ID[a], 1, 0, 1, A, "follower") for a in (A, B, C)}

@@ -109,6 +109,7 @@ class Gateway:
         self._layout_arrived = asyncio.Event()
         self._refresh = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         #: Successful registrations so far, and the index of the last one.
         self.registrations = 0
         self.registered_index = 0
@@ -117,9 +118,11 @@ class Gateway:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -128,6 +131,7 @@ class Gateway:
 
     def abort(self) -> None:
         """Stop at once (the node is crashing): cancel the loop, close nothing."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -190,6 +194,13 @@ class Gateway:
             except* Exception:
                 log.exception("node %s: gateway loop failed; retrying", self.node)
             self._leader = None
+            if self._stopping:
+                # Stopped as the leader was lost: the TaskGroup of _follow
+                # raised its tasks' errors, which win over a cancellation,
+                # and except* took them. The stop must still win. (A flag,
+                # not Task.cancelling(): on Python 3.11 a TaskGroup whose
+                # task failed leaves its parent's cancel count raised.)
+                return
             if self.registrations != registrations:
                 attempt = 0  # that leader served us: look for the next one at once
             if self.link.leader is None or self.link.leader == leader:
