@@ -9,6 +9,7 @@ them stopped with SIGSTOP (its sockets stay open: no reset tells anyone).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -237,6 +238,78 @@ async def test_a_slow_leader_is_not_left_for_a_stale_one_its_peers_outrank() -> 
     assert sum(1 for a, tag in script.calls if tag == "Ping" and a != A) > 2  # it hedged
 
 
+class Electing(Scripted):
+    """Coordinators that hold a long-polling ``Ping`` (``wait_ms > 0``) while
+    they still name the leader it is stuck at, as the real ones do, until
+    :meth:`elect` gives them a new view; ``pings_after_election`` counts the
+    pings sent once it did."""
+
+    def __init__(
+        self,
+        pings: dict[str, protocol.PingReply],
+        answers: dict[str, protocol.Response],
+        slow: dict[str, float],
+    ) -> None:
+        super().__init__(pings, answers, slow=slow)
+        self.elected = asyncio.Event()
+        self.pings_after_election = 0
+        self.long_polls = 0
+        self.pings_sent: dict[str, int] = {}
+
+    def elect(self, pings: dict[str, protocol.PingReply]) -> None:
+        self.pings.update(pings)
+        self.elected.set()
+
+    async def call(
+        self,
+        address: str,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
+        if isinstance(body, protocol.Ping):
+            self.pings_sent[address] = self.pings_sent.get(address, 0) + 1
+            if self.elected.is_set():
+                self.pings_after_election += 1
+            elif body.wait_ms > 0 and self.pings[address].leader_id == body.leader_id:
+                self.long_polls += 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(body.wait_ms / 1000):
+                        await self.elected.wait()
+        return await super().call(address, body, timeout)
+
+
+async def test_a_stopped_leaders_successor_is_learned_from_a_poll_already_waiting() -> None:
+    # A leads term 2 and stopped (no reset: the try just waits). B and C
+    # follow it until B is elected. The hedge must not poll for news: the
+    # peers are asked to answer when they know of a new leader, so the client
+    # moves on the moment one does, whatever the polling interval.
+    pings = {a: protocol.PingReply(ID[a], 2, 0, 1, A, "follower") for a in (B, C)}
+    # A's answer never comes in time: it is stopped.
+    answers: dict[str, protocol.Response] = {
+        A: protocol.WriteOk(0, None),
+        B: protocol.WriteOk(6, None),
+    }
+    script = Electing(pings, answers, slow={A: 60.0})
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(6), hedge_after=0.01)
+    link.leader = Leader(1, A, 2)
+    write = asyncio.ensure_future(link.call_leader(protocol.Deregister("svc", 1, 1), 30.0))
+
+    async def asked_twice() -> bool:
+        return all(script.pings_sent.get(a, 0) >= 2 for a in (B, C))
+
+    await eventually(asked_twice, timeout=10, what="the hedge asked B and C twice")
+    script.elect(
+        {
+            B: protocol.PingReply(2, 3, 0, 2, B, "ready"),
+            C: protocol.PingReply(3, 3, 0, 2, B, "follower"),
+        }
+    )
+    assert await asyncio.wait_for(write, 10) == protocol.WriteOk(6, None)
+    assert script.writes() == [A, B]
+    assert script.pings_after_election == 0, "the news came from a poll that was already waiting"
+    assert script.long_polls >= 2
+
+
 def test_the_backoff_stays_within_its_bounds() -> None:
     # An election takes tens of milliseconds: for its first 100 tries (about
     # 0.75 s) a client or Gateway looks again within 2 ms at first and never
@@ -276,3 +349,34 @@ async def test_a_stopped_leader_is_left_for_the_new_one_while_the_try_still_wait
                 cluster.resume(leader)
         finally:
             await slow.close()
+
+
+@pytest.mark.slow
+async def test_a_follower_answers_a_leader_watch_once_it_names_the_new_leader() -> None:
+    async with running(LocalCluster(3)) as cluster:
+        leader = await cluster.wait_ready()
+        client = Client(cluster.client_cluster_file())
+        try:
+            follower = next(i for i in cluster.addresses if i != leader)
+            at = cluster.addresses[follower]
+            first = await client.link.call(at, protocol.Ping(), 5.0)
+            assert isinstance(first, protocol.PingReply) and first.leader_id == leader
+            # Nothing changes: the watch answers when its wait ends, with the same view.
+            same = await client.link.call(at, protocol.Ping(100, leader, first.term), 5.0)
+            assert isinstance(same, protocol.PingReply)
+            assert (same.leader_id, same.term) == (leader, first.term)
+            watch = protocol.Ping(5_000, leader, first.term)
+            asked = asyncio.ensure_future(client.link.call(at, watch, 10.0))
+            cluster.pause(leader)
+            try:
+                reply = await asyncio.wait_for(asked, 30)
+                assert isinstance(reply, protocol.PingReply)
+                if reply.leader_id == leader:  # a loaded host: the wait ended first
+                    reply = await client.link.call(at, watch, 30.0)
+                    assert isinstance(reply, protocol.PingReply)
+            finally:
+                cluster.resume(leader)
+            assert reply.leader_id not in (0, leader), reply
+            assert reply.term > first.term
+        finally:
+            await client.close()

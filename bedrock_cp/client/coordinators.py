@@ -10,8 +10,11 @@ Gateway reach the coordinators through one :class:`CoordinatorLink`. It owns:
   next try goes there at once, without a discovery round.
 - **Hedging** — while a try is slow (no answer after :attr:`hedge_after`), ask
   the other coordinators whether a newer leader exists: a stopped or cut-off
-  leader sends no reset, so only its peers can tell. All the tries slow at
-  one leader share one hedge: one round of pings at a time.
+  leader sends no reset, so only its peers can tell. One plain round of pings
+  learns the slow leader's term; then each peer is long-polled (``Ping`` with
+  ``wait_ms``) and answers the moment it names another leader, so the try
+  moves on as soon as a peer knows, not at the next poll. All the tries slow
+  at one leader share one hedge, which ends when the last of them does.
 - **Suspicion** — a leader that timed out or broke its connection is skipped
   by discovery until it answers a ping again (its peers may name it for a
   while after it died).
@@ -54,6 +57,10 @@ RETRY_BASE: Final = 0.002
 FAST_CAP: Final = 0.010
 FAST_TRIES: Final = 100
 SLOW_CAP: Final = 1.0
+
+#: How long a hedge's long poll asks each peer to wait for a leader change
+#: before it answers anyway (then the hedge asks again).
+HEDGE_WAIT: Final = 1.0
 
 #: Exceptions that make a try fail but leave later tries (elsewhere) worthwhile.
 RETRYABLE: Final = (ConnectionLost, ConnectionError, OSError, TimeoutError, RemoteError)
@@ -219,7 +226,7 @@ class CoordinatorLink:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task(loop)
             assert task is not None
-            timer = loop.call_later(self.hedge_after, self._join_hedge, address, task, joined)
+            timer = loop.call_later(self.hedge_after, self._join_hedge, leader, task, joined)
         try:
             reply = await self.call(address, body, timeout)
         except asyncio.CancelledError:
@@ -239,7 +246,7 @@ class CoordinatorLink:
             if timer is not None:
                 timer.cancel()
             if joined and task is not None:
-                joined[0].tries.discard(task)
+                joined[0].leave(task)
         if isinstance(reply, protocol.NotLeader):
             if reply.leader_address and reply.leader_address != address:
                 self.leader = Leader(reply.leader_id, reply.leader_address, 0)
@@ -282,21 +289,45 @@ class CoordinatorLink:
         self.leader = newest_leader(replies.items(), frozenset(self._suspects))
         return self.leader
 
-    def _join_hedge(self, address: str, task: asyncio.Task[object], joined: list[_Hedge]) -> None:
-        hedge = self._hedges.get(address)
+    def _join_hedge(self, leader: Leader, task: asyncio.Task[object], joined: list[_Hedge]) -> None:
+        hedge = self._hedges.get(leader.address)
         if hedge is None:
-            hedge = self._hedges[address] = _Hedge(self, address)
+            hedge = self._hedges[leader.address] = _Hedge(self, leader)
         hedge.tries.add(task)
         joined.append(hedge)
 
-    async def _ask_others(self, current: str) -> Leader | None:
-        """The newest leader the others name, if it is not ``current`` (one that
-        still names ``current`` at a higher term outranks a stale one naming
-        an older leader)."""
-        others = [a for a in self.addresses if a != current]
-        replies = await self.ping(others, self.hedge_after, need=len(others))
-        newest = newest_leader(replies.items())
-        return newest if newest is not None and newest.address != current else None
+    async def _ask_others(
+        self, current: Leader, term: int, wait: float
+    ) -> tuple[Leader | None, int]:
+        """Ask the others for a leader newer than ``current``, which leads ``term``
+        as far as this link knows (0: unknown). Returns that leader, if any,
+        and the term ``current`` leads as its peers know it.
+
+        ``wait == 0``: one plain round, every other's answer awaited; the newest
+        leader named wins (one that still names ``current`` at a higher term
+        outranks a stale one naming an older leader). ``wait > 0``: a long poll;
+        each peer answers once it names a leader other than ``current``, and
+        the first leader named of a term above ``term`` (any term, if unknown)
+        ends the round.
+        """
+        others = [a for a in self.addresses if a != current.address]
+        if wait <= 0:
+            replies = await self.ping(others, self.hedge_after, need=len(others))
+            newest = newest_leader(replies.items())
+            found = newest if newest is not None and newest.address != current.address else None
+        else:
+            body = protocol.Ping(round(wait * 1000), current.id, term)
+            skip = frozenset({current.address})
+            replies = await self.ping(
+                others, wait + self.hedge_after, len(others), newer_than=term, skip=skip, body=body
+            )
+            newest = newest_leader(replies.items(), skip)
+            found = newest if newest is not None and newest.term > term else None
+        for address, reply in replies.items():
+            named = named_leader(address, reply)
+            if named is not None and named.address == current.address:
+                term = max(term, named.term)
+        return found, term
 
     async def ping(
         self,
@@ -306,12 +337,14 @@ class CoordinatorLink:
         *,
         newer_than: int | None = None,
         skip: frozenset[str] = frozenset(),
+        body: protocol.Ping | None = None,
     ) -> dict[str, protocol.PingReply]:
-        """Ping ``addresses`` concurrently; the answers by address (in ``addresses``
-        order). Stops waiting once ``need`` answered and one of them names a
-        leader, once an answer names a leader (not in ``skip``) of a term
-        above ``newer_than``, or when ``timeout`` passes."""
-        body = protocol.Ping()
+        """Ping ``addresses`` concurrently (with ``body``: a plain ``Ping`` unless
+        given); the answers by address (in ``addresses`` order). Stops waiting
+        once ``need`` answered and one of them names a leader, once an answer
+        names a leader (not in ``skip``) of a term above ``newer_than``, or
+        when ``timeout`` passes."""
+        body = body or protocol.Ping()
         tasks = {asyncio.ensure_future(self.call(a, body, timeout)): a for a in addresses}
         out: dict[str, protocol.PingReply] = {}
         try:
@@ -338,35 +371,46 @@ class CoordinatorLink:
 
 
 class _Hedge:
-    """While tries at ``address`` are slow, asks the other coordinators for a
-    newer leader every :attr:`CoordinatorLink.hedge_after`; on finding one,
-    cancels every waiting try's task (as ``asyncio.timeout`` does: each try
-    then fails with :class:`TryFailed`, not with the cancellation). Ends once
-    no try waits."""
+    """While tries at ``leader`` are slow, asks the other coordinators for a
+    newer leader: one plain round, then long polls (see
+    :meth:`CoordinatorLink._ask_others`), :attr:`CoordinatorLink.hedge_after`
+    apart. On finding one, cancels every waiting try's task (as
+    ``asyncio.timeout`` does: each try then fails with :class:`TryFailed`, not
+    with the cancellation). Ends, its polls cancelled, once no try waits."""
 
-    __slots__ = ("_task", "address", "found", "link", "tries")
+    __slots__ = ("_task", "found", "leader", "link", "tries")
 
-    def __init__(self, link: CoordinatorLink, address: str) -> None:
+    def __init__(self, link: CoordinatorLink, leader: Leader) -> None:
         self.link = link
-        self.address = address
+        self.leader = leader
         self.tries: set[asyncio.Task[object]] = set()
         self.found: Leader | None = None
         # Held: the loop keeps only a weak reference to a task.
         self._task = asyncio.get_running_loop().create_task(self._ask())
 
+    def leave(self, task: asyncio.Task[object]) -> None:
+        """``task``'s try ended; the last one to leave ends the hedge."""
+        self.tries.discard(task)
+        if not self.tries and self.found is None:
+            self._task.cancel()
+            # Gone at once: a try that is slow at the same leader next starts a new hedge.
+            if self.link._hedges.get(self.leader.address) is self:
+                del self.link._hedges[self.leader.address]
+
     async def _ask(self) -> None:
+        link = self.link
         try:
-            while self.tries:
-                newer = await self.link._ask_others(self.address)
-                if newer is not None:
-                    self.found = newer
-                    for task in self.tries:
-                        task.cancel()
-                    return
-                await asyncio.sleep(self.link.hedge_after)
+            newer, term = await link._ask_others(self.leader, self.leader.term, 0.0)
+            while newer is None:
+                newer, term = await link._ask_others(self.leader, term, HEDGE_WAIT)
+                if newer is None:
+                    await asyncio.sleep(link.hedge_after)
+            self.found = newer
+            for task in self.tries:
+                task.cancel()
         finally:
-            if self.link._hedges.get(self.address) is self:
-                del self.link._hedges[self.address]
+            if link._hedges.get(self.leader.address) is self:
+                del link._hedges[self.leader.address]
 
 
 def describe(exc: object) -> str:

@@ -146,6 +146,8 @@ class Replica:
         # order they came (a set of objects iterates in memory order, which
         # would make runs of one seed differ).
         self._layout_waiters: dict[asyncio.Future[None], None] = {}
+        # Long-polling pings, woken on every change of the known leader or role.
+        self._leader_waiters: dict[asyncio.Future[None], None] = {}
         self._waiter_ids = itertools.count()
         self._read_ids = itertools.count(1)
         self._peers: dict[int, str] = {}
@@ -164,6 +166,7 @@ class Replica:
         for task in list(self._background):
             task.cancel()
         self._fail_pending(protocol.Unavailable("node stopping; retry on another coordinator"))
+        self._wake_leader_waiters()
 
     def send_raft(self, to: int, data: bytes) -> None:
         self.network.send_raft(to, data)
@@ -251,6 +254,7 @@ class Replica:
             self._last_leader = leader_id
         self.leader_id = leader_id
         self.role = role
+        self._wake_leader_waiters()
         if role is RaftRole.LEADER:
             if not was_leader:
                 self.leader_term = self.runner.consensus.term
@@ -352,6 +356,12 @@ class Replica:
         if record is None:
             return protocol.LayoutReply(0, None, self.leader_id)
         return protocol.LayoutReply(record.epoch, record.layout, self.leader_id)
+
+    def _wake_leader_waiters(self) -> None:
+        waiters, self._leader_waiters = self._leader_waiters, {}
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _wake_layout_waiters(self) -> None:
         waiters, self._layout_waiters = self._layout_waiters, {}

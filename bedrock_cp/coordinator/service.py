@@ -11,7 +11,11 @@ coordinators):
   any coordinator from its state;
 - **layout watches**: a gateway long-polls the leader with ``WatchLayout``,
   answered when the layout changes or when its wait ends with the current one;
-  waiters are bounded (:data:`MAX_LAYOUT_WATCHERS`).
+  waiters are bounded (:data:`MAX_LAYOUT_WATCHERS`);
+- **leader watches**: a ``Ping`` with ``wait_ms`` is answered when this
+  coordinator names another leader than the one the caller is stuck at (or
+  when the wait ends); any coordinator answers, waiters are bounded
+  (:data:`MAX_LEADER_WATCHERS`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from .writes import write_proposal, write_reply
 MAX_LAYOUT_WATCHERS = 10_000
 #: Longest a ``WatchLayout`` waits before answering with the current layout.
 MAX_LAYOUT_WAIT_MS = 30_000
+#: Most long-polling ``Ping`` requests one coordinator holds at once (a client
+#: or Gateway holds one per other coordinator while its leader is slow).
+MAX_LEADER_WATCHERS = 10_000
+#: Longest a long-polling ``Ping`` waits before answering with the current view.
+MAX_LEADER_WAIT_MS = 5_000
 
 
 class Coordinator(Membership):
@@ -45,6 +54,8 @@ class Coordinator(Membership):
 
     async def _dispatch(self, body: protocol.CoordinatorRequest) -> protocol.Response:
         match body:
+            case protocol.Ping(wait_ms=wait_ms) if wait_ms > 0:
+                return await self._watch_leader(body)
             case protocol.Ping():
                 return self.ping()
             case protocol.NodeStatus():
@@ -89,6 +100,36 @@ class Coordinator(Membership):
             self.advertised_address(self.leader_id),
             self.readiness,
         )
+
+    def _names_another_leader(self, body: protocol.Ping) -> bool:
+        """True if this coordinator names a leader other than the one ``body`` is stuck at."""
+        if not self.leader_id:
+            return False  # an election is under way: nobody to name yet
+        if self.leader_id != body.leader_id:
+            return True
+        # The same leader again at a higher term. A caller that does not know
+        # the term (0) compares ids only: otherwise every answer would be news.
+        return body.term != 0 and self.runner.consensus.term > body.term
+
+    async def _watch_leader(self, body: protocol.Ping) -> protocol.Response:
+        if self._names_another_leader(body):
+            return self.ping()
+        if len(self._leader_waiters) >= MAX_LEADER_WATCHERS:
+            return protocol.Unavailable(f"more than {MAX_LEADER_WATCHERS} leader watches; retry")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(body.wait_ms, MAX_LEADER_WAIT_MS) / 1000
+        while not self._names_another_leader(body):
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not self.runner.running:
+                break  # the wait ended, or this node is stopping
+            fut: asyncio.Future[None] = loop.create_future()
+            self._leader_waiters[fut] = None
+            try:
+                # asyncio.wait does not raise on timeout (the request's own deadline may).
+                await asyncio.wait((fut,), timeout=remaining)
+            finally:
+                self._leader_waiters.pop(fut, None)
+        return self.ping()
 
     def node_status(self) -> protocol.NodeStatusReply:
         st = self.runner.consensus.status()

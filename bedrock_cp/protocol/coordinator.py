@@ -29,9 +29,21 @@ CLIENT_NODE = "clients"
 
 
 class Ping(Body, tag="ping"):
-    """Who leads, in which term and epoch; any coordinator answers (:class:`PingReply`)."""
+    """Who leads, in which term and epoch; any coordinator answers (:class:`PingReply`).
+
+    With ``wait_ms > 0`` it is a long poll for a leader change: the answer
+    comes once this coordinator names a leader other than ``leader_id`` (or
+    ``leader_id`` again at a term above ``term``, when ``term`` is known, i.e.
+    not 0), or when the wait (capped by the coordinator) ends. A client stuck
+    at a silent leader learns of its successor the moment a peer does,
+    instead of at its next poll.
+    """
 
     sender: ClassVar[Sender] = Sender.ANY
+
+    wait_ms: int = 0
+    leader_id: int = 0
+    term: int = 0
 
 
 class NodeStatus(Body, tag="status"):
