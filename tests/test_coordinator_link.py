@@ -310,6 +310,34 @@ async def test_a_stopped_leaders_successor_is_learned_from_a_poll_already_waitin
     assert script.long_polls >= 2
 
 
+async def test_a_leader_elected_while_none_was_named_is_learned_from_a_poll_already_waiting() -> (
+    None
+):
+    # A died (refused); B and C are electing, naming no leader, for as long
+    # as the test likes. The client must not poll on a backoff that grows
+    # with the election's length: it learns B the moment B is elected.
+    pings = {a: protocol.PingReply(ID[a], 3, 0, 0, "", "candidate") for a in (B, C)}
+    answers: dict[str, protocol.Response] = {B: protocol.WriteOk(7, None)}
+    script = Electing(pings, answers, slow={})
+    script.dead = frozenset({A})
+    link = CoordinatorLink([A, B, C], script.call, rng=random.Random(8))
+    write = asyncio.ensure_future(link.call_leader(protocol.Deregister("svc", 1, 1), 30.0))
+
+    async def asked_twice() -> bool:
+        return all(script.pings_sent.get(a, 0) >= 2 for a in (B, C))
+
+    await eventually(asked_twice, timeout=10, what="the link asked B and C twice")
+    script.elect(
+        {
+            B: protocol.PingReply(2, 3, 0, 2, B, "ready"),
+            C: protocol.PingReply(3, 3, 0, 2, B, "follower"),
+        }
+    )
+    assert await asyncio.wait_for(write, 10) == protocol.WriteOk(7, None)
+    assert script.writes() == [B]
+    assert script.pings_after_election == 0, "the news came from a poll that was already waiting"
+
+
 def test_the_backoff_stays_within_its_bounds() -> None:
     # An election takes tens of milliseconds: for its first 100 tries (about
     # 0.75 s) a client or Gateway looks again within 2 ms at first and never

@@ -15,6 +15,10 @@ Gateway reach the coordinators through one :class:`CoordinatorLink`. It owns:
   ``wait_ms``) and answers the moment it names another leader, so the try
   moves on as soon as a peer knows, not at the next poll. All the tries slow
   at one leader share one hedge, which ends when the last of them does.
+- **Waiting out an election** — when no coordinator names a leader (or only
+  suspects), discovery long-polls them all (``Ping`` with ``wait_ms``): the
+  first to name a new leader answers at once, however long the election
+  took, instead of the client finding it at its next retry.
 - **Suspicion** — a leader that timed out or broke its connection is skipped
   by discovery until it answers a ping again (its peers may name it for a
   while after it died).
@@ -153,7 +157,9 @@ class CoordinatorLink:
         self.epoch = 0
         # Leader addresses that timed out recently, until when (loop time).
         self._suspects: dict[str, float] = {}
-        # The term of the last leader that timed out or broke (0: none yet).
+        # The last leader that timed out or broke, and the highest term of
+        # such a leader (0: none yet).
+        self._lost: Leader | None = None
         self._lost_term = 0
         # The hedge running for each leader address some try is slow at.
         self._hedges: dict[str, _Hedge] = {}
@@ -240,6 +246,7 @@ class CoordinatorLink:
             self.leader = None
             if not isinstance(exc, RemoteError):
                 self.suspect(address)  # silent (a timeout) or gone (reset, refused)
+                self._lost = leader
                 self._lost_term = max(self._lost_term, leader.term)
             raise TryFailed(f"{address}: {describe(exc)}", False) from None
         finally:
@@ -271,9 +278,15 @@ class CoordinatorLink:
     # -- finding the leader -----------------------------------------------------------------
 
     async def discover(self, timeout: float) -> Leader | None:  # noqa: ASYNC109
-        """Ping the coordinators; follow the newest leader named, skipping suspects."""
+        """Ping the coordinators; follow the newest leader named, skipping suspects.
+
+        When none is named, wait for one within ``timeout``: a long poll of
+        every coordinator, answered by each as soon as it names another leader
+        than the one lost last."""
         majority = len(self.addresses) // 2 + 1
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + timeout
         self._suspects = {a: t for a, t in self._suspects.items() if t > now}
         # After a failover, a leader elected after the one that failed is news
         # enough: no need to wait for a majority (a slow survivor, say).
@@ -287,7 +300,30 @@ class CoordinatorLink:
         for address in replies:
             self._suspects.pop(address, None)  # it answered: it is not silent
         self.leader = newest_leader(replies.items(), frozenset(self._suspects))
+        wait = min(deadline - loop.time(), HEDGE_WAIT)
+        if self.leader is None and wait > 0:
+            self.leader = await self._await_leader(wait)
         return self.leader
+
+    async def _await_leader(self, wait: float) -> Leader | None:
+        """Long-poll every coordinator for ``wait`` seconds for a leader other
+        than the one lost last (any, if none was): the first named that is no
+        suspect, of a term above the lost ones."""
+        lost = self._lost
+        body = protocol.Ping(round(wait * 1000), lost.id if lost else 0, lost.term if lost else 0)
+        skip = frozenset(self._suspects)
+        replies = await self.ping(
+            self.addresses,
+            wait + self.hedge_after,
+            len(self.addresses),
+            newer_than=self._lost_term,
+            skip=skip,
+            body=body,
+        )
+        for address in replies:
+            self._suspects.pop(address, None)
+        newest = newest_leader(replies.items(), skip)
+        return newest if newest is not None and newest.term > self._lost_term else None
 
     def _join_hedge(self, leader: Leader, task: asyncio.Task[object], joined: list[_Hedge]) -> None:
         hedge = self._hedges.get(leader.address)
