@@ -220,6 +220,35 @@ fn a_leader_hearing_its_followers_late_keeps_leading() {
     assert_eq!(net.leader(), Some(1));
 }
 
+/// 1 led from the start, so as a follower it never timed a heartbeat. It is
+/// cut off and replaced, comes back as a follower of the new leader, and a
+/// few heartbeats later (fewer than [`MIN_SAMPLES`]) that leader goes
+/// silent. With one voter of three silent, 1's vote is needed: the failover
+/// waits for 1's window, which must be the one learned while it led (from
+/// its followers' answers to its heartbeats), not the election timeout.
+#[test]
+fn a_former_leader_back_as_follower_detects_with_the_window_it_learned_leading() {
+    for phase in 0..HEARTBEAT {
+        let mut net = settled();
+        let (_, new_leader) = silence_until_replaced(&mut net, 1);
+        net.heal();
+        let mut rejoin = 0;
+        while leader_of(&net, 1) != new_leader {
+            assert!(rejoin < ELECTION, "1 never followed {new_leader}");
+            net.tick_and_stabilize(1);
+            rejoin += 1;
+        }
+        net.tick_and_stabilize(HEARTBEAT * 2 + phase);
+        let window = window_of(&net, 1);
+        let (t, _) = silence_until_replaced(&mut net, new_leader);
+        assert!(
+            t <= QUIET_WINDOW,
+            "phase {phase}: elected {t} ticks after the leader fell silent \
+             (1's window {window}, a quiet host's {QUIET_WINDOW})"
+        );
+    }
+}
+
 /// The leader's latest entry reached 3 but not yet `behind` when the
 /// leader fell silent.
 fn latest_entry_misses(net: &mut Network, behind: NodeId) {
@@ -274,4 +303,58 @@ fn a_restarted_node_catching_up_does_not_hold_up_the_failover() {
              fell silent (windows up to {window})"
         );
     }
+}
+
+/// A leader learns from its followers' answers to its heartbeats: answered
+/// on time, its window is a quiet host's, though it never followed.
+#[test]
+fn a_leader_learns_a_window_from_its_followers_answers() {
+    let net = settled();
+    let window = window_of(&net, 1);
+    assert!(
+        (2 * HEARTBEAT..=QUIET_WINDOW).contains(&window),
+        "window {window}"
+    );
+}
+
+/// 3 answers nothing for a while, shorter than the longest window (a busy
+/// host, a short cut): its heartbeats would be late too when it leads, so
+/// the leader's window widens, as a follower's does after a late heartbeat.
+#[test]
+fn a_follower_answering_late_widens_the_leaders_window() {
+    let mut net = settled();
+    net.isolate(3);
+    net.tick_and_stabilize(ELECTION);
+    net.heal();
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    assert_eq!(net.leader(), Some(1));
+    let window = window_of(&net, 1);
+    assert!(window >= 2 * ELECTION - 1, "window {window}");
+}
+
+/// 3 is stopped for longer than any window (or restarts: its connection
+/// broke) and comes back: that silence is an outage of 3, not a heartbeat
+/// gap, and the leader's window stays a quiet host's.
+#[test]
+fn a_follower_stopped_or_restarted_is_no_heartbeat_gap_for_the_leader() {
+    let mut net = settled();
+    net.isolate(3);
+    for _ in 0..ELECTION * 3 {
+        net.tick(1);
+        net.tick(2);
+        net.stabilize();
+    }
+    net.heal();
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    let window = window_of(&net, 1);
+    assert!(window <= QUIET_WINDOW, "stopped: window {window}");
+
+    net.crash(3);
+    net.raw(1).peer_unreachable(3);
+    net.tick_and_stabilize(ELECTION);
+    net.restart(3);
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    assert_eq!(net.leader(), Some(1));
+    let window = window_of(&net, 1);
+    assert!(window <= QUIET_WINDOW, "restarted: window {window}");
 }

@@ -155,7 +155,9 @@ pub struct Raft<S: Storage> {
     check_quorum: bool,
     pre_vote: bool,
     rng: SplitMix64,
-    /// When this follower stops trusting its leader (with check-quorum).
+    /// When this follower stops trusting its leader (with check-quorum);
+    /// it learns heartbeat gaps as follower and, from the voters' answers,
+    /// as leader.
     detector: LeaderDetector,
     fast_election: Option<FastElection>,
     /// A pre-vote ignored because the leader's lease still held, and the ticks
@@ -530,6 +532,9 @@ impl<S: Storage> Raft<S> {
         let timeout = self.election_timeout;
         let mut resume = Vec::new();
         for (id, p) in self.tracker.iter_mut() {
+            if let Some(t) = p.since_answer.as_mut() {
+                *t = t.saturating_add(1);
+            }
             if p.state == ProgressState::Snapshot {
                 p.snapshot_elapsed += 1;
                 if p.snapshot_elapsed >= timeout {
@@ -545,7 +550,25 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.heartbeat_timeout {
             self.heartbeat_elapsed = 0;
+            self.learn_answer_gaps();
             self.bcast_heartbeat(Vec::new());
+        }
+    }
+
+    /// Once per heartbeat interval a leader's detector learns the longest
+    /// gap between two answers of one voter to its periodic heartbeats since
+    /// the last interval (see [`crate::failure_detector`]): the node knows a
+    /// window when it follows again, and, one gap per interval as a follower
+    /// learns, the detector's ring covers as much time either way. The
+    /// longest, because any of those voters may lead next.
+    fn learn_answer_gaps(&mut self) {
+        let longest = self
+            .tracker
+            .iter_mut()
+            .filter_map(|(_, p)| p.answer_gap.take())
+            .max();
+        if let Some(gap) = longest {
+            self.detector.learn(gap);
         }
     }
 
@@ -1009,6 +1032,7 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
         let from = m.from;
+        let voter = self.tracker.is_voter(from);
         let Some(pr) = self.tracker.get_mut(from) else {
             return;
         };
@@ -1020,6 +1044,11 @@ impl<S: Storage> Raft<S> {
             MessageType::HeartbeatResponse => {
                 pr.recent_active = true;
                 pr.probe_sent = false;
+                if voter && m.context.is_empty() {
+                    // An answer to a periodic heartbeat (a read's carries
+                    // its context): timed, as a follower times heartbeats.
+                    pr.answered_heartbeat();
+                }
                 if pr.state == ProgressState::Replicate && pr.ins.full() {
                     pr.ins.free_first_one();
                 }
@@ -1434,7 +1463,7 @@ impl<S: Storage> Raft<S> {
     ///
     /// On a follower whose leader is `id`: the leader is lost (see
     /// [`Raft::leader_lost`]). On a leader, the follower `id` goes back to
-    /// probing.
+    /// probing, and the timing of its answers starts over.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => self.leader_lost(id),
@@ -1443,6 +1472,9 @@ impl<S: Storage> Raft<S> {
                     if pr.state == ProgressState::Replicate {
                         pr.become_probe();
                     }
+                    // Its next answer follows a restart or a reconnection,
+                    // not a heartbeat interval.
+                    pr.forget_answers();
                 }
             }
             _ => {}
