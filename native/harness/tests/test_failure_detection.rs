@@ -7,12 +7,16 @@
 mod common;
 
 use bedrock_raft::failure_detector::MIN_SAMPLES;
+use bedrock_raft::raft::FAST_STAGGER_TICKS;
 use bedrock_raft::{Config, MessageType, NodeId, Role};
 use bedrock_raft_harness::{test_config, Network, Rng};
 use common::*;
 
 const HEARTBEAT: usize = 5;
 const ELECTION: usize = 20;
+/// The window of a follower whose leader's heartbeats arrive on time (one
+/// tick of jitter at most).
+const QUIET_WINDOW: usize = 2 * HEARTBEAT + 1;
 
 fn node_config(id: NodeId) -> Config {
     let mut c = test_config(id, 7);
@@ -35,15 +39,50 @@ fn terms(net: &Network) -> Vec<u64> {
     net.nodes.keys().map(|id| term(net, *id)).collect()
 }
 
+fn window_of(net: &Network, id: NodeId) -> usize {
+    net.node(id).status().leader_window
+}
+
+/// The leader goes silent (stopped: it neither ticks nor sends, and nothing
+/// resets a connection). Returns the ticks until a survivor leads a higher
+/// term and that survivor.
+///
+/// # Panics
+/// If no survivor is elected within three election timeouts.
+fn silence_until_replaced(net: &mut Network, leader: NodeId) -> (usize, NodeId) {
+    let before = term(net, leader);
+    let survivors: Vec<NodeId> = net
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    net.isolate(leader);
+    for t in 1..=ELECTION * 3 {
+        for id in &survivors {
+            net.tick(*id);
+        }
+        net.stabilize();
+        let elected = survivors
+            .iter()
+            .copied()
+            .find(|id| role(net, *id) == Role::Leader && term(net, *id) > before);
+        if let Some(l) = elected {
+            return (t, l);
+        }
+    }
+    panic!("no survivor was elected in {} ticks", ELECTION * 3);
+}
+
 /// The leader's heartbeats arrive on time: the window is about two
 /// heartbeat intervals, well under the election timeout.
 #[test]
 fn a_quiet_network_detects_within_two_heartbeat_intervals() {
     let net = settled();
     for id in [2, 3] {
-        let window = net.node(id).status().leader_window;
+        let window = window_of(&net, id);
         assert!(
-            (2 * HEARTBEAT..=2 * HEARTBEAT + 1).contains(&window),
+            (2 * HEARTBEAT..=QUIET_WINDOW).contains(&window),
             "window {window}"
         );
     }
@@ -57,24 +96,8 @@ fn a_silent_leader_is_replaced_within_the_detectors_window() {
     for phase in 0..HEARTBEAT {
         let mut net = settled();
         net.tick_and_stabilize(phase);
-        let before = term(&net, 2);
-        let window = net.node(2).status().leader_window;
-        net.isolate(1);
-        let mut elected_after = None;
-        for t in 1..=ELECTION * 2 {
-            net.tick(2);
-            net.tick(3);
-            net.stabilize();
-            let survivor = [2, 3]
-                .into_iter()
-                .find(|id| role(&net, *id) == Role::Leader);
-            if let Some(l) = survivor {
-                assert!(term(&net, l) > before);
-                elected_after = Some(t);
-                break;
-            }
-        }
-        let t = elected_after.expect("no survivor was elected");
+        let window = window_of(&net, 2);
+        let (t, _) = silence_until_replaced(&mut net, 1);
         assert!(
             t <= window,
             "phase {phase}: elected {t} ticks after the leader fell silent (window {window})"
@@ -146,7 +169,7 @@ fn late_irregular_heartbeats_widen_the_window() {
         net.stabilize();
     }
     assert_eq!(net.leader(), Some(1), "seed {seed}");
-    let window = net.node(2).status().leader_window;
+    let window = window_of(&net, 2);
     assert!(
         window > 2 * HEARTBEAT + 2,
         "seed {seed}: window {window} did not widen"
@@ -155,7 +178,7 @@ fn late_irregular_heartbeats_widen_the_window() {
     net.tick_and_stabilize(HEARTBEAT);
     let before = terms(&net);
     let window = [2, 3]
-        .map(|id| net.node(id).status().leader_window)
+        .map(|id| window_of(&net, id))
         .into_iter()
         .min()
         .unwrap();
@@ -195,4 +218,143 @@ fn a_leader_hearing_its_followers_late_keeps_leading() {
     net.tick_and_stabilize(HEARTBEAT * 2);
     assert_eq!(terms(&net), before);
     assert_eq!(net.leader(), Some(1));
+}
+
+/// 1 led from the start, so as a follower it never timed a heartbeat. It is
+/// cut off and replaced, comes back as a follower of the new leader, and a
+/// few heartbeats later (fewer than [`MIN_SAMPLES`]) that leader goes
+/// silent. With one voter of three silent, 1's vote is needed: the failover
+/// waits for 1's window, which must be the one learned while it led (from
+/// its followers' answers to its heartbeats), not the election timeout.
+#[test]
+fn a_former_leader_back_as_follower_detects_with_the_window_it_learned_leading() {
+    for phase in 0..HEARTBEAT {
+        let mut net = settled();
+        let (_, new_leader) = silence_until_replaced(&mut net, 1);
+        net.heal();
+        let mut rejoin = 0;
+        while leader_of(&net, 1) != new_leader {
+            assert!(rejoin < ELECTION, "1 never followed {new_leader}");
+            net.tick_and_stabilize(1);
+            rejoin += 1;
+        }
+        net.tick_and_stabilize(HEARTBEAT * 2 + phase);
+        let window = window_of(&net, 1);
+        let (t, _) = silence_until_replaced(&mut net, new_leader);
+        assert!(
+            t <= QUIET_WINDOW,
+            "phase {phase}: elected {t} ticks after the leader fell silent \
+             (1's window {window}, a quiet host's {QUIET_WINDOW})"
+        );
+    }
+}
+
+/// The leader's latest entry reached 3 but not yet `behind` when the
+/// leader fell silent.
+fn latest_entry_misses(net: &mut Network, behind: NodeId) {
+    let leader = net.leader().expect("a leader");
+    net.raw(leader).propose(b"late".to_vec()).unwrap();
+    net.stabilize_filter_out(|m| m.from == leader && m.to == behind && !m.entries.is_empty());
+    assert!(
+        net.node(behind).status().last_index < net.node(3).status().last_index,
+        "{behind} got the entry"
+    );
+}
+
+/// The leader's latest entry reached 3, not yet 2, when the leader fell
+/// silent. 2 ranks first among the survivors, so it pre-votes first and 3
+/// refuses it (2's log is behind); 2 must not refuse 3 in turn for ranking
+/// after it, since only 3 can win. 3 leads once its window expires and its
+/// rank's turn comes.
+#[test]
+fn a_survivor_ranked_first_but_behind_yields_to_the_one_ahead() {
+    let mut net = settled();
+    latest_entry_misses(&mut net, 2);
+    let window = window_of(&net, 3);
+    let (t, l) = silence_until_replaced(&mut net, 1);
+    assert_eq!(l, 3);
+    assert!(
+        t <= window + FAST_STAGGER_TICKS,
+        "elected {t} ticks after the leader fell silent (window {window})"
+    );
+}
+
+/// 2 is restarted (killed: a fresh process, its detector empty) while 1
+/// leads and 3's window is learned; 1's latest entry reached 3 but not yet
+/// 2 (still catching up) when 1 falls silent, `after` ticks after the
+/// restart: 50 (2 timed enough heartbeats), or 20 (a process still booting
+/// had heard fewer than [`MIN_SAMPLES`]: its window is the election
+/// timeout). 3 must win without waiting for more than 2's window.
+#[test]
+fn a_restarted_node_catching_up_does_not_hold_up_the_failover() {
+    for after in [20, 50] {
+        let mut net = settled();
+        net.crash(2);
+        net.tick_and_stabilize(ELECTION);
+        net.restart(2);
+        net.tick_and_stabilize(after);
+        latest_entry_misses(&mut net, 2);
+        let window = window_of(&net, 2).max(window_of(&net, 3));
+        let (t, l) = silence_until_replaced(&mut net, 1);
+        assert_eq!(l, 3, "{after} ticks after the restart");
+        assert!(
+            t <= window + FAST_STAGGER_TICKS,
+            "{after} ticks after the restart: elected {t} ticks after the leader \
+             fell silent (windows up to {window})"
+        );
+    }
+}
+
+/// A leader learns from its followers' answers to its heartbeats: answered
+/// on time, its window is a quiet host's, though it never followed.
+#[test]
+fn a_leader_learns_a_window_from_its_followers_answers() {
+    let net = settled();
+    let window = window_of(&net, 1);
+    assert!(
+        (2 * HEARTBEAT..=QUIET_WINDOW).contains(&window),
+        "window {window}"
+    );
+}
+
+/// 3 answers nothing for a while, shorter than the longest window (a busy
+/// host, a short cut): its heartbeats would be late too when it leads, so
+/// the leader's window widens, as a follower's does after a late heartbeat.
+#[test]
+fn a_follower_answering_late_widens_the_leaders_window() {
+    let mut net = settled();
+    net.isolate(3);
+    net.tick_and_stabilize(ELECTION);
+    net.heal();
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    assert_eq!(net.leader(), Some(1));
+    let window = window_of(&net, 1);
+    assert!(window >= 2 * ELECTION - 1, "window {window}");
+}
+
+/// 3 is stopped for longer than any window (or restarts: its connection
+/// broke) and comes back: that silence is an outage of 3, not a heartbeat
+/// gap, and the leader's window stays a quiet host's.
+#[test]
+fn a_follower_stopped_or_restarted_is_no_heartbeat_gap_for_the_leader() {
+    let mut net = settled();
+    net.isolate(3);
+    for _ in 0..ELECTION * 3 {
+        net.tick(1);
+        net.tick(2);
+        net.stabilize();
+    }
+    net.heal();
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    let window = window_of(&net, 1);
+    assert!(window <= QUIET_WINDOW, "stopped: window {window}");
+
+    net.crash(3);
+    net.raw(1).peer_unreachable(3);
+    net.tick_and_stabilize(ELECTION);
+    net.restart(3);
+    net.tick_and_stabilize(HEARTBEAT * 2);
+    assert_eq!(net.leader(), Some(1));
+    let window = window_of(&net, 1);
+    assert!(window <= QUIET_WINDOW, "restarted: window {window}");
 }

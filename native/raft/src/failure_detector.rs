@@ -1,5 +1,5 @@
 //! When a follower stops trusting its leader: an adaptive failure detector
-//! over the arrival times (in ticks) of the leader's periodic heartbeats.
+//! over the arrival times (in ticks) of periodic heartbeats.
 //!
 //! One rule decides both sides of leader stickiness. While the silence
 //! since the leader's last message is shorter than [`LeaderDetector::window`]
@@ -15,17 +15,38 @@
 //! clamped to `[2 * heartbeat_tick, 2 * election_tick]` (the ceiling is the
 //! longest randomized election timeout). On a quiet host (gaps of one
 //! heartbeat interval, a tick of jitter) it is about two heartbeat intervals
-//! and two ticks, so one late or lost heartbeat is tolerated; on a saturated host, whose gaps are long and jittery, it widens
-//! up to the longest election timeout instead of electing. The mean and
-//! deviation follow the bulk of the gaps; the longest-gap term covers the
-//! bimodal gaps of a host that stalls now and then (most heartbeats on time,
-//! a few very late), which a deviation understates, and leaves room for the
-//! next stall to be worse than the last (a host getting busier: measured on
-//! a saturated 2-core host, successive stalls of an overloaded leader's event
-//! loop of 100, 110, 257 and 370 ms). Until [`MIN_SAMPLES`]
-//! gaps are known (a node just started, or that only led so far) the window
-//! is the election timeout, the fixed lease before this detector: the
-//! ceiling there made every failover soon after a node rejoined wait 400 ms.
+//! and two ticks, so one late or lost heartbeat is tolerated; on a saturated
+//! host, whose gaps are long and jittery, it widens up to the longest
+//! election timeout instead of electing. The mean and deviation follow the
+//! bulk of the gaps; the longest-gap term covers the bimodal gaps of a host
+//! that stalls now and then (most heartbeats on time, a few very late),
+//! which a deviation understates, and leaves room for the next stall to be
+//! worse than the last (a host getting busier: measured on a saturated
+//! 2-core host, successive stalls of an overloaded leader's event loop of
+//! 100, 110, 257 and 370 ms).
+//!
+//! Both roles learn gaps. A follower times its leader's heartbeats; a
+//! leader times each voter's answers to its own periodic heartbeats, and
+//! once per heartbeat interval learns the longest gap between two answers of
+//! one voter ([`LeaderDetector::learn`]; `Raft::learn_answer_gaps`). Those
+//! voters' hosts and links are the ones whose heartbeats the node times when
+//! it follows again; one gap per interval, as a follower learns, so the ring
+//! covers as much time in either role. Answers to a read's heartbeats (they
+//! carry its context) are not timed, as a follower does not time those
+//! heartbeats. A gap of a whole ceiling or more between a voter's answers is
+//! not learned (every follower would have given up on a leader that
+//! silent: it is an outage of that voter, stopped, cut off or restarting),
+//! nor is the one across a broken connection (the voter restarted); shorter
+//! ones are, so a voter answering late widens the window as a late
+//! heartbeat does. Without this, a node that had only led so far (the old
+//! leader back after a failover) had the prior below as its lease; with one
+//! voter of three silent its vote is needed, so the next silent-leader
+//! failover waited 20 ticks instead of 10 (measured on loopback: 187-206 ms
+//! instead of ~110 ms).
+//!
+//! Until [`MIN_SAMPLES`] gaps are known (a node just started) the window is
+//! the election timeout, the fixed lease before this detector: the ceiling
+//! there made every failover soon after a node rejoined wait 400 ms.
 //!
 //! Why a wrong suspicion is harmless: suspecting only starts a *pre*-vote,
 //! which changes no term and disturbs no one. To win it, a majority must
@@ -34,27 +55,34 @@
 //! again, and the long gap it just saw widens its window. An election
 //! therefore needs a majority of voters to have missed the leader for
 //! longer than their own windows: the leader really is silent to a quorum.
-//! Safety never depends on this timing: votes, terms and ReadIndex reads are
-//! Raft's whatever the detector says; only liveness and disruption do.
+//! That holds whichever role the gaps were learned in: a window learned as
+//! leader is an estimate like one learned following (of several voters'
+//! timing rather than one leader's), and too narrow it only starts a
+//! pre-vote, or grants one, sooner. Safety never depends on this timing:
+//! votes, terms and ReadIndex reads are Raft's whatever the detector says;
+//! only liveness and disruption do.
 //!
 //! Ticks, not wall time: the core stays deterministic, and a driver whose
 //! ticks are late (a starved event loop drops ticks rather than bursting
-//! them) sees shorter silences, never longer ones.
+//! them) sees shorter silences and gaps, never longer ones.
 
 use crate::types::{NodeId, INVALID_ID};
 
-/// Gaps remembered: a minute of heartbeats at the default 50 ms, so a host
-/// that stalls now and then keeps its window wide between stalls (with 10 s,
-/// a saturated host elected after a quiet spell had narrowed the window).
+/// Gaps remembered: a minute of heartbeats at the default 50 ms (one gap per
+/// heartbeat interval, following or leading), so a host that stalls now and
+/// then keeps its window wide between stalls (with 10 s, a saturated host
+/// elected after a quiet spell had narrowed the window).
 pub const SAMPLES: usize = 1200;
 
-/// Gaps needed before the window adapts; until then it is the ceiling.
+/// Gaps needed before the window adapts; until then it is the prior, the
+/// election timeout.
 pub const MIN_SAMPLES: usize = 8;
 
 /// Standard deviations of margin above the mean gap.
 pub const K: f64 = 4.0;
 
-/// The follower's view of its leader's liveness.
+/// A node's view of its leader's liveness, and the heartbeat gaps it
+/// learned (as follower or leader) that set its window.
 ///
 /// Invariant: `floor <= window <= ceiling`; `len <= SAMPLES`.
 #[derive(Debug, Clone)]
@@ -63,7 +91,8 @@ pub struct LeaderDetector {
     prior: usize,
     floor: usize,
     ceiling: usize,
-    /// Ring of the last gaps between periodic heartbeats, in ticks.
+    /// Ring of the last gaps between periodic heartbeats (timed following
+    /// or, as leader, between one voter's answers), in ticks.
     gaps: [u32; SAMPLES],
     len: usize,
     next: usize,
@@ -128,14 +157,27 @@ impl LeaderDetector {
     }
 
     /// Stop timing the current leader (this node leads now): the next
-    /// message starts a new series. Learned gaps stay: they describe this
-    /// host and network, not one leader. A leader that was merely suspected
-    /// stays timed, so the long gap that fooled the detector is learned when
-    /// its next heartbeat arrives.
+    /// message starts a new series. Learned gaps stay: they describe the
+    /// hosts and network, not one leader (and as leader this node goes on
+    /// learning, see [`LeaderDetector::learn`]). A leader that was merely
+    /// suspected stays timed, so the long gap that fooled the detector is
+    /// learned when its next heartbeat arrives.
     pub fn forget(&mut self) {
         self.from = INVALID_ID;
         self.since_heartbeat = None;
         self.silence = 0;
+    }
+
+    /// A gap timed by this node as leader: between two answers of one voter
+    /// to its periodic heartbeats. Such a voter's host and link are the ones
+    /// whose heartbeats this node times when it follows again. A gap of a
+    /// whole ceiling or more is not learned: every follower would have given
+    /// up on a leader that silent, so it is an outage of that voter (stopped,
+    /// cut off, restarting), not a heartbeat gap.
+    pub fn learn(&mut self, gap: usize) {
+        if gap < self.ceiling {
+            self.record(gap);
+        }
     }
 
     /// The longest window: ticks of silence after which any leader is
@@ -301,6 +343,19 @@ mod tests {
         d.heard(1, true);
         assert_eq!(d.gaps().last(), Some(&40));
         assert_eq!(d.window(), 20);
+    }
+
+    #[test]
+    fn gaps_timed_as_leader_count_unless_they_span_the_ceiling() {
+        let mut d = LeaderDetector::new(5, 10);
+        for _ in 0..MIN_SAMPLES {
+            d.learn(5);
+        }
+        assert_eq!(d.window(), 10);
+        d.learn(20);
+        assert_eq!(d.gaps().len(), MIN_SAMPLES, "an outage is no gap");
+        d.learn(8);
+        assert_eq!(d.window(), 16);
     }
 
     #[test]

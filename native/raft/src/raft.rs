@@ -68,7 +68,16 @@ enum CampaignType {
 /// meanwhile, so the fast path is never slower than the normal one. A
 /// survivor that is itself pre-voting refuses the pre-vote of one ranked
 /// after it, so two survivors never both win a pre-vote and split the
-/// real vote, however slow the round trips.
+/// real vote, however slow the round trips; unless that one's log is more
+/// up to date than its own: then the later one would refuse this node's
+/// vote anyway, and refusing it back left neither able to win until the
+/// earlier one's fast window ended (measured with the default timers: 32
+/// ticks of silence instead of 13 when the leader's last entry had reached
+/// only the later survivor, 54 instead of 20 when the earlier one had just
+/// restarted). With two survivors the one behind cannot win at all without
+/// the vote it yields to; with more, both may now win a pre-vote and split
+/// the real vote, which costs an election timeout (as any split vote in
+/// Raft), never safety.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FastElection {
     /// The leader whose connection broke.
@@ -146,7 +155,9 @@ pub struct Raft<S: Storage> {
     check_quorum: bool,
     pre_vote: bool,
     rng: SplitMix64,
-    /// When this follower stops trusting its leader (with check-quorum).
+    /// When this follower stops trusting its leader (with check-quorum);
+    /// it learns heartbeat gaps as follower and, from the voters' answers,
+    /// as leader.
     detector: LeaderDetector,
     fast_election: Option<FastElection>,
     /// A pre-vote ignored because the leader's lease still held, and the ticks
@@ -521,6 +532,9 @@ impl<S: Storage> Raft<S> {
         let timeout = self.election_timeout;
         let mut resume = Vec::new();
         for (id, p) in self.tracker.iter_mut() {
+            if let Some(t) = p.since_answer.as_mut() {
+                *t = t.saturating_add(1);
+            }
             if p.state == ProgressState::Snapshot {
                 p.snapshot_elapsed += 1;
                 if p.snapshot_elapsed >= timeout {
@@ -536,7 +550,25 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.heartbeat_timeout {
             self.heartbeat_elapsed = 0;
+            self.learn_answer_gaps();
             self.bcast_heartbeat(Vec::new());
+        }
+    }
+
+    /// Once per heartbeat interval a leader's detector learns the longest
+    /// gap between two answers of one voter to its periodic heartbeats since
+    /// the last interval (see [`crate::failure_detector`]): the node knows a
+    /// window when it follows again, and, one gap per interval as a follower
+    /// learns, the detector's ring covers as much time either way. The
+    /// longest, because any of those voters may lead next.
+    fn learn_answer_gaps(&mut self) {
+        let longest = self
+            .tracker
+            .iter_mut()
+            .filter_map(|(_, p)| p.answer_gap.take())
+            .max();
+        if let Some(gap) = longest {
+            self.detector.learn(gap);
         }
     }
 
@@ -721,10 +753,7 @@ impl<S: Storage> Raft<S> {
         let can_vote = self.vote == m.from
             || (self.vote == INVALID_ID && self.lead == INVALID_ID)
             || (pre && m.term > self.term);
-        if can_vote
-            && !self.outranks(pre, m.from)
-            && self.raft_log.is_up_to_date(m.index, m.log_term)
-        {
+        if can_vote && !self.outranks(pre, &m) && self.raft_log.is_up_to_date(m.index, m.log_term) {
             // Granting answers in the candidate's term so it can count it.
             let r = Message::new(resp_type, self.id, m.from, m.term);
             self.send(r);
@@ -739,21 +768,28 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// True if this node, pre-voting on the fast path, ranks before `from`
-    /// among the survivors of the same lost leader (see [`FastElection`]).
-    fn outranks(&self, pre: bool, from: NodeId) -> bool {
+    /// True if this node, pre-voting on the fast path, ranks before the
+    /// sender of the vote request `m` among the survivors of the same lost
+    /// leader (see [`FastElection`]) and could win that sender's vote: its
+    /// log is at least as up to date as the sender's. A sender whose log is
+    /// ahead would refuse this node, so it is not outranked.
+    fn outranks(&self, pre: bool, m: &Message) -> bool {
         let Some(f) = self
             .fast_election
             .filter(|_| pre && self.role == Role::PreCandidate)
         else {
             return false;
         };
-        self.tracker
+        let ranked_after = self
+            .tracker
             .voters()
             .into_iter()
             .filter(|v| *v != f.lost)
-            .position(|v| v == from)
-            .is_some_and(|r| r > f.rank)
+            .position(|v| v == m.from)
+            .is_some_and(|r| r > f.rank);
+        let log = &self.raft_log;
+        let not_behind = (log.last_term(), log.last_index()) >= (m.log_term, m.index);
+        ranked_after && not_behind
     }
 
     fn step_candidate(&mut self, m: Message) {
@@ -996,6 +1032,7 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
         let from = m.from;
+        let voter = self.tracker.is_voter(from);
         let Some(pr) = self.tracker.get_mut(from) else {
             return;
         };
@@ -1007,6 +1044,11 @@ impl<S: Storage> Raft<S> {
             MessageType::HeartbeatResponse => {
                 pr.recent_active = true;
                 pr.probe_sent = false;
+                if voter && m.context.is_empty() {
+                    // An answer to a periodic heartbeat (a read's carries
+                    // its context): timed, as a follower times heartbeats.
+                    pr.answered_heartbeat();
+                }
                 if pr.state == ProgressState::Replicate && pr.ins.full() {
                     pr.ins.free_first_one();
                 }
@@ -1421,7 +1463,7 @@ impl<S: Storage> Raft<S> {
     ///
     /// On a follower whose leader is `id`: the leader is lost (see
     /// [`Raft::leader_lost`]). On a leader, the follower `id` goes back to
-    /// probing.
+    /// probing, and the timing of its answers starts over.
     pub fn peer_unreachable(&mut self, id: NodeId) {
         match self.role {
             Role::Follower if id == self.lead && id != INVALID_ID => self.leader_lost(id),
@@ -1430,6 +1472,9 @@ impl<S: Storage> Raft<S> {
                     if pr.state == ProgressState::Replicate {
                         pr.become_probe();
                     }
+                    // Its next answer follows a restart or a reconnection,
+                    // not a heartbeat interval.
+                    pr.forget_answers();
                 }
             }
             _ => {}

@@ -58,6 +58,13 @@ pub struct Progress {
     pub recent_active: bool,
     /// Appends in flight (replicate state).
     pub ins: Inflights,
+    /// Ticks since the follower's last answer to one of this leader's
+    /// periodic heartbeats: none before its first answer of this term, or
+    /// since its connection broke (what follows is no heartbeat gap).
+    pub since_answer: Option<usize>,
+    /// The longest gap between two such answers since the leader's detector
+    /// last learned one (see `Raft::learn_answer_gaps`).
+    pub answer_gap: Option<usize>,
 }
 
 impl Progress {
@@ -74,6 +81,8 @@ impl Progress {
             snapshot_offset: 0,
             recent_active: false,
             ins: Inflights::new(max_inflight),
+            since_answer: None,
+            answer_gap: None,
         }
     }
 
@@ -123,6 +132,21 @@ impl Progress {
         }
         self.next_idx = self.next_idx.max(n + 1);
         updated
+    }
+
+    /// The follower answered one of the leader's periodic heartbeats: the
+    /// gap since its previous answer is kept for the leader's detector.
+    pub fn answered_heartbeat(&mut self) {
+        if let Some(gap) = self.since_answer {
+            self.answer_gap = Some(self.answer_gap.map_or(gap, |g| g.max(gap)));
+        }
+        self.since_answer = Some(0);
+    }
+
+    /// Forgets the timing of the follower's answers (its connection broke).
+    pub fn forget_answers(&mut self) {
+        self.since_answer = None;
+        self.answer_gap = None;
     }
 
     /// Entries up to `last` were sent optimistically (replicate state).
