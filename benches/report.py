@@ -180,7 +180,10 @@ def plots(result: dict[str, Any], stem: Path) -> list[Path]:
                 [[x * 1e3 for x in b["stats"]["data"]] for _, b in rows],
                 orientation="horizontal",
                 tick_labels=[
-                    _system(b) + (" (attempt timeout 0.1 s)" if "0.1 s" in g else "")
+                    _system(b)
+                    + (" (attempt timeout 0.1 s)" if "0.1 s" in g else "")
+                    + (" (back to back)" if "back to back" in g else "")
+                    + (" (cluster side)" if "cluster side" in g else "")
                     for g, b in rows
                 ],
             )
