@@ -353,6 +353,8 @@ class Director:
                 self.status.state, self.status.reason = FAILED, reason
                 log.info("director: epoch %d: %s", self.ctx.epoch, reason)
                 return Failed(reason)
+            self.status.watch_rounds += 1
+            self.status.health_checks.update(r.node for r in refs)
             try:
                 missing = await dead(self.ctx, refs, self._health_timeout)
             except Fail as exc:
