@@ -123,7 +123,7 @@ class TestCluster:
         self.raft_peers: set[str] = set()
         #: Nodes whose Raft traffic stopped although they answer (see :meth:`mute`).
         self.raft_muted: set[str] = set()
-        #: When each node went silent (:meth:`pause`, :meth:`kill`, :meth:`mute`).
+        #: When each node went silent (:meth:`pause`, :meth:`mute`).
         self.silent_since: dict[str, float] = {}
         #: ``Health`` calls each node was sent.
         self.health_calls: Counter[str] = Counter()
@@ -147,7 +147,6 @@ class TestCluster:
 
     def kill(self, node: str) -> None:
         """Take ``node`` down (as kill -9 would): unreachable from now on."""
-        self.silent_since.setdefault(node, time.monotonic())
         self.down.add(node)
 
     def mute(self, node: str) -> None:
@@ -357,11 +356,12 @@ class TestContext:
 
     def last_heard(self, node: str) -> float | None:
         """Raft traffic from ``node``: heard now while it runs, last when it was
-        paused or killed; None for this node itself and nodes not in ``raft_peers``."""
+        paused or muted; None for this node itself, nodes not in ``raft_peers``
+        and killed ones (a dead node's connections are reset: the node forgets it)."""
         c = self.cluster
-        if node == self.node or node not in c.raft_peers:
+        if node == self.node or node not in c.raft_peers or node in c.down:
             return None
-        if node in c.stopped or node in c.down or node in c.raft_muted:
+        if node in c.stopped or node in c.raft_muted:
             return c.silent_since.get(node, 0.0)
         return time.monotonic()
 

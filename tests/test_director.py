@@ -319,11 +319,14 @@ async def _raft_vouches_until(tmp_path: Path, fault: str) -> None:
         # Every round checked every component: rounds * on_node calls.
         assert sent <= rounds * on_node // 5, (node, sent, rounds, on_node)
     silent = next(r for r in layout.logs if r.node != "n1")
+    rounds = director.status.watch_rounds
     getattr(cluster, fault)(silent.node)
     outcome = await asyncio.wait_for(task, 10)
     assert isinstance(outcome, Failed)
     why = "timed out" if fault == "pause" else "unreachable"
     assert outcome.reason.startswith(f"component log {silent.id} died ({why}"), outcome.reason
+    if fault == "kill":  # its connections broke: no waiting for it to go quiet
+        assert director.status.watch_rounds - rounds <= 2
     await cluster.close()
 
 

@@ -30,8 +30,9 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   components are checked every ``health_interval`` only (a worker can fail
   on its own); the others' every round. A node that goes quiet is checked at
   once, with a timeout shortened by what it was quiet for already, so a
-  stopped or dead node is declared dead within ``health_timeout +
-  monitor_interval`` of its last traffic, as when every round checked it
+  stopped node is declared dead within ``health_timeout +
+  monitor_interval`` of its last traffic, as when every round checked it; a
+  dead one (its connections reset) vouches for nothing from then on
   (:meth:`Director._health_checks`).
 
 Every attempt that does not complete logs one line with its reason, whatever
@@ -399,7 +400,8 @@ class Director:
         it) or its Raft traffic arrived within ``health_timeout / 2`` (it answers
         every heartbeat, every 50 ms by default): its components are checked
         only every ``health_interval``. The others' are checked every round, as
-        ever. A node that just went quiet (``health_timeout / 2`` without
+        ever (a peer whose connections broke: its process died, the check
+        fails at once). A node that just went quiet (``health_timeout / 2`` without
         traffic) is checked at once with the other half of ``health_timeout``,
         so a stopped node's components are declared dead no later than if
         they had been checked every round: within ``health_timeout +
@@ -419,10 +421,11 @@ class Director:
                 if now - checked.get(node, -math.inf) < self._health_interval:
                     continue
                 timeout = self._health_timeout
-            elif node in vouched:
+            elif heard is not None and node in vouched:
                 vouched.discard(node)
                 timeout = self._health_timeout - quiet
-            else:
+            else:  # no vouching (a dead peer's connections broke: it fails at once)
+                vouched.discard(node)
                 timeout = self._health_timeout
             checked[node] = now
             checks += [(r, timeout) for r in refs if r.node == node]

@@ -418,7 +418,8 @@ class Node:
 
     def last_heard(self, node: str) -> float | None:
         """When (this node's clock) Raft traffic last arrived from node ``node``,
-        or None (this node, a node that sent none: no coordinator).
+        or None (this node, a node that sent none: no coordinator; or a peer
+        whose connections it broke since: a dead process's are reset at once).
 
         The leader's Director takes it as proof that a coordinator's process runs
         (it answers every heartbeat), instead of calling its components every round.
@@ -443,6 +444,9 @@ class Node:
                 log.warning("raft refused a message from node %d: %s", peer, exc)
 
     def _on_peer_lost(self, peer: int) -> None:
+        # Its process died (its kernel reset our connections): it vouches for
+        # nothing until its traffic comes back, so the Director asks at once.
+        self._heard.pop(peer, None)
         if self.coordinator is not None and not self._stopping:
             self.coordinator.runner.peer_unreachable(peer)
 
