@@ -319,6 +319,12 @@ async def _raft_vouches_until(tmp_path: Path, fault: str) -> None:
         # Every round checked every component: rounds * on_node calls.
         assert sent <= rounds * on_node // 5, (node, sent, rounds, on_node)
     silent = next(r for r in layout.logs if r.node != "n1")
+    checked = cluster.health_calls[silent.node]
+
+    async def just_checked() -> bool:  # the next check it would get is 0.5 s away
+        return cluster.health_calls[silent.node] > checked
+
+    await eventually(just_checked, what=f"a check of {silent.node}'s components")
     rounds = director.status.watch_rounds
     getattr(cluster, fault)(silent.node)
     outcome = await asyncio.wait_for(task, 10)
