@@ -418,8 +418,8 @@ class Node:
 
     def last_heard(self, node: str) -> float | None:
         """When (this node's clock) Raft traffic last arrived from node ``node``,
-        or None (this node, a node that sent none: no coordinator; or a peer
-        whose connections it broke since: a dead process's are reset at once).
+        or None (this node; a node that sent none: no coordinator; a peer whose
+        connections broke since: a dead process's are reset at once).
 
         The leader's Director takes it as proof that a coordinator's process runs
         (it answers every heartbeat), instead of calling its components every round.
