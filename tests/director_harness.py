@@ -4,7 +4,9 @@ Real workers (:class:`LogWorker`, :class:`StorageWorker`, :class:`Sequencer`,
 :class:`Resolver`, :class:`CommitProxy`) in temp directories behind a
 :class:`LoopbackDialer`; nodes that can be taken down (unreachable, like a
 dead node) or stopped (silent: a call lasts its whole timeout, like a
-SIGSTOPped node's); a fake "consensus" holding the stored layout and the current
+SIGSTOPped node's); the Raft traffic of the nodes named in ``raft_peers`` (the
+Director's node hears them at every instant while they run, and last when they
+were stopped or taken down); a fake "consensus" holding the stored layout and the current
 epoch, which also plays the gateways (storage follows the stored layout).
 """
 
@@ -16,6 +18,7 @@ import itertools
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -77,6 +80,8 @@ class HarnessDialer(LoopbackDialer):
     ) -> protocol.Response:
         if ref.node in self.cluster.down:
             raise ConnectionRefusedError(f"node {ref.node} is down")
+        if isinstance(body, protocol.Health):
+            self.cluster.health_calls[ref.node] += 1
         await self.cluster.silence(ref.node, timeout)
         if isinstance(body, protocol.Health):
             worker = self.cluster.workers.get(body.worker)
@@ -114,6 +119,14 @@ class TestCluster:
         self.down: set[str] = set()
         #: Nodes that answer nothing and reset nothing (stopped, not dead).
         self.stopped: set[str] = set()
+        #: Nodes whose Raft traffic the Director's node hears (see :meth:`TestContext.last_heard`).
+        self.raft_peers: set[str] = set()
+        #: Nodes whose Raft traffic stopped although they answer (see :meth:`mute`).
+        self.raft_muted: set[str] = set()
+        #: When each node went silent (:meth:`pause`, :meth:`mute`).
+        self.silent_since: dict[str, float] = {}
+        #: ``Health`` calls each node was sent.
+        self.health_calls: Counter[str] = Counter()
         #: The node of every worker creation asked for, in order.
         self.creations: list[str] = []
         self.layout: bytes | None = None
@@ -126,6 +139,20 @@ class TestCluster:
         """A Director's context for ``epoch`` (consensus begins that epoch)."""
         self.epoch = max(self.epoch, epoch)
         return TestContext(self, epoch, node, parameters)
+
+    def pause(self, node: str) -> None:
+        """Stop ``node`` (as SIGSTOP would): silent from now on, Raft traffic included."""
+        self.silent_since.setdefault(node, time.monotonic())
+        self.stopped.add(node)
+
+    def kill(self, node: str) -> None:
+        """Take ``node`` down (as kill -9 would): unreachable from now on."""
+        self.down.add(node)
+
+    def mute(self, node: str) -> None:
+        """Stop ``node``'s Raft traffic only (a slow coordinator WAL): it still answers."""
+        self.silent_since.setdefault(node, time.monotonic())
+        self.raft_muted.add(node)
 
     async def silence(self, node: str, timeout: float) -> None:  # noqa: ASYNC109
         """A call to a stopped ``node`` times out (after ``timeout``); others go on."""
@@ -325,6 +352,17 @@ class TestContext:
             self.cluster.retiring.pop(worker_id, None)
 
     def clock(self) -> float:
+        return time.monotonic()
+
+    def last_heard(self, node: str) -> float | None:
+        """Raft traffic from ``node``: heard now while it runs, last when it was
+        paused or muted; None for this node itself, nodes not in ``raft_peers``
+        and killed ones (a dead node's connections are reset: the node forgets it)."""
+        c = self.cluster
+        if node == self.node or node not in c.raft_peers or node in c.down:
+            return None
+        if node in c.stopped or node in c.raft_muted:
+            return c.silent_since.get(node, 0.0)
         return time.monotonic()
 
     def random_token(self) -> bytes:

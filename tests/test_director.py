@@ -19,6 +19,7 @@ from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
 
+from .clusters import eventually
 from .director_harness import PARAMS, TestCluster, TestContext, closes_clusters, epoch_one
 
 
@@ -270,6 +271,92 @@ async def _a_stopped_log_ends_the_epoch(tmp_path: Path, *, directory_changes: bo
     outcome = await asyncio.wait_for(task, 10)
     assert isinstance(outcome, Failed)
     assert outcome.reason.startswith(f"component log {silent.id} died (timed out)")
+    await cluster.close()
+
+
+async def _watched_rounds(director: Director, rounds: int) -> int:
+    """Wait for ``rounds`` more rounds of ``director``'s watch; how many there were."""
+    status = director.status
+    start = status.watch_rounds
+
+    async def enough() -> bool:
+        return status.watch_rounds >= start + rounds
+
+    await eventually(enough, what=f"{rounds} rounds of the watch")
+    return status.watch_rounds - start
+
+
+@closes_clusters
+async def test_raft_traffic_spares_health_checks_and_a_stopped_node_still_ends_the_epoch(
+    tmp_path: Path,
+) -> None:
+    await _raft_vouches_until(tmp_path, "pause")
+
+
+@closes_clusters
+async def test_raft_traffic_spares_health_checks_and_a_killed_node_still_ends_the_epoch(
+    tmp_path: Path,
+) -> None:
+    await _raft_vouches_until(tmp_path, "kill")
+
+
+async def _raft_vouches_until(tmp_path: Path, fault: str) -> None:
+    # The Director's node hears n2 and n3 answer its Raft heartbeats: while they
+    # do, their components (and this node's) need a Health check only now and
+    # then. Once one stops (SIGSTOP: silent) or dies, its log is dead all the same.
+    cluster = TestCluster(tmp_path)
+    cluster.raft_peers = {"n2", "n3"}
+    director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None
+    watched = components(layout, storage=False)
+    before = dict(cluster.health_calls)
+    rounds = await _watched_rounds(director, 50)
+    for node in ("n1", "n2", "n3"):
+        on_node = sum(1 for r in watched if r.node == node)
+        sent = cluster.health_calls[node] - before.get(node, 0)
+        # Every round checked every component: rounds * on_node calls.
+        assert sent <= rounds * on_node // 5, (node, sent, rounds, on_node)
+    silent = next(r for r in layout.logs if r.node != "n1")
+    checked = cluster.health_calls[silent.node]
+
+    async def just_checked() -> bool:  # the next check it would get is 0.5 s away
+        return cluster.health_calls[silent.node] > checked
+
+    await eventually(just_checked, what=f"a check of {silent.node}'s components")
+    rounds = director.status.watch_rounds
+    getattr(cluster, fault)(silent.node)
+    outcome = await asyncio.wait_for(task, 10)
+    assert isinstance(outcome, Failed)
+    why = "timed out" if fault == "pause" else "unreachable"
+    assert outcome.reason.startswith(f"component log {silent.id} died ({why}"), outcome.reason
+    if fault == "kill":  # its connections broke: no waiting for it to go quiet
+        assert director.status.watch_rounds - rounds <= 2
+    await cluster.close()
+
+
+@closes_clusters
+async def test_a_node_whose_raft_traffic_stops_while_it_answers_is_asked_not_dropped(
+    tmp_path: Path,
+) -> None:
+    # Raft silence alone is no death (a follower's Raft loop waits on its WAL's
+    # fsync): its components are asked every round again, and they answer.
+    cluster = TestCluster(tmp_path)
+    cluster.raft_peers = {"n2", "n3"}
+    director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+    task = await _live(director)
+    layout = director.layout
+    assert layout is not None
+    on_n2 = sum(1 for r in components(layout, storage=False) if r.node == "n2")
+    assert on_n2
+    cluster.mute("n2")
+    await _watched_rounds(director, 10)  # 200 ms: past the time it still vouches
+    before = cluster.health_calls["n2"]
+    rounds = await _watched_rounds(director, 30)
+    assert cluster.health_calls["n2"] - before >= (rounds - 1) * on_n2
+    assert not task.done()
+    await director.stop()
     await cluster.close()
 
 

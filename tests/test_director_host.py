@@ -37,3 +37,21 @@ async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
         await eventually(next_live, timeout=10, what="the next epoch live")
     finally:
         await node.stop()
+
+
+async def test_a_node_vouches_for_a_peer_it_hears_until_the_peer_s_connections_break(
+    tmp_path: Path,
+) -> None:
+    """What the Director's watch learns from the node: when Raft traffic last
+    came from each peer (never from itself), forgotten once the peer's
+    connections broke (a dead process's are reset at once)."""
+    node = Node(single_node(tmp_path))
+    assert node.last_heard("2") is None
+    node._on_raft(2, [])
+    heard = node.last_heard("2")
+    assert heard is not None
+    assert node.last_heard("1") is None and node.last_heard("3") is None
+    node._on_raft(1, [])  # not a peer of itself, whatever arrives
+    assert node.last_heard("1") is None
+    node._on_peer_lost(2)
+    assert node.last_heard("2") is None

@@ -213,3 +213,47 @@ async def test_a_restarted_node_rejoins_the_next_generation_of_logs() -> None:
         finally:
             await db.close()
             await client.close()
+
+
+async def test_raft_traffic_spares_health_checks_and_a_stopped_log_node_still_ends_the_epoch() -> (
+    None
+):
+    # The Director runs on the Raft leader, which hears every other coordinator
+    # answer its heartbeats: while they come, that node's log needs a Health
+    # check only now and then. Stopped (SIGSTOP: no connection reset, only
+    # silence), the node's log is dead all the same and the next epoch recovers.
+    async with running(LocalCluster(3)) as cluster:
+        client = await cluster.client()
+        db = await open_database(str(cluster.cluster_file))
+        try:
+            st = await recovered(client)
+            epoch, leader = int(st["recovery"]["epoch"]), int(st["leader"])
+            layout = await db.refresh_layout(newer_than=epoch - 1)
+            victim = next(r for r in layout.logs if r.node != str(leader))
+            watched = [layout.sequencer, *layout.proxies, *layout.logs]
+            watched += [r.worker for r in layout.resolvers]
+            on_victim = sum(1 for r in watched if r.node == victim.node)
+            first = st["recovery"]["monitor"]
+
+            async def rounds_later() -> dict[str, Any] | None:
+                st = await client.status(timeout=1.0)
+                monitor: dict[str, Any] = st["recovery"]["monitor"]
+                return monitor if monitor["rounds"] >= first["rounds"] + 60 else None
+
+            last = await eventually(rounds_later, timeout=30, what="60 rounds of the watch")
+            rounds = last["rounds"] - first["rounds"]
+            sent = last["health_checks"].get(victim.node, 0)
+            sent -= first["health_checks"].get(victim.node, 0)
+            # Every round checked every component: rounds * on_victim calls.
+            assert sent <= rounds * on_victim // 4, (sent, rounds, on_victim)
+
+            cluster.pause(int(victim.node))
+            try:
+                await recovered(client, newer_than=epoch)
+            finally:
+                cluster.resume(int(victim.node))
+            log = cluster.log_path(leader).read_text()
+            assert f"component log {victim.id} died (timed out)" in log
+        finally:
+            await db.close()
+            await client.close()

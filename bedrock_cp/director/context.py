@@ -129,6 +129,12 @@ class RecoveryContext(Protocol):
     def clock(self) -> float:
         """Monotonic seconds."""
 
+    def last_heard(self, node: str) -> float | None:
+        """When (:meth:`clock`) this node last received Raft traffic from ``node``:
+        a running coordinator answers the leader's heartbeats all the time. None
+        when it hears none from it (this node itself, a node that is no
+        coordinator, a peer whose connections broke since: it died)."""
+
     def random_token(self) -> bytes:
         """A fresh unguessable token (the proxies' unlock token)."""
 

@@ -14,14 +14,26 @@ to ``on_event`` and into :attr:`Director.status`). Then:
   roles at once (a client may wait on them), then retires what older
   epochs left behind (:mod:`.retire`: their roles, old log generations,
   replaced replicas, orphans; again whenever the directory changes), keeps
-  checking every transaction component (``Health`` every ``monitor_interval``,
-  answered within ``health_timeout``: a stopped node resets no connection, and
-  every commit waits for each log, so silence counts as death)
-  and returns ``Failed("component X died")`` at the first death: the owner
+  watching every transaction component (a round every ``monitor_interval``;
+  a ``Health`` check must be answered within ``health_timeout``: a stopped
+  node resets no connection, and every commit waits for each log, so
+  silence counts as death) and returns ``Failed("component X died")`` at the
+  first death: the owner
   then starts the Director of the next epoch (fail fast). Its data
   distribution (:mod:`.distribution`) replaces storage replicas lost for good
   and ends the epoch once a fuller (or, with no node to refill on, smaller)
   team can be built.
+
+  The watch costs no frames for a node whose liveness is known anyway: this
+  node, and every coordinator whose Raft traffic (its answers to this
+  leader's heartbeats) arrived within ``health_timeout / 2``. Their
+  components are checked every ``health_interval`` only (a worker can fail
+  on its own); the others' every round. A node that goes quiet is checked at
+  once, with a timeout shortened by what it was quiet for already, so a
+  stopped node is declared dead within ``health_timeout +
+  monitor_interval`` of its last traffic, as when every round checked it; a
+  dead one (its connections reset) vouches for nothing from then on
+  (:meth:`Director._health_checks`).
 
 Every attempt that does not complete logs one line with its reason, whatever
 went wrong in a phase (no traceback per retry), and the next one waits out the
@@ -40,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Callable, Coroutine
 
@@ -63,6 +76,10 @@ RETIRE_DELAY = 1.0
 #: Seconds a live epoch's component has to answer ``Health``: commits stall
 #: while a log is silent, so this bounds how long a stopped node stalls them.
 HEALTH_TIMEOUT = 0.25
+#: Seconds between two ``Health`` checks of the components of a node that
+#: vouches for itself (see :meth:`Director._health_checks`): a worker can fail
+#: on its own while its process runs.
+HEALTH_INTERVAL = 0.5
 #: Seconds between two looks for the nodes a degraded layout lacks.
 REGROW_INTERVAL = 0.5
 #: Seconds a node's Foreman has to answer such a look.
@@ -85,6 +102,7 @@ class Director:
         backoff_cap: float = 2.0,
         monitor_interval: float = 0.05,
         health_timeout: float = HEALTH_TIMEOUT,
+        health_interval: float = HEALTH_INTERVAL,
         pause_before: RecoveryPhase | str | None = None,
         status: RecoveryStatus | None = None,
         rng: random.Random | None = None,
@@ -101,6 +119,7 @@ class Director:
         self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
         self._health_timeout = health_timeout
+        self._health_interval = health_interval
         if pause_before is not None and pause_before != RETIRE:
             try:
                 pause_before = RecoveryPhase.named(pause_before)
@@ -345,6 +364,8 @@ class Director:
         if any(r.node in self.ctx.parameters.excluded_nodes for r in layout.logs):
             self._changed.set()  # excluded while this epoch was being recovered
         looking = self._spawn(self._look_for_better(layout, sweep_again), "look")
+        vouched: set[str] = set()
+        checked: dict[str, float] = {}
         while True:
             await asyncio.sleep(self._monitor_interval)
             ended = [t for t in (distributing, looking) if t.done()]
@@ -353,8 +374,11 @@ class Director:
                 self.status.state, self.status.reason = FAILED, reason
                 log.info("director: epoch %d: %s", self.ctx.epoch, reason)
                 return Failed(reason)
+            checks = self._health_checks(refs, vouched, checked)
+            self.status.watch_rounds += 1
+            self.status.health_checks.update(r.node for r, _ in checks)
             try:
-                missing = await dead(self.ctx, refs, self._health_timeout)
+                missing = await dead(self.ctx, [r for r, _ in checks], [t for _, t in checks])
             except Fail as exc:
                 missing = []
                 reason = exc.reason
@@ -366,6 +390,46 @@ class Director:
             self.status.state, self.status.reason = FAILED, reason
             log.warning("director: epoch %d: %s", self.ctx.epoch, reason)
             return Failed(reason)
+
+    def _health_checks(
+        self, refs: list[WorkerRef], vouched: set[str], checked: dict[str, float]
+    ) -> list[tuple[WorkerRef, float]]:
+        """This round's ``Health`` checks among ``refs``, each with its timeout.
+
+        A node vouches for itself while it is this node (the Director runs in
+        it) or its Raft traffic arrived within ``health_timeout / 2`` (it answers
+        every heartbeat, every 50 ms by default): its components are checked
+        only every ``health_interval``. The others' are checked every round, as
+        ever (a peer whose connections broke: its process died, the check
+        fails at once). A node that just went quiet (``health_timeout / 2`` without
+        traffic) is checked at once with the other half of ``health_timeout``,
+        so a stopped node's components are declared dead no later than if
+        they had been checked every round: within ``health_timeout +
+        monitor_interval`` of its last traffic. Quiet alone is no death (a
+        follower's Raft loop waits on its WAL's fsync): a check must fail.
+
+        ``vouched`` (the nodes that vouched last round) and ``checked`` (when each
+        node's components were last checked) are the watch's, updated here.
+        """
+        now = self.ctx.clock()
+        quiet = self._health_timeout / 2
+        checks: list[tuple[WorkerRef, float]] = []
+        for node in dict.fromkeys(r.node for r in refs):
+            heard = now if node == self.ctx.node else self.ctx.last_heard(node)
+            if heard is not None and now - heard <= quiet:
+                vouched.add(node)
+                if now - checked.get(node, -math.inf) < self._health_interval:
+                    continue
+                timeout = self._health_timeout
+            elif heard is not None and node in vouched:
+                vouched.discard(node)
+                timeout = self._health_timeout - quiet
+            else:  # no vouching (a dead peer's connections broke: it fails at once)
+                vouched.discard(node)
+                timeout = self._health_timeout
+            checked[node] = now
+            checks += [(r, timeout) for r in refs if r.node == node]
+        return checks
 
     async def _better_layout_possible(self, layout: Layout) -> str | None:
         """Why a new epoch would get more logs now, or must move some, or None.

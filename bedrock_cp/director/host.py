@@ -88,6 +88,7 @@ class DirectorHost:
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
         pause_before: Callable[[int], str | None] = pause_before_from_environment,
+        last_heard: Callable[[str], float | None] = lambda node: None,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
@@ -99,6 +100,8 @@ class DirectorHost:
         self.token_bytes = token_bytes
         #: Test hook: the phase the Director of an epoch pauses before (None: none).
         self.pause_before = pause_before
+        #: When this node last received Raft traffic from a node (see RecoveryContext).
+        self.last_heard = last_heard
         self.status = RecoveryStatus()
         #: When each storage replica was last seen, across this node's Directors.
         self.replicas = ReplicaHealth()
@@ -169,6 +172,7 @@ class DirectorHost:
             clock=self.clock,
             rng=random.Random(self.rng.getrandbits(64)),
             token_bytes=self.token_bytes,
+            last_heard=self.last_heard,
         )
         director = Director(
             ctx,

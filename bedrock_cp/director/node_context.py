@@ -4,7 +4,8 @@ The :class:`~.context.RecoveryContext` a Director runs with on the leader: its
 calls go through the node's dialer; workers are created and removed through
 the nodes' Foremen; the layout, retirements and the directory are read from
 and written through this node's coordinator (consensus). Its clock,
-randomness and tokens are the node's seams.
+randomness and tokens are the node's seams; ``last_heard`` is the node's
+record of the Raft traffic it received (:meth:`~bedrock_cp.node.Node.last_heard`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class NodeRecoveryContext:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
+        last_heard: Callable[[str], float | None] = lambda node: None,
     ) -> None:
         self.node = str(coordinator.node_id)
+        self.last_heard = last_heard
         self.address = coordinator.address
         self.epoch = epoch
         self._lock_timeout = lock_timeout

@@ -9,7 +9,7 @@ spans epochs.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -72,6 +72,10 @@ class RecoveryStatus:
     attempt: int = 0
     reason: str = ""
     timeline: deque[RecoveryRecord] = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))
+    #: Rounds of the live epochs' watch so far.
+    watch_rounds: int = 0
+    #: ``Health`` checks the watch sent so far, by the node of the component.
+    health_checks: Counter[str] = field(default_factory=Counter)
 
     def begin(self, epoch: int, attempt: int, now: float) -> RecoveryRecord:
         """A new attempt starts: it becomes the newest entry of the timeline."""
@@ -88,4 +92,8 @@ class RecoveryStatus:
             "attempt": self.attempt,
             "reason": self.reason,
             "timeline": [r.to_dict() for r in self.timeline],
+            "monitor": {
+                "rounds": self.watch_rounds,
+                "health_checks": dict(sorted(self.health_checks.items())),
+            },
         }

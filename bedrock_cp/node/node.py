@@ -164,6 +164,9 @@ class Node:
         self._stopped = asyncio.Event()
         self._stopping = False
         self.fatal: BaseException | None = None
+        self._clock: Clock = SYSTEM_CLOCK
+        #: When Raft traffic last arrived from each peer (see :meth:`last_heard`).
+        self._heard: dict[int, float] = {}
 
     @classmethod
     async def start(
@@ -195,6 +198,7 @@ class Node:
         """
         rng = rng or random.Random()
         self = cls(config)
+        self._clock = clock
         loop = asyncio.get_running_loop()
         credentials = load_credentials(config)
         _private_directory(Path(config.data_dir))
@@ -309,6 +313,7 @@ class Node:
                 clock=clock,
                 rng=random.Random(rng.getrandbits(64)),
                 token_bytes=token_bytes,
+                last_heard=self.last_heard,
             )
             coordinator.epoch_listener = self.recovery
             coordinator.recovery_status = self.recovery.status_dict
@@ -411,7 +416,20 @@ class Node:
 
     # -- network callbacks ----------------------------------------------------------------
 
+    def last_heard(self, node: str) -> float | None:
+        """When (this node's clock) Raft traffic last arrived from node ``node``,
+        or None (this node; a node that sent none: no coordinator; a peer whose
+        connections broke since: a dead process's are reset at once).
+
+        The leader's Director takes it as proof that a coordinator's process runs
+        (it answers every heartbeat), instead of calling its components every round.
+        """
+        peer = int(node) if node.isdigit() else 0
+        return None if peer == self.id else self._heard.get(peer)
+
     def _on_raft(self, peer: int, messages: list[bytes]) -> None:
+        # ``peer`` is the connection's authenticated node: only a node's own traffic vouches for it.
+        self._heard[peer] = self._clock.monotonic()
         coordinator = self.coordinator
         if coordinator is None or self._stopping:
             return
@@ -426,6 +444,9 @@ class Node:
                 log.warning("raft refused a message from node %d: %s", peer, exc)
 
     def _on_peer_lost(self, peer: int) -> None:
+        # Its process died (its kernel reset our connections): it vouches for
+        # nothing until its traffic comes back, so the Director asks at once.
+        self._heard.pop(peer, None)
         if self.coordinator is not None and not self._stopping:
             self.coordinator.runner.peer_unreachable(peer)
 

@@ -57,14 +57,17 @@ async def call_one(
 async def call_all(
     ctx: RecoveryContext,
     calls: Sequence[tuple[WorkerRef, Request]],
-    timeout: float,  # noqa: ASYNC109
+    timeout: float | Sequence[float],  # noqa: ASYNC109
 ) -> list[Answer]:
-    """:func:`call_one` on every target in parallel, answers in order.
+    """:func:`call_one` on every target in parallel, answers in order; ``timeout``
+    for each, or one per call.
 
     Every call finishes before a ``Fail`` (from any of them) is raised.
     """
+    timeouts = [timeout] * len(calls) if isinstance(timeout, (int, float)) else timeout
     results = await asyncio.gather(
-        *(call_one(ctx, ref, body, timeout) for ref, body in calls), return_exceptions=True
+        *(call_one(ctx, ref, body, t) for (ref, body), t in zip(calls, timeouts, strict=True)),
+        return_exceptions=True,
     )
     answers: list[Answer] = []
     for result in results:

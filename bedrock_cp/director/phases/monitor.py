@@ -3,11 +3,15 @@
 The sequencer, resolvers, proxies, new logs and the storage replicas that
 serve reads (absent team members are not checked). Any missing one stalls the
 attempt (rollback, retry) rather than storing a layout that is already broken.
-:func:`dead` is also what the Director polls once the epoch is live: a death
-then ends the Director (fail fast, the next epoch recovers).
+:func:`dead` is also what the Director's watch calls once the epoch is live
+(on the components whose node does not vouch for itself, and now and then on
+the others: see :meth:`~bedrock_cp.director.director.Director._health_checks`):
+a death then ends the Director (fail fast, the next epoch recovers).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ...protocol import Done, Health, Layout, WorkerRef
 from ..attempt import Attempt, Stall
@@ -27,10 +31,10 @@ def components(layout: Layout, *, storage: bool = True) -> list[WorkerRef]:
 async def dead(
     ctx: RecoveryContext,
     refs: list[WorkerRef],
-    timeout: float | None = None,  # noqa: ASYNC109
+    timeout: float | Sequence[float] | None = None,  # noqa: ASYNC109
 ) -> list[tuple[WorkerRef, str]]:
     """The components that do not answer ``Health`` with ``Done`` within ``timeout``
-    (default: the call timeout), with why."""
+    (default: the call timeout; or one per component), with why."""
     timeout = ctx.parameters.call_timeout if timeout is None else timeout
     answers = await call_all(ctx, [(r, Health(r.id)) for r in refs], timeout)
     return [(r, str(a)) for r, a in zip(refs, answers, strict=True) if not isinstance(a, Done)]
