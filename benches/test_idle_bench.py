@@ -2,7 +2,11 @@
 
 Target: an idle node uses <= 1 % of one core and <= 50 MB RSS. The bench
 starts 3 node processes (default timers: 10 ms ticks, 50 ms heartbeats), lets
-them settle, then reads each process's CPU time from /proc over a 3 s window.
+them settle for ``BEDROCK_IDLE_SETTLE`` seconds (default 5) after the Director
+built the data plane, then reads each process's CPU time from /proc over a
+window of ``BEDROCK_IDLE_WINDOW`` seconds (default 10: with 3 s, one clock tick
+of CPU time was 0.33 % and run-to-run noise hid changes of 15 %). Each node's
+figure is also given as CPU seconds per 10 s, the unit etcd was measured in.
 The timed quantity is the window itself; the figures are in ``extra_info``.
 """
 
@@ -18,7 +22,8 @@ import uvloop
 from bedrock_cp.cluster import LocalCluster
 from tests.clusters import cluster_recovered
 
-WINDOW = 3.0
+WINDOW = float(os.environ.get("BEDROCK_IDLE_WINDOW", "10"))
+SETTLE = float(os.environ.get("BEDROCK_IDLE_SETTLE", "5"))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -38,6 +43,7 @@ def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
     cluster.start()
     try:
         uvloop.run(cluster_recovered(cluster))  # the Director has built the data plane too
+        time.sleep(SETTLE)  # startup work (compactions, the first retirements) is over
         pids = [p.pid for p in cluster.procs.values()]
         result: dict[str, Any] = {}
 
@@ -48,6 +54,8 @@ def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
             elapsed = time.monotonic() - start
             cpu = [(_cpu_seconds(pid) - before[pid]) / elapsed * 100 for pid in pids]
             result["cpu_percent_per_node"] = [round(c, 2) for c in cpu]
+            result["cpu_seconds_per_10s_per_node"] = [round(c / 10, 3) for c in cpu]
+            result["window_s"] = round(elapsed, 2)
             result["rss_mb_per_node"] = [round(_rss_mb(pid), 1) for pid in pids]
 
         benchmark.group = "idle node CPU (Director and data plane running)"
