@@ -24,6 +24,7 @@ from bedrock_cp.director.phases import (
     recruit_logs,
     recruit_storage,
     replay_logs,
+    start_roles,
     vacancies,
     validate_layout,
 )
@@ -387,9 +388,10 @@ async def test_replay_failure_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     await epoch_one(cluster)
     attempt = Attempt(1, 2)
-    ctx = cluster.context(2)
+    ctx = cluster.context(2, parameters=dataclasses.replace(PARAMS, expected_nodes=3))
     await run_phases(attempt, ctx, "replay_logs")
-    cluster.down.add(attempt.logs[0].node)
+    # Fewer than a majority of the wanted logs recover: the recovery stalls.
+    cluster.down |= {attempt.logs[0].node, attempt.logs[1].node}
     with pytest.raises(Stall, match="log replay of"):
         await replay_logs.run(attempt, ctx)
     await cluster.close()
@@ -548,4 +550,52 @@ async def test_rollback_keeps_the_workers_of_a_layout_sent_to_be_stored(tmp_path
     assert await rollback(attempt, ctx) == []
     assert named <= cluster.running()
     assert not attempt.started_roles  # its roles stop all the same
+    await cluster.close()
+
+
+@closes_clusters
+async def test_replay_leaves_out_a_new_log_whose_node_stopped(tmp_path: Path) -> None:
+    # Stopped after its log was created (SIGSTOP: no reset): the replay must not
+    # wait a call timeout (none this test waits out) for that log, nor for the
+    # old log on that node as a source, while the others recover.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster, commits=8)
+    # Three nodes expected: two new logs must recover (a majority).
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0, expected_nodes=3)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, "replay_logs")
+    assert len(attempt.logs) == 3
+    silent = attempt.logs[0]
+    cluster.stopped.add(silent.node)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
+        await replay_logs.run(attempt, ctx)
+    assert [r.id for r in attempt.logs] == [r.id for r in attempt.logs if r.node != silent.node]
+    assert len(attempt.logs) == 2 and silent.node in attempt.silent
+    first, last = attempt.first_version, attempt.recovery_version
+    for ref in attempt.logs:
+        pulled = await cluster.call(ref, protocol.LogPull(ref.id, after=first - 1))
+        assert isinstance(pulled, protocol.LogBatches)
+        assert [b.version for b in pulled.batches][-1] == last == pulled.last
+        assert pulled.batches[0].prev_version == first - 1
+    cluster.stopped.clear()
+    for phase in (start_roles, build_layout):
+        await phase.run(attempt, ctx)
+    assert attempt.layout is not None and attempt.layout.logs == attempt.logs
+    await cluster.close()
+
+
+@closes_clusters
+async def test_replay_leaves_out_a_new_log_that_failed_while_enough_recovered(
+    tmp_path: Path,
+) -> None:
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2, parameters=dataclasses.replace(PARAMS, expected_nodes=3))
+    await run_phases(attempt, ctx, "replay_logs")
+    dead = attempt.logs[2]
+    cluster.down.add(dead.node)
+    await replay_logs.run(attempt, ctx)
+    assert dead.id not in {r.id for r in attempt.logs} and len(attempt.logs) == 2
     await cluster.close()

@@ -33,6 +33,14 @@ async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
     )
 
 
+def least(attempt: Attempt, ctx: RecoveryContext, count: int) -> int:
+    """The fewest of ``count`` wanted workers of a kind a layout may have: a new
+    cluster all it can place (``min(count, expected_nodes)``), a recovering
+    one a majority of that."""
+    target = min(count, ctx.parameters.expected_nodes)
+    return target if attempt.new_cluster else target // 2 + 1
+
+
 async def create_round_robin(
     attempt: Attempt, ctx: RecoveryContext, kind: str, count: int
 ) -> list[WorkerRef]:
@@ -47,16 +55,12 @@ async def create_round_robin(
     nodes = await capable(ctx, kind)
     if not nodes:
         raise Stall(f"no node can host a {kind} (none registered with the {kind!r} capability)")
-    target = min(count, ctx.parameters.expected_nodes)
-    if attempt.new_cluster:
-        minimum = target
-        if len(nodes) < minimum:
-            raise Stall(
-                f"waiting for {minimum} nodes able to host a {kind}; registered: "
-                f"{', '.join(n.node for n in nodes)}"
-            )
-    else:
-        minimum = target // 2 + 1
+    minimum = least(attempt, ctx, count)
+    if attempt.new_cluster and len(nodes) < minimum:
+        raise Stall(
+            f"waiting for {minimum} nodes able to host a {kind}; registered: "
+            f"{', '.join(n.node for n in nodes)}"
+        )
     refs: list[WorkerRef] = []
     problems: list[str] = []
 
