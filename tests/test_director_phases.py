@@ -15,8 +15,10 @@ from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
+from bedrock_cp.director.director import HEALTH_TIMEOUT
 from bedrock_cp.director.phases import (
     _calls,
+    _placement,
     build_layout,
     monitor,
     persist,
@@ -322,6 +324,38 @@ async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
     await run_phases(attempt, ctx, "recruit_storage")
     assert [r.node for r in attempt.logs] == ["n1", "n3"]  # one per node, n2 excluded
     await cluster.close()
+
+
+@closes_clusters
+async def test_recruit_logs_gives_a_silent_creation_less_than_the_health_timeout(
+    tmp_path: Path,
+) -> None:
+    # A node that does not answer its creation (stopped, or restarting and not
+    # serving yet) once enough others did is waited for less than a dead
+    # component takes to notice: the wait it gets is the grace asked for here.
+    graces: list[float | None] = []
+    real = _placement.until_enough
+
+    async def spy(*args: object, **kw: object) -> object:
+        graces.append(kw.get("grace"))  # type: ignore[arg-type]
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_placement, "until_enough", spy)
+        cluster = TestCluster(tmp_path)
+        await epoch_one(cluster)
+        patient = dataclasses.replace(
+            PARAMS, lock_timeout=60.0, call_timeout=60.0, expected_nodes=3
+        )
+        ctx = cluster.context(2, parameters=patient)
+        attempt = Attempt(1, 2)
+        await run_phases(attempt, ctx, "recruit_logs")
+        cluster.stopped.add("n3")  # not found silent before: it is asked
+        async with asyncio.timeout(10):  # a bound, not a measure
+            await recruit_logs.run(attempt, ctx)
+        assert "n3" in cluster.creations and [r.node for r in attempt.logs] == ["n1", "n2"]
+        assert graces and all(g is not None and g < HEALTH_TIMEOUT for g in graces), graces
+        await cluster.close()
 
 
 # -- 6. recruit_storage ------------------------------------------------------------------------

@@ -16,8 +16,11 @@ from ._calls import until_enough
 
 #: The least time a node has to create a worker once enough others did: a node
 #: just restarted is slow at first (connections, a new WAL), and cutting it off
-#: leaves a degraded layout, so this is longer than a phase's grace.
-CREATE_GRACE = 0.5
+#: leaves a degraded layout, so this is longer than a phase's grace; but under
+#: the Director's health timeout (0.25 s): a node that does not answer within
+#: it (stopped, or restarting and not serving yet) costs a recovery no more
+#: than a dead component does, and its return regrows the layout.
+CREATE_GRACE = 0.2
 
 
 async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
