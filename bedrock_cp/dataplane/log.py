@@ -636,6 +636,8 @@ class LogWorker:
             return Failed("invalid", f"a replica needs versions before {req.first}")
         if self._dialer is None and req.first <= req.last:
             return Failed("internal", f"log {self.ref.id} has no dialer to copy from")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         batches: list[CommitBatch] = []
         if req.first <= req.last:
             copied = await self._copy(req)
@@ -643,11 +645,24 @@ class LogWorker:
                 return copied
             batches = copied
         base = batches[0].prev_version if batches else req.last
+        copied_at = loop.time()
         async with self._io_lock:
             if failed := self._unavailable():
                 return failed
             await self._install(batches, base, req)
         self._pulse.fire()
+        # Where a slow replay spent its time (the Director's timeline has only the total).
+        log.info(
+            "log %s: recovered [%d, %d] for epoch %d: %d batches copied in %.0f ms, "
+            "written in %.0f ms",
+            self.ref.id,
+            req.first,
+            req.last,
+            req.epoch,
+            len(batches),
+            (copied_at - started) * 1000,
+            (loop.time() - copied_at) * 1000,
+        )
         return LogRecovered(req.first, req.last, len(batches))
 
     async def _copy(self, req: LogRecover) -> list[CommitBatch] | Failed:
@@ -688,6 +703,14 @@ class LogWorker:
                     waiting.discard(task)
                     result = task.result()
                     if isinstance(result, list):
+                        if len(copies) > 1:
+                            log.info(
+                                "log %s: copied from source %d of %d (%s)",
+                                self.ref.id,
+                                copies.index(task) + 1,
+                                len(req.sources),
+                                "; ".join(reasons) or "the earlier ones were silent",
+                            )
                         return result
                     reasons.append(result)
                     start_next()  # this source failed: the next one
