@@ -504,6 +504,43 @@ async def test_monitor_stalls_when_a_component_is_missing(tmp_path: Path) -> Non
     await cluster.close()
 
 
+@closes_clusters
+async def test_monitor_gives_a_stopped_node_the_health_timeout_not_a_call_timeout(
+    tmp_path: Path,
+) -> None:
+    # Stopped between replay and monitor (SIGSTOP: no reset): its log is dead
+    # for this attempt as it would be for the live epoch's watch; the monitor
+    # must not wait a call timeout (none this test waits out) to find out.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, "monitor")
+    assert attempt.layout is not None
+    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
+    cluster.stopped.add(silent.node)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
+        with pytest.raises(Stall, match=f"log {silent.id}: timed out"):
+            await monitor.run(attempt, ctx)
+    assert silent.node in attempt.silent
+    # Nor does the rollback wait on that node (a removal there lasts a call
+    # timeout): what it created there is left, reported, for a later epoch.
+    removed: list[str] = []
+    real_remove = ctx.remove_worker
+
+    async def remove(ref: WorkerRef) -> None:
+        removed.append(ref.node)
+        await real_remove(ref)
+
+    ctx.remove_worker = remove  # type: ignore[method-assign]
+    left = await rollback(attempt, ctx)
+    assert removed and silent.node not in removed
+    assert left == [f"log {silent.id}: node {silent.node} silent, left to retire"]
+    assert silent.id in cluster.running()
+    await cluster.close()
+
+
 # -- 11. persist -------------------------------------------------------------------------------
 
 
