@@ -6,7 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from bedrock_cp import protocol
+from bedrock_cp.dataplane import log as log_module
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.protocol import (
     MAX_STREAM_BYTES,
@@ -26,6 +29,7 @@ from bedrock_cp.protocol import (
     LogRecovered,
     NewerEpoch,
     ReplicaProgress,
+    WorkerRef,
 )
 
 from .dataplane_pipeline import CLUSTER, MeasuringDialer, disk_bytes, ref, set_, until
@@ -328,4 +332,86 @@ async def test_a_recovery_copies_more_than_a_frame_holds_in_bounded_pulls(tmp_pa
     new = LogWorker(ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, dialer=dialer)
     dialer.register(new)
     assert (new.last, new.held) == (40, 40)
+    await dialer.stop_all()
+
+
+class SilencingDialer(LoopbackDialer):
+    """The loopback network where the workers in ``silent`` stop answering (a
+    SIGSTOPped node: no reset, no answer, whatever the timeout) after answering
+    ``answers`` pulls; counts the pulls each source was sent."""
+
+    def __init__(self, silent: set[str], answers: int = 0) -> None:
+        super().__init__()
+        self.silent = silent
+        self.answers = answers
+        self.pulls: dict[str, int] = {}
+        self.held = 0  # calls waiting on a silent worker now
+
+    async def call(
+        self,
+        ref: WorkerRef,
+        body: protocol.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> protocol.Response:
+        if isinstance(body, LogPull):
+            self.pulls[ref.id] = self.pulls.get(ref.id, 0) + 1
+            if ref.id in self.silent and self.pulls[ref.id] > self.answers:
+                self.held += 1
+                try:
+                    await asyncio.Event().wait()  # until cancelled
+                finally:
+                    self.held -= 1
+        return await super().call(ref, body, timeout)
+
+
+async def _two_locked_sources(
+    tmp_path: Path, dialer: LoopbackDialer, versions: int, size: int
+) -> tuple[LogWorker, LogWorker, LogWorker]:
+    olds = []
+    for name in ("old1", "old2"):
+        old = LogWorker(ref(name, "log"), tmp_path / name, cluster_id=CLUSTER, fsync=False)
+        dialer.register(old)
+        for v in range(1, versions + 1):
+            await old.handle(LogPush(name, 1, big_batch(v - 1, v, size=size), 0))
+        assert isinstance(await old.handle(LogLock(name, 2)), LogLocked)
+        olds.append(old)
+    new = LogWorker(
+        ref("new", "log"), tmp_path / "new", cluster_id=CLUSTER, fsync=False, dialer=dialer
+    )
+    dialer.register(new)
+    return olds[0], olds[1], new
+
+
+@pytest.mark.parametrize("answers", [0, 1], ids=["silent-at-once", "silent-mid-copy"])
+async def test_a_recovery_copy_moves_on_from_a_silent_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: int
+) -> None:
+    # A source on a stopped node (SIGSTOP: no reset) answers nothing, at once or
+    # after some pulls: the copy must not wait a pull timeout (none this test
+    # waits out) for it when another source holds the range.
+    monkeypatch.setattr(log_module, "COPY_PULL_TIMEOUT", 3600.0)
+    dialer = SilencingDialer({"old1"}, answers=answers)
+    old1, old2, new = await _two_locked_sources(tmp_path, dialer, 40, 100_000)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
+        answer = await new.handle(LogRecover("new", 2, [old1.ref, old2.ref], 3, 38))
+    assert answer == LogRecovered(3, 38, 36)
+    held, after = [], 2
+    while after < 38:  # pulls are bounded in bytes
+        held += await pull_all(new, after)
+        after = held[-1]
+    assert held == list(range(3, 39)) and new.base == 2  # exactly the range
+    assert dialer.pulls["old1"] == answers + 1 and dialer.held == 0  # asked, then let go
+    assert dialer.pulls["old2"] > 1  # a copy in bounded pulls, from the one that answers
+    await dialer.stop_all()
+
+
+async def test_a_recovery_copy_asks_one_source_while_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "COPY_HEDGE", 3600.0)  # however slow the test
+    dialer = SilencingDialer(set())
+    old1, old2, new = await _two_locked_sources(tmp_path, dialer, 10, 10)
+    answer = await new.handle(LogRecover("new", 2, [old1.ref, old2.ref], 1, 10))
+    assert answer == LogRecovered(1, 10, 10)
+    assert dialer.pulls == {"old1": 1}
     await dialer.stop_all()

@@ -15,8 +15,10 @@ from bedrock_cp import protocol
 from bedrock_cp.dataplane.log import LogWorker
 from bedrock_cp.director import Attempt, Fail, Stall
 from bedrock_cp.director.context import NodeInfo
+from bedrock_cp.director.director import HEALTH_TIMEOUT
 from bedrock_cp.director.phases import (
     _calls,
+    _placement,
     build_layout,
     monitor,
     persist,
@@ -24,6 +26,7 @@ from bedrock_cp.director.phases import (
     recruit_logs,
     recruit_storage,
     replay_logs,
+    start_roles,
     vacancies,
     validate_layout,
 )
@@ -323,6 +326,38 @@ async def test_recruit_logs_skips_excluded_nodes(tmp_path: Path) -> None:
     await cluster.close()
 
 
+@closes_clusters
+async def test_recruit_logs_gives_a_silent_creation_less_than_the_health_timeout(
+    tmp_path: Path,
+) -> None:
+    # A node that does not answer its creation (stopped, or restarting and not
+    # serving yet) once enough others did is waited for less than a dead
+    # component takes to notice: the wait it gets is the grace asked for here.
+    graces: list[float | None] = []
+    real = _placement.until_enough
+
+    async def spy(*args: object, **kw: object) -> object:
+        graces.append(kw.get("grace"))  # type: ignore[arg-type]
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_placement, "until_enough", spy)
+        cluster = TestCluster(tmp_path)
+        await epoch_one(cluster)
+        patient = dataclasses.replace(
+            PARAMS, lock_timeout=60.0, call_timeout=60.0, expected_nodes=3
+        )
+        ctx = cluster.context(2, parameters=patient)
+        attempt = Attempt(1, 2)
+        await run_phases(attempt, ctx, "recruit_logs")
+        cluster.stopped.add("n3")  # not found silent before: it is asked
+        async with asyncio.timeout(10):  # a bound, not a measure
+            await recruit_logs.run(attempt, ctx)
+        assert "n3" in cluster.creations and [r.node for r in attempt.logs] == ["n1", "n2"]
+        assert graces and all(g is not None and g < HEALTH_TIMEOUT for g in graces), graces
+        await cluster.close()
+
+
 # -- 6. recruit_storage ------------------------------------------------------------------------
 
 
@@ -387,9 +422,10 @@ async def test_replay_failure_stalls(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     await epoch_one(cluster)
     attempt = Attempt(1, 2)
-    ctx = cluster.context(2)
+    ctx = cluster.context(2, parameters=dataclasses.replace(PARAMS, expected_nodes=3))
     await run_phases(attempt, ctx, "replay_logs")
-    cluster.down.add(attempt.logs[0].node)
+    # Fewer than a majority of the wanted logs recover: the recovery stalls.
+    cluster.down |= {attempt.logs[0].node, attempt.logs[1].node}
     with pytest.raises(Stall, match="log replay of"):
         await replay_logs.run(attempt, ctx)
     await cluster.close()
@@ -465,6 +501,43 @@ async def test_monitor_stalls_when_a_component_is_missing(tmp_path: Path) -> Non
         await monitor.run(attempt, ctx)
     await rollback(attempt, ctx)
     assert cluster.running() == set()
+    await cluster.close()
+
+
+@closes_clusters
+async def test_monitor_gives_a_stopped_node_the_health_timeout_not_a_call_timeout(
+    tmp_path: Path,
+) -> None:
+    # Stopped between replay and monitor (SIGSTOP: no reset): its log is dead
+    # for this attempt as it would be for the live epoch's watch; the monitor
+    # must not wait a call timeout (none this test waits out) to find out.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, "monitor")
+    assert attempt.layout is not None
+    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
+    cluster.stopped.add(silent.node)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
+        with pytest.raises(Stall, match=f"log {silent.id}: timed out"):
+            await monitor.run(attempt, ctx)
+    assert silent.node in attempt.silent
+    # Nor does the rollback wait on that node (a removal there lasts a call
+    # timeout): what it created there is left, reported, for a later epoch.
+    removed: list[str] = []
+    real_remove = ctx.remove_worker
+
+    async def remove(ref: WorkerRef) -> None:
+        removed.append(ref.node)
+        await real_remove(ref)
+
+    ctx.remove_worker = remove  # type: ignore[method-assign]
+    left = await rollback(attempt, ctx)
+    assert removed and silent.node not in removed
+    assert left == [f"log {silent.id}: node {silent.node} silent, left to retire"]
+    assert silent.id in cluster.running()
     await cluster.close()
 
 
@@ -548,4 +621,52 @@ async def test_rollback_keeps_the_workers_of_a_layout_sent_to_be_stored(tmp_path
     assert await rollback(attempt, ctx) == []
     assert named <= cluster.running()
     assert not attempt.started_roles  # its roles stop all the same
+    await cluster.close()
+
+
+@closes_clusters
+async def test_replay_leaves_out_a_new_log_whose_node_stopped(tmp_path: Path) -> None:
+    # Stopped after its log was created (SIGSTOP: no reset): the replay must not
+    # wait a call timeout (none this test waits out) for that log, nor for the
+    # old log on that node as a source, while the others recover.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster, commits=8)
+    # Three nodes expected: two new logs must recover (a majority).
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0, expected_nodes=3)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, "replay_logs")
+    assert len(attempt.logs) == 3
+    silent = attempt.logs[0]
+    cluster.stopped.add(silent.node)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
+        await replay_logs.run(attempt, ctx)
+    assert [r.id for r in attempt.logs] == [r.id for r in attempt.logs if r.node != silent.node]
+    assert len(attempt.logs) == 2 and silent.node in attempt.silent
+    first, last = attempt.first_version, attempt.recovery_version
+    for ref in attempt.logs:
+        pulled = await cluster.call(ref, protocol.LogPull(ref.id, after=first - 1))
+        assert isinstance(pulled, protocol.LogBatches)
+        assert [b.version for b in pulled.batches][-1] == last == pulled.last
+        assert pulled.batches[0].prev_version == first - 1
+    cluster.stopped.clear()
+    for phase in (start_roles, build_layout):
+        await phase.run(attempt, ctx)
+    assert attempt.layout is not None and attempt.layout.logs == attempt.logs
+    await cluster.close()
+
+
+@closes_clusters
+async def test_replay_leaves_out_a_new_log_that_failed_while_enough_recovered(
+    tmp_path: Path,
+) -> None:
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    attempt = Attempt(1, 2)
+    ctx = cluster.context(2, parameters=dataclasses.replace(PARAMS, expected_nodes=3))
+    await run_phases(attempt, ctx, "replay_logs")
+    dead = attempt.logs[2]
+    cluster.down.add(dead.node)
+    await replay_logs.run(attempt, ctx)
+    assert dead.id not in {r.id for r in attempt.logs} and len(attempt.logs) == 2
     await cluster.close()

@@ -27,7 +27,11 @@ log serves still needs is ever discarded. A locked log discards nothing more
 Every reply of a pull is bounded in bytes
 (:data:`~bedrock_cp.protocol.layout.MAX_STREAM_BYTES` past its first batch), and
 so is every pull a recovery copy makes: the copier resumes after the last
-version it got.
+version it got. A copy takes the whole range from one source (checked as one
+chain, never mixed with another source's batches); a source that fails is
+left for the next at once, and one silent for :data:`COPY_HEDGE` (a stopped
+node resets nothing) gets the next one copying beside it: the first complete
+copy wins.
 
 Fencing (I6): the highest epoch seen, the lock flag, the generations on disk
 and the replicas served live in a small state file (:mod:`.statefile`), durable
@@ -93,6 +97,11 @@ MAX_PULL_WAIT_MS = 60_000
 GENERATION_BYTES = 4 << 20
 #: How long a recovery copy waits for one pull from a source.
 COPY_PULL_TIMEOUT = 10.0
+#: How long a recovery copy waits for any answer before it starts copying from
+#: the next source as well (a stopped node answers nothing and resets nothing).
+#: Under the Director's health timeout (0.25 s): a silent source costs less
+#: than a dead component does to notice.
+COPY_HEDGE = 0.1
 
 _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(CommitBatch)
@@ -627,6 +636,8 @@ class LogWorker:
             return Failed("invalid", f"a replica needs versions before {req.first}")
         if self._dialer is None and req.first <= req.last:
             return Failed("internal", f"log {self.ref.id} has no dialer to copy from")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         batches: list[CommitBatch] = []
         if req.first <= req.last:
             copied = await self._copy(req)
@@ -634,49 +645,111 @@ class LogWorker:
                 return copied
             batches = copied
         base = batches[0].prev_version if batches else req.last
+        copied_at = loop.time()
         async with self._io_lock:
             if failed := self._unavailable():
                 return failed
             await self._install(batches, base, req)
         self._pulse.fire()
+        # Where a slow replay spent its time (the Director's timeline has only the total).
+        log.info(
+            "log %s: recovered [%d, %d] for epoch %d: %d batches copied in %.0f ms, "
+            "written in %.0f ms",
+            self.ref.id,
+            req.first,
+            req.last,
+            req.epoch,
+            len(batches),
+            (copied_at - started) * 1000,
+            (loop.time() - copied_at) * 1000,
+        )
         return LogRecovered(req.first, req.last, len(batches))
 
     async def _copy(self, req: LogRecover) -> list[CommitBatch] | Failed:
         """Exactly the batches with versions in ``[first, last]``, from any one source,
-        pulled in answers bounded in bytes."""
+        pulled in answers bounded in bytes.
+
+        Sources are tried in order; each copy is whole and checked on its own
+        (one source's batches are never mixed with another's). A source that
+        fails is left for the next one at once; one that stays silent
+        :data:`COPY_HEDGE` (a stopped node resets nothing: its pull would last
+        :data:`COPY_PULL_TIMEOUT`) gets the next source started beside it, and
+        the first copy to complete wins (the others are cancelled).
+        """
         assert self._dialer is not None
+        progress = asyncio.Event()
         reasons: list[str] = []
-        for source in req.sources:
-            batches: list[CommitBatch] = []
-            after = req.first - 1
-            reason = ""
-            while True:
-                pull = LogPull(source.id, after=after, limit=MAX_PULL_LIMIT, max_bytes=STREAM_BYTES)
-                try:
-                    resp = await self._dialer.call(source, pull, timeout=COPY_PULL_TIMEOUT)
-                except Exception as exc:  # unreachable, timed out, a bad answer: next source
-                    reason = f"{source.id}: {type(exc).__name__} {exc}"
-                    break
-                if not isinstance(resp, LogBatches):
-                    reason = f"{source.id}: {resp}"
-                    break
-                fresh = [b for b in resp.batches if b.version <= req.last]
-                for b in fresh:
-                    prev = batches[-1].version if batches else None
-                    if prev is not None and b.prev_version != prev:
-                        reason = f"{source.id}: chain broken at {b.version}"
-                        break
-                    batches.append(b)
-                if reason:
-                    break
-                if batches and batches[-1].version == req.last:
-                    return batches
-                if not resp.batches or len(fresh) < len(resp.batches):
-                    reason = f"{source.id}: holds up to {resp.durable}, not {req.last}"
-                    break
-                after = resp.batches[-1].version
-            reasons.append(reason)
+        copies: list[asyncio.Task[list[CommitBatch] | str]] = []
+        waiting: set[asyncio.Task[list[CommitBatch] | str]] = set()
+        sources = iter(req.sources)
+
+        def start_next() -> bool:
+            source = next(sources, None)
+            if source is None:
+                return False
+            task = asyncio.ensure_future(self._copy_from(source, req, progress))
+            copies.append(task)
+            waiting.add(task)
+            return True
+
+        try:
+            start_next()
+            while waiting:
+                progress.clear()
+                done, _ = await asyncio.wait(
+                    waiting, timeout=COPY_HEDGE, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    waiting.discard(task)
+                    result = task.result()
+                    if isinstance(result, list):
+                        if len(copies) > 1:
+                            log.info(
+                                "log %s: copied from source %d of %d (%s)",
+                                self.ref.id,
+                                copies.index(task) + 1,
+                                len(req.sources),
+                                "; ".join(reasons) or "the earlier ones were silent",
+                            )
+                        return result
+                    reasons.append(result)
+                    start_next()  # this source failed: the next one
+                if not done and not progress.is_set():
+                    start_next()  # silent (no answer within COPY_HEDGE): race the next one
+        finally:
+            for task in copies:
+                task.cancel()
+            await asyncio.gather(*copies, return_exceptions=True)
         return Failed("unavailable", "no source holds the range: " + "; ".join(reasons))
+
+    async def _copy_from(
+        self, source: WorkerRef, req: LogRecover, progress: asyncio.Event
+    ) -> list[CommitBatch] | str:
+        """The batches ``[first, last]`` from ``source`` alone, or why not (setting
+        ``progress`` at each answer)."""
+        assert self._dialer is not None
+        batches: list[CommitBatch] = []
+        after = req.first - 1
+        while True:
+            pull = LogPull(source.id, after=after, limit=MAX_PULL_LIMIT, max_bytes=STREAM_BYTES)
+            try:
+                resp = await self._dialer.call(source, pull, timeout=COPY_PULL_TIMEOUT)
+            except Exception as exc:  # unreachable, timed out, a bad answer: next source
+                return f"{source.id}: {type(exc).__name__} {exc}"
+            progress.set()
+            if not isinstance(resp, LogBatches):
+                return f"{source.id}: {resp}"
+            fresh = [b for b in resp.batches if b.version <= req.last]
+            for b in fresh:
+                prev = batches[-1].version if batches else None
+                if prev is not None and b.prev_version != prev:
+                    return f"{source.id}: chain broken at {b.version}"
+                batches.append(b)
+            if batches and batches[-1].version == req.last:
+                return batches
+            if not resp.batches or len(fresh) < len(resp.batches):
+                return f"{source.id}: holds up to {resp.durable}, not {req.last}"
+            after = resp.batches[-1].version
 
     async def _install(self, batches: list[CommitBatch], base: int, req: LogRecover) -> None:
         """Switch to fresh WAL generations holding exactly ``batches`` (under the I/O lock)."""

@@ -61,7 +61,7 @@ from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stal
 from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import RecoveryPhase
-from .phases.monitor import components, dead
+from .phases.monitor import HEALTH_TIMEOUT, components, dead
 from .retire import retire, stop_old_roles
 from .rollback import rollback
 from .status import FAILED, RUNNING, STALLED, RecoveryRecord, RecoveryStatus
@@ -73,9 +73,8 @@ log = logging.getLogger(__name__)
 RETIRE = "retire"
 #: Seconds a live epoch waits before it retires what older epochs left.
 RETIRE_DELAY = 1.0
-#: Seconds a live epoch's component has to answer ``Health``: commits stall
-#: while a log is silent, so this bounds how long a stopped node stalls them.
-HEALTH_TIMEOUT = 0.25
+#: Seconds a live epoch's component has to answer ``Health`` (the monitor's
+#: :data:`~.phases.monitor.HEALTH_TIMEOUT`, the default of ``health_timeout``).
 #: Seconds between two ``Health`` checks of the components of a node that
 #: vouches for itself (see :meth:`Director._health_checks`): a worker can fail
 #: on its own while its process runs.

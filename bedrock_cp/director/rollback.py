@@ -9,7 +9,10 @@ Old-generation logs are not touched: they are locked, and the next attempt
 sent to be stored (:attr:`~.attempt.Attempt.layout_offered`): that layout may
 be the stored one, and the next epoch must lock its logs and read its
 storage; if it was not stored, they are orphans, which the next live epoch
-retires.
+retires. Nor are the workers on a node the attempt found silent
+(:attr:`~.attempt.Attempt.silent`: stopped, no reset): a removal there would
+hold the next attempt for a call timeout; they are reported as left over,
+orphans a later epoch retires (a log there belongs to no layout).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ async def rollback(attempt: Attempt, ctx: RecoveryContext) -> list[str]:
         }
     for ref in reversed(attempt.created_workers):
         if ref.id in kept:
+            continue
+        if ref.node in attempt.silent:
+            leftovers.append(f"{ref.kind} {ref.id}: node {ref.node} silent, left to retire")
             continue
         try:
             await ctx.remove_worker(ref)

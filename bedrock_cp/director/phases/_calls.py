@@ -25,6 +25,8 @@ Answer = Response | str
 STRAGGLER_GRACE = 0.05
 #: What a call cut off by :func:`call_quorum` answers.
 CUT_OFF = "no answer (cut off: enough others answered)"
+#: What a call that outlasted its timeout answers.
+TIMED_OUT = "timed out"
 
 T = TypeVar("T")
 
@@ -44,7 +46,7 @@ async def call_one(
         async with asyncio.timeout(timeout):
             answer = await ctx.call(ref, body, timeout)
     except TimeoutError:
-        return "timed out"
+        return TIMED_OUT
     except OSError as exc:
         return f"unreachable ({type(exc).__name__}: {exc})"
     except Exception as exc:  # a transport error answer, an undecodable one: a reason too

@@ -16,8 +16,11 @@ from ._calls import until_enough
 
 #: The least time a node has to create a worker once enough others did: a node
 #: just restarted is slow at first (connections, a new WAL), and cutting it off
-#: leaves a degraded layout, so this is longer than a phase's grace.
-CREATE_GRACE = 0.5
+#: leaves a degraded layout, so this is longer than a phase's grace; but under
+#: the Director's health timeout (0.25 s): a node that does not answer within
+#: it (stopped, or restarting and not serving yet) costs a recovery no more
+#: than a dead component does, and its return regrows the layout.
+CREATE_GRACE = 0.2
 
 
 async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
@@ -31,6 +34,14 @@ async def capable(ctx: RecoveryContext, kind: str) -> list[NodeInfo]:
         ),
         key=lambda n: n.node,
     )
+
+
+def least(attempt: Attempt, ctx: RecoveryContext, count: int) -> int:
+    """The fewest of ``count`` wanted workers of a kind a layout may have: a new
+    cluster all it can place (``min(count, expected_nodes)``), a recovering
+    one a majority of that."""
+    target = min(count, ctx.parameters.expected_nodes)
+    return target if attempt.new_cluster else target // 2 + 1
 
 
 async def create_round_robin(
@@ -47,16 +58,12 @@ async def create_round_robin(
     nodes = await capable(ctx, kind)
     if not nodes:
         raise Stall(f"no node can host a {kind} (none registered with the {kind!r} capability)")
-    target = min(count, ctx.parameters.expected_nodes)
-    if attempt.new_cluster:
-        minimum = target
-        if len(nodes) < minimum:
-            raise Stall(
-                f"waiting for {minimum} nodes able to host a {kind}; registered: "
-                f"{', '.join(n.node for n in nodes)}"
-            )
-    else:
-        minimum = target // 2 + 1
+    minimum = least(attempt, ctx, count)
+    if attempt.new_cluster and len(nodes) < minimum:
+        raise Stall(
+            f"waiting for {minimum} nodes able to host a {kind}; registered: "
+            f"{', '.join(n.node for n in nodes)}"
+        )
     refs: list[WorkerRef] = []
     problems: list[str] = []
 
