@@ -300,16 +300,25 @@ async def test_raft_traffic_spares_health_checks_and_a_killed_node_still_ends_th
     await _raft_vouches_until(tmp_path, "kill")
 
 
-async def _raft_vouches_until(tmp_path: Path, fault: str) -> None:
-    # The Director's node hears n2 and n3 answer its Raft heartbeats: while they
-    # do, their components (and this node's) need a Health check only now and
-    # then. Once one stops (SIGSTOP: silent) or dies, its log is dead all the same.
+async def _live_heard_by_raft(
+    tmp_path: Path,
+) -> tuple[TestCluster, Director, asyncio.Task[object], Layout]:
+    """A live Director on n1 whose node hears n2 and n3 answer its Raft
+    heartbeats, watching every 20 ms; with its layout."""
     cluster = TestCluster(tmp_path)
     cluster.raft_peers = {"n2", "n3"}
     director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
     task = await _live(director)
     layout = director.layout
     assert layout is not None
+    return cluster, director, task, layout
+
+
+async def _raft_vouches_until(tmp_path: Path, fault: str) -> None:
+    # The Director's node hears n2 and n3 answer its Raft heartbeats: while they
+    # do, their components (and this node's) need a Health check only now and
+    # then. Once one stops (SIGSTOP: silent) or dies, its log is dead all the same.
+    cluster, director, task, layout = await _live_heard_by_raft(tmp_path)
     watched = components(layout, storage=False)
     before = dict(cluster.health_calls)
     rounds = await _watched_rounds(director, 50)
@@ -342,12 +351,7 @@ async def test_a_node_whose_raft_traffic_stops_while_it_answers_is_asked_not_dro
 ) -> None:
     # Raft silence alone is no death (a follower's Raft loop waits on its WAL's
     # fsync): its components are asked every round again, and they answer.
-    cluster = TestCluster(tmp_path)
-    cluster.raft_peers = {"n2", "n3"}
-    director = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
-    task = await _live(director)
-    layout = director.layout
-    assert layout is not None
+    cluster, director, task, layout = await _live_heard_by_raft(tmp_path)
     on_n2 = sum(1 for r in components(layout, storage=False) if r.node == "n2")
     assert on_n2
     cluster.mute("n2")
