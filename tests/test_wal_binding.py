@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,53 @@ def test_a_wal_directory_is_locked_while_open(tmp_path: Path) -> None:
         Wal.open(tmp_path, "c", 1)
     wal.close()
     Wal.open(tmp_path, "c", 1).close()
+
+
+def _wait_done(wal: Wal, n: int, timeout: float = 10.0) -> None:
+    """Wait (on ``append_fd``, as an event loop would) until ``n`` appends are reported."""
+    seen = 0
+    while seen < n:
+        readable, _, _ = select.select([wal.append_fd], [], [], timeout)
+        assert readable, f"append_fd not readable within {timeout} s ({seen} of {n} reported)"
+        while wal.append_done():
+            seen += 1
+    assert seen == n
+
+
+def test_appends_on_the_wal_thread_are_durable_in_order_and_signal_the_fd(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    assert not wal.append_done()  # nothing started: nothing to report
+    before = wal.sync_count
+    for first in (1, 11, 21):
+        wal.append_start(_entries(first, 10), HardState(0, 0, first))
+    _wait_done(wal, 3)
+    assert not wal.append_done()
+    assert wal.sync_count - before == 3  # one fsync per append
+    wal.close()
+    hs, _, entries = Wal.open(tmp_path, "c", 1).take_recovered()
+    assert [e.index for e in entries] == list(range(1, 31))
+    assert hs.commit == 21
+
+
+def test_an_fsync_failure_on_the_wal_thread_is_raised_by_append_done(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append_start(_entries(1, 1))
+    _wait_done(wal, 1)
+    wal._inject_sync_failure()
+    wal.append_start(_entries(2, 1))
+    select.select([wal.append_fd], [], [], 10.0)
+    with pytest.raises(WalFatalError, match="fsync"):
+        wal.append_done()
+    wal.append_start(_entries(2, 1))  # poisoned: every later append fails too
+    select.select([wal.append_fd], [], [], 10.0)
+    with pytest.raises(WalFatalError):
+        wal.append_done()
+
+
+def test_a_closed_wal_refuses_appends_on_its_thread(tmp_path: Path) -> None:
+    wal = Wal.open(tmp_path, "c", 1)
+    wal.append_start(_entries(1, 1))
+    _wait_done(wal, 1)
+    wal.close()
+    with pytest.raises(WalError, match="closed"):
+        wal.append_start(_entries(2, 1))

@@ -86,6 +86,7 @@ from ..protocol import (
 )
 from . import statefile
 from .pulse import Pulse
+from .wal_appends import WalAppends
 from .worker import Dialer
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,9 @@ class LogWorker:
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"log-{ref.id}"
         )
+        # A real node's log appends on the WAL's own thread; a given executor
+        # (the simulation's inline one, some tests) runs the appends itself.
+        self._appends = WalAppends() if executor is None else None
         self._flusher: asyncio.Task[None] | None = None
         self._discarding: asyncio.Task[None] | None = None
 
@@ -275,6 +279,8 @@ class LogWorker:
                 with contextlib.suppress(BaseException):
                     await task
         async with self._io_lock:
+            if self._appends is not None:
+                self._appends.close()
             if self._wal is not None:
                 self._wal.close()
         if self._owns_executor:
@@ -469,7 +475,10 @@ class LogWorker:
                         self._wal = await loop.run_in_executor(
                             self._executor, self._open_wal, self._state.generation
                         )
-                    await loop.run_in_executor(self._executor, self._wal.append, entries, hard)
+                    if self._appends is not None:
+                        await self._appends.append(self._wal, entries, hard)
+                    else:
+                        await loop.run_in_executor(self._executor, self._wal.append, entries, hard)
                 except Exception as exc:
                     # An fsync failure poisons the WAL: this log is done (its data may be lost).
                     log.error("log %s: WAL append failed: %s", self.ref.id, exc)

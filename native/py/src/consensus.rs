@@ -25,14 +25,14 @@ use std::sync::{Arc, OnceLock};
 use bedrock_raft::config::Config;
 use bedrock_raft::status::Role;
 use bedrock_raft::{ConfChange, Marks, Message};
-use bedrock_wal::{Consensus, PendingReady, Persisted, WalOptions};
+use bedrock_wal::{Consensus, PendingReady, Persisted, WalError as WalErr, WalOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::disk::{disk_of, PyMemDisk};
 use crate::errors::{guarded, wal_err, MessageDecodeError, NativePanicError};
-use crate::persister::{Failure, Persister};
+use crate::io_thread::IoThread;
 use crate::types::{PyEntry, PyHardState, PySnapshot};
 
 fn role_name(r: Role) -> &'static str {
@@ -188,14 +188,19 @@ pub struct PyConsensus {
     persister: OnceLock<Persister>,
 }
 
+/// The WAL thread of a `Consensus`: persists one Ready at a time.
+type Persister = IoThread<PendingReady, Result<Persisted, WalErr>>;
+
 impl PyConsensus {
     fn persister(&self) -> PyResult<&Persister> {
         if let Some(p) = self.persister.get() {
             return Ok(p);
         }
-        let p = Persister::start(self.c.clone()).map_err(|e| {
-            crate::errors::WalError::new_err(format!("cannot start the WAL thread: {e}"))
-        })?;
+        let c = self.c.clone();
+        let p =
+            Persister::start(format!("wal-{}", c.id()), move |rd| c.persist(rd)).map_err(|e| {
+                crate::errors::WalError::new_err(format!("cannot start the WAL thread: {e}"))
+            })?;
         Ok(self.persister.get_or_init(|| p))
     }
 }
@@ -390,12 +395,12 @@ impl PyConsensus {
         };
         match p.take() {
             None => Ok(None),
-            Some(Ok(p)) => {
+            Some(Ok(Ok(p))) => {
                 let marks = Some(p.marks());
                 Ok(Some(PyPersisted { inner: p, marks }))
             }
-            Some(Err(Failure::Wal(e))) => Err(wal_err(e)),
-            Some(Err(Failure::Panic(m))) => Err(NativePanicError::new_err(format!(
+            Some(Ok(Err(e))) => Err(wal_err(e)),
+            Some(Err(m)) => Err(NativePanicError::new_err(format!(
                 "internal error in the WAL: {m}"
             ))),
         }

@@ -4,15 +4,15 @@
 //! this one only converts types, releases the GIL around disk I/O (or does
 //! it on a thread of its own), and makes sure a Rust panic surfaces as a
 //! Python exception instead of unwinding into Python. Modules: `consensus`
-//! (the Raft node over its WAL), `persister` (its WAL thread), `wal` (the
-//! WAL as a plain append log), `disk` (the in-memory disk), `types`,
-//! `errors`; none depends on another but `types`, `errors` and
-//! `consensus` on `persister`.
+//! (the Raft node over its WAL), `wal` (the WAL as a plain append log),
+//! `io_thread` (the thread each of them writes on without the GIL), `disk`
+//! (the in-memory disk), `types`, `errors`; none depends on another but on
+//! `types`, `errors` and `io_thread`.
 
 mod consensus;
 mod disk;
 mod errors;
-mod persister;
+mod io_thread;
 mod types;
 mod wal;
 

@@ -1,10 +1,12 @@
 //! `Wal`: the write-ahead log as a plain append log (the data plane's log
 //! and storage workers use it directly; the Raft log goes through
-//! `Consensus`). Every method that touches the disk releases the GIL.
+//! `Consensus`). Every method that touches the disk releases the GIL, and
+//! appends can also run on the WAL's own thread (`append_start`), which
+//! signals `append_fd` when `append_done()` has the outcome.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bedrock_raft::{Entry, HardState, Snapshot};
 use bedrock_wal::{Wal, WalError as WalErr, WalOptions};
@@ -12,7 +14,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::disk::{disk_of, PyMemDisk};
-use crate::errors::guarded;
+use crate::errors::{guarded, wal_err, NativePanicError};
+use crate::io_thread::IoThread;
 use crate::types::{PyEntry, PyHardState, PySnapshot};
 
 /// What `open` found, until `take_recovered` takes it.
@@ -22,18 +25,15 @@ struct Recovered {
     entries: Vec<Entry>,
 }
 
-/// A write-ahead log directory used as an append log.
-#[pyclass(module = "bedrock_cp_native", name = "Wal", frozen)]
-pub struct PyWal {
+/// The open WAL, shared by the Python object and its append thread.
+struct Shared {
     /// None once closed.
     wal: Mutex<Option<Wal>>,
-    recovered: Mutex<Option<Recovered>>,
     closed: AtomicBool,
-    syncs: Arc<AtomicU64>,
     path: PathBuf,
 }
 
-impl PyWal {
+impl Shared {
     fn with<T>(&self, f: impl FnOnce(&mut Wal) -> Result<T, WalErr>) -> Result<T, WalErr> {
         let mut g = self.wal.lock().unwrap_or_else(PoisonError::into_inner);
         let wal = g.as_mut().ok_or_else(|| WalErr::Closed {
@@ -44,6 +44,45 @@ impl PyWal {
             *g = None;
         }
         r
+    }
+}
+
+/// One append handed to the append thread.
+struct Append {
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+}
+
+type Appender = IoThread<Append, Result<(), WalErr>>;
+
+/// A write-ahead log directory used as an append log.
+#[pyclass(module = "bedrock_cp_native", name = "Wal", frozen)]
+pub struct PyWal {
+    shared: Arc<Shared>,
+    recovered: Mutex<Option<Recovered>>,
+    syncs: Arc<AtomicU64>,
+    path: PathBuf,
+    /// The append thread, started by the first `append_start` or `append_fd`.
+    appender: OnceLock<Appender>,
+}
+
+impl PyWal {
+    fn with<T>(&self, f: impl FnOnce(&mut Wal) -> Result<T, WalErr>) -> Result<T, WalErr> {
+        self.shared.with(f)
+    }
+
+    fn appender(&self) -> PyResult<&Appender> {
+        if let Some(a) = self.appender.get() {
+            return Ok(a);
+        }
+        let shared = self.shared.clone();
+        let a = Appender::start("wal-append".to_string(), move |job: Append| {
+            shared.with(|w| w.save(job.hard_state.as_ref(), &job.entries))
+        })
+        .map_err(|e| {
+            crate::errors::WalError::new_err(format!("cannot start the WAL's append thread: {e}"))
+        })?;
+        Ok(self.appender.get_or_init(|| a))
     }
 }
 
@@ -84,10 +123,14 @@ impl PyWal {
         })?;
         Ok(PyWal {
             syncs: wal.sync_counter(),
-            wal: Mutex::new(Some(wal)),
+            shared: Arc::new(Shared {
+                wal: Mutex::new(Some(wal)),
+                closed: AtomicBool::new(false),
+                path: path.clone(),
+            }),
             recovered: Mutex::new(Some(recovered)),
-            closed: AtomicBool::new(false),
             path,
+            appender: OnceLock::new(),
         })
     }
 
@@ -103,6 +146,55 @@ impl PyWal {
         let entries: Vec<Entry> = entries.iter().map(|e| e.to_entry(py)).collect();
         let hs: Option<HardState> = hard_state.map(HardState::from);
         py.detach(|| guarded("the WAL", || self.with(|w| w.save(hs.as_ref(), &entries))))
+    }
+
+    /// Hand the same append to this WAL's own thread, which writes and
+    /// fsyncs it without the GIL; the caller goes on meanwhile. Appends run
+    /// in the order started. When one is done, `append_fd` becomes readable
+    /// and `append_done()` reports it.
+    #[pyo3(signature = (entries, hard_state = None))]
+    fn append_start(
+        &self,
+        py: Python<'_>,
+        entries: Vec<PyRef<'_, PyEntry>>,
+        hard_state: Option<PyHardState>,
+    ) -> PyResult<()> {
+        let job = Append {
+            entries: entries.iter().map(|e| e.to_entry(py)).collect(),
+            hard_state: hard_state.map(HardState::from),
+        };
+        if !self.appender()?.submit(job) {
+            return Err(crate::errors::WalError::new_err(format!(
+                "the WAL of {} is closed",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A file descriptor that becomes readable when an append started with
+    /// `append_start` finished (watch it with `loop.add_reader`). Valid for
+    /// the life of this object.
+    #[getter]
+    fn append_fd(&self) -> PyResult<i32> {
+        Ok(self.appender()?.fd())
+    }
+
+    /// Whether the oldest append started and not yet reported finished:
+    /// True once it is durable, False while none finished. A failed append
+    /// raises here (`WalFatalError` and the like: the WAL is poisoned).
+    fn append_done(&self) -> PyResult<bool> {
+        let Some(a) = self.appender.get() else {
+            return Ok(false);
+        };
+        match a.take() {
+            None => Ok(false),
+            Some(Ok(Ok(()))) => Ok(true),
+            Some(Ok(Err(e))) => Err(wal_err(e)),
+            Some(Err(m)) => Err(NativePanicError::new_err(format!(
+                "internal error in the WAL: {m}"
+            ))),
+        }
     }
 
     /// Durably replace the snapshot and drop the log up to its index.
@@ -176,8 +268,11 @@ impl PyWal {
     /// Close the files (once a write running on another thread finished);
     /// later calls raise `WalError`. Never blocks.
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        if let Ok(mut g) = self.wal.try_lock() {
+        if let Some(a) = self.appender.get() {
+            a.close();
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        if let Ok(mut g) = self.shared.wal.try_lock() {
             *g = None;
         }
     }
@@ -194,6 +289,7 @@ impl PyWal {
 
     fn __repr__(&self) -> String {
         match self
+            .shared
             .wal
             .try_lock()
             .ok()
