@@ -123,6 +123,43 @@ async def test_reads_at_a_version_see_exactly_what_was_applied(tmp_path: Path) -
     await w.dialer.stop_all()
 
 
+class PullRecorder(LoopbackDialer):
+    """The loopback network, recording which log each pull went to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pulled_from: list[str] = []
+
+    async def call(self, ref: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        if isinstance(body, LogPull):
+            self.pulled_from.append(ref.id)
+        return await super().call(ref, body, timeout)
+
+
+async def test_a_replica_pulls_from_the_log_on_its_own_node(tmp_path: Path) -> None:
+    # Every log holds every batch: the one on the replica's node answers
+    # without a network hop, and the layout's first log's node is not made to
+    # serve every replica of the cluster.
+    dialer = PullRecorder()
+    logs = [
+        LogWorker(WorkerRef(name, "log", node, "127.0.0.1:1"), tmp_path / name, cluster_id=CLUSTER)
+        for name, node in (("far", "n1"), ("near", "n2"))
+    ]
+    ss = StorageWorker(
+        WorkerRef("ss", "storage", "n2", "127.0.0.1:2"), tmp_path / "ss", dialer, cluster_id=CLUSTER
+    )
+    for worker in (*logs, ss):
+        dialer.register(worker)
+    for log in logs:
+        assert await log.handle(
+            LogPush(log.ref.id, 1, CommitBatch(0, 10, [set_(b"a", b"1")]), 0)
+        ) == LogPushed(10, 10)
+    ss.set_layout(layout([log.ref for log in logs]))
+    await until(lambda: ss.applied == 10)
+    assert dialer.pulled_from and set(dialer.pulled_from) == {"near"}, dialer.pulled_from
+    await dialer.stop_all()
+
+
 async def test_future_and_too_old_versions_and_wrong_shard_fail_clearly(tmp_path: Path) -> None:
     w = World(tmp_path, read_wait=0.1, window_seconds=0.0)
     await w.push(0, 10, [set_(b"a", b"1")], 0)

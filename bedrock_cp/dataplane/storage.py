@@ -1,8 +1,8 @@
 """The storage worker: applies committed batches and serves versioned reads.
 
 It serves the key ranges of the layout's storage teams that list it, and pulls
-batches from the layout's logs (one log at a time, moving to the next on any
-error) with a long-poll ``LogPull(after=applied)``, each answer bounded in
+batches from the layout's logs (one log at a time, the one on its own node
+first, moving to the next on any error) with a long-poll ``LogPull(after=applied)``, each answer bounded in
 bytes. Every pulled batch is applied at once to the in-memory MVCC window
 (:class:`~.mvcc.VersionedMap`) above the durable base (:class:`~.engine.Engine`,
 SQLite), so reads at recent versions are served.
@@ -322,9 +322,11 @@ class StorageWorker:
             # later layout that takes this replica back (a spare) would then
             # serve reads at versions whose data it never stored.
             return
-        self._puller = loop.create_task(
-            self._pull_loop(list(layout.logs)), name=f"pull-{self.ref.id}"
-        )
+        # Every log holds every batch: the one on this node first (no network
+        # hop, and no one node serves the pulls of every replica), then the
+        # others in the layout's order.
+        logs = sorted(layout.logs, key=lambda log: log.node != self.ref.node)
+        self._puller = loop.create_task(self._pull_loop(logs), name=f"pull-{self.ref.id}")
         if self._persister is None:
             self._persister = loop.create_task(self._persist_loop(), name=f"persist-{self.ref.id}")
 
