@@ -119,6 +119,7 @@ class Pipeline:
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         window_seconds: float = 5.0,
         proxy_call_timeout: float = 5.0,
+        proxy_idle_interval: float = 0.25,
     ) -> None:
         self.dialer = LoopbackDialer()
         self.fault: Fault | None = None
@@ -168,6 +169,7 @@ class Pipeline:
                 token=TOKEN,
                 idempotency_retention=idempotency_retention,
                 call_timeout=proxy_call_timeout,
+                idle_interval=proxy_idle_interval,
             )
             for p in self.layout.proxies
         ]

@@ -13,6 +13,7 @@ from bedrock_cp.protocol import (
     GetCommitVersion,
     KeyRange,
     Locked,
+    LogCommitted,
     LogLock,
     LogLocked,
     LogPush,
@@ -292,6 +293,34 @@ async def test_an_idle_proxy_notices_a_dead_sequencer(tmp_path: Path) -> None:
     await p.start()
     await p.sequencer.stop()
     await until(lambda: p.proxies[0].broken is not None, timeout=2.0)
+    await p.close()
+
+
+async def test_an_idle_proxy_tells_the_logs_each_committed_version_once(tmp_path: Path) -> None:
+    # The hint lets storage persist the last batches; repeating a version the
+    # logs already acknowledged is a round trip to every log for nothing (the
+    # read version it also asks for already reaches every log).
+    p = Pipeline(tmp_path, proxy_idle_interval=0.02)
+    told: list[tuple[str, int]] = []
+
+    def record(ref: WorkerRef, body: Request) -> None:
+        if isinstance(body, LogCommitted):
+            told.append((ref.id, body.version))
+
+    p.fault = record
+    await p.start()
+    first = await p.commit([set_(b"a", b"1")])
+    assert isinstance(first, Committed)
+    await until(lambda: ("log1", first.version) in told)
+    checks = p.sequencer.rounds
+    await until(lambda: p.sequencer.rounds >= checks + 5)  # five idle checks later
+    second = await p.commit([set_(b"b", b"1")])
+    assert isinstance(second, Committed)
+    await until(lambda: ("log1", second.version) in told)
+    await until(lambda: p.sequencer.rounds >= checks + 10)
+    assert sorted(set(told)) == sorted(told), told  # nothing told twice
+    assert {v for _, v in told} >= {first.version, second.version}
+    assert p.proxies[0].broken is None
     await p.close()
 
 

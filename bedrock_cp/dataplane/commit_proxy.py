@@ -31,7 +31,8 @@ committed; after, ``commit_unknown_result`` for every transaction the
 resolvers admitted, since the batch may be durable on enough logs for the next
 recovery to keep it (conflicting ones still get ``NotCommitted``). Every
 ``idle_interval`` without a transaction it checks the sequencer (a read
-version) and tells every log the committed version
+version, whose confirmation round reaches every log) and, once per committed
+version, tells every log that version
 (:class:`~bedrock_cp.protocol.LogCommitted`, a hint kept in memory, so storage
 can persist the last batches), and an idle cluster writes nothing. That
 check runs every 0.25 s, not faster: noticing a dead component quickly is the
@@ -259,6 +260,7 @@ class CommitProxy:
         self._seen_epoch = epoch
         self._broken: str | None = None
         self._committed = layout.recovery_version  # durable on every log of the layout
+        self._told = 0  # the committed version every log acknowledged from an idle check
         self._queue: list[_Txn] = []
         self._inflight: set[_Batch] = set()
         self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
@@ -390,7 +392,11 @@ class CommitProxy:
         calls: list[tuple[WorkerRef, Request]] = [
             (layout.sequencer, GetReadVersion(layout.sequencer.id, self.epoch))
         ]
-        calls += [(t, LogCommitted(t.id, self.epoch, self._committed)) for t in layout.logs]
+        # The read version's confirmation round reaches every log already: the
+        # committed hint goes along only when it moved since the logs took it.
+        telling = self._committed
+        if telling > self._told:
+            calls += [(t, LogCommitted(t.id, self.epoch, telling)) for t in layout.logs]
         try:
             answers = await self._all(calls)
             if not isinstance(answers[0], ReadVersion):
@@ -398,6 +404,8 @@ class CommitProxy:
             for answer in answers[1:]:
                 if not isinstance(answer, Done):
                     raise _Unavailable(f"log answered {answer}")
+            if len(answers) > 1:
+                self._told = max(self._told, telling)
             await self._clear_when_idle(answers[0].version)
         except _Superseded as exc:
             self._seen_epoch = max(self._seen_epoch, exc.epoch)

@@ -2,10 +2,11 @@
 
 It serves the key ranges of the layout's storage teams that list it, and pulls
 batches from the layout's logs (one log at a time, the one on its own node
-first, moving to the next on any error) with a long-poll ``LogPull(after=applied)``, each answer bounded in
-bytes. Every pulled batch is applied at once to the in-memory MVCC window
-(:class:`~.mvcc.VersionedMap`) above the durable base (:class:`~.engine.Engine`,
-SQLite), so reads at recent versions are served.
+first, moving to the next on any error) with a long-poll
+``LogPull(after=applied)``, each answer bounded in bytes. Every pulled batch
+is applied at once to the in-memory MVCC window (:class:`~.mvcc.VersionedMap`)
+above the durable base (:class:`~.engine.Engine`, SQLite), so reads at recent
+versions are served.
 
 **Continuity.** Batches chain (``prev_version``): one is applied only if it
 chains from the last one applied. When a new epoch's layout arrives,
