@@ -343,6 +343,35 @@ async def test_the_committed_hint_of_an_idle_proxy_reaches_pullers(tmp_path: Pat
     await log.stop()
 
 
+async def test_a_push_answers_a_waiting_pull_once_with_its_batch(tmp_path: Path) -> None:
+    # A push carries the committed version of the batch before it; the pull
+    # waiting for the new batch is answered once, when the batch is durable
+    # (with that committed version), not first for the committed version alone
+    # (which cost every replica a second pull per commit).
+    log = open_log(tmp_path)
+    answers: list[LogBatches] = []
+
+    async def puller() -> None:
+        after = 0
+        while after < 200:
+            resp = await log.handle(LogPull("log", after, wait_ms=5000))
+            assert isinstance(resp, LogBatches), resp
+            answers.append(resp)
+            after = max([after, *(b.version for b in resp.batches)])
+
+    pulling = asyncio.ensure_future(puller())
+    prev = 0
+    for v in range(10, 201, 10):
+        assert await log.handle(push(prev, v, committed=prev)) == LogPushed(v, v)
+        # As in a cluster: the next push comes after the replica got this one.
+        await until(lambda v=v: any(b.version == v for a in answers for b in a.batches))
+        prev = v
+    await asyncio.wait_for(pulling, 10.0)
+    seen = [(a.committed, [b.version for b in a.batches]) for a in answers]
+    assert seen == [(v - 10, [v]) for v in range(10, 201, 10)], seen
+    await log.stop()
+
+
 async def test_a_recovery_copies_more_than_a_frame_holds_in_bounded_pulls(tmp_path: Path) -> None:
     dialer = MeasuringDialer()
     old = LogWorker(ref("old", "log"), tmp_path / "old", cluster_id=CLUSTER, fsync=False)

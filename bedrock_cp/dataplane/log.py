@@ -521,8 +521,15 @@ class LogWorker:
         wait = max(0, min(req.wait_ms, MAX_PULL_WAIT_MS)) / 1000
         if wait > 0:
             committed = self._committed
+            # A newer committed version alone answers only while no batch is on
+            # its way to disk: a push moves it as it appends, and the batch
+            # follows within an fsync (one answer per push, not two).
             await self._pulse.wait_for(
-                lambda: self._durable > req.after or self._committed > committed or self.stopped,
+                lambda: (
+                    self._durable > req.after
+                    or (self._committed > committed and self._last == self._durable)
+                    or self._unavailable() is not None
+                ),
                 wait,
             )
         if failed := self._unavailable():
