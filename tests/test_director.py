@@ -15,6 +15,7 @@ from bedrock_cp.director import director as director_module
 from bedrock_cp.director import retire as retire_module
 from bedrock_cp.director.context import NodeInfo, RecoveryContext
 from bedrock_cp.director.phases import RecoveryPhase
+from bedrock_cp.director.phases import _calls as calls_module
 from bedrock_cp.director.phases.monitor import components
 from bedrock_cp.director.retire import retire, to_retire
 from bedrock_cp.protocol import Layout, ResolverAssignment, StorageTeam, WorkerInfo, WorkerRef
@@ -399,6 +400,35 @@ async def test_the_next_epoch_recovers_past_a_stopped_node_without_waiting_for_i
     await second.stop()
     task.cancel()
     await cluster.close()
+
+
+@closes_clusters
+async def test_the_epoch_after_one_a_stopped_node_ended_does_not_wait_for_that_node(
+    tmp_path: Path,
+) -> None:
+    # The watch that ends an epoch because a node stopped answering names it;
+    # the next epoch starts with it silent, so no phase gives it a straggler's
+    # grace again (here an hour: a phase that waited would never finish).
+    cluster = TestCluster(tmp_path)
+    first = Director(cluster.context(1, parameters=PATIENT), monitor_interval=0.02)
+    task = await _live(first)
+    assert first.layout is not None
+    stopped = next(r.node for r in first.layout.logs if r.node != "n1")
+    cluster.stopped.add(stopped)
+    outcome = await asyncio.wait_for(task, 10.0)
+    assert isinstance(outcome, Failed) and outcome.silent == {stopped}, outcome
+    second = Director(cluster.context(2, parameters=PATIENT), silent=outcome.silent)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(calls_module, "STRAGGLER_GRACE", 3600.0)
+        second_task = asyncio.create_task(second.run())
+        try:
+            await _live(second, second_task)
+            assert second.layout is not None and second.layout.epoch == 2
+            assert stopped not in {r.node for r in second.layout.logs}
+        finally:
+            await second.stop()
+            second_task.cancel()
+            await cluster.close()
 
 
 @closes_clusters

@@ -54,6 +54,11 @@ class Stalled:
 @dataclass(frozen=True)
 class Failed:
     reason: str
+    #: Nodes this epoch found silent as it ended (a health check timed out: a
+    #: stopped or cut-off node, not a dead one). The next epoch's first attempt
+    #: starts with them in :attr:`Attempt.silent`, so none of its phases waits
+    #: a straggler's grace for them again.
+    silent: frozenset[str] = frozenset()
 
 
 Outcome = Completed | Stalled | Failed

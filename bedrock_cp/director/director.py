@@ -54,13 +54,14 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 
 from ..protocol import Layout, ListWorkers, WorkerRef, Workers
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
 from .phases import RecoveryPhase
+from .phases._calls import TIMED_OUT
 from .phases.monitor import HEALTH_TIMEOUT, components, dead
 from .retire import retire, stop_old_roles
 from .rollback import rollback
@@ -108,8 +109,12 @@ class Director:
         replicas: ReplicaHealth | None = None,
         distribution_interval: float = INTERVAL,
         retire_delay: float = RETIRE_DELAY,
+        silent: Iterable[str] = (),
     ) -> None:
         self.ctx = ctx
+        # Nodes known silent before the first attempt (the previous epoch's
+        # end, see Failed.silent); then what the last stalled attempt found.
+        self._silent = set(silent)
         self.status = status if status is not None else RecoveryStatus()
         self.layout: Layout | None = None
         self.paused = asyncio.Event()
@@ -179,7 +184,7 @@ class Director:
         while True:
             number += 1
             self._changed.clear()
-            attempt = Attempt(number, self.ctx.epoch)
+            attempt = Attempt(number, self.ctx.epoch, silent=set(self._silent))
             self._attempt = attempt
             record = self.status.begin(self.ctx.epoch, number, self.ctx.clock())
             outcome = await self._attempt_once(attempt, record)
@@ -208,6 +213,7 @@ class Director:
                 log.warning("director: epoch %d failed: %s", self.ctx.epoch, outcome.reason)
                 return outcome
             self.status.state = STALLED
+            self._silent = set(attempt.silent)  # still silent, most likely, a backoff later
             log.info(
                 "director: epoch %d attempt %d stalled: %s", self.ctx.epoch, number, outcome.reason
             )
@@ -388,7 +394,7 @@ class Director:
                 reason = f"component {ref.kind} {ref.id} died ({why})"
             self.status.state, self.status.reason = FAILED, reason
             log.warning("director: epoch %d: %s", self.ctx.epoch, reason)
-            return Failed(reason)
+            return Failed(reason, frozenset(r.node for r, why in missing if why == TIMED_OUT))
 
     def _health_checks(
         self, refs: list[WorkerRef], vouched: set[str], checked: dict[str, float]

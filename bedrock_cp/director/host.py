@@ -28,6 +28,7 @@ from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
 from ..foreman import Foreman
 from ..protocol import Layout, ServiceRecord, decode_layout
+from .attempt import Failed
 from .director import Director
 from .distribution import ReplicaHealth
 from .node_context import NodeRecoveryContext
@@ -108,6 +109,8 @@ class DirectorHost:
         self.director: Director | None = None
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        #: Nodes the last epoch found silent as it ended (see Failed.silent).
+        self._silent: frozenset[str] = frozenset()
         self._aborted = False
 
     # -- EpochListener ------------------------------------------------------------------
@@ -180,6 +183,7 @@ class DirectorHost:
             pause_before=self.pause_before(epoch),
             replicas=self.replicas,
             rng=random.Random(self.rng.getrandbits(64)),
+            silent=self._silent,
         )
         self.director = director
         try:
@@ -188,6 +192,8 @@ class DirectorHost:
             await director.stop()
             raise
         log.warning("director of epoch %d ended: %s", epoch, outcome)
+        # The nodes it found silent as it ended: the next epoch does not wait for them.
+        self._silent = outcome.silent if isinstance(outcome, Failed) else frozenset()
         # Back off only while epochs keep failing. One that went live ended for a
         # reason (a component died, a fuller layout is possible) and clients
         # wait for the next: begin it at once.
