@@ -395,7 +395,8 @@ class CommitProxy:
         # The read version's confirmation round reaches every log already: the
         # committed hint goes along only when it moved since the logs took it.
         telling = self._committed
-        if telling > self._told:
+        tell = telling > self._told
+        if tell:
             calls += [(t, LogCommitted(t.id, self.epoch, telling)) for t in layout.logs]
         try:
             answers = await self._all(calls)
@@ -404,8 +405,8 @@ class CommitProxy:
             for answer in answers[1:]:
                 if not isinstance(answer, Done):
                     raise _Unavailable(f"log answered {answer}")
-            if len(answers) > 1:
-                self._told = max(self._told, telling)
+            if tell:
+                self._told = telling
             await self._clear_when_idle(answers[0].version)
         except _Superseded as exc:
             self._seen_epoch = max(self._seen_epoch, exc.epoch)

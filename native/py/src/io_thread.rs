@@ -8,9 +8,8 @@
 //! [`IoThread::fd`] and [`IoThread::take`] hands out the outcomes in the
 //! order the jobs were submitted. The thread never touches Python, so
 //! finishing a job never waits for the GIL (a busy event loop holds it for
-//! milliseconds at a time), and no executor thread wakes per job: handing a
-//! write to a Python thread pool cost a data-plane log ~0.9 ms per push on
-//! this project's machine (the thread's wake-up, then the GIL both ways).
+//! milliseconds at a time), and no Python pool thread has to wake and take
+//! the GIL per job.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};

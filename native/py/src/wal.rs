@@ -47,10 +47,23 @@ impl Shared {
     }
 }
 
-/// One append handed to the append thread.
+/// One append: entries (consecutive) and optionally a hard state.
 struct Append {
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
+}
+
+impl Append {
+    fn from_py(py: Python<'_>, entries: &[PyRef<'_, PyEntry>], hs: Option<PyHardState>) -> Self {
+        Append {
+            entries: entries.iter().map(|e| e.to_entry(py)).collect(),
+            hard_state: hs.map(HardState::from),
+        }
+    }
+
+    fn save(&self, wal: &mut Wal) -> Result<(), WalErr> {
+        wal.save(self.hard_state.as_ref(), &self.entries)
+    }
 }
 
 type Appender = IoThread<Append, Result<(), WalErr>>;
@@ -61,7 +74,6 @@ pub struct PyWal {
     shared: Arc<Shared>,
     recovered: Mutex<Option<Recovered>>,
     syncs: Arc<AtomicU64>,
-    path: PathBuf,
     /// The append thread, started by the first `append_start` or `append_fd`.
     appender: OnceLock<Appender>,
 }
@@ -77,7 +89,7 @@ impl PyWal {
         }
         let shared = self.shared.clone();
         let a = Appender::start("wal-append".to_string(), move |job: Append| {
-            shared.with(|w| w.save(job.hard_state.as_ref(), &job.entries))
+            shared.with(|w| job.save(w))
         })
         .map_err(|e| {
             crate::errors::WalError::new_err(format!("cannot start the WAL's append thread: {e}"))
@@ -126,10 +138,9 @@ impl PyWal {
             shared: Arc::new(Shared {
                 wal: Mutex::new(Some(wal)),
                 closed: AtomicBool::new(false),
-                path: path.clone(),
+                path,
             }),
             recovered: Mutex::new(Some(recovered)),
-            path,
             appender: OnceLock::new(),
         })
     }
@@ -143,9 +154,8 @@ impl PyWal {
         entries: Vec<PyRef<'_, PyEntry>>,
         hard_state: Option<PyHardState>,
     ) -> PyResult<()> {
-        let entries: Vec<Entry> = entries.iter().map(|e| e.to_entry(py)).collect();
-        let hs: Option<HardState> = hard_state.map(HardState::from);
-        py.detach(|| guarded("the WAL", || self.with(|w| w.save(hs.as_ref(), &entries))))
+        let job = Append::from_py(py, &entries, hard_state);
+        py.detach(|| guarded("the WAL", || self.with(|w| job.save(w))))
     }
 
     /// Hand the same append to this WAL's own thread, which writes and
@@ -159,14 +169,11 @@ impl PyWal {
         entries: Vec<PyRef<'_, PyEntry>>,
         hard_state: Option<PyHardState>,
     ) -> PyResult<()> {
-        let job = Append {
-            entries: entries.iter().map(|e| e.to_entry(py)).collect(),
-            hard_state: hard_state.map(HardState::from),
-        };
+        let job = Append::from_py(py, &entries, hard_state);
         if !self.appender()?.submit(job) {
             return Err(crate::errors::WalError::new_err(format!(
                 "the WAL of {} is closed",
-                self.path.display()
+                self.shared.path.display()
             )));
         }
         Ok(())
@@ -262,7 +269,7 @@ impl PyWal {
     /// The WAL directory.
     #[getter]
     fn path(&self) -> PathBuf {
-        self.path.clone()
+        self.shared.path.clone()
     }
 
     /// Close the files (once a write running on another thread finished);
@@ -297,9 +304,9 @@ impl PyWal {
         {
             Some((first, last)) => format!(
                 "Wal(path={:?}, first_index={first}, last_index={last})",
-                self.path
+                self.shared.path
             ),
-            None => format!("Wal(path={:?})", self.path),
+            None => format!("Wal(path={:?})", self.shared.path),
         }
     }
 }
