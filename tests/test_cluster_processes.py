@@ -6,6 +6,7 @@ Every test starts real ``bedrock-cp node`` processes, kills them for real
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
@@ -161,3 +162,29 @@ async def test_unreachable_cluster_is_a_clear_error() -> None:
     port = free_ports(1)[0]
     with pytest.raises(ClusterUnavailable, match="no coordinator answered"):
         await connect(f"127.0.0.1:{port}", timeout=0.5)
+
+
+async def test_a_pause_of_every_node_at_once_starts_no_election() -> None:
+    """A whole host paused (a VM frozen, a laptop suspended): every node wakes
+    up late for the end of its window at the same time. The runner sleeps
+    through the ticks that only count and delivers them at its next input, so
+    a follower woken for its give-up tick must not count the pause as the
+    leader's silence: it waits for the leader, which paused too, to speak."""
+    async with running(LocalCluster(3)) as cluster:
+        client = await cluster.client()
+        try:
+            await client.register("before", kind="log", address="127.0.0.1:1")
+            leader, _ = await leader_of(client)
+            terms = {x["id"]: x["term"] for x in (await client.status())["nodes"]}
+            for _ in range(3):
+                for node_id in cluster.addresses:
+                    cluster.pause(node_id)
+                await asyncio.sleep(1.0)  # the pause: far beyond every window
+                for node_id in cluster.addresses:
+                    cluster.resume(node_id)
+                await asyncio.sleep(1.0)  # an election, had one started, is over by now
+            st = await client.status()
+            assert {x["id"]: x["term"] for x in st["nodes"]} == terms
+            assert [x["id"] for x in st["nodes"] if x["role"] == "leader"] == [leader]
+        finally:
+            await client.close()

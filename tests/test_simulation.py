@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,73 @@ def test_a_broken_worker_fails_its_health_check(tmp_path: Path) -> None:
             await node.stop()
 
     run_simulation(main())
+
+
+class _CountingClock(SimClock):
+    """A node's virtual clock that counts the timer callbacks it ran (the Raft
+    runner's tick timer is the only user of ``Clock.call_at``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.fired = 0
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+        def counted(*a: Any) -> None:
+            self.fired += 1
+            callback(*a)
+
+        return super().call_at(when, counted, *args)
+
+
+async def _idle_wakeups(base: Path, idle_s: float) -> dict[str, int]:
+    loop = asyncio.get_running_loop()
+    net = SimNetwork(random.Random(3))
+    clocks = {i: _CountingClock(loop) for i in (1, 2, 3)}
+    nodes = {
+        i: await Node.start(
+            _config(i, base),
+            rng=random.Random(i),
+            network_factory=net.factory,
+            executor=InlineExecutor(),
+            clock=clocks[i],
+        )
+        for i in (1, 2, 3)
+    }
+    try:
+        leader = 0
+        for _ in range(2000):  # bounded: 20 virtual seconds
+            pongs = [await net.request(i, protocol.Ping()) for i in nodes]
+            ready = [p for p in pongs if isinstance(p, protocol.PingReply) and p.state == "ready"]
+            if ready and ready[0].leader_id:
+                leader = ready[0].leader_id
+                break
+            await asyncio.sleep(0.01)
+        assert leader, "no ready leader in 20 virtual seconds"
+        terms = {i: n.coordinator.runner.consensus.status()["term"] for i, n in nodes.items()}  # type: ignore[union-attr]
+        before = {i: c.fired for i, c in clocks.items()}
+        await asyncio.sleep(idle_s)
+        after = {i: n.coordinator.runner.consensus.status()["term"] for i, n in nodes.items()}  # type: ignore[union-attr]
+        assert after == terms, "an idle cluster held an election"
+        return {
+            ("leader" if i == leader else f"follower {i}"): clocks[i].fired - before[i]
+            for i in nodes
+        }
+    finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+def test_an_idle_node_wakes_for_heartbeats_not_for_every_tick(tmp_path: Path) -> None:
+    """Found by profiling idle nodes: a node woke for every 10 ms tick (100
+    times a second), and on this machine kind each wake-up of an otherwise
+    idle process costs ~0.1 ms of CPU. The runner now sleeps until the tick
+    the core says may act: a leader's next heartbeat (every 50 ms), a
+    follower's window (its leader's heartbeats move it on)."""
+    idle_s = 2.0
+    fired = run_simulation(_idle_wakeups(tmp_path, idle_s))
+    ticks = idle_s / 0.010  # what a node woke for before: every tick
+    heartbeats = idle_s / 0.050
+    assert fired["leader"] <= heartbeats * 1.25, fired
+    for name, n in fired.items():
+        if name != "leader":
+            assert n <= ticks / 10, fired

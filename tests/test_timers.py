@@ -39,3 +39,51 @@ def test_invalid_parameters_are_refused() -> None:
         TickClock(0.0, start=0.0)
     with pytest.raises(ValueError):
         TickClock(0.01, start=0.0, max_burst=0)
+    with pytest.raises(ValueError):
+        TickClock(0.01, start=0.0, hold=-1.0)
+
+
+def test_quiet_ticks_are_delivered_late_in_full() -> None:
+    # The core said the next 4 ticks only count: a driver that slept through
+    # them gets all of them at its next input, however late.
+    clock = TickClock(0.010, start=0.0, max_burst=2)
+    assert clock.wake_at(quiet=4) == pytest.approx(0.050)
+    assert clock.due(0.035, quiet=4) == 3
+    assert clock.due(0.051, quiet=1) == 2  # the last quiet one and the acting one
+    assert clock.dropped == 0
+
+
+def test_an_acting_tick_woken_for_late_delivers_at_most_max_burst_past_the_quiet_ones() -> None:
+    clock = TickClock(0.010, start=0.0, max_burst=2, hold=0.1)
+    # A heartbeat (no give-up) due at the 5th tick, woken for a second late.
+    assert clock.due(1.0, quiet=4, gives_up=False) == 6
+    assert clock.dropped == 94
+    assert not clock.holding
+
+
+def test_a_give_up_woken_for_late_is_held_while_the_peers_may_still_speak() -> None:
+    # A stall (the whole host paused): the follower's window ended during it.
+    clock = TickClock(0.010, start=0.0, max_burst=2, hold=0.1)
+    assert clock.due(1.0, quiet=9, gives_up=True) == 9  # the quiet ones only
+    assert clock.holding and clock.holds == 1
+    assert clock.wake_at(quiet=0) == pytest.approx(1.1)
+    # Meanwhile time is dropped, not counted toward the give-up.
+    assert clock.due(1.05, quiet=0, gives_up=True) == 0
+    # Nobody spoke during the hold: the give-up tick comes at its end.
+    assert clock.due(1.1, quiet=0, gives_up=True) == 2
+    assert not clock.holding
+
+
+def test_a_hold_ends_when_an_input_moves_the_give_up_away() -> None:
+    clock = TickClock(0.010, start=0.0, max_burst=2, hold=0.1)
+    assert clock.due(1.0, quiet=9, gives_up=True) == 9
+    # The leader's heartbeat arrived (the window restarted: 10 quiet ticks).
+    assert clock.due(1.03, quiet=10, gives_up=True) == 3
+    assert not clock.holding
+    assert clock.wake_at(quiet=7) == pytest.approx(1.11)
+
+
+def test_a_give_up_on_time_is_not_held() -> None:
+    clock = TickClock(0.010, start=0.0, max_burst=2, hold=0.1)
+    assert clock.due(0.0505, quiet=4, gives_up=True) == 5
+    assert not clock.holding

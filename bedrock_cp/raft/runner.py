@@ -1,7 +1,12 @@
 """The asyncio driver of one node's :class:`~bedrock_cp_native.Consensus`.
 
-One task owns the Ready loop. Ticks are delivered on a fixed grid
-(``_timers.TickClock``), and every Ready goes through the contract of
+One task owns the Ready loop. Ticks fall on a fixed grid
+(``_timers.TickClock``), but the runner wakes only for the tick the core says
+may act next (``Consensus.next_due``: a leader's next heartbeat, the end of a
+follower's window); before any input (a message, a proposal, ...) it delivers
+the ticks that fell due meanwhile, so the core sees the same sequence of ticks
+and inputs as if it had been woken for each tick. An idle follower wakes for
+its leader's heartbeats only. Every Ready goes through the contract of
 :mod:`bedrock_cp.raft.driver`, which the native object enforces:
 
 1. **persist** — the leader's Appends and heartbeats leave first
@@ -80,6 +85,7 @@ class RaftRunner:
         host: RaftHost,
         *,
         tick_interval: float,
+        stall_hold: float | None = None,
         compact_every: int = 10_000,
         compact_bytes: int = DEFAULT_COMPACT_BYTES,
         executor: concurrent.futures.Executor | None = None,
@@ -89,6 +95,9 @@ class RaftRunner:
         self.clock = clock
         self.host = host
         self.tick_interval = tick_interval
+        #: After a stall, how long a tick that would give up on the peers waits
+        #: for their messages (see ``_timers``); two heartbeats by default.
+        self.stall_hold = 10 * tick_interval if stall_hold is None else stall_hold
         self.compact_every = compact_every
         self.compact_bytes = compact_bytes
         #: Index the host has applied (entries and restored snapshots).
@@ -120,6 +129,11 @@ class RaftRunner:
         self._ticks: TickClock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.Handle | None = None
+        #: When the armed tick timer fires.
+        self._tick_at = 0.0
+        #: The core's next acting tick: (ticks before it that only count, gives up).
+        self._quiet = 0
+        self._gives_up = False
         self._tick_error: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
 
@@ -131,8 +145,9 @@ class RaftRunner:
         if self._native_persist:
             self._persist_fd = self.consensus.persist_fd
             loop.add_reader(self._persist_fd, self._on_persisted)
-        self._ticks = TickClock(self.tick_interval, self.clock.monotonic())
-        self._tick_handle = self.clock.call_at(self._ticks.next_deadline(), self._on_tick)
+        self._ticks = TickClock(self.tick_interval, self.clock.monotonic(), hold=self.stall_hold)
+        self._tick_at = self._ticks.next_deadline()
+        self._tick_handle = self.clock.call_at(self._tick_at, self._on_tick)
         self._task = loop.create_task(self._run(), name=f"raft-{self.consensus.id}")
 
     async def stop(self) -> None:
@@ -178,56 +193,106 @@ class RaftRunner:
         """Feed one message received from ``from_peer`` (the transport's
         authenticated peer). False when dropped as forged or misaddressed.
         Undecodable bytes raise MessageDecodeError."""
+        self._deliver_ticks()
         stepped = self.consensus.step(data, from_peer)
-        self._wake.set()
+        self._inputted()
         return stepped
 
     def propose(self, data: bytes) -> int:
         """Propose ``data``; return its index. Raises NotLeaderError on followers."""
+        self._deliver_ticks()
         index = self.consensus.propose(data)
         self.proposals += 1
-        self._wake.set()
+        self._inputted()
         return index
 
     def propose_conf_change(self, kind: str, node_id: int) -> int:
+        self._deliver_ticks()
         index = self.consensus.propose_conf_change(kind, node_id)  # type: ignore[arg-type]
         self.proposals += 1
-        self._wake.set()
+        self._inputted()
         return index
 
     def read_index(self, ctx: bytes) -> None:
+        self._deliver_ticks()
         self.consensus.read_index(ctx)
-        self._wake.set()
+        self._inputted()
 
     def peer_unreachable(self, peer: int) -> None:
+        self._deliver_ticks()
         self.consensus.peer_unreachable(peer)
-        self._wake.set()
+        self._inputted()
 
     def transfer_leader(self, to: int) -> None:
+        self._deliver_ticks()
         self.consensus.transfer_leader(to)
-        self._wake.set()
+        self._inputted()
 
     def campaign(self) -> None:
+        self._deliver_ticks()
         self.consensus.campaign()
+        self._inputted()
+
+    # -- ticks ------------------------------------------------------------------------
+
+    def _deliver_ticks(self) -> int:
+        """Give the core the ticks that fell due since it last saw time pass.
+
+        Called before every input, so that the core sees ticks and inputs in
+        the order they happened although the runner slept through the quiet
+        ticks. Returns how many."""
+        ticks = self._ticks
+        if ticks is None:
+            return 0
+        n = ticks.due(self.clock.monotonic(), self._quiet, self._gives_up)
+        if n:
+            tick = self.consensus.tick
+            for _ in range(n):
+                tick()
+            self._learn_due()
+        return n
+
+    def _learn_due(self) -> None:
+        ticks, self._gives_up = self.consensus.next_due()
+        self._quiet = ticks - 1
+
+    def _inputted(self) -> None:
+        """After an input, wake the loop, and move the tick timer to the core's
+        next acting tick: closer (a won election: heartbeats from now on), or
+        later (a heartbeat restarted the follower's window) by more than two
+        ticks — a follower's timer then never fires while its leader is
+        heard, and a busy one is not re-armed for every message."""
+        self._learn_due()
+        ticks = self._ticks
+        if ticks is not None and not self._stopping:
+            at = ticks.wake_at(self._quiet)
+            if at < self._tick_at or at > self._tick_at + 2 * self.tick_interval:
+                self._arm(at)
         self._wake.set()
+
+    def _arm(self, at: float) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._tick_at = at
+        self._tick_handle = self.clock.call_at(at, self._on_tick)
 
     # -- the loop ---------------------------------------------------------------------
 
     def _on_tick(self) -> None:
         """Timer callback: deliver the ticks that fell due; wake the loop only if
-        they produced work. An idle node costs one cheap callback per tick."""
+        they produced work; sleep until the next tick that may act."""
         ticks = self._ticks
         assert ticks is not None
         try:
-            for _ in range(ticks.due(self.clock.monotonic())):
-                self.consensus.tick()
+            self._deliver_ticks()
+            self._learn_due()
             ready = self.consensus.has_ready()
         except Exception as exc:  # a poisoned core: let the loop task fail
             self._tick_error = exc
             self._wake.set()
             return
         if not self._stopping:
-            self._tick_handle = self.clock.call_at(ticks.next_deadline(), self._on_tick)
+            self._arm(ticks.wake_at(self._quiet))
             if ready:
                 self._wake.set()
 

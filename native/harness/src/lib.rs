@@ -200,6 +200,44 @@ impl Node {
     }
 }
 
+/// Ticks `c` once and checks the promise of `next_due`: a tick before the due
+/// one only counts (no message, no change of role, term, vote, leader or
+/// commit), so a driver may sleep through it and deliver it late.
+///
+/// # Panics
+/// If the tick broke that promise.
+pub fn tick_checked(c: &Consensus) {
+    let mut raw = c.raw();
+    let due = raw.next_due();
+    let before = (
+        raw.status().soft_state,
+        raw.status().hard_state,
+        raw.raft().msgs.len(),
+        raw.has_ready(),
+    );
+    raw.tick();
+    if due.ticks > 1 {
+        let after = (
+            raw.status().soft_state,
+            raw.status().hard_state,
+            raw.raft().msgs.len(),
+            raw.has_ready(),
+        );
+        assert_eq!(
+            before,
+            after,
+            "node {}: a tick {} ticks before its due one acted",
+            raw.status().id,
+            due.ticks - 1
+        );
+        assert!(
+            raw.next_due().ticks >= due.ticks - 1,
+            "node {}: the due tick came closer than one tick",
+            raw.status().id
+        );
+    }
+}
+
 /// A simulated cluster: nodes, their disks, messages in flight and link
 /// faults. Messages are queued on send and filtered on delivery.
 pub struct Network {
@@ -424,14 +462,14 @@ impl Network {
     /// Ticks `id` once (if running).
     pub fn tick(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.get_mut(&id) {
-            n.c.tick().expect("tick");
+            tick_checked(&n.c);
         }
     }
 
     /// Ticks every running node once.
     pub fn tick_all(&mut self) {
         for n in self.nodes.values_mut() {
-            n.c.tick().expect("tick");
+            tick_checked(&n.c);
         }
     }
 

@@ -358,3 +358,36 @@ fn a_follower_stopped_or_restarted_is_no_heartbeat_gap_for_the_leader() {
     let window = window_of(&net, 1);
     assert!(window <= QUIET_WINDOW, "restarted: window {window}");
 }
+
+#[test]
+fn an_idle_cluster_is_due_only_at_heartbeats_and_at_the_followers_windows() {
+    // What lets a driver sleep between events instead of ticking every tick:
+    // the leader's next act is its heartbeat (not giving up on anyone), a
+    // follower's the end of its window (giving up on the leader).
+    let mut net = settled();
+    net.tick(1);
+    net.stabilize();
+    let leader = net.raw(1).next_due();
+    assert!(!leader.gives_up);
+    assert!((1..=HEARTBEAT).contains(&leader.ticks), "{leader:?}");
+    let follower = net.raw(2).next_due();
+    assert!(follower.gives_up);
+    assert!(follower.ticks > HEARTBEAT, "{follower:?}");
+    assert!(follower.ticks <= window_of(&net, 2), "{follower:?}");
+    // Silent for those ticks (the harness checks each one only counts),
+    // the follower's due tick is the next one, and it acts on it.
+    net.isolate(1);
+    for _ in 1..follower.ticks {
+        net.tick(2);
+    }
+    assert_eq!(net.raw(2).next_due().ticks, 1);
+    let term_before = term(&net, 2);
+    net.tick(2);
+    net.process_ready(2);
+    assert!(
+        net.raw(2).raft().role != Role::Follower
+            || term(&net, 2) > term_before
+            || net.raw(2).raft().lead == bedrock_raft::INVALID_ID,
+        "the due tick gave up on the leader"
+    );
+}

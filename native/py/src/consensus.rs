@@ -281,6 +281,15 @@ impl PyConsensus {
         guarded("the Raft core", || self.c.tick())
     }
 
+    /// The next tick that may do more than count: `(ticks, gives_up)`. The
+    /// `ticks - 1` ticks before it only advance counters, so a driver may
+    /// sleep until then and deliver them late, before its next input;
+    /// `gives_up` when that tick may give up on the peers (see the runner).
+    fn next_due(&self) -> PyResult<(usize, bool)> {
+        let due = guarded("the Raft core", || self.c.next_due())?;
+        Ok((due.ticks, due.gives_up))
+    }
+
     /// Feed one encoded message received on `from_peer`'s authenticated
     /// connection. Returns False when it was dropped (its sender is not
     /// `from_peer`, or it is for another node; counted in `status()`).

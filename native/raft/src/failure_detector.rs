@@ -201,6 +201,12 @@ impl LeaderDetector {
         self.from != INVALID_ID && self.silence >= self.window
     }
 
+    /// Ticks until [`LeaderDetector::expired`] turns true (0: it is), or None
+    /// while no leader is timed.
+    pub fn ticks_to_expiry(&self) -> Option<usize> {
+        (self.from != INVALID_ID).then(|| self.window.saturating_sub(self.silence))
+    }
+
     /// The gaps learned, oldest first (for tests and status).
     pub fn gaps(&self) -> Vec<u32> {
         let start = (self.next + SAMPLES - self.len) % SAMPLES;

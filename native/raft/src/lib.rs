@@ -101,6 +101,7 @@ pub use codec::DecodeError;
 pub use config::Config;
 pub use errors::{Error, Result};
 pub use message::{Message, MessageType, SnapshotChunk};
+pub use raft::TickDue;
 pub use raw_node::{Marks, RawNode, Ready};
 pub use read_only::ReadState;
 pub use status::{ProgressStatus, Role, SoftState, Status};

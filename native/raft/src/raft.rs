@@ -107,6 +107,25 @@ struct IncomingSnapshot {
     data: Vec<u8>,
 }
 
+/// When the next tick matters (see [`Raft::next_due`]): a driver that sleeps
+/// between events instead of ticking on a fixed grid wakes for this tick and
+/// delivers the ticks before it late, in a burst, before any other input.
+///
+/// Invariant: `ticks >= 1`; each of the `ticks - 1` ticks before the due one
+/// only advances counters (no message, no change of role, term, vote or
+/// leader), whenever it is delivered, as long as no other input came first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickDue {
+    /// The first tick from now that may act.
+    pub ticks: usize,
+    /// That tick may give up on this node's peers (a follower's leader is
+    /// lost, an election starts, a leader steps down for want of a quorum):
+    /// a driver that wakes late for it has just stalled, and the peers'
+    /// messages queued meanwhile deserve a look first. The other acts —
+    /// heartbeats, snapshot resends, fast pre-votes — are never held back.
+    pub gives_up: bool,
+}
+
 /// One Raft node's protocol state over the durable log in `S`.
 ///
 /// Invariant: `lead == id` iff `role == Leader`; `tracker` holds the
@@ -466,6 +485,64 @@ impl<S: Storage> Raft<S> {
         } else {
             self.tick_election();
         }
+    }
+
+    /// The next tick that may do more than count (see [`TickDue`]). Exact for
+    /// the steady states (a leader heartbeating, a follower timing a known
+    /// leader, a node waiting for its election timeout); every transient one
+    /// (a transfer, a snapshot in flight, a fast election, a deferred
+    /// pre-vote) says the very next tick.
+    pub fn next_due(&self) -> TickDue {
+        let now = TickDue {
+            ticks: 1,
+            gives_up: false,
+        };
+        let after = |elapsed: usize, timeout: usize, gives_up: bool| TickDue {
+            ticks: timeout.saturating_sub(elapsed).max(1),
+            gives_up,
+        };
+        if self.role == Role::Leader {
+            if self.lead_transferee != INVALID_ID
+                || self
+                    .tracker
+                    .iter()
+                    .any(|(_, p)| p.state == ProgressState::Snapshot)
+            {
+                return now;
+            }
+            let heartbeat = after(self.heartbeat_elapsed, self.heartbeat_timeout, false);
+            if !self.check_quorum {
+                return heartbeat;
+            }
+            let quorum = after(self.quorum_check_elapsed, self.detector.ceiling(), true);
+            return if quorum.ticks <= heartbeat.ticks {
+                quorum
+            } else {
+                heartbeat
+            };
+        }
+        if self.deferred_pre_vote.is_some() || self.fast_election.is_some() {
+            return now;
+        }
+        if self.check_quorum && self.role == Role::Follower && self.lead != INVALID_ID {
+            // Only the detector acts (see tick_election); one that times no
+            // leader yet never expires: look again an election timeout on.
+            return match self.detector.ticks_to_expiry() {
+                Some(ticks) => TickDue {
+                    ticks: ticks.max(1),
+                    gives_up: true,
+                },
+                None => after(0, self.election_timeout, false),
+            };
+        }
+        if self.promotable() {
+            return after(
+                self.election_elapsed,
+                self.randomized_election_timeout,
+                true,
+            );
+        }
+        after(0, self.election_timeout, false)
     }
 
     fn tick_election(&mut self) {

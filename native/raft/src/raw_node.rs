@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::errors::Result;
 use crate::message::Message;
-use crate::raft::Raft;
+use crate::raft::{Raft, TickDue};
 use crate::raft_log::RaftLog;
 use crate::read_only::ReadState;
 use crate::status::{ProgressStatus, Role, SoftState, Status};
@@ -122,6 +122,11 @@ impl<S: Storage> RawNode<S> {
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
         self.raft.tick();
+    }
+
+    /// The next tick that may do more than count (see [`crate::raft::TickDue`]).
+    pub fn next_due(&self) -> TickDue {
+        self.raft.next_due()
     }
 
     /// Handles a message from a peer. Stale or odd messages are ignored;

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bedrock_raft::{
     ConfChange, Config, Entry, HardState, Marks, Message, NodeId, RawNode, ReadState, Ready,
-    Snapshot, SoftState, Status,
+    Snapshot, SoftState, Status, TickDue,
 };
 
 use crate::error::WalError;
@@ -176,6 +176,11 @@ impl Consensus {
     pub fn tick(&self) -> Result<(), WalError> {
         self.core()?.tick();
         Ok(())
+    }
+
+    /// The next tick that may do more than count (see [`bedrock_raft::TickDue`]).
+    pub fn next_due(&self) -> Result<TickDue, WalError> {
+        Ok(self.core()?.next_due())
     }
 
     /// Handles a message received from `from_peer`, the peer the transport
