@@ -354,6 +354,9 @@ class TestContext:
     def clock(self) -> float:
         return time.monotonic()
 
+    async def next_round(self, interval: float) -> None:
+        await asyncio.sleep(interval)
+
     def last_heard(self, node: str) -> float | None:
         """Raft traffic from ``node``: heard now while it runs, last when it was
         paused or muted; None for this node itself, nodes not in ``raft_peers``

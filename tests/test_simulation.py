@@ -14,15 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bedrock_cp import protocol
 from bedrock_cp.auth import AuthConfig
 from bedrock_cp.dataplane import LogWorker
+from bedrock_cp.director.status import RUNNING
 from bedrock_cp.node import Node, NodeConfig
 from bedrock_cp.sim import InlineExecutor, SimClock, SimNetwork, run_simulation
 
 
-def _config(node_id: int, base: Path) -> NodeConfig:
+def _config(node_id: int, base: Path, capabilities: tuple[str, ...] = ()) -> NodeConfig:
     return NodeConfig(
+        capabilities=list(capabilities),
         id=node_id,
         data_dir=str(base / f"n{node_id}"),
         listen=f"sim-{node_id}:7000",
@@ -173,22 +177,36 @@ class _CountingClock(SimClock):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.fired = 0
+        #: The loop's (virtual) times at which they ran.
+        self.fired_at: set[float] = set()
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> asyncio.Handle:
         def counted(*a: Any) -> None:
             self.fired += 1
+            self.fired_at.add(self._loop.time())
             callback(*a)
 
         return super().call_at(when, counted, *args)
 
 
-async def _idle_wakeups(base: Path, idle_s: float) -> dict[str, int]:
+class _Idle(msgspec.Struct, kw_only=True):
+    """What each node of an idle cluster did over a while, by role name."""
+
+    timers: dict[str, int]  # tick timer callbacks run
+    #: The leader's Director's health checks of the leader's own components
+    #: that were not sent in a wake-up of its tick timer.
+    checks_off_the_timer: list[float]
+    checks: int  # those health checks, all told
+    pings: dict[str, int]  # Ping requests served (from any gateway or client)
+
+
+async def _idle(base: Path, idle_s: float) -> _Idle:
     loop = asyncio.get_running_loop()
     net = SimNetwork(random.Random(3))
     clocks = {i: _CountingClock(loop) for i in (1, 2, 3)}
     nodes = {
         i: await Node.start(
-            _config(i, base),
+            _config(i, base, ("log", "storage")),
             rng=random.Random(i),
             network_factory=net.factory,
             executor=InlineExecutor(),
@@ -196,6 +214,19 @@ async def _idle_wakeups(base: Path, idle_s: float) -> dict[str, int]:
         )
         for i in (1, 2, 3)
     }
+    pings = dict.fromkeys(nodes, 0)
+    checked_at: dict[int, list[float]] = {i: [] for i in nodes}
+    for i, node in nodes.items():
+        served = node.handle
+
+        async def counted(body: protocol.Request, i: int = i, served: Any = served) -> Any:
+            if isinstance(body, protocol.Ping):
+                pings[i] += 1
+            if isinstance(body, protocol.Health):
+                checked_at[i].append(loop.time())
+            return await served(body)
+
+        node.handle = counted  # type: ignore[method-assign]
     try:
         leader = 0
         for _ in range(2000):  # bounded: 20 virtual seconds
@@ -206,15 +237,29 @@ async def _idle_wakeups(base: Path, idle_s: float) -> dict[str, int]:
                 break
             await asyncio.sleep(0.01)
         assert leader, "no ready leader in 20 virtual seconds"
+        for _ in range(2000):  # bounded: 20 virtual seconds
+            director = nodes[leader].recovery.director if nodes[leader].recovery else None
+            if director is not None and director.status.state == RUNNING:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the epoch's transaction system did not come up")
         terms = {i: n.coordinator.runner.consensus.status()["term"] for i, n in nodes.items()}  # type: ignore[union-attr]
+        await asyncio.sleep(1.0)  # the gateways found the leader and follow it
         before = {i: c.fired for i, c in clocks.items()}
+        pinged = dict(pings)
+        start = loop.time()
         await asyncio.sleep(idle_s)
         after = {i: n.coordinator.runner.consensus.status()["term"] for i, n in nodes.items()}  # type: ignore[union-attr]
         assert after == terms, "an idle cluster held an election"
-        return {
-            ("leader" if i == leader else f"follower {i}"): clocks[i].fired - before[i]
-            for i in nodes
-        }
+        names = {i: "leader" if i == leader else f"follower {i}" for i in nodes}
+        own_checks = [t for t in checked_at[leader] if t >= start]
+        return _Idle(
+            timers={names[i]: clocks[i].fired - before[i] for i in nodes},
+            pings={names[i]: pings[i] - pinged[i] for i in nodes},
+            checks_off_the_timer=[t for t in own_checks if t not in clocks[leader].fired_at],
+            checks=len(own_checks),
+        )
     finally:
         for n in nodes.values():
             await n.stop()
@@ -227,10 +272,79 @@ def test_an_idle_node_wakes_for_heartbeats_not_for_every_tick(tmp_path: Path) ->
     the core says may act: a leader's next heartbeat (every 50 ms), a
     follower's window (its leader's heartbeats move it on)."""
     idle_s = 2.0
-    fired = run_simulation(_idle_wakeups(tmp_path, idle_s))
+    fired = run_simulation(_idle(tmp_path, idle_s)).timers
     ticks = idle_s / 0.010  # what a node woke for before: every tick
     heartbeats = idle_s / 0.050
     assert fired["leader"] <= heartbeats * 1.25, fired
     for name, n in fired.items():
         if name != "leader":
             assert n <= ticks / 10, fired
+
+
+def test_an_idle_gateway_sends_no_periodic_pings(tmp_path: Path) -> None:
+    """Found counting an idle leader's requests: every node's Gateway pinged
+    the leader every 0.25 s to check it still led (120 requests per 10 s at
+    the leader of 3 nodes). A node that runs a coordinator follows that
+    coordinator's view instead: one in-process long poll, answered when it
+    names another leader or knows a newer epoch."""
+    idle_s = 2.0
+    pings = run_simulation(_idle(tmp_path, idle_s)).pings
+    # Before: 3 gateways x 4 per second. Now at most one renewed long poll each.
+    assert sum(pings.values()) <= 3, pings
+
+
+async def _gateways_after_an_epoch(base: Path) -> tuple[int, dict[int, int], float]:
+    loop = asyncio.get_running_loop()
+    net = SimNetwork(random.Random(4))
+    nodes = {
+        i: await Node.start(
+            _config(i, base),
+            rng=random.Random(10 + i),
+            network_factory=net.factory,
+            executor=InlineExecutor(),
+            clock=SimClock(loop),
+        )
+        for i in (1, 2, 3)
+    }
+    try:
+        leader = None
+        for _ in range(2000):  # bounded: 20 virtual seconds
+            leader = next(
+                (n for n in nodes.values() if n.coordinator and n.coordinator.readiness == "ready"),
+                None,
+            )
+            if leader is not None and all(n.gateway and n.gateway.leader() for n in nodes.values()):
+                break
+            await asyncio.sleep(0.01)
+        assert leader is not None and leader.coordinator is not None
+        await asyncio.sleep(1.0)
+        began = loop.time()
+        epoch = await leader.coordinator.begin_epoch()
+        assert epoch is not None
+        for _ in range(100):  # bounded: 1 virtual second
+            seen = {i: n.gateway.epoch for i, n in nodes.items() if n.gateway}
+            if all(e >= epoch for e in seen.values()):
+                return epoch, seen, loop.time() - began
+            await asyncio.sleep(0.01)
+        return epoch, seen, loop.time() - began
+    finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+def test_every_gateway_learns_a_new_epoch_of_the_same_leader_at_once(tmp_path: Path) -> None:
+    """The gateways' long polls of their own coordinators end on a new epoch,
+    not only on a new leader (a gateway re-registers in each epoch)."""
+    epoch, seen, took = run_simulation(_gateways_after_an_epoch(tmp_path))
+    assert all(e >= epoch for e in seen.values()), (epoch, seen)
+    assert took < 0.2, took
+
+
+def test_the_directors_monitoring_rides_on_the_leaders_heartbeat_wake_ups(tmp_path: Path) -> None:
+    """Found counting an idle leader's wake-ups: the Director's watch slept
+    50 ms on its own timer, beside the Raft loop's heartbeat timer of the same
+    period (200 wake-ups per 10 s of its own). Its rounds now start at the
+    Raft tick timer's wake-ups (and at once when a peer is lost)."""
+    idle = run_simulation(_idle(tmp_path, 2.0))
+    assert idle.checks >= 3, idle  # health_interval 0.5 s: it did check
+    assert idle.checks_off_the_timer == [], idle

@@ -194,9 +194,12 @@ class Replica:
             layout_before = self.state.layout
             directory_before = self.state.directory_changes
             config_before = self.state.config
+            epoch_before = self.state.epoch
             result = self.state.apply(index, entry.data)
             if self.state.layout is not layout_before:
                 self._wake_layout_waiters()
+            if self.state.epoch != epoch_before:
+                self._wake_leader_waiters()  # leader watches also end on a new epoch
             pending = self._writes.pop(index, None)
             if pending is not None:
                 term, fut = pending

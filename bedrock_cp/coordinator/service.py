@@ -101,24 +101,30 @@ class Coordinator(Membership):
             self.readiness,
         )
 
-    def _names_another_leader(self, body: protocol.Ping) -> bool:
-        """True if this coordinator names a leader other than the one ``body`` is stuck at."""
+    def _has_news(self, body: protocol.Ping) -> bool:
+        """True if this coordinator names a leader other than the one ``body`` is
+        stuck at, or knows a newer epoch than ``body.epoch``."""
+        if body.epoch is not None and self.state.epoch > body.epoch:
+            return True
         if not self.leader_id:
             return False  # an election is under way: nobody to name yet
+        term = self.runner.consensus.term
+        if body.term and term < body.term:
+            return False  # this coordinator lags: what it names is older than the caller's
         if self.leader_id != body.leader_id:
             return True
         # The same leader again at a higher term. A caller that does not know
         # the term (0) compares ids only: otherwise every answer would be news.
-        return body.term != 0 and self.runner.consensus.term > body.term
+        return body.term != 0 and term > body.term
 
     async def _watch_leader(self, body: protocol.Ping) -> protocol.Response:
-        if self._names_another_leader(body):
+        if self._has_news(body):
             return self.ping()
         if len(self._leader_waiters) >= MAX_LEADER_WATCHERS:
             return protocol.Unavailable(f"more than {MAX_LEADER_WATCHERS} leader watches; retry")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(body.wait_ms, MAX_LEADER_WAIT_MS) / 1000
-        while not self._names_another_leader(body):
+        while not self._has_news(body):
             remaining = deadline - loop.time()
             if remaining <= 0 or not self.runner.running:
                 break  # the wait ended, or this node is stopping

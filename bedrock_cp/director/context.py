@@ -135,6 +135,12 @@ class RecoveryContext(Protocol):
         when it hears none from it (this node itself, a node that is no
         coordinator, a peer whose connections broke since: it died)."""
 
+    async def next_round(self, interval: float) -> None:
+        """Wait about ``interval`` before a periodic round (the watch, the data
+        distribution). A node's context rounds it to a wake-up its Raft loop
+        makes anyway and ends it at once when a peer is lost (see
+        :meth:`bedrock_cp.node.Node.next_round`)."""
+
     def random_token(self) -> bytes:
         """A fresh unguessable token (the proxies' unlock token)."""
 

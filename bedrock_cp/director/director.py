@@ -308,7 +308,7 @@ class Director:
 
     async def _distribute(self, distribution: Distribution) -> str:
         while True:
-            await asyncio.sleep(self._distribution_interval)
+            await self.ctx.next_round(self._distribution_interval)
             try:
                 reason = await distribution.tick()
             except Exception as exc:  # consensus or a node unreachable: the next tick
@@ -372,7 +372,7 @@ class Director:
         vouched: set[str] = set()
         checked: dict[str, float] = {}
         while True:
-            await asyncio.sleep(self._monitor_interval)
+            await self.ctx.next_round(self._monitor_interval)
             ended = [t for t in (distributing, looking) if t.done()]
             if ended:
                 reason = str(ended[0].result())

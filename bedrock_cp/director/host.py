@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -90,6 +90,7 @@ class DirectorHost:
         token_bytes: Callable[[int], bytes] = os.urandom,
         pause_before: Callable[[int], str | None] = pause_before_from_environment,
         last_heard: Callable[[str], float | None] = lambda node: None,
+        next_round: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
@@ -103,6 +104,8 @@ class DirectorHost:
         self.pause_before = pause_before
         #: When this node last received Raft traffic from a node (see RecoveryContext).
         self.last_heard = last_heard
+        #: How its Directors wait for the next monitoring round (see RecoveryContext).
+        self.next_round = next_round
         self.status = RecoveryStatus()
         #: When each storage replica was last seen, across this node's Directors.
         self.replicas = ReplicaHealth()
@@ -176,6 +179,7 @@ class DirectorHost:
             rng=random.Random(self.rng.getrandbits(64)),
             token_bytes=self.token_bytes,
             last_heard=self.last_heard,
+            next_round=self.next_round,
         )
         director = Director(
             ctx,

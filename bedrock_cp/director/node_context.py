@@ -10,10 +10,11 @@ record of the Raft traffic it received (:meth:`~bedrock_cp.node.Node.last_heard`
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .. import protocol
 from ..clock import SYSTEM_CLOCK, Clock
@@ -41,9 +42,11 @@ class NodeRecoveryContext:
         rng: random.Random | None = None,
         token_bytes: Callable[[int], bytes] = os.urandom,
         last_heard: Callable[[str], float | None] = lambda node: None,
+        next_round: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.node = str(coordinator.node_id)
         self.last_heard = last_heard
+        self._next_round = next_round
         self.address = coordinator.address
         self.epoch = epoch
         self._lock_timeout = lock_timeout
@@ -57,6 +60,9 @@ class NodeRecoveryContext:
         # Ids of workers a Director that died before recording them may have
         # left behind must differ from this one's: a random part besides the epoch.
         self._nonce = (rng or random.Random()).randbytes(3).hex()
+
+    async def next_round(self, interval: float) -> None:
+        await self._next_round(interval)
 
     @property
     def parameters(self) -> Parameters:

@@ -14,7 +14,11 @@ One per node. Its loop, from :meth:`Gateway.start` to :meth:`Gateway.stop`:
    ``WatchLayout``; the *ping* loop checks the leader still leads within
    ``attempt_timeout`` (a stopped or cut-off leader answers nothing at all;
    registrations and pings are hedged, so a newer leader its peers name is
-   found while the try is still waiting). A lost connection, a timeout, a
+   found while the try is still waiting). On a node that runs a coordinator
+   (``own_coordinator``) the ping loop instead long-polls that coordinator
+   (``Ping`` with ``wait_ms``, served in-process): its Raft follows the leader
+   already, and tells of a new leader, term or epoch the moment it knows, with
+   no periodic request at all. A lost connection, a timeout, a
    ``NotLeader`` answer, a reply naming another leader or a higher epoch ends
    the follow: back to 1, then re-registration.
 
@@ -40,6 +44,9 @@ from ..client.coordinators import CoordinatorLink, Leader, TryFailed
 from ..protocol import Layout, Service, decode_layout
 
 log = logging.getLogger("bedrock_cp.gateway")
+
+#: How long one long poll of the node's own coordinator waits (the coordinator caps it).
+OWN_VIEW_WAIT_MS = 5_000
 
 
 class CoordinatorCaller(Protocol):
@@ -78,6 +85,7 @@ class Gateway:
         write_timeout: float = 2.0,
         watch_wait_ms: int = 5_000,
         ping_interval: float = 0.25,
+        own_coordinator: bool = False,
     ) -> None:
         if not coordinators:
             raise ValueError("a gateway needs at least one coordinator address")
@@ -93,6 +101,9 @@ class Gateway:
         self.write_timeout = write_timeout
         self.watch_wait_ms = watch_wait_ms
         self.ping_interval = ping_interval
+        #: This node runs a coordinator at ``address``: follow its view of the
+        #: leader instead of pinging the leader (see the module docstring).
+        self.own_coordinator = own_coordinator
         #: How this Gateway finds and follows the leader.
         self.link = CoordinatorLink(
             self.coordinators, caller.call, rng=self.rng, attempt_timeout=attempt_timeout
@@ -318,12 +329,33 @@ class Gateway:
 
     async def _ping_loop(self, leader: Leader) -> None:
         while True:
-            await asyncio.sleep(self.ping_interval)
-            reply = await self._call(leader, protocol.Ping(), self.attempt_timeout)
+            if self.own_coordinator:
+                reply = await self._own_view(leader)
+                source = f"this node's coordinator ({self.address})"
+            else:
+                await asyncio.sleep(self.ping_interval)
+                reply = await self._call(leader, protocol.Ping(), self.attempt_timeout)
+                source = leader.address
             if not isinstance(reply, protocol.PingReply):
                 continue
-            if reply.leader_id != leader.id:
-                raise _LeaderLost(f"{leader.address} now names leader {reply.leader_id}")
+            if reply.leader_id != leader.id and (reply.leader_id or not self.own_coordinator):
+                raise _LeaderLost(f"{source} now names leader {reply.leader_id}")
+            if leader.term and reply.term > leader.term and reply.leader_id == leader.id:
+                raise _LeaderLost(f"{source} names leader {leader.id} again in term {reply.term}")
             if reply.epoch > self._epoch:
                 self._epoch = reply.epoch
                 raise _LeaderLost(f"epoch advanced to {reply.epoch}")
+
+    async def _own_view(self, leader: Leader) -> protocol.Response | None:
+        """Wait until this node's coordinator names another leader (or
+        ``leader`` in a newer term) or knows a newer epoch: one in-process long
+        poll, renewed when it ends quietly. None after a failed try (a pause
+        first: the coordinator is starting or stopping)."""
+        wait_ms = OWN_VIEW_WAIT_MS
+        body = protocol.Ping(wait_ms, leader.id, leader.term, self._epoch)
+        try:
+            return await self.caller.call(self.address, body, wait_ms / 1000 + self.attempt_timeout)
+        except Exception as exc:  # starting, stopping, overloaded: try again soon
+            log.debug("node %s: own coordinator: %s: %s", self.node, type(exc).__name__, exc)
+        await asyncio.sleep(self.ping_interval)
+        return None

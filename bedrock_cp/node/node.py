@@ -167,6 +167,10 @@ class Node:
         self._clock: Clock = SYSTEM_CLOCK
         #: When Raft traffic last arrived from each peer (see :meth:`last_heard`).
         self._heard: dict[int, float] = {}
+        #: Waiting for the next wake-up of the Raft tick timer, or a lost peer
+        #: (True): see :meth:`next_round`.
+        self._round_waiters: list[asyncio.Future[bool]] = []
+        self._heartbeat_s = 0.05
 
     @classmethod
     async def start(
@@ -283,6 +287,8 @@ class Node:
                 clock=clock,
             )
             coordinator.runner.on_fatal = self._on_fatal
+            coordinator.runner.on_timer = self._raft_timer_woke
+            self._heartbeat_s = timers.heartbeat_ms / 1000
             self.coordinator = coordinator
             node_name = str(config.id)
             foreman = Foreman(
@@ -305,6 +311,9 @@ class Node:
                 on_layout=self._on_layout,
                 rng=random.Random(rng.getrandbits(64)),
                 caller=gateway_caller,
+                # Its own coordinator answers in-process (the gateway's channel
+                # serves this node's own address locally).
+                own_coordinator=True,
             )
             foreman.on_change = self.gateway.refresh
             # The leader's Director runs here, reaching workers through the dialer.
@@ -316,6 +325,7 @@ class Node:
                 rng=random.Random(rng.getrandbits(64)),
                 token_bytes=token_bytes,
                 last_heard=self.last_heard,
+                next_round=self.next_round,
             )
             coordinator.epoch_listener = self.recovery
             coordinator.recovery_status = self.recovery.status_dict
@@ -445,10 +455,37 @@ class Node:
             except native.RaftError as exc:
                 log.warning("raft refused a message from node %d: %s", peer, exc)
 
+    async def next_round(self, interval: float) -> None:
+        """Wait about ``interval`` for a Director's next round (its watch, its
+        data distribution): until the first wake-up of the Raft tick timer
+        after ``interval`` less one heartbeat interval — on the leader, where
+        the Director runs, that timer wakes for every heartbeat, so the round
+        costs the process no wake-up of its own. At once when a peer is lost;
+        at most ``interval`` plus two heartbeat intervals."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        earliest = start + max(0.0, interval - self._heartbeat_s)
+        deadline = start + interval + 2 * self._heartbeat_s
+        while (remaining := deadline - loop.time()) > 0:
+            woke: asyncio.Future[bool] = loop.create_future()
+            self._round_waiters.append(woke)
+            await asyncio.wait((woke,), timeout=remaining)
+            if not woke.done():
+                return  # no timer wake-up for that long: not leading, or stalled
+            if woke.result() or loop.time() >= earliest:
+                return
+
+    def _raft_timer_woke(self, peer_lost: bool = False) -> None:
+        waiters, self._round_waiters = self._round_waiters, []
+        for woke in waiters:
+            if not woke.done():
+                woke.set_result(peer_lost)
+
     def _on_peer_lost(self, peer: int) -> None:
         # Its process died (its kernel reset our connections): it vouches for
         # nothing until its traffic comes back, so the Director asks at once.
         self._heard.pop(peer, None)
+        self._raft_timer_woke(peer_lost=True)
         if self.coordinator is not None and not self._stopping:
             self.coordinator.runner.peer_unreachable(peer)
 

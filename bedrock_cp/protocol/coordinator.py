@@ -34,9 +34,11 @@ class Ping(Body, tag="ping"):
     With ``wait_ms > 0`` it is a long poll for a leader change: the answer
     comes once this coordinator names a leader other than ``leader_id`` (or
     ``leader_id`` again at a term above ``term``, when ``term`` is known, i.e.
-    not 0), or when the wait (capped by the coordinator) ends. A client stuck
-    at a silent leader learns of its successor the moment a peer does,
-    instead of at its next poll.
+    not 0; a coordinator still at a lower term than ``term`` has no news), or
+    its epoch passes ``epoch`` (when given), or when the wait (capped by the
+    coordinator) ends. A client stuck at a silent leader learns of its
+    successor the moment a peer does, instead of at its next poll; a node's
+    Gateway follows its own coordinator's view this way, without polling.
     """
 
     sender: ClassVar[Sender] = Sender.ANY
@@ -44,6 +46,7 @@ class Ping(Body, tag="ping"):
     wait_ms: int = 0
     leader_id: int = 0
     term: int = 0
+    epoch: int | None = None
 
 
 class NodeStatus(Body, tag="status"):

@@ -136,6 +136,9 @@ class RaftRunner:
         self._gives_up = False
         self._tick_error: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
+        #: Called after each wake-up of the tick timer (a leader's: every
+        #: heartbeat): work run from it costs the process no wake-up of its own.
+        self.on_timer: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -295,6 +298,8 @@ class RaftRunner:
             self._arm(ticks.wake_at(self._quiet))
             if ready:
                 self._wake.set()
+            if self.on_timer is not None:
+                self.on_timer()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
