@@ -119,7 +119,7 @@ class Pipeline:
         idempotency_retention: float = idempotency.RETENTION_SECONDS,
         window_seconds: float = 5.0,
         proxy_call_timeout: float = 5.0,
-        proxy_idle_interval: float = 0.25,
+        proxy_idle_interval: float = 1.0,
     ) -> None:
         self.dialer = LoopbackDialer()
         self.fault: Fault | None = None
