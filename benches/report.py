@@ -19,8 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SYSTEMS = {"ours": "bedrock_cp", "peer": "etcd 3.4", "pysyncobj": "PySyncObj"}
-PEERS = ("peer", "pysyncobj")
+SYSTEMS = {
+    "ours": "bedrock_cp",
+    "peer": "etcd 3.4",
+    "peer-fast-timers": "etcd 3.4 (40 ms heartbeats)",
+    "pysyncobj": "PySyncObj",
+}
+PEERS = ("peer", "peer-fast-timers", "pysyncobj")
 
 
 def _ms(seconds: float) -> str:
@@ -84,6 +89,12 @@ def markdown(result: dict[str, Any], source: str) -> str:
                     cells.append("")
                     continue
                 peer = sides[p]["stats"]
+                ours_cpu = sides["ours"].get("extra_info", {}).get("cpu_percent_per_node")
+                peer_cpu = sides[p].get("extra_info", {}).get("cpu_percent_per_node")
+                if ours_cpu and peer_cpu:  # the timed quantity is a window: compare the CPU
+                    mean = sum(peer_cpu) / len(peer_cpu) / (sum(ours_cpu) / len(ours_cpu))
+                    cells.append(f"{mean:.2f}x mean CPU per node")
+                    continue
                 cells.append(
                     f"{peer['median'] / ours['median']:.2f}x; {peer['mean'] / ours['mean']:.2f}x"
                 )
@@ -94,6 +105,8 @@ def markdown(result: dict[str, Any], source: str) -> str:
             shown = f"{rate:,} per s" if rate else ""
             if "cpu_percent_per_node" in info:
                 shown = f"CPU % per node {info['cpu_percent_per_node']}"
+                if "wakeups_per_10s_per_node" in info:
+                    shown += f"; wake-ups per 10 s {info['wakeups_per_10s_per_node']}"
             lines.append(
                 f"| {group} | {_system(b)} | {st['rounds']} | {_ms(st['median'])} | {_tail(b)} "
                 f"| {_ms(st['mean'])} | {shown} |"
