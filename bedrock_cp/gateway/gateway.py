@@ -344,6 +344,11 @@ class Gateway:
                 raise _LeaderLost(f"{source} names leader {leader.id} again in term {reply.term}")
             if reply.epoch > self._epoch:
                 self._epoch = reply.epoch
+                if self.own_coordinator:
+                    # The same leader began an epoch: the layout watch brings
+                    # its layout. Re-following (and re-registering) right now
+                    # would only compete with the new epoch's first commits.
+                    continue
                 raise _LeaderLost(f"epoch advanced to {reply.epoch}")
 
     async def _own_view(self, leader: Leader) -> protocol.Response | None:
