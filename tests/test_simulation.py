@@ -299,7 +299,7 @@ def test_an_idle_gateway_sends_no_periodic_pings(tmp_path: Path) -> None:
     assert sum(pings.values()) <= 3, pings
 
 
-async def _gateways_after_an_epoch(base: Path) -> tuple[int, dict[int, int], float]:
+async def _gateways_after_an_epoch(base: Path) -> tuple[int, dict[int, int], float, int]:
     loop = asyncio.get_running_loop()
     net = SimNetwork(random.Random(4))
     nodes = {
@@ -324,15 +324,19 @@ async def _gateways_after_an_epoch(base: Path) -> tuple[int, dict[int, int], flo
             await asyncio.sleep(0.01)
         assert leader is not None and leader.coordinator is not None
         await asyncio.sleep(1.0)
+        registered = sum(n.gateway.registrations for n in nodes.values() if n.gateway)
         began = loop.time()
         epoch = await leader.coordinator.begin_epoch()
         assert epoch is not None
         for _ in range(100):  # bounded: 1 virtual second
             seen = {i: n.gateway.epoch for i, n in nodes.items() if n.gateway}
             if all(e >= epoch for e in seen.values()):
-                return epoch, seen, loop.time() - began
+                break
             await asyncio.sleep(0.01)
-        return epoch, seen, loop.time() - began
+        took = loop.time() - began
+        await asyncio.sleep(0.5)
+        again = sum(n.gateway.registrations for n in nodes.values() if n.gateway) - registered
+        return epoch, seen, took, again
     finally:
         for n in nodes.values():
             await n.stop()
@@ -340,10 +344,13 @@ async def _gateways_after_an_epoch(base: Path) -> tuple[int, dict[int, int], flo
 
 def test_every_gateway_learns_a_new_epoch_of_the_same_leader_at_once(tmp_path: Path) -> None:
     """The gateways' long polls of their own coordinators end on a new epoch,
-    not only on a new leader (a gateway re-registers in each epoch)."""
-    epoch, seen, took = run_simulation(_gateways_after_an_epoch(tmp_path))
+    not only on a new leader; and the same leader's new epoch is no reason to
+    re-register (found on the crash failover bench: every gateway re-registered
+    at the new epoch's first moment, ~20 ms slower p50)."""
+    epoch, seen, took, registered = run_simulation(_gateways_after_an_epoch(tmp_path))
     assert all(e >= epoch for e in seen.values()), (epoch, seen)
     assert took < 0.2, took
+    assert registered == 0, registered
 
 
 def test_the_directors_monitoring_rides_on_the_leaders_heartbeat_wake_ups(tmp_path: Path) -> None:
