@@ -55,3 +55,39 @@ async def test_a_node_vouches_for_a_peer_it_hears_until_the_peer_s_connections_b
     assert node.last_heard("1") is None
     node._on_peer_lost(2)
     assert node.last_heard("2") is None
+
+
+async def test_the_epoch_after_a_peer_went_quiet_starts_with_that_peer_silent(
+    tmp_path: Path,
+) -> None:
+    """Found in the availability bench: after a SIGSTOP of the leader, the new
+    leader's first recovery waited the straggler grace (50 ms) in lock_logs for
+    the stopped node's log: the silent set of the epoch that ended lived in
+    the old leader's host. A node whose Raft traffic stopped two heartbeat
+    intervals ago is silent for the next Director too."""
+    node = await Node.start(single_node(tmp_path))
+    try:
+        host = node.recovery
+        assert host is not None and node.foreman is not None
+
+        async def live_epoch() -> int | None:
+            st = host.status_dict()
+            return int(st["epoch"]) if st["state"] == "running" else None
+
+        epoch = await eventually(live_epoch, what="a live epoch")
+        node._on_raft(2, [])  # a peer heard from once, a second ago
+        node._heard[2] -= 1.0
+        node._on_raft(3, [])  # and one heard just now
+        director = host.director
+        assert director is not None and director.layout is not None
+        await node.foreman.remove(director.layout.proxies[0].id)
+
+        async def next_director() -> bool:
+            later = host.director
+            return later is not None and later is not director and later.ctx.epoch > epoch
+
+        await eventually(next_director, timeout=10, what="the next epoch's Director")
+        assert host.director is not None
+        assert host.director.silent_at_start == {"2"}
+    finally:
+        await node.stop()

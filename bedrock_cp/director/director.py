@@ -115,6 +115,9 @@ class Director:
         # Nodes known silent before the first attempt (the previous epoch's
         # end, see Failed.silent); then what the last stalled attempt found.
         self._silent = set(silent)
+        #: The nodes known silent when this Director started (its first attempt
+        #: gives their logs no grace to answer the lock).
+        self.silent_at_start = frozenset(silent)
         self.status = status if status is not None else RecoveryStatus()
         self.layout: Layout | None = None
         self.paused = asyncio.Event()

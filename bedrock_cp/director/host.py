@@ -91,6 +91,7 @@ class DirectorHost:
         pause_before: Callable[[int], str | None] = pause_before_from_environment,
         last_heard: Callable[[str], float | None] = lambda node: None,
         next_round: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        quiet_peers: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.coordinator = coordinator
         self.foreman = foreman
@@ -106,6 +107,8 @@ class DirectorHost:
         self.last_heard = last_heard
         #: How its Directors wait for the next monitoring round (see RecoveryContext).
         self.next_round = next_round
+        #: The peers whose Raft traffic stopped a while ago (see Node.quiet_peers).
+        self.quiet_peers = quiet_peers
         self.status = RecoveryStatus()
         #: When each storage replica was last seen, across this node's Directors.
         self.replicas = ReplicaHealth()
@@ -187,7 +190,9 @@ class DirectorHost:
             pause_before=self.pause_before(epoch),
             replicas=self.replicas,
             rng=random.Random(self.rng.getrandbits(64)),
-            silent=self._silent,
+            # A node that went quiet before this epoch began (the old leader this
+            # node just replaced, stopped) is silent too: no grace for its log.
+            silent=self._silent | self.quiet_peers(),
         )
         self.director = director
         try:

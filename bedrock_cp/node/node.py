@@ -326,6 +326,7 @@ class Node:
                 token_bytes=token_bytes,
                 last_heard=self.last_heard,
                 next_round=self.next_round,
+                quiet_peers=lambda: self.quiet_peers(2 * self._heartbeat_s),
             )
             coordinator.epoch_listener = self.recovery
             coordinator.recovery_status = self.recovery.status_dict
@@ -474,6 +475,13 @@ class Node:
                 return  # no timer wake-up for that long: not leading, or stalled
             if woke.result() or loop.time() >= earliest:
                 return
+
+    def quiet_peers(self, after: float) -> frozenset[str]:
+        """The peers heard from, but not for ``after`` seconds: every coordinator
+        answers each heartbeat of a leader and sends its own as one, so two
+        heartbeat intervals of silence mean a stopped node or a cut link."""
+        now = self._clock.monotonic()
+        return frozenset(str(p) for p, heard in self._heard.items() if now - heard > after)
 
     def _raft_timer_woke(self, peer_lost: bool = False) -> None:
         waiters, self._round_waiters = self._round_waiters, []
