@@ -279,8 +279,9 @@ class Node:
                 consensus=consensus,
                 network=network,
                 tick_interval=timers.tick_ms / 1000,
-                # After a stall, give-ups wait two heartbeats for the peers' messages.
-                stall_hold=2 * timers.heartbeat_ms / 1000,
+                # After a stall of more than a heartbeat interval, give-ups wait
+                # that long for the peers' messages.
+                stall_hold=timers.heartbeat_ms / 1000,
                 compact_every=config.snapshot_every,
                 compact_bytes=config.snapshot_bytes,
                 executor=executor,

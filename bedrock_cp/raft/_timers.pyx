@@ -15,9 +15,13 @@ a starved host): it delivers at most ``max_burst`` ticks past the quiet ones
 and drops the rest, so messages queued during the stall are processed before
 the node decides its peers are gone. A tick that would give up on the peers
 (``gives_up``: a follower's leader lost, an election, a leader stepping down)
-and falls due more than ``max_burst`` ticks late is also *held*: for ``hold``
-seconds only the quiet ticks are delivered, and the stall's ticks are dropped,
-so peers that stalled too (a whole host paused) get to send first.
+and falls due later than ``max_burst`` ticks and than ``hold`` itself is also
+*held*: for ``hold`` seconds only the quiet ticks are delivered, and the
+stall's ticks are dropped, so peers that stalled too (a whole host paused)
+get to send first. A wake-up late by less is a busy loop, not a stall:
+holding it would only delay noticing a leader that really stopped (seen in
+the availability bench with a hold after two ticks: the first recovery after
+a SIGSTOP of the leader started ~100 ms later on a loaded host).
 """
 
 from libc.math cimport floor
@@ -85,7 +89,7 @@ cdef class TickClock:
         if pending <= quiet:
             return self._take(pending, pending)
         late = now - (self._next_at + quiet * self.interval)
-        if gives_up and self.hold > 0 and late > self.max_burst * self.interval:
+        if gives_up and self.hold > 0 and late > self.max_burst * self.interval and late > self.hold:
             self._hold_until = now + self.hold
             self.holds += 1
             return self._take(quiet, pending)

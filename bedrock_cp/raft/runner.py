@@ -95,9 +95,9 @@ class RaftRunner:
         self.clock = clock
         self.host = host
         self.tick_interval = tick_interval
-        #: After a stall, how long a tick that would give up on the peers waits
-        #: for their messages (see ``_timers``); two heartbeats by default.
-        self.stall_hold = 10 * tick_interval if stall_hold is None else stall_hold
+        #: After a stall longer than this, how long a tick that would give up on
+        #: the peers waits for their messages (see ``_timers``).
+        self.stall_hold = 5 * tick_interval if stall_hold is None else stall_hold
         self.compact_every = compact_every
         self.compact_bytes = compact_bytes
         #: Index the host has applied (entries and restored snapshots).
