@@ -69,8 +69,10 @@ class Network(Protocol):
 
 class EpochListener(Protocol):
     """Who runs the Director: told when this leader began an epoch, when it lost
-    leadership, and when the directory or the cluster config changed (a stalled
-    recovery may now work; an excluded node's roles must move)."""
+    leadership, and when the nodes' part of the directory (node records, the
+    services bound to a node: see ``CoordinatorState.node_changes``) or the
+    cluster config changed (a stalled recovery may now work; an excluded
+    node's roles must move)."""
 
     def epoch_begun(self, epoch: int) -> None: ...
 
@@ -192,7 +194,7 @@ class Replica:
                 self._spawn(self._on_ready(entry.term))
         else:
             layout_before = self.state.layout
-            directory_before = self.state.directory_changes
+            nodes_before = self.state.node_changes
             config_before = self.state.config
             epoch_before = self.state.epoch
             result = self.state.apply(index, entry.data)
@@ -219,9 +221,7 @@ class Replica:
                 and self.readiness is Readiness.READY
             ):
                 self._spawn(self._hand_off_if_excluded(self.leader_term))
-            if (
-                self.state.directory_changes != directory_before or config_changed
-            ) and self.epoch_listener:
+            if (self.state.node_changes != nodes_before or config_changed) and self.epoch_listener:
                 self.epoch_listener.directory_changed()
         self._release_applied(index)
 

@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 import msgspec
 
+from ..protocol.coordinator import CLIENT_NODE
 from ..protocol.records import LayoutRecord, NodeRecord, RetiredWorker, Service, ServiceRecord
 from .commands import (
     BeginEpoch,
@@ -105,7 +106,7 @@ class CoordinatorState:
         "_retiring",
         "_sessions",
         "applied_index",
-        "directory_changes",
+        "node_changes",
     )
 
     def __init__(
@@ -113,9 +114,12 @@ class CoordinatorState:
     ) -> None:
         """An empty state. Every replica must be built with the same arguments."""
         self.applied_index = 0
-        #: Directory writes applied by this replica since it started (a local
-        #: counter, not replicated state: not in snapshots, not in digests).
-        self.directory_changes = 0
+        #: Writes applied by this replica since it started that changed what
+        #: the Director reads: node records and the services bound to a node.
+        #: Services a client registers without a node (filed under
+        #: ``CLIENT_NODE``) change neither, and are written all the time. A
+        #: local counter, not replicated state: not in snapshots, not in digests.
+        self.node_changes = 0
         self._config = config if config is not None else ClusterConfig()
         self._coordinators: dict[int, str] = {}
         self._directory: dict[str, ServiceRecord] = {}
@@ -166,6 +170,7 @@ class CoordinatorState:
 
     def _execute(self, index: int, command: Command) -> ApplyResult:
         outcome: int | str | None
+        bound_to_node = self._binds_a_node(command)  # before a deregister removes them
         match command:
             case RegisterNode():
                 outcome = self._register_node(index, command)
@@ -190,9 +195,23 @@ class CoordinatorState:
         # A handler returns the reason (str) to reject, or the value it applied with.
         if isinstance(outcome, str):
             return Rejected(index, outcome)
-        if isinstance(command, RegisterNode | RegisterServices | DeregisterServices):
-            self.directory_changes += 1
+        if isinstance(command, RegisterNode) or (
+            isinstance(command, RegisterServices | DeregisterServices) and bound_to_node
+        ):
+            self.node_changes += 1
         return Applied(index, outcome)
+
+    def _binds_a_node(self, command: Command) -> bool:
+        """Does ``command`` register or remove a service bound to a node (not
+        filed under :data:`CLIENT_NODE`, where a client's services go)?"""
+        if isinstance(command, RegisterServices):
+            return any(s.node != CLIENT_NODE for s in command.services)
+        if isinstance(command, DeregisterServices):
+            return any(
+                (record := self._directory.get(i)) is not None and record.node != CLIENT_NODE
+                for i in command.service_ids
+            )
+        return False
 
     # -------------------------------------------------------------- commands
 

@@ -146,7 +146,9 @@ class Director:
     # -- owner's controls ---------------------------------------------------------------
 
     def directory_changed(self) -> None:
-        """The directory changed (a node came or went): retry a stalled attempt now."""
+        """A node record or a service bound to a node changed (a node came or
+        went; the services clients register alone do not count): retry a
+        stalled attempt now."""
         self._changed.set()
 
     def resume(self) -> None:
