@@ -221,6 +221,13 @@ class RaftRunner:
         self.consensus.read_index(ctx)
         self._inputted()
 
+    def share_commit(self) -> None:
+        """As leader, tell the followers the commit index now rather than with the
+        next Append or tick (see ``Consensus.share_commit``)."""
+        self._deliver_ticks()
+        self.consensus.share_commit()
+        self._inputted()
+
     def peer_unreachable(self, peer: int) -> None:
         self._deliver_ticks()
         self.consensus.peer_unreachable(peer)

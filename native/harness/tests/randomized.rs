@@ -571,6 +571,17 @@ fn run(seed: u64) {
         }
     }
     ck.on_events(&mut net);
+    // A leader tells its followers of a commit with its next Append or tick:
+    // the members may still be an entry apart (a re-proposed "final").
+    for _ in 0..10 {
+        let applied: Vec<u64> = members.iter().map(|id| net.node(*id).sm.applied).collect();
+        if applied.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        net.tick_all();
+        net.stabilize();
+        ck.on_events(&mut net);
+    }
     if !committed_on_all {
         for id in net.nodes.keys() {
             let st = net.node(*id).status();

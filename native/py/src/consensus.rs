@@ -337,6 +337,12 @@ impl PyConsensus {
         guarded("the Raft core", || self.c.read_index(ctx))
     }
 
+    /// As leader, tell the followers the commit index now rather than with the
+    /// next Append or tick (an entry their own readers wait for committed).
+    fn share_commit(&self) -> PyResult<()> {
+        guarded("the Raft core", || self.c.share_commit())
+    }
+
     /// The transport saw the connection to `peer` break (EOF/RST).
     fn peer_unreachable(&self, peer: u64) -> PyResult<()> {
         guarded("the Raft core", || self.c.peer_unreachable(peer))

@@ -187,6 +187,13 @@ pub struct Raft<S: Storage> {
     /// Entries were proposed that no Append has carried yet (see
     /// [`Raft::flush_proposals`]).
     proposals_unsent: bool,
+    /// The commit index moved (as leader) and no Append has carried it to
+    /// the followers yet: the next Append does (every one carries the
+    /// commit), or the next tick, or [`Raft::share_commit`]. Sent at once,
+    /// an Append carrying only the commit and its answer were four of a
+    /// single client's ten messages per write, for followers that serve
+    /// nothing from their applied state but stale reads.
+    commit_unsent: bool,
 }
 
 impl<S: Storage> Raft<S> {
@@ -261,6 +268,7 @@ impl<S: Storage> Raft<S> {
             deferred_pre_vote: None,
             incoming: None,
             proposals_unsent: false,
+            commit_unsent: false,
         };
         r.become_follower(r.term, INVALID_ID);
         Ok(r)
@@ -405,7 +413,7 @@ impl<S: Storage> Raft<S> {
     /// counts its own copy toward a commit from now on (Raft thesis §10.2.1:
     /// the leader writes its log in parallel with replicating it, and only
     /// durable copies count); when that commits something, the followers
-    /// hear of it at once.
+    /// hear of it with the next Append or tick (see `commit_unsent`).
     pub fn on_persisted(&mut self) {
         if self.role != Role::Leader {
             return;
@@ -416,7 +424,7 @@ impl<S: Storage> Raft<S> {
             .get_mut(self.id)
             .is_some_and(|p| p.maybe_update(persisted));
         if moved && self.maybe_commit() {
-            self.bcast_append();
+            self.commit_unsent = true;
         }
     }
 
@@ -503,6 +511,7 @@ impl<S: Storage> Raft<S> {
         };
         if self.role == Role::Leader {
             if self.lead_transferee != INVALID_ID
+                || self.commit_unsent
                 || self
                     .tracker
                     .iter()
@@ -628,8 +637,21 @@ impl<S: Storage> Raft<S> {
         if self.heartbeat_elapsed >= self.heartbeat_timeout {
             self.heartbeat_elapsed = 0;
             self.learn_answer_gaps();
+            // Heartbeats carry the commit too (up to what each follower holds).
             self.bcast_heartbeat(Vec::new());
+            self.commit_unsent = false;
         }
+        self.share_commit();
+    }
+
+    /// Tells the followers the commit index now if it moved since the last
+    /// Append (a driver calls it when followers should apply at once: a
+    /// committed entry their own readers wait for).
+    pub fn share_commit(&mut self) {
+        if self.commit_unsent && self.role == Role::Leader {
+            self.bcast_append();
+        }
+        self.commit_unsent = false;
     }
 
     /// Once per heartbeat interval a leader's detector learns the longest
@@ -1209,8 +1231,9 @@ impl<S: Storage> Raft<S> {
             ProgressState::Snapshot => {}
         }
         if self.maybe_commit() {
-            self.bcast_append();
-        } else if old_paused {
+            self.commit_unsent = true;
+        }
+        if old_paused {
             self.send_append(from);
         }
         // Keep streaming while the window allows.
@@ -1319,6 +1342,7 @@ impl<S: Storage> Raft<S> {
 
     fn bcast_append(&mut self) {
         self.proposals_unsent = false;
+        self.commit_unsent = false;
         for id in self.tracker.members() {
             self.send_append(id);
         }

@@ -162,6 +162,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.read_index(ctx);
     }
 
+    /// Tells the followers the commit index now if no Append carried it yet
+    /// (see [`crate::raft::Raft::share_commit`]).
+    pub fn share_commit(&mut self) {
+        self.raft.share_commit();
+    }
+
     /// The transport saw the connection to `id` break (EOF/RST). A follower
     /// whose leader it is starts fast pre-votes; a leader probes `id`.
     pub fn peer_unreachable(&mut self, id: NodeId) {

@@ -226,6 +226,12 @@ impl Consensus {
         Ok(())
     }
 
+    /// Tells the followers the commit index now if no Append carried it yet.
+    pub fn share_commit(&self) -> Result<(), WalError> {
+        self.core()?.share_commit();
+        Ok(())
+    }
+
     /// The transport saw the connection to `peer` break.
     pub fn peer_unreachable(&self, peer: NodeId) -> Result<(), WalError> {
         self.core()?.peer_unreachable(peer);
