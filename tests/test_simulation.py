@@ -249,7 +249,15 @@ async def _idle(base: Path, idle_s: float) -> _Idle:
         else:
             raise AssertionError("the epoch's transaction system did not come up")
         terms = {i: n.coordinator.runner.consensus.status()["term"] for i, n in nodes.items()}  # type: ignore[union-attr]
-        await asyncio.sleep(1.0)  # the gateways found the leader and follow it
+        epoch = nodes[leader].coordinator.state.epoch  # type: ignore[union-attr]
+        for _ in range(2000):  # bounded: 20 virtual seconds
+            views = [n.gateway.leader() if n.gateway else None for n in nodes.values()]
+            epochs = [n.gateway.epoch if n.gateway else 0 for n in nodes.values()]
+            if all(v is not None and v[0] == leader for v in views) and set(epochs) == {epoch}:
+                break  # every gateway follows the leader, at its epoch
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the gateways did not all follow the leader")
         before = {i: c.fired for i, c in clocks.items()}
         pinged = dict(pings)
         asked = read_versions[0]
