@@ -113,7 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--count", type=int, help="with --watch: stop after this many views")
     svc = with_cluster(sub.add_parser("services", help="the service directory"))
-    svc.add_argument("--stale", action="store_true", help="any coordinator may answer")
+    svc.add_argument(
+        "--stale",
+        action="store_true",
+        help="any coordinator may answer, from what it applied (a follower trails the "
+        "leader's writes by up to a Raft tick, 10 ms by default)",
+    )
     reg = with_cluster(sub.add_parser("register", help="register a service (linearizable)"))
     reg.add_argument("--id", required=True, help="service id")
     reg.add_argument("--kind", required=True, help="service kind")

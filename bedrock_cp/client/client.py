@@ -115,7 +115,9 @@ class Client:
         return await self._write(lambda cid, seq: protocol.Deregister(service_id, cid, seq))
 
     async def services(self, *, stale: bool = False) -> list[ServiceRecord]:
-        """The directory; linearizable unless ``stale`` (then any coordinator answers)."""
+        """The directory; linearizable unless ``stale``: then any coordinator
+        answers from what it applied, which on a follower trails the leader's
+        writes by up to a Raft tick (10 ms by default) or more when cut off."""
         body = protocol.ListServices(stale)
         if stale:
             reply = await self._any(body)
