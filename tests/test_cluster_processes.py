@@ -14,7 +14,7 @@ import pytest
 from bedrock_cp.client import ClusterUnavailable
 from bedrock_cp.cluster import LocalCluster
 
-from .clusters import direct_client, eventually, leader_of, running
+from .clusters import direct_client, eventually, leader_of, running, scrape_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -186,5 +186,41 @@ async def test_a_pause_of_every_node_at_once_starts_no_election() -> None:
             st = await client.status()
             assert {x["id"]: x["term"] for x in st["nodes"]} == terms
             assert [x["id"] for x in st["nodes"] if x["role"] == "leader"] == [leader]
+        finally:
+            await client.close()
+
+
+async def test_a_follower_s_own_pause_does_not_widen_its_window() -> None:
+    """Found in the availability bench (5 nodes, 300 s): the stretches without
+    a transaction after a SIGSTOP of the leader grew from ~250 ms to ~600 ms
+    through the run. A follower resumed after a pause of its own delivers its
+    window's quiet ticks before the leader's heartbeats queued meanwhile, so it
+    learned a heartbeat gap as long as its window, and the window (twice the
+    longest gap) doubled with each of its pauses, up to the election timeout,
+    for a minute. Its own stall is not its leader's silence."""
+    async with running(LocalCluster(3, metrics=True)) as cluster:
+        client = await cluster.client()
+        try:
+            await client.register("before", kind="log", address="127.0.0.1:1")
+            leader, _ = await leader_of(client)
+            follower = next(i for i in cluster.addresses if i != leader)
+            port = cluster.metrics_ports[follower]
+
+            async def window() -> float:
+                return (await scrape_metrics(port))["bedrock_raft_leader_window_ticks"]
+
+            async def learned() -> float | None:
+                w = await window()
+                return w if w < 20 else None  # below the prior (the election timeout)
+
+            before = await eventually(learned, what="a window learned from heartbeats")
+            for _ in range(2):
+                cluster.pause(follower)
+                await asyncio.sleep(0.6)  # the pause: longer than the window
+                cluster.resume(follower)
+                await window()  # answered once its loop has run again
+            after = await window()
+            # One pause learned was at least the window less a tick, doubled.
+            assert after < 2 * (before - 1), (before, after)
         finally:
             await client.close()

@@ -254,7 +254,13 @@ class RaftRunner:
         ticks = self._ticks
         if ticks is None:
             return 0
+        dropped = ticks.dropped
         n = ticks.due(self.clock.monotonic(), self._quiet, self._gives_up)
+        if ticks.dropped != dropped:
+            # This loop stalled: the heartbeat gaps running now are its own
+            # pause, not a peer's silence (learned, each pause of a follower
+            # doubled its window up to the election timeout).
+            self.consensus.stalled()
         if n:
             tick = self.consensus.tick
             for _ in range(n):

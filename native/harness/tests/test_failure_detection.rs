@@ -391,3 +391,39 @@ fn an_idle_cluster_is_due_only_at_heartbeats_and_at_the_followers_windows() {
         "the due tick gave up on the leader"
     );
 }
+
+/// A follower whose own loop stalled delivers its window's quiet ticks, then
+/// the heartbeats queued meanwhile: the gap it would time is its own pause,
+/// as long as its window. Learned, twice the longest gap doubled the window
+/// with each pause (found in the availability bench: windows at the ceiling
+/// after a few pauses). Told it stalled, it learns nothing from that gap.
+#[test]
+fn a_followers_own_stall_is_not_learned_as_a_heartbeat_gap() {
+    for told in [false, true] {
+        let mut net = settled();
+        let before = window_of(&net, 2);
+        assert!(before <= QUIET_WINDOW, "settled: {before}");
+        // 2's loop stalls: heartbeats queue up, its quiet ticks come first.
+        for _ in 0..before - 1 {
+            net.tick(1);
+            net.tick(2);
+            net.drop_matching(|m| m.to == 2);
+        }
+        if told {
+            net.node(2).c.stalled().unwrap();
+        }
+        net.tick_and_stabilize(HEARTBEAT * 2);
+        let after = window_of(&net, 2);
+        if told {
+            assert!(
+                after <= QUIET_WINDOW,
+                "its own stall widened its window: {before} -> {after}"
+            );
+        } else {
+            assert!(
+                after >= 2 * (before - 2),
+                "learned as a gap: {before} -> {after}"
+            );
+        }
+    }
+}

@@ -337,6 +337,12 @@ impl PyConsensus {
         guarded("the Raft core", || self.c.read_index(ctx))
     }
 
+    /// This node's loop stalled and the driver dropped ticks: the heartbeat
+    /// gaps running now span the stall and are not learned.
+    fn stalled(&self) -> PyResult<()> {
+        guarded("the Raft core", || self.c.stalled())
+    }
+
     /// As leader, tell the followers the commit index now rather than with the
     /// next Append or tick (an entry their own readers wait for committed).
     fn share_commit(&self) -> PyResult<()> {

@@ -168,6 +168,13 @@ impl LeaderDetector {
         self.silence = 0;
     }
 
+    /// This node's own loop stalled (its driver dropped ticks): the gap now
+    /// running spans that stall, not the leader's silence, so it is not
+    /// learned; the next heartbeat starts a new series.
+    pub fn restart_series(&mut self) {
+        self.since_heartbeat = None;
+    }
+
     /// A gap timed by this node as leader: between two answers of one voter
     /// to its periodic heartbeats. Such a voter's host and link are the ones
     /// whose heartbeats this node times when it follows again. A gap of a

@@ -644,6 +644,20 @@ impl<S: Storage> Raft<S> {
         self.share_commit();
     }
 
+    /// This node's own loop stalled: its driver dropped ticks (a SIGSTOP, a
+    /// long pause). The heartbeat gaps running now span that stall, not a
+    /// peer's silence: none is learned (the next heartbeat, or a voter's next
+    /// answer, starts a new series). Learned, a follower's own pause taught it
+    /// a gap as long as its window (the quiet ticks its driver delivers before
+    /// the heartbeats queued meanwhile), and twice the longest gap doubled the
+    /// window with each pause, up to the ceiling, for a minute of heartbeats.
+    pub fn stalled(&mut self) {
+        self.detector.restart_series();
+        for (_, p) in self.tracker.iter_mut() {
+            p.since_answer = None;
+        }
+    }
+
     /// Tells the followers the commit index now if it moved since the last
     /// Append (a driver calls it when followers should apply at once: a
     /// committed entry their own readers wait for).

@@ -162,6 +162,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.read_index(ctx);
     }
 
+    /// This node's loop stalled and its driver dropped ticks (see
+    /// [`crate::raft::Raft::stalled`]).
+    pub fn stalled(&mut self) {
+        self.raft.stalled();
+    }
+
     /// Tells the followers the commit index now if no Append carried it yet
     /// (see [`crate::raft::Raft::share_commit`]).
     pub fn share_commit(&mut self) {

@@ -226,6 +226,12 @@ impl Consensus {
         Ok(())
     }
 
+    /// This node's loop stalled and its driver dropped ticks.
+    pub fn stalled(&self) -> Result<(), WalError> {
+        self.core()?.stalled();
+        Ok(())
+    }
+
     /// Tells the followers the commit index now if no Append carried it yet.
     pub fn share_commit(&self) -> Result<(), WalError> {
         self.core()?.share_commit();
