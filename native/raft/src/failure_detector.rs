@@ -64,7 +64,11 @@
 //!
 //! Ticks, not wall time: the core stays deterministic, and a driver whose
 //! ticks are late (a starved event loop drops ticks rather than bursting
-//! them) sees shorter silences and gaps, never longer ones.
+//! them) sees shorter silences and gaps, never longer ones. Except at its
+//! own stall: a driver that wakes late delivers the quiet ticks first (they
+//! only count), so the gap then timed is as long as the window; a driver
+//! that dropped ticks says so ([`LeaderDetector::restart_series`], through
+//! `Raft::stalled`), and that gap is not learned.
 
 use crate::types::{NodeId, INVALID_ID};
 
