@@ -167,9 +167,9 @@ class Node:
         self._clock: Clock = SYSTEM_CLOCK
         #: When Raft traffic last arrived from each peer (see :meth:`last_heard`).
         self._heard: dict[int, float] = {}
-        #: Waiting for the next wake-up of the Raft tick timer, or a lost peer
-        #: (True): see :meth:`next_round`.
-        self._round_waiters: list[asyncio.Future[bool]] = []
+        #: Rounds waiting for the first wake-up of the Raft tick timer at or after
+        #: their loop time, or for a lost peer: see :meth:`next_round`.
+        self._round_waiters: list[tuple[float, asyncio.Future[None]]] = []
         self._heartbeat_s = 0.05
 
     @classmethod
@@ -466,16 +466,16 @@ class Node:
         at most ``interval`` plus two heartbeat intervals."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        earliest = start + max(0.0, interval - self._heartbeat_s)
-        deadline = start + interval + 2 * self._heartbeat_s
-        while (remaining := deadline - loop.time()) > 0:
-            woke: asyncio.Future[bool] = loop.create_future()
-            self._round_waiters.append(woke)
-            await asyncio.wait((woke,), timeout=remaining)
-            if not woke.done():
-                return  # no timer wake-up for that long: not leading, or stalled
-            if woke.result() or loop.time() >= earliest:
-                return
+        woke: asyncio.Future[None] = loop.create_future()
+        # One future per round, resolved only by the wake-up that ends it: the
+        # watch waits for a round 20 times a second on an idle leader, and an
+        # ``asyncio.wait`` per heartbeat was a tenth of its Python time.
+        self._round_waiters.append((start + max(0.0, interval - self._heartbeat_s), woke))
+        give_up = loop.call_at(start + interval + 2 * self._heartbeat_s, _settle, woke)
+        try:
+            await woke
+        finally:
+            give_up.cancel()
 
     def quiet_peers(self, after: float) -> frozenset[str]:
         """The peers heard from, but not for ``after`` seconds: every coordinator
@@ -485,10 +485,15 @@ class Node:
         return frozenset(str(p) for p, heard in self._heard.items() if now - heard > after)
 
     def _raft_timer_woke(self, peer_lost: bool = False) -> None:
-        waiters, self._round_waiters = self._round_waiters, []
-        for woke in waiters:
-            if not woke.done():
-                woke.set_result(peer_lost)
+        waiting: list[tuple[float, asyncio.Future[None]]] = []
+        for earliest, woke in self._round_waiters:
+            if woke.done():  # given up, or its round was cancelled
+                continue
+            if peer_lost or woke.get_loop().time() >= earliest:
+                woke.set_result(None)
+            else:
+                waiting.append((earliest, woke))
+        self._round_waiters = waiting
 
     def _on_peer_lost(self, peer: int) -> None:
         # Its process died (its kernel reset our connections): it vouches for
@@ -600,3 +605,9 @@ def _private_directory(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o700)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` unless it already is (a timer's end of a wait)."""
+    if not future.done():
+        future.set_result(None)

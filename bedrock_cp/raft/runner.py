@@ -123,7 +123,9 @@ class RaftRunner:
         )
         self._persist_waiter: asyncio.Future[native.Persisted] | None = None
         self._persist_fd: int | None = None
-        self._wake = asyncio.Event()
+        #: Work for the loop task: set by :meth:`_wake`, cleared by the task.
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._ticks: TickClock | None = None
@@ -158,7 +160,7 @@ class RaftRunner:
         self._stopping = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        self._wake.set()
+        self._wake()
         if self._task is not None:
             with contextlib.suppress(Exception):  # already logged by _run
                 await self._task
@@ -284,7 +286,18 @@ class RaftRunner:
             at = ticks.wake_at(self._quiet)
             if at < self._tick_at or at > self._tick_at + 2 * self.tick_interval:
                 self._arm(at)
-        self._wake.set()
+        # Most inputs of an idle leader (a heartbeat's answer) leave nothing to
+        # do: the loop task is woken only for a Ready.
+        if self.consensus.has_ready():
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the loop task (cheaper than an ``asyncio.Event``: one waiter,
+        no loop lookup per wait)."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _arm(self, at: float) -> None:
         if self._tick_handle is not None:
@@ -305,12 +318,12 @@ class RaftRunner:
             ready = self.consensus.has_ready()
         except Exception as exc:  # a poisoned core: let the loop task fail
             self._tick_error = exc
-            self._wake.set()
+            self._wake()
             return
         if not self._stopping:
             self._arm(ticks.wake_at(self._quiet))
             if ready:
-                self._wake.set()
+                self._wake()
             if self.on_timer is not None:
                 self.on_timer()
 
@@ -318,8 +331,13 @@ class RaftRunner:
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
-                await self._wake.wait()
-                self._wake.clear()
+                if not self._woken:
+                    self._waiter = loop.create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
+                self._woken = False
                 if self._tick_error is not None:
                     raise self._tick_error
                 while not self._stopping and self.consensus.has_ready():
