@@ -93,7 +93,12 @@ def markdown(result: dict[str, Any], source: str) -> str:
                 peer_cpu = sides[p].get("extra_info", {}).get("cpu_percent_per_node")
                 if ours_cpu and peer_cpu:  # the timed quantity is a window: compare the CPU
                     mean = sum(peer_cpu) / len(peer_cpu) / (sum(ours_cpu) / len(ours_cpu))
-                    cells.append(f"{mean:.2f}x mean CPU per node")
+                    cell = f"{mean:.2f}x mean CPU per node"
+                    ours_leader = sides["ours"]["extra_info"].get("leader_cpu_percent")
+                    peer_leader = sides[p]["extra_info"].get("leader_cpu_percent")
+                    if ours_leader and peer_leader:  # the busiest node of each side
+                        cell += f", {peer_leader / ours_leader:.2f}x the leader's"
+                    cells.append(cell)
                     continue
                 cells.append(
                     f"{peer['median'] / ours['median']:.2f}x; {peer['mean'] / ours['mean']:.2f}x"
@@ -107,6 +112,8 @@ def markdown(result: dict[str, Any], source: str) -> str:
                 shown = f"CPU % per node {info['cpu_percent_per_node']}"
                 if "wakeups_per_10s_per_node" in info:
                     shown += f"; wake-ups per 10 s {info['wakeups_per_10s_per_node']}"
+                if "leader_index" in info:
+                    shown += f"; the leader is node {info['leader_index'] + 1} of the list"
             lines.append(
                 f"| {group} | {_system(b)} | {st['rounds']} | {_ms(st['median'])} | {_tail(b)} "
                 f"| {_ms(st['mean'])} | {shown} |"

@@ -435,7 +435,7 @@ class Director:
         now = self.ctx.clock()
         quiet = self._health_timeout / 2
         checks: list[tuple[WorkerRef, float]] = []
-        due = math.inf
+        due = now + self._health_interval  # no node needs more than its periodic check
         for node in dict.fromkeys(r.node for r in refs):
             own = node == self.ctx.node
             heard = now if own else self.ctx.last_heard(node)
