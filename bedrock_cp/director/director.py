@@ -428,9 +428,9 @@ class Director:
 
         While every node vouches, nothing is due before one could go quiet
         (its last traffic plus ``health_timeout / 2``) or is due for its
-        periodic check: an idle leader's watch runs every other heartbeat
-        (~100 ms) instead of with each one (a tenth of its idle CPU), and a
-        stopped node is still checked on the first round after it went quiet.
+        periodic check: an idle leader's watch runs about every other
+        heartbeat instead of with each one, and a stopped node is still
+        checked on the first round after it went quiet.
         """
         now = self.ctx.clock()
         quiet = self._health_timeout / 2

@@ -467,9 +467,9 @@ class Node:
         loop = asyncio.get_running_loop()
         start = loop.time()
         woke: asyncio.Future[None] = loop.create_future()
-        # One future per round, resolved only by the wake-up that ends it: the
-        # watch waits for a round 20 times a second on an idle leader, and an
-        # ``asyncio.wait`` per heartbeat was a tenth of its Python time.
+        # One future per round, resolved only by the wake-up that ends it, not
+        # an ``asyncio.wait`` per heartbeat: an idle leader's watch waits for
+        # rounds all the time.
         self._round_waiters.append((start + max(0.0, interval - self._heartbeat_s), woke))
         give_up = loop.call_at(start + interval + 2 * self._heartbeat_s, _settle, woke)
         try:
