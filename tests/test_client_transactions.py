@@ -13,6 +13,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -333,4 +334,52 @@ async def test_a_call_to_a_silent_old_sequencer_gives_way_to_the_next_epoch(
     tr = await asyncio.wait_for(increment, 10)
     assert tr.committed_version is not None and runs == [0]
     assert await _counter(db) == 1
+    await p.close()
+
+
+async def test_a_prompt_answer_starts_no_task_and_a_slow_one_cancelled_from_outside_stays_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every read version, read and commit goes through the epoch race: a call
+    # that answers before the race would begin must not pay for a task or a
+    # watch, and a caller's own cancel of a slow call is never taken for "a
+    # newer epoch came" (which answers None).
+    monkeypatch.setattr(transaction, "_CALL_TIMEOUT", 600.0)
+    p, dialer, db = await _setup(tmp_path)
+    layout = await db.current_layout()
+    started: list[str] = []  # the tasks started, by coroutine name
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+
+    def counting(lp: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        grv = GetReadVersion(layout.sequencer.id, layout.epoch)
+        call = db.dialer.call(layout.sequencer, grv, 5)
+        reply = await db._unless_superseded(call, layout.epoch)
+    finally:
+        loop.set_task_factory(factory)
+    assert isinstance(reply, ReadVersion)
+    # (The workers behind the dialer start tasks of their own: the sequencer's round.)
+    mine = [name for name in started if name in ("Dialer.call", "_Race._watch")]
+    assert mine == [], f"tasks started for a prompt answer: {mine}"
+
+    async def silent(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        await asyncio.sleep(600.0)
+        return TimeoutError()
+
+    dialer.intercept = silent
+    slow = asyncio.ensure_future(
+        db._unless_superseded(
+            db.dialer.call(layout.sequencer, GetReadVersion(layout.sequencer.id, 2), 5),
+            layout.epoch,
+        )
+    )
+    await asyncio.sleep(3 * transaction._RACE_AFTER)  # the watch is running by now
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(slow, 10)
     await p.close()

@@ -353,35 +353,68 @@ class Database:
     ) -> protocol.Response | None:
         """``call``'s answer, or None if a layout newer than ``epoch`` comes first
         (the call is then abandoned). Only a call slower than ``_RACE_AFTER`` waits
-        for layouts; all slow calls of this database share one long poll."""
+        for layouts; all slow calls of this database share one long poll.
+
+        The call runs in the caller's task, and a timer starts the watch only
+        if it is slow: a prompt answer costs no task and no wake-up of its own
+        (every read version, read and commit goes through here).
+        """
         if epoch <= 0:
             return await call
-        answer = asyncio.ensure_future(call)
-        newer: asyncio.Future[Layout | None] | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        race = _Race(self, task, epoch)
+        timer = task.get_loop().call_later(_RACE_AFTER, race.begin)
         try:
-            done, _ = await asyncio.wait((answer,), timeout=_RACE_AFTER)
-            while not done:
-                newer = asyncio.ensure_future(self._poll(epoch, _CALL_TIMEOUT))
-                both: list[asyncio.Future[Any]] = [answer, newer]
-                await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-                if answer.done():
-                    break
-                layout = None if newer.exception() is not None else newer.result()
-                if layout is not None and layout.epoch > epoch:
-                    if self.layout is None or layout.epoch > self.layout.epoch:
-                        self.layout = layout
-                    return None
-                # No newer epoch yet: pace the next poll.
-                done, _ = await asyncio.wait((answer,), timeout=_RACE_AFTER)
+            return await call
+        except asyncio.CancelledError:
+            if race.superseded and task.uncancel() == 0:
+                return None  # the newer epoch's cancel, not someone else's
+            raise
         finally:
-            for fut in (answer, newer):
-                if fut is not None and not fut.done():
-                    fut.cancel()
-        return answer.result()
+            timer.cancel()
+            race.end()
 
     async def close(self) -> None:
         await self.dialer.close()
         await self.client.close()
+
+
+class _Race:
+    """The watch of one slow call (see :meth:`Database._unless_superseded`): it
+    polls for a layout newer than ``epoch`` and, once one comes, adopts it and
+    cancels the calling task, which then answers None."""
+
+    __slots__ = ("db", "epoch", "superseded", "task", "watcher")
+
+    def __init__(self, db: Database, task: asyncio.Task[Any], epoch: int) -> None:
+        self.db = db
+        self.task = task
+        self.epoch = epoch
+        self.superseded = False
+        self.watcher: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        self.watcher = self.task.get_loop().create_task(self._watch())
+
+    def end(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()  # a no-op once it finished
+
+    async def _watch(self) -> None:
+        db = self.db
+        while True:
+            try:
+                layout = await db._poll(self.epoch, _CALL_TIMEOUT)
+            except Exception:  # no gateway answered: as no newer epoch
+                layout = None
+            if layout is not None and layout.epoch > self.epoch:
+                if db.layout is None or layout.epoch > db.layout.epoch:
+                    db.layout = layout
+                self.superseded = True
+                self.task.cancel()
+                return
+            await asyncio.sleep(_RACE_AFTER)  # no newer epoch yet: pace the next poll
 
 
 def _unreachable(ref: WorkerRef, exc: BaseException) -> str:

@@ -21,14 +21,38 @@ async def until_refused(
 ) -> list[T | BaseException | None]:
     """Each awaitable's result (or exception), in order, until one is not
     ``accepted``; the ones still running then are cancelled and give None."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    pending = set(tasks)
+    if not aws:
+        return []
+    loop = asyncio.get_running_loop()
+    results: list[T | BaseException | None] = [None] * len(aws)
+    decided: asyncio.Future[None] = loop.create_future()
+    left = len(aws)
+
+    # Each answer is recorded by the task that awaited it, and the last one
+    # needed wakes the caller: one wake-up per round, however many answer,
+    # where asyncio.wait took a done callback and a new wait per answer.
+    async def one(i: int, aw: Awaitable[T]) -> None:
+        nonlocal left
+        outcome: T | BaseException
+        try:
+            outcome = await aw
+        except asyncio.CancelledError:
+            raise  # by the round: it is decided, or its caller was cancelled
+        except BaseException as exc:
+            outcome = exc
+        results[i] = outcome
+        left -= 1
+        try:
+            refused = isinstance(outcome, BaseException) or not accepted(outcome)
+        except Exception as exc:  # a failing check refuses
+            results[i], refused = exc, True
+        if (refused or left == 0) and not decided.done():
+            decided.set_result(None)
+
+    tasks = [loop.create_task(one(i, aw)) for i, aw in enumerate(aws)]
     try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if not all(t.exception() is None and accepted(t.result()) for t in done):
-                break
+        await decided
     finally:
-        for task in pending:
-            task.cancel()
-    return [None if t in pending else (t.exception() or t.result()) for t in tasks]
+        for task in tasks:
+            task.cancel()  # a no-op for the ones that finished
+    return list(results)

@@ -130,7 +130,9 @@ class Sequencer:
             self._rounds = asyncio.get_running_loop().create_task(
                 self._run_rounds(), name=f"confirm-{self.ref.id}"
             )
-        return await asyncio.shield(answer)
+        # No shield (one wake-up less): a cancelled request cancels its
+        # future, and _answer skips the futures already done.
+        return await answer
 
     async def _run_rounds(self) -> None:
         while self._waiting and not self.stopped:

@@ -39,6 +39,7 @@ from ..wire import TIMEOUT, Request, TransportError
 
 #: What serves a request on this node (the node's ``_on_request``).
 Handler = Callable[[Request, ConnInfo], Awaitable[msgspec.Raw]]
+_Answer = msgspec.Raw | TransportError
 
 
 class LocalFirstChannel:
@@ -53,7 +54,7 @@ class LocalFirstChannel:
         #: Calls served in-process so far (tests and metrics look).
         self.local_calls = 0
         #: Handlers still running (a caller that gave up does not wait for them).
-        self._serving: set[asyncio.Future[msgspec.Raw | TransportError]] = set()
+        self._serving: set[asyncio.Future[None]] = set()
 
     @property
     def cluster_id(self) -> str | None:
@@ -69,17 +70,29 @@ class LocalFirstChannel:
             return await self.remote.call(address, body, timeout)
         self.local_calls += 1
         timeout_ms = max(1, math.ceil(timeout * 1000))
-        served = asyncio.ensure_future(
-            serve_request(self._handler, Request(0, timeout_ms, body), self._info)
-        )
+        reply: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        served = asyncio.ensure_future(self._serve(Request(0, timeout_ms, body), reply))
         self._serving.add(served)
         served.add_done_callback(self._serving.discard)
-        answer = await asyncio.shield(served)
+        answer = await reply
         if isinstance(answer, TransportError):
             if answer.code == TIMEOUT:
                 raise TimeoutError(answer.message)
             raise RemoteError(answer.code, answer.message)
         return answer
+
+    async def _serve(self, request: Request, reply: asyncio.Future[_Answer]) -> None:
+        """Serve ``request`` and hand its answer to ``reply``, which the caller
+        awaits. The handler's task sets it itself (one wake-up for the caller,
+        where a shield around the task took two); a caller that gave up has
+        cancelled ``reply``, and the handler runs on regardless."""
+        try:
+            answer = await serve_request(self._handler, request, self._info)
+        except BaseException:
+            reply.cancel()  # cancelled (the node stops): so is the call
+            raise
+        if not reply.done():
+            reply.set_result(answer)
 
     async def connection(self, address: str) -> object:
         if address == self.own_address:
