@@ -30,6 +30,7 @@ REQUEST_TAGS = {
     "WatchLayout": "watch_layout",
     "Register": "reg",
     "Deregister": "dereg",
+    "WriteBatch": "writes",
     "RegisterNodeRequest": "reg_node",
     "AddCoordinator": "add_coord",
     "RemoveCoordinator": "rm_coord",
@@ -70,6 +71,7 @@ RESPONSE_TAGS = {
     "ConfigReply": "config",
     "LayoutReply": "layout",
     "WriteOk": "ok",
+    "WriteResults": "oks",
     "NotLeader": "not_leader",
     "Rejected": "rejected",
     "Unavailable": "unavailable",
@@ -255,3 +257,9 @@ async def test_the_caller_raises_a_wire_error_for_an_undecodable_answer() -> Non
     finally:
         await caller.close()
         await node.stop()
+
+
+def test_a_write_batch_carries_only_writes_of_its_own_sender() -> None:
+    """The node authorizes a batch by its sender, then each write's scope."""
+    for write in get_args(protocol.BatchedWrite):
+        assert protocol.SENDERS[write] is protocol.SENDERS[protocol.WriteBatch], write

@@ -6,7 +6,9 @@ hedging, suspicion and backoff, shared with every node's Gateway), retrying
 until the request's deadline.
 Every write carries this client's session (a random client id and a sequence
 number fixed per logical write), so a retry after a lost reply or a failover is
-applied exactly once.
+applied exactly once. Directory writes made concurrently (by several tasks, in
+the same event-loop pass) travel to the leader as one request
+(:class:`~bedrock_cp.client.coalescing.WriteCoalescer`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..auth.credentials import NO_AUTH
 from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, decode_layout
 from ..transport import ConnectionLost, HandshakeRefused, RpcChannel
 from .cluster_file import ClusterFile, resolve_cluster
+from .coalescing import WriteCoalescer
 from .coordinators import RETRYABLE, CoordinatorLink, NoLeader, describe
 
 
@@ -102,6 +105,8 @@ class Client:
             rng=random.Random(self.rng.getrandbits(64)),
             attempt_timeout=attempt_timeout,
         )
+        #: Sends the directory writes of one event-loop pass as one request.
+        self._coalescer = WriteCoalescer(self._leader_call, self._free_sessions.append)
 
     # -- public API -------------------------------------------------------------------
 
@@ -310,6 +315,7 @@ class Client:
         }
 
     async def close(self) -> None:
+        await self._coalescer.close()
         await self._caller.close()
 
     async def __aenter__(self) -> Client:
@@ -326,11 +332,19 @@ class Client:
             session, last = self._free_sessions.pop()
         else:
             session, last = self.rng.getrandbits(62) | 1, 0
-        try:
-            reply = await self._leader_call(make(session, last + 1))
-        finally:
-            # Whatever the outcome, seq last+1 is spent; the next write uses last+2.
-            self._free_sessions.append((session, last + 1))
+        body = make(session, last + 1)
+        if isinstance(body, protocol.Register | protocol.Deregister):
+            # Sent with the other writes of this event-loop pass; the session
+            # comes back once the request carrying it ended.
+            reply = await self._coalescer.write(body, (session, last + 1))
+        else:
+            try:
+                reply = await self._leader_call(body)
+            finally:
+                # Whatever the outcome, seq last+1 is spent; the next write uses last+2.
+                self._free_sessions.append((session, last + 1))
+        if isinstance(reply, protocol.Rejected):
+            raise RequestRejected(reply.reason)  # this write, rejected on apply
         if isinstance(reply, protocol.WriteOk):
             return reply.index
         raise RequestRejected(unexpected(reply))

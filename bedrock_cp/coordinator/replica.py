@@ -383,6 +383,25 @@ class Replica:
 
     async def _commit(self, proposal: Proposal) -> ApplyResult:
         """Propose on this leader and wait until the entry is applied here."""
+        return await self._propose(proposal)
+
+    async def _commit_all(self, proposals: list[Proposal]) -> list[ApplyResult]:
+        """Propose each, in order, as its own entry; wait until all are applied
+        here. Raises :class:`Retry` as soon as one cannot be answered here (the
+        others may still commit: their sessions make a retry exactly-once)."""
+        pending: list[asyncio.Future[ApplyResult]] = []
+        try:
+            for proposal in proposals:
+                pending.append(self._propose(proposal))
+            return [await fut for fut in pending]
+        finally:
+            # Answers nobody will read: drop them (apply and _fail_pending skip
+            # a future that is done), so none is logged as never retrieved.
+            for fut in pending:
+                fut.cancel()
+
+    def _propose(self, proposal: Proposal) -> asyncio.Future[ApplyResult]:
+        """Propose on this leader; the future resolves when the entry is applied here."""
         if self.role is not RaftRole.LEADER:
             raise Retry(self._not_leader())
         try:
@@ -393,7 +412,7 @@ class Replica:
             raise Retry(protocol.Unavailable(f"{exc}; retry")) from None
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
         self._writes[index] = (self.runner.consensus.term, fut)
-        return await fut
+        return fut
 
     def _best_successor(self) -> int | None:
         st = self.runner.consensus.status()

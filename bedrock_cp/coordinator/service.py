@@ -6,7 +6,8 @@ module) and its :class:`~.membership.Membership` (adding and removing
 coordinators):
 
 - writes are answered after they commit and apply; a follower answers
-  ``NotLeader`` with the leader's address;
+  ``NotLeader`` with the leader's address; a ``WriteBatch`` is answered once
+  all of its writes applied, each with its own result;
 - reads are linearizable by default (ReadIndex); ``stale`` reads are served by
   any coordinator from its state;
 - **layout watches**: a gateway long-polls the leader with ``WatchLayout``,
@@ -89,6 +90,11 @@ class Coordinator(Membership):
             ):
                 proposal = write_proposal(body, self.clock.wall_ms(), protocol.CLIENT_NODE)
                 return write_reply(await self._commit(proposal))
+            case protocol.WriteBatch(writes=writes):
+                at_ms = self.clock.wall_ms()
+                proposals = [write_proposal(w, at_ms, protocol.CLIENT_NODE) for w in writes]
+                results = await self._commit_all(proposals)
+                return protocol.WriteResults([write_reply(r) for r in results])
         return protocol.Rejected(f"unsupported request {type(body).__name__}")
 
     def ping(self) -> protocol.PingReply:

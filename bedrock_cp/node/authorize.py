@@ -16,13 +16,15 @@ type allows is the ``sender`` it declares (:data:`~bedrock_cp.protocol.SENDERS`)
 With authentication off (``auth.mode = "none"``) every connection is
 ``anonymous`` and may send anything but the epoch rule below still holds.
 
-Beyond the sender, three requests are checked against what they touch:
+Beyond the sender, four requests are checked against what they touch:
 
 - ``RegisterNodeRequest``: a node registers only itself (an admin may register any).
 - ``Register``: a client files services under no node (``""``); a node under
   itself or none; an admin anywhere.
 - ``Deregister``: a client may remove only services filed under no node, a node
   only its own and those; an admin any.
+- ``WriteBatch``: each write in it, as if sent alone; one that may not be sent
+  refuses the whole batch, naming it (its writes declare the batch's sender).
 
 The Director's epoch: a Director is code on the leader's node, so its requests
 come over that node's connections. Its request must name the current epoch: an
@@ -76,6 +78,14 @@ class Authority:
         sender = SENDERS[type(body)]
         if principal.role not in _ALLOWED[sender]:
             return refuse(body, principal, f"only {_WHO[sender]} may send it")
+        if isinstance(body, protocol.WriteBatch):
+            # Its writes declare its sender (a test holds them to it); checked
+            # anyway, so a batch can never carry what its sender may not send.
+            for position, write in enumerate(body.writes):
+                needs = SENDERS[type(write)]
+                if principal.role not in _ALLOWED[needs]:
+                    reason = f"its write {position} ({type(write).__name__}) needs {_WHO[needs]}"
+                    return refuse(body, principal, reason)
         problem = self._scope(body, principal)
         if problem is not None:
             return refuse(body, principal, problem)
@@ -88,6 +98,11 @@ class Authority:
             return None
         own = str(p.node_id) if p.role == "node" else None
         match body:
+            case protocol.WriteBatch(writes=writes):
+                for position, write in enumerate(writes):
+                    problem = self._scope(write, p)
+                    if problem is not None:
+                        return f"its write {position} ({type(write).__name__}): {problem}"
             case protocol.RegisterNodeRequest(node=node) if node != own:
                 return f"it registers node {node!r}; {p} may register only itself"
             case protocol.Register(node=node) if node not in ("", CLIENT_NODE, own):

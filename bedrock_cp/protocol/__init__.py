@@ -34,7 +34,7 @@ Who may send each request (the ``sender`` of its type, :data:`SENDERS`):
   UnlockProxy, CreateWorker, RemoveWorker, StartRole, StopRole
 - ``admin``: AddCoordinator, RemoveCoordinator, UpdateConfigRequest
 - ``client``: ListServices, ListNodes, GetConfig, WatchLayout, Register, Deregister,
-  RegisterNodeRequest, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
+  RegisterNodeRequest, WriteBatch, GetLayout, StorageGet, StorageGetRange, GetReadVersion, Commit
 """
 
 from .base import Body, Sender
@@ -51,7 +51,9 @@ from .codec import (
 from .commit_proxy import Commit, CommitProxyRequest, Committed, NotCommitted, UnlockProxy
 from .coordinator import (
     CLIENT_NODE,
+    MAX_BATCH_WRITES,
     AddCoordinator,
+    BatchedWrite,
     ConfigReply,
     CoordinatorRequest,
     Deregister,
@@ -71,8 +73,10 @@ from .coordinator import (
     StoreLayoutRequest,
     UpdateConfigRequest,
     WatchLayout,
+    WriteBatch,
     WriteOk,
     WriteRequest,
+    WriteResults,
 )
 from .errors import (
     Done,
@@ -161,6 +165,7 @@ from .storage import (
 
 __all__ = [
     "CLIENT_NODE",
+    "MAX_BATCH_WRITES",
     "MAX_KEY_SIZE",
     "MAX_LAYOUT_WAIT_MS",
     "MAX_STREAM_BYTES",
@@ -173,6 +178,7 @@ __all__ = [
     "SYSTEM_PREFIX",
     "VERSIONS_PER_SECOND",
     "AddCoordinator",
+    "BatchedWrite",
     "Body",
     "Caller",
     "Commit",
@@ -270,8 +276,10 @@ __all__ = [
     "WorkerRef",
     "WorkerRequest",
     "Workers",
+    "WriteBatch",
     "WriteOk",
     "WriteRequest",
+    "WriteResults",
     "check_user_key",
     "decode_layout",
     "decode_request",

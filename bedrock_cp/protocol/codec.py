@@ -35,6 +35,7 @@ from .coordinator import (
     PingReply,
     ServicesReply,
     WriteOk,
+    WriteResults,
 )
 from .errors import (
     Done,
@@ -71,6 +72,7 @@ Response = (
     | ConfigReply
     | LayoutReply
     | WriteOk
+    | WriteResults
     | NotLeader
     | Rejected
     | Unavailable

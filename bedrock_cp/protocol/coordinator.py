@@ -10,15 +10,21 @@ from a follower, naming the leader).
 
 Writes carry a session ``(client_id, seq)`` (``client_id == 0``: no session, no
 exactly-once on retry): a retried ``seq`` gets the first answer again instead of
-being applied twice. The coordinators turn each write into a command of their
+being applied twice. A client's concurrent directory writes may travel together
+in one :class:`WriteBatch` (at most :data:`MAX_BATCH_WRITES`), answered with one
+:class:`WriteResults`; each write in it is still its own command, in its own
+session, with its own answer. The coordinators turn each write into a command of their
 Raft log; those commands are their persistent format, not part of this interface.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+import msgspec
 
 from .base import Body, Sender
+from .errors import Rejected
 from .records import NodeRecord, Service, ServiceRecord
 
 #: The owner of services registered without a node: no Gateway declares it, so
@@ -180,6 +186,32 @@ class StoreLayoutRequest(Body, tag="store_layout"):
     seq: int = 0
 
 
+#: Most writes one :class:`WriteBatch` carries (a longer one does not decode).
+MAX_BATCH_WRITES = 256
+
+#: The writes a :class:`WriteBatch` may carry: the directory writes a client
+#: makes many of at once. Each declares the same sender as the batch.
+BatchedWrite = Register | Deregister
+
+
+class WriteBatch(Body, tag="writes"):
+    """Several directory writes in one request: what a client's concurrent
+    writes become when they are ready to send at the same moment.
+
+    Each write is proposed as its own command, in its own session, in order, and
+    answered in :class:`WriteResults` at the same position. The batch is
+    authorized as a whole: if its sender may not send one of the writes, it is
+    refused (``Unauthorized``, naming that write) and none is proposed. If
+    leadership is lost before every write is answered, the whole batch is
+    answered ``NotLeader`` or ``Unavailable``; a retry of it is exactly-once
+    per write, by the sessions, like a retry of each write alone.
+    """
+
+    sender: ClassVar[Sender] = Sender.CLIENT
+
+    writes: Annotated[list[BatchedWrite], msgspec.Meta(min_length=1, max_length=MAX_BATCH_WRITES)]
+
+
 WriteRequest = (
     Register
     | Deregister
@@ -190,7 +222,14 @@ WriteRequest = (
     | StoreLayoutRequest
 )
 CoordinatorRequest = (
-    Ping | NodeStatus | ListServices | ListNodes | GetConfig | WatchLayout | WriteRequest
+    Ping
+    | NodeStatus
+    | ListServices
+    | ListNodes
+    | GetConfig
+    | WatchLayout
+    | WriteRequest
+    | WriteBatch
 )
 
 # -- replies ---------------------------------------------------------------------------
@@ -267,3 +306,11 @@ class WriteOk(Body, tag="ok"):
 
     index: int
     value: int | None
+
+
+class WriteResults(Body, tag="oks"):
+    """The answers to a :class:`WriteBatch`, one per write, in its order: each
+    :class:`WriteOk` or :class:`~bedrock_cp.protocol.errors.Rejected`, as that
+    write alone would have been answered."""
+
+    results: list[WriteOk | Rejected]
