@@ -409,14 +409,28 @@ class Directory:
     ) -> None:
         """Reads and writes, ``pace`` seconds apart (a simulation on virtual
         time would otherwise run them back to back)."""
+        await self.lockstep(client, [process], budget, pace=pace)
+
+    async def lockstep(
+        self, client: Client, processes: list[str], budget: Budget, *, pace: float = 0.0
+    ) -> None:
+        """Like :meth:`client` for several processes sharing one client, each
+        step started by all of them in the same instant: their writes travel
+        as one ``WriteBatch`` (each is still its own op in the history)."""
         while budget.more():
-            r = self.rng.random()
-            if r < 0.4:
-                await self.read(client, process)
-            elif not await self.write(client, process, self.rng.choice(self.ids), r < 0.85):
+            steps = await asyncio.gather(*(self._step(client, p) for p in processes))
+            if not all(steps):
                 return
             if pace:
                 await asyncio.sleep(pace)
+
+    async def _step(self, client: Client, process: str) -> bool:
+        """One read or write; False once the workload is done."""
+        r = self.rng.random()
+        if r < 0.4:
+            await self.read(client, process)
+            return True
+        return await self.write(client, process, self.rng.choice(self.ids), r < 0.85)
 
     async def reader(self, client: Client, process: str, budget: Budget) -> None:
         """Reads only, paced: for a client that knows one coordinator (a deposed

@@ -283,9 +283,11 @@ async def _run(run: _Run, report: SimReport) -> None:
         for i in range(config.bank_clients):
             db = await run.database(f"bank{i}")
             tasks.append(run.bank.client(db, f"bank{i}", Budget(stop_clients), retry=i > 0))
-        for i in range(config.directory_clients):
-            client = run.client(f"dir{i}")
-            tasks.append(run.directory.client(client, f"dir{i}", Budget(stop_clients), pace=0.01))
+        # The directory's processes share one client, as a host's tasks do, and
+        # step together: writes they make at the same instant travel as one WriteBatch.
+        processes = [f"dir{i}" for i in range(config.directory_clients)]
+        shared = run.client("dir")
+        tasks.append(run.directory.lockstep(shared, processes, Budget(stop_clients), pace=0.01))
         if config.pinned_readers:
             for node in c.ids:
                 client = run.client(f"pin{node}", only=node)
