@@ -333,7 +333,7 @@ class Client:
         else:
             session, last = self.rng.getrandbits(62) | 1, 0
         body = make(session, last + 1)
-        if isinstance(body, protocol.Register | protocol.Deregister):
+        if isinstance(body, protocol.BatchedWrite):
             # Sent with the other writes of this event-loop pass; the session
             # comes back once the request carrying it ended.
             reply = await self._coalescer.write(body, (session, last + 1))

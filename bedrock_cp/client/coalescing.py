@@ -2,10 +2,10 @@
 
 A host that registers from many tasks through one client would otherwise send
 one request per write, and the leader would serve each alone: its own frame,
-handler task, deadline timer, reply and TLS record. A profile of 64 tasks
-writing through one client put those per-request costs at about half of the
-leader's CPU per write, and the client's own per-call bookkeeping at most of
-the client's.
+handler task, deadline timer, reply and TLS record, and the client its own
+leader call. Those per-request costs are paid once per batch instead
+(``benches/test_cluster_bench.py``, 64 tasks on one client, measures the
+effect).
 
 The coalescer collects the writes submitted during one pass of the event loop
 and sends them together, as one :class:`~bedrock_cp.protocol.WriteBatch` (at

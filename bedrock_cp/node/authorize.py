@@ -75,34 +75,35 @@ class Authority:
         self, body: protocol.Request, principal: Principal
     ) -> protocol.Response | None:
         """None if ``principal`` may send ``body``; otherwise the reply refusing it."""
-        sender = SENDERS[type(body)]
-        if principal.role not in _ALLOWED[sender]:
-            return refuse(body, principal, f"only {_WHO[sender]} may send it")
-        if isinstance(body, protocol.WriteBatch):
-            # Its writes declare its sender (a test holds them to it); checked
-            # anyway, so a batch can never carry what its sender may not send.
-            for position, write in enumerate(body.writes):
-                needs = SENDERS[type(write)]
-                if principal.role not in _ALLOWED[needs]:
-                    reason = f"its write {position} ({type(write).__name__}) needs {_WHO[needs]}"
-                    return refuse(body, principal, reason)
-        problem = self._scope(body, principal)
+        problem = self._problem(body, principal)
         if problem is not None:
             return refuse(body, principal, problem)
-        if sender is Sender.DIRECTOR:
+        if SENDERS[type(body)] is Sender.DIRECTOR:
             return await self._current_epoch(body, principal)
         return None
+
+    def _problem(self, body: protocol.Request, p: Principal) -> str | None:
+        """Why ``p`` may not send ``body`` (its sender, then what it touches); None if it may.
+
+        A ``WriteBatch`` is checked write by write, as if each were sent alone
+        (its writes are never Director requests: they declare the batch's sender).
+        """
+        sender = SENDERS[type(body)]
+        if p.role not in _ALLOWED[sender]:
+            return f"only {_WHO[sender]} may send it"
+        if isinstance(body, protocol.WriteBatch):
+            for position, write in enumerate(body.writes):
+                problem = self._problem(write, p)
+                if problem is not None:
+                    return f"its write {position} ({type(write).__name__}): {problem}"
+            return None
+        return self._scope(body, p)
 
     def _scope(self, body: protocol.Request, p: Principal) -> str | None:
         if p.role in ("admin", "anonymous"):
             return None
         own = str(p.node_id) if p.role == "node" else None
         match body:
-            case protocol.WriteBatch(writes=writes):
-                for position, write in enumerate(writes):
-                    problem = self._scope(write, p)
-                    if problem is not None:
-                        return f"its write {position} ({type(write).__name__}): {problem}"
             case protocol.RegisterNodeRequest(node=node) if node != own:
                 return f"it registers node {node!r}; {p} may register only itself"
             case protocol.Register(node=node) if node not in ("", CLIENT_NODE, own):
