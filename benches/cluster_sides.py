@@ -28,6 +28,7 @@ from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.protocol import Caller
 
 from . import etcd
+from .cpu import CpuPerOperation
 from .pysyncobj_side import VALUE, Line, PysyncobjCluster
 
 WRITERS = 64  # concurrent writers in the throughput benchmarks
@@ -99,6 +100,10 @@ class OursSide:
             "client_attempt_timeout_s": self.attempt_timeout or "default",
             "auth": self.cluster.auth,
         }
+
+    def cpu_meter(self, leader: int) -> CpuPerOperation:
+        """CPU per operation of this cluster's nodes (``leader`` leads) and the client."""
+        return CpuPerOperation({n: p.pid for n, p in self.cluster.procs.items()}, leader)
 
     def start(self) -> None:
         self.cluster.start()
@@ -466,8 +471,9 @@ def measure_throughput(
 ) -> None:
     """``rounds`` rounds of WRITERS x WRITES_PER_WRITER concurrent writes (one
     connection per writer, or with ``multiplexed`` one client for all: ours only);
-    writes/s in ``extra_info``."""
-    runner.run(side.settle())
+    writes/s in ``extra_info``, and for ours the CPU per write of each node and
+    of the client (see :mod:`.cpu`)."""
+    leader = runner.run(side.settle())
     total = WRITERS * WRITES_PER_WRITER
 
     def many() -> None:
@@ -477,7 +483,14 @@ def measure_throughput(
         else:
             runner.run(side.write_many(WRITERS, WRITES_PER_WRITER))
 
-    benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
+    if not isinstance(side, OursSide):
+        benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
+    else:
+        many()  # the warm-up round, before the CPU is counted
+        meter = side.cpu_meter(leader)
+        with meter.counting():
+            benchmark.pedantic(many, rounds=rounds)
+        benchmark.extra_info["cpu_per_write"] = meter.per_operation(rounds * total)
     assert benchmark.stats is not None
     benchmark.extra_info["writers"] = WRITERS
     benchmark.extra_info["connections"] = 1 if multiplexed else WRITERS

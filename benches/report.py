@@ -108,6 +108,13 @@ def markdown(result: dict[str, Any], source: str) -> str:
             st, info = b["stats"], b.get("extra_info", {})
             rate = info.get("writes_per_s") or info.get("transactions_per_s") or ""
             shown = f"{rate:,} per s" if rate else ""
+            cost = info.get("cpu_per_write") or info.get("cpu_per_transaction")
+            if cost:
+                shown += (", " if shown else "") + (
+                    f"CPU per op: leader {cost['leader_us']:,} us, followers "
+                    f"{', '.join(f'{c:,}' for c in cost['followers_us'])} us, "
+                    f"client {cost['client_us']:,} us"
+                )
             if "cpu_percent_per_node" in info:
                 shown = f"CPU % per node {info['cpu_percent_per_node']}"
                 if "wakeups_per_10s_per_node" in info:

@@ -35,23 +35,10 @@ from bedrock_cp.cluster import LocalCluster
 from tests.clusters import cluster_recovered, leader_of
 
 from . import etcd
+from .cpu import usage
 
 WINDOW = float(os.environ.get("BEDROCK_IDLE_WINDOW", "10"))
 SETTLE = float(os.environ.get("BEDROCK_IDLE_SETTLE", "5"))
-
-
-def _usage(pid: int) -> tuple[float, int]:
-    """CPU seconds and voluntary context switches of every thread of ``pid``."""
-    cpu, switches = 0.0, 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            cpu += int((task / "schedstat").read_text().split()[0]) / 1e9
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    switches += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            continue
-    return cpu, switches
 
 
 def _rss_mb(pid: int) -> float:
@@ -65,11 +52,11 @@ def _window(pids: list[int], leader: int, result: dict[str, Any]) -> Callable[[]
     """The measurement; ``leader`` is the index in ``pids`` of the leader's process."""
 
     def window() -> None:
-        before = {pid: _usage(pid) for pid in pids}
+        before = {pid: usage(pid) for pid in pids}
         start = time.monotonic()
         time.sleep(WINDOW)  # the measurement window: the processes are left alone
         elapsed = time.monotonic() - start
-        after = {pid: _usage(pid) for pid in pids}
+        after = {pid: usage(pid) for pid in pids}
         cpu = [(after[p][0] - before[p][0]) / elapsed * 100 for p in pids]
         result["cpu_percent_per_node"] = [round(c, 2) for c in cpu]
         result["cpu_seconds_per_10s_per_node"] = [round(c / 10, 3) for c in cpu]

@@ -8,6 +8,10 @@ a commit is acknowledged only once every log fsync'd it.
 - latency: 1 client, one transaction at a time;
 - throughput: 32 concurrent clients (4 databases x 8 tasks), 8 transactions
   each per round; transactions/s in ``extra_info``.
+
+Both also give the CPU per transaction of the leader (which runs the
+sequencer, proxies and resolver beside its log and storage), of each
+follower and of the client (``cpu_per_transaction``, see :mod:`.cpu`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ import uvloop
 
 from bedrock_cp.client import Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import cluster_recovered
+from tests.clusters import cluster_recovered, leader_of
+
+from .cpu import CpuPerOperation
 
 CLIENTS = 32
 DATABASES = 4
 PER_CLIENT = 8
+LATENCY_ROUNDS = 300
+THROUGHPUT_ROUNDS = 10
 #: What the cluster runs with (LocalCluster's defaults: what users get).
 SETTINGS = {"fsync": True, "auth": "tls", "nodes": 3, "logs": 3, "storage_replicas": 3}
 
@@ -37,14 +45,35 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture(scope="module")
-def databases(runner: asyncio.Runner) -> Iterator[list[Database]]:
+def cluster(runner: asyncio.Runner) -> Iterator[LocalCluster]:
     cluster = LocalCluster(3)
     cluster.start()
+    try:
+        runner.run(cluster_recovered(cluster))
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
+def _cpu_meter(runner: asyncio.Runner, cluster: LocalCluster) -> CpuPerOperation:
+    async def leader() -> int:
+        client = await cluster.client()
+        try:
+            return (await leader_of(client))[0]
+        finally:
+            await client.close()
+
+    nodes = {n: p.pid for n, p in cluster.procs.items()}
+    return CpuPerOperation(nodes, runner.run(leader()))
+
+
+@pytest.fixture(scope="module")
+def databases(runner: asyncio.Runner, cluster: LocalCluster) -> Iterator[list[Database]]:
     dbs: list[Database] = []
     try:
 
         async def setup() -> None:
-            await cluster_recovered(cluster)
             for _ in range(DATABASES):
                 dbs.append(await open_database(str(cluster.cluster_file)))
 
@@ -57,8 +86,6 @@ def databases(runner: asyncio.Runner) -> Iterator[list[Database]]:
                 await db.close()
 
         runner.run(close())
-        cluster.stop()
-        cluster.cleanup()
 
 
 async def _one(db: Database, key: bytes) -> None:
@@ -69,7 +96,7 @@ async def _one(db: Database, key: bytes) -> None:
 
 
 def test_transaction_latency_1_client(
-    benchmark: Any, runner: asyncio.Runner, databases: list[Database]
+    benchmark: Any, runner: asyncio.Runner, cluster: LocalCluster, databases: list[Database]
 ) -> None:
     db = databases[0]
     counter = iter(range(10**9))
@@ -79,11 +106,16 @@ def test_transaction_latency_1_client(
 
     benchmark.group = "transaction latency (1 client, sequential)"
     benchmark.extra_info["settings"] = SETTINGS
-    benchmark.pedantic(one, rounds=300, warmup_rounds=10)
+    meter = _cpu_meter(runner, cluster)
+    for _ in range(10):  # the warm-up, before the CPU is counted
+        one()
+    with meter.counting():
+        benchmark.pedantic(one, rounds=LATENCY_ROUNDS)
+    benchmark.extra_info["cpu_per_transaction"] = meter.per_operation(LATENCY_ROUNDS)
 
 
 def test_transaction_throughput_32_clients(
-    benchmark: Any, runner: asyncio.Runner, databases: list[Database]
+    benchmark: Any, runner: asyncio.Runner, cluster: LocalCluster, databases: list[Database]
 ) -> None:
     counter = iter(range(10**9))
 
@@ -96,8 +128,12 @@ def test_transaction_throughput_32_clients(
 
     benchmark.group = f"transaction throughput ({CLIENTS} clients)"
     benchmark.extra_info["settings"] = SETTINGS
-    benchmark.pedantic(lambda: runner.run(round_()), rounds=10, warmup_rounds=1)
+    meter = _cpu_meter(runner, cluster)
+    runner.run(round_())  # the warm-up round, before the CPU is counted
+    with meter.counting():
+        benchmark.pedantic(lambda: runner.run(round_()), rounds=THROUGHPUT_ROUNDS)
     assert benchmark.stats is not None
     per_round = CLIENTS * PER_CLIENT
+    benchmark.extra_info["cpu_per_transaction"] = meter.per_operation(THROUGHPUT_ROUNDS * per_round)
     benchmark.extra_info["transactions_per_round"] = per_round
     benchmark.extra_info["transactions_per_s"] = round(per_round / benchmark.stats.stats.mean)

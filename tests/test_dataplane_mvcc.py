@@ -3,6 +3,9 @@ to the base, range clears, rollback and forgetting what became durable."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bedrock_cp.dataplane.mvcc import VersionedMap
 from bedrock_cp.protocol import KeyRange, Mutation, MutationKind
 
@@ -66,3 +69,110 @@ def test_rollback_and_drop_through() -> None:
     assert w.lookup(b"a", 30) == (True, None)
     w.drop_through(30)
     assert len(w) == 0 and w.clears == 0
+
+
+def test_a_forgotten_key_written_again_is_listed_once() -> None:
+    w = VersionedMap()
+    for version, key in enumerate([b"a", b"b", b"c", b"d"], start=1):
+        w.apply(version, set_(key, key))
+    w.drop_through(1)  # "a" is forgotten; the others keep the key list as it is
+    assert len(w) == 3 and w.lookup(b"a", 4) == (False, None)
+    assert w.range(b"", b"z", 4) == ([(b"b", b"b"), (b"c", b"c"), (b"d", b"d")], [])
+    w.apply(5, set_(b"a", b"5"))
+    w.apply(6, clear_range(b"a", b"c"))
+    assert len(w) == 4 and sorted(set(w._keys)) == w._keys == [b"a", b"b", b"c", b"d"]
+    assert w.range(b"", b"z", 5)[0] == [(b"a", b"5"), (b"b", b"b"), (b"c", b"c"), (b"d", b"d")]
+    w.drop_through(6)
+    assert len(w) == 0 and w.range(b"", b"z", 6) == ([], [])
+
+
+# -- against a model --------------------------------------------------------------------
+
+KEYS = [b"a", b"b", b"c", b"d"]
+#: One step: write ``key`` (a set, a clear, or a range clear up to the next key),
+#: go to the next version, roll back ``n`` versions, or drop ``n`` versions to the base.
+_step = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(KEYS), st.binary(max_size=2)),
+    st.tuples(st.just("clear"), st.sampled_from(KEYS), st.just(b"")),
+    st.tuples(st.just("clear_range"), st.sampled_from(KEYS), st.sampled_from([*KEYS, b"z"])),
+    st.tuples(st.just("next"), st.just(b""), st.just(b"")),
+    st.tuples(st.sampled_from(["rollback", "drop"]), st.integers(0, 4), st.just(b"")),
+)
+
+
+def _mutation(kind: str, key: bytes, param: bytes) -> Mutation:
+    if kind == "set":
+        return set_(key, param)
+    if kind == "clear":
+        return clear(key)
+    return clear_range(key, param)
+
+
+def _model_lookup(
+    writes: list[tuple[int, Mutation]], base: int, key: bytes, version: int
+) -> tuple[bool, bytes | None]:
+    """What the window must say: the last write above the base, at or below
+    ``version``, that touches ``key`` decides; with none, the base does."""
+    decided: tuple[bool, bytes | None] = (False, None)
+    for v, m in writes:
+        if v <= base or v > version:
+            continue
+        if m.kind == MutationKind.CLEAR_RANGE:
+            if m.key <= key < m.param:
+                decided = (True, None)
+        elif m.key == key:
+            decided = (True, m.param if m.kind == MutationKind.SET else None)
+    return decided
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_step, max_size=60))
+def test_the_window_agrees_with_a_model_through_rollbacks_and_drops(
+    steps: list[tuple[str, object, bytes]],
+) -> None:
+    """Every read at or above the base, after any run of writes, rollbacks (never
+    below the base) and drops to the base (never above what was applied), is
+    what the writes say; the window forgets exactly what it dropped."""
+    w = VersionedMap()
+    writes: list[tuple[int, Mutation]] = []  # applied and not rolled back, in order
+    version, base = 1, 0
+    for kind, arg, param in steps:
+        if kind in ("set", "clear", "clear_range"):
+            assert isinstance(arg, bytes)
+            m = _mutation(kind, arg, param)
+            w.apply(version, m)
+            writes.append((version, m))
+        elif kind == "next":
+            version += 1
+        else:
+            assert isinstance(arg, int)
+            to = max(base, version - arg)
+            if kind == "rollback":
+                w.rollback(to)
+                writes = [(v, m) for v, m in writes if v <= to]
+                version = to + 1  # the chain goes on above it
+            else:
+                to = min(to, version)
+                w.drop_through(to)
+                base = max(base, to)
+                version = max(version, base + 1)  # writes come above the base
+        for at in range(base, version + 2):
+            expected = {key: _model_lookup(writes, base, key, at) for key in KEYS}
+            assert {key: w.lookup(key, at) for key in KEYS} == expected, at
+            # A range read decides each key as a lookup does.
+            decided, cleared = w.range(b"", b"z", at)
+            shown = dict(decided)
+            for key in KEYS:
+                if key in shown:
+                    assert expected[key] == (True, shown[key]), (key, at)
+                else:
+                    hidden = any(r.begin <= key < r.end for r in cleared)
+                    assert expected[key] == (hidden, None), (key, at)
+        # Nothing at or below the base stays in the window.
+        assert all(v > base for h in w._history.values() for v, _ in h)
+        assert [k for k in w._keys if k in w._history] == sorted(w._history)
+        assert len(set(w._keys)) == len(w._keys) and len(w) == len(w._history)
+        # What drop_through walks is every history entry, once, in version order.
+        assert list(w._written) == sorted(w._written, key=lambda e: e[0])
+        entries = [(v, k) for k, h in w._history.items() for v, _ in h]
+        assert sorted(w._written) == sorted(entries)

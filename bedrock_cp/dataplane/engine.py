@@ -20,6 +20,8 @@ one thread and reads (and snapshots) on another, each with its own connection.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -28,6 +30,7 @@ from pathlib import Path
 from ..protocol import CommitBatch, KeyRange, MutationKind
 
 FILE_NAME = "data.sqlite3"
+_kind = operator.attrgetter("kind")
 #: The WAL file is truncated to this size after a checkpoint.
 JOURNAL_LIMIT = 4 << 20
 
@@ -94,14 +97,22 @@ class Engine:
         c = self._writer
         c.execute("BEGIN IMMEDIATE")
         try:
-            for batch in batches:
-                for m in batch.mutations:
-                    if m.kind == MutationKind.SET:
-                        c.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (m.key, m.param))
-                    elif m.kind == MutationKind.CLEAR:
-                        c.execute("DELETE FROM kv WHERE key = ?", (m.key,))
-                    elif m.kind == MutationKind.CLEAR_RANGE:
-                        c.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (m.key, m.param))
+            # Each run of mutations of one kind is one executemany, in order:
+            # fewer calls from Python on the write thread, which holds the GIL
+            # (that the event loop waits for) while it makes them.
+            for kind, run in itertools.groupby(
+                (m for batch in batches for m in batch.mutations), key=_kind
+            ):
+                if kind == MutationKind.SET:
+                    c.executemany(
+                        "INSERT OR REPLACE INTO kv VALUES (?, ?)", ((m.key, m.param) for m in run)
+                    )
+                elif kind == MutationKind.CLEAR:
+                    c.executemany("DELETE FROM kv WHERE key = ?", ((m.key,) for m in run))
+                elif kind == MutationKind.CLEAR_RANGE:
+                    c.executemany(
+                        "DELETE FROM kv WHERE key >= ? AND key < ?", ((m.key, m.param) for m in run)
+                    )
             c.execute("INSERT OR REPLACE INTO meta VALUES ('durable', ?)", (durable,))
             c.execute("COMMIT")
         except BaseException:

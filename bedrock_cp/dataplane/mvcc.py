@@ -12,11 +12,22 @@ keys only the base holds.
 Once versions are made durable in the base, :meth:`VersionedMap.drop_through`
 forgets them here; :meth:`VersionedMap.rollback` drops versions that were
 applied but never committed (found out at a recovery).
+
+Forgetting costs what it forgets, not what the window holds: the window keeps
+its writes in the order they were applied, so :meth:`~VersionedMap.drop_through`
+visits only the keys written at the versions it drops, and a forgotten key
+stays in the sorted key list until forgotten keys are half of it (then the
+list is rebuilt once). It used to visit and rebuild the whole window at every
+drop (ten a second, so each write was visited 50 times): with 5 s of distinct
+keys in the window, ``benches/test_storage_window_bench.py`` measured 10.6-11.5
+us per write per replica before, 1.4-2.1 us after (at 2,500 and 20,000
+writes/s).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 
 from ..protocol import KeyRange, Mutation, MutationKind
 
@@ -30,13 +41,19 @@ def _version(item: tuple[int, bytes | None]) -> int:
 
 class VersionedMap:
     def __init__(self) -> None:
-        self._keys: list[bytes] = []  # sorted; every key with a history
+        #: Sorted, no duplicates: every key with a history, and ``_gone`` keys
+        #: forgotten since the last rebuild (skipped wherever the list is read).
+        self._keys: list[bytes] = []
+        self._gone = 0
         self._history: dict[bytes, History] = {}
         #: Range clears ``(version, begin, end)``, in version order.
         self._clears: list[tuple[int, bytes, bytes]] = []
+        #: ``(version, key)`` of every history entry, in the order applied (so
+        #: in version order): each entry of a history has one here.
+        self._written: deque[tuple[int, bytes]] = deque()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._history)
 
     @property
     def clears(self) -> int:
@@ -47,11 +64,18 @@ class VersionedMap:
         history = self._history.get(key)
         if history is None:
             self._history[key] = [(version, value)]
-            bisect.insort(self._keys, key)
+            keys = self._keys
+            i = bisect.bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                self._gone -= 1  # forgotten, still listed: back
+            else:
+                keys.insert(i, key)
         elif history[-1][0] == version:
             history[-1] = (version, value)  # a later mutation of the same batch
+            return
         else:
             history.append((version, value))
+        self._written.append((version, key))
 
     def apply(self, version: int, mutation: Mutation) -> None:
         """Apply one mutation at ``version`` (not below any version already applied)."""
@@ -65,7 +89,8 @@ class VersionedMap:
             lo = bisect.bisect_left(self._keys, mutation.key)
             hi = bisect.bisect_left(self._keys, mutation.param, lo=lo)
             for key in self._keys[lo:hi]:
-                self._write(key, version, None)
+                if key in self._history:
+                    self._write(key, version, None)
             self._clears.append((version, mutation.key, mutation.param))
 
     def lookup(self, key: bytes, version: int) -> tuple[bool, bytes | None]:
@@ -94,7 +119,9 @@ class VersionedMap:
         lo = bisect.bisect_left(self._keys, begin)
         hi = bisect.bisect_left(self._keys, end, lo=lo)
         for key in self._keys[lo:hi]:
-            history = self._history[key]
+            history = self._history.get(key)
+            if history is None:
+                continue  # forgotten
             i = bisect.bisect_right(history, version, key=_version)
             if i:
                 decided.append((key, history[i - 1][1]))
@@ -120,14 +147,21 @@ class VersionedMap:
         self._forget(dead)
         while self._clears and self._clears[-1][0] > version:
             self._clears.pop()
+        written = self._written
+        while written and written[-1][0] > version:
+            written.pop()
 
     def drop_through(self, version: int) -> None:
         """Forget every write at or below ``version`` (the base holds them now)."""
         dead: list[bytes] = []
-        for key, history in self._history.items():
+        written, histories = self._written, self._history
+        while written and written[0][0] <= version:
+            _, key = written.popleft()
+            history = histories.get(key)
+            if not history or history[0][0] > version:
+                continue  # trimmed already (by an earlier write of the key), or forgotten
             i = bisect.bisect_right(history, version, key=_version)
-            if i:
-                del history[:i]
+            del history[:i]
             if not history:
                 dead.append(key)
         self._forget(dead)
@@ -139,5 +173,7 @@ class VersionedMap:
             return
         for key in keys:
             del self._history[key]
-        gone = set(keys)
-        self._keys = [k for k in self._keys if k not in gone]
+        self._gone += len(keys)
+        if self._gone * 2 > len(self._keys):
+            self._keys = [k for k in self._keys if k in self._history]
+            self._gone = 0
