@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.protocol import (
@@ -17,6 +22,7 @@ from bedrock_cp.protocol import (
 from .dataplane_pipeline import ref
 
 K = KeyRange.single
+T = TypeVar("T")
 
 
 def resolver(**kw: float) -> Resolver:
@@ -82,3 +88,74 @@ async def test_a_missing_predecessor_fails_and_a_replay_gets_the_same_answer() -
     assert await r.handle(resolve(0, 10, txn(0, [b"k"], [b"k"]))) == first
     fork = await r.handle(resolve(5, 10))
     assert isinstance(fork, Failed) and fork.code == "invalid"
+
+
+# -- against a model --------------------------------------------------------------------
+
+KEYS = [b"a", b"b", b"c", b"d"]
+_range = st.one_of(
+    st.sampled_from(KEYS).map(K),  # most reads and writes are one key
+    st.tuples(st.sampled_from(KEYS), st.sampled_from([*KEYS, b"e"])).map(
+        lambda t: KeyRange(t[0], t[1])  # may be empty: no key at all
+    ),
+)
+#: A batch: how far its version is above the last one (at times past the whole
+#: window), and each transaction's read version as a distance below the last
+#: resolved version, reads and writes.
+_batch = st.tuples(
+    st.sampled_from([1, 2, 7, MVCC_WINDOW_VERSIONS // 2 + 1]),
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 3, 10, MVCC_WINDOW_VERSIONS]),
+            st.lists(_range, max_size=3),
+            st.lists(_range, max_size=3),
+        ),
+        max_size=5,
+    ),
+)
+
+
+def _now(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a resolution that needs no waiting (its predecessor is resolved)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    raise AssertionError("the resolution waited")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_batch, max_size=12))
+def test_admissions_agree_with_every_write_admitted_so_far(
+    batches: list[tuple[int, list[tuple[int, list[KeyRange], list[KeyRange]]]]],
+) -> None:
+    """A transaction with reads is admitted iff its read version is in the
+    window and no write admitted above it (earlier in its own batch included)
+    touches what it read; one without reads always is."""
+    r = resolver()
+    admitted: list[tuple[int, KeyRange]] = []  # every admitted write, forever
+    last = 0
+    for step, txns in batches:
+        version = last + step
+        body = [
+            ResolveTransaction(max(0, last - back), reads, writes) for back, reads, writes in txns
+        ]
+        answer = _now(r.handle(Resolve("res", 1, last, version, body)))
+        floor = max(0, version - MVCC_WINDOW_VERSIONS)
+        expected: list[bool] = []
+        batch: list[KeyRange] = []
+        for t in body:
+            reads = [x for x in t.reads if x.begin < x.end]
+            ok = not reads or (
+                t.read_version >= floor
+                and not any(
+                    v > t.read_version and w.intersects(x) for v, w in admitted for x in reads
+                )
+                and not any(w.intersects(x) for w in batch for x in reads)
+            )
+            expected.append(ok)
+            if ok:
+                batch += [w for w in t.writes if w.begin < w.end]
+        assert answer == Resolved(expected)
+        admitted += [(version, w) for w in batch]
+        last = version

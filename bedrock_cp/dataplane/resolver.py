@@ -16,12 +16,22 @@ recorded (a possible false conflict later, never a missed one).
 The resolver whose range reaches the end of the user key space also checks the
 system keys (:func:`~bedrock_cp.protocol.served_range`): the idempotency
 conflict keys that keep two attempts of one transaction from both committing.
+
+A read of one key (most reads: every transaction with an idempotency id reads
+its conflict key) costs one lookup of the newest version that key was written
+at, plus the range writes (clears of ranges) above its read version, instead
+of a pass over every write admitted above its read version: that pass grew
+with the commit rate times the time a transaction takes, so under load each
+transaction paid for all the others. A read of a range still takes the pass.
+``benches/test_resolver_bench.py`` (32 transactions a batch, one key read and
+two written each): 76 us per transaction before, 10 us after, with read
+versions 10 batches old; 1,381 us before, 11 us after, 100 batches old.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from ..protocol import (
     MVCC_WINDOW_VERSIONS,
@@ -39,6 +49,57 @@ from .pulse import Pulse
 
 #: Answers remembered for idempotent replays of already-resolved batches.
 ANSWER_MEMORY = 1024
+
+
+def _point(r: KeyRange) -> bytes | None:
+    """The key ``r`` holds if it holds exactly one, else None."""
+    end = r.end
+    return (
+        r.begin if len(end) == len(r.begin) + 1 and end[-1] == 0 and end[:-1] == r.begin else None
+    )
+
+
+class _Writes:
+    """Writes by version: the newest version of each single key written, and
+    the range writes in version order (a batch's writes go in together)."""
+
+    __slots__ = ("_by_version", "_key_version", "_range_versions", "_ranges")
+
+    def __init__(self) -> None:
+        self._key_version: dict[bytes, int] = {}
+        #: ``(version, keys written)``, oldest first: what :meth:`forget_below` walks.
+        self._by_version: deque[tuple[int, list[bytes]]] = deque()
+        self._range_versions: list[int] = []
+        self._ranges: list[list[KeyRange]] = []
+
+    def add(self, version: int, keys: list[bytes], ranges: list[KeyRange]) -> None:
+        if keys:
+            for key in keys:
+                self._key_version[key] = version
+            self._by_version.append((version, keys))
+        if ranges:
+            self._range_versions.append(version)
+            self._ranges.append(ranges)
+
+    def conflicts(self, key: bytes, read_version: int) -> bool:
+        """Whether a write above ``read_version`` touched ``key``."""
+        if self._key_version.get(key, -1) > read_version:
+            return True
+        start = bisect.bisect_right(self._range_versions, read_version)
+        return any(r.contains(key) for rs in self._ranges[start:] for r in rs)
+
+    def forget_below(self, floor: int) -> None:
+        """Drop writes at or below ``floor``."""
+        by_version, newest = self._by_version, self._key_version
+        while by_version and by_version[0][0] <= floor:
+            version, keys = by_version.popleft()
+            for key in keys:
+                if newest.get(key) == version:
+                    del newest[key]
+        n = bisect.bisect_right(self._range_versions, floor)
+        if n:
+            del self._range_versions[:n]
+            del self._ranges[:n]
 
 
 def clip(ranges: list[KeyRange], to: KeyRange) -> list[KeyRange]:
@@ -70,9 +131,12 @@ class Resolver:
         self._start_version = start_version
         self._order_wait = order_wait
         self._last = start_version
-        # Admitted writes by batch version, oldest first (parallel lists for bisect).
+        # Admitted writes by batch version, oldest first (parallel lists for
+        # bisect): what a read of a range is checked against.
         self._versions: list[int] = []
         self._writes: list[list[KeyRange]] = []
+        # The same writes, indexed for reads of one key.
+        self._index = _Writes()
         self._answers: OrderedDict[int, tuple[int, Resolved]] = OrderedDict()
         self._pulse = Pulse()
 
@@ -117,20 +181,31 @@ class Resolver:
         self._forget_below(floor)
         admitted: list[bool] = []
         batch_writes: list[KeyRange] = []
+        # This batch's admitted writes so far, as the index holds them.
+        batch_keys: dict[bytes, None] = {}
+        batch_ranges: list[KeyRange] = []
         for txn in req.transactions:
             reads = clip(txn.reads, self._served)
             writes = clip(txn.writes, self._served)
             ok = not reads or (
                 txn.read_version >= floor
-                and not self._conflicts(reads, txn.read_version)
-                and not any(r.intersects(w) for r in reads for w in batch_writes)
+                and not self._conflicts(
+                    reads, txn.read_version, batch_writes, batch_keys, batch_ranges
+                )
             )
             admitted.append(ok)
             if ok:
                 batch_writes.extend(writes)
+                for w in writes:
+                    key = _point(w)
+                    if key is None:
+                        batch_ranges.append(w)
+                    else:
+                        batch_keys[key] = None
         if batch_writes:
             self._versions.append(req.version)
             self._writes.append(batch_writes)
+            self._index.add(req.version, list(batch_keys), batch_ranges)
         answer = Resolved(admitted)
         self._answers[req.version] = (req.prev_version, answer)
         while len(self._answers) > ANSWER_MEMORY:
@@ -139,11 +214,35 @@ class Resolver:
         self._pulse.fire()
         return answer
 
-    def _conflicts(self, reads: list[KeyRange], read_version: int) -> bool:
+    def _conflicts(
+        self,
+        reads: list[KeyRange],
+        read_version: int,
+        batch_writes: list[KeyRange],
+        batch_keys: dict[bytes, None],
+        batch_ranges: list[KeyRange],
+    ) -> bool:
+        """Whether a write admitted above ``read_version`` (those of this batch
+        so far included) touches one of ``reads``."""
+        ranges: list[KeyRange] = []
+        for r in reads:
+            key = _point(r)
+            if key is None:
+                ranges.append(r)
+            elif (
+                key in batch_keys
+                or any(w.contains(key) for w in batch_ranges)
+                or self._index.conflicts(key, read_version)
+            ):
+                return True
+        if not ranges:
+            return False
+        if any(r.intersects(w) for r in ranges for w in batch_writes):
+            return True
         start = bisect.bisect_right(self._versions, read_version)
         for writes in self._writes[start:]:
             for w in writes:
-                for r in reads:
+                for r in ranges:
                     if r.intersects(w):
                         return True
         return False
@@ -154,6 +253,7 @@ class Resolver:
         if n:
             del self._versions[:n]
             del self._writes[:n]
+        self._index.forget_below(floor)
 
     async def stop(self) -> None:
         self.stopped = True
