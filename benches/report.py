@@ -108,6 +108,12 @@ def markdown(result: dict[str, Any], source: str) -> str:
             st, info = b["stats"], b.get("extra_info", {})
             rate = info.get("writes_per_s") or info.get("transactions_per_s") or ""
             shown = f"{rate:,} per s" if rate else ""
+            for name, unit in (
+                ("us_per_write_dropped", "per write"),
+                ("us_per_transaction", "per txn"),
+            ):
+                if name in info:
+                    shown = f"{info[name]:,} us {unit}"
             cost = info.get("cpu_per_write") or info.get("cpu_per_transaction")
             if cost:
                 shown += (", " if shown else "") + (
