@@ -11,24 +11,15 @@ warmed with ``lag`` batches, untimed; the bench times resolving the next one.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import pytest
 
 from bedrock_cp.dataplane.resolver import Resolver
 from bedrock_cp.protocol import KeyRange, Resolve, ResolveTransaction, WorkerRef
+from tests.dataplane_pipeline import done_now
 
-T = TypeVar("T")
 PER_BATCH = 32
-
-
-def _now(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    raise AssertionError("the resolution waited")
 
 
 def _batch(n: int, read_version: int) -> list[ResolveTransaction]:
@@ -50,11 +41,11 @@ def test_resolve_one_batch(benchmark: Any, lag: int) -> None:
     def setup() -> tuple[tuple[Resolver, Resolve], dict[str, Any]]:
         r = Resolver(ref, 1, 0, KeyRange(b"", b"\xff"))
         for n in range(1, lag + 1):
-            _now(r.handle(Resolve("res", 1, n - 1, n, _batch(n, max(0, n - lag)))))
+            done_now(r.handle(Resolve("res", 1, n - 1, n, _batch(n, max(0, n - lag)))))
         return (r, Resolve("res", 1, lag, lag + 1, _batch(lag + 1, 1))), {}
 
     def resolve(r: Resolver, body: Resolve) -> None:
-        _now(r.handle(body))
+        done_now(r.handle(body))
 
     benchmark.pedantic(resolve, setup=setup, rounds=30)
     assert benchmark.stats is not None

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from bedrock_cp.dataplane.commit_proxy import CommitProxy
 from bedrock_cp.dataplane.log import LogWorker
@@ -210,3 +211,16 @@ class Pipeline:
 
     async def close(self) -> None:
         await self.dialer.stop_all()
+
+
+T = TypeVar("T")
+
+
+def done_now(coro: Coroutine[Any, Any, T]) -> T:
+    """The result of ``coro``, which must finish without waiting (a resolution
+    whose predecessor is resolved, say): run without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    raise AssertionError(f"{coro} waited")

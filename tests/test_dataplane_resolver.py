@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,10 +17,9 @@ from bedrock_cp.protocol import (
     ResolveTransaction,
 )
 
-from .dataplane_pipeline import ref
+from .dataplane_pipeline import done_now, ref
 
 K = KeyRange.single
-T = TypeVar("T")
 
 
 def resolver(**kw: float) -> Resolver:
@@ -115,15 +112,6 @@ _batch = st.tuples(
 )
 
 
-def _now(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a resolution that needs no waiting (its predecessor is resolved)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    raise AssertionError("the resolution waited")
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_batch, max_size=12))
 def test_admissions_agree_with_every_write_admitted_so_far(
@@ -140,7 +128,7 @@ def test_admissions_agree_with_every_write_admitted_so_far(
         body = [
             ResolveTransaction(max(0, last - back), reads, writes) for back, reads, writes in txns
         ]
-        answer = _now(r.handle(Resolve("res", 1, last, version, body)))
+        answer = done_now(r.handle(Resolve("res", 1, last, version, body)))
         floor = max(0, version - MVCC_WINDOW_VERSIONS)
         expected: list[bool] = []
         batch: list[KeyRange] = []
