@@ -21,7 +21,7 @@ from bedrock_cp.client.client import client_credentials
 from bedrock_cp.cluster import LocalCluster
 from bedrock_cp.transport import RpcChannel, RpcPool
 
-from .clusters import caller, leader_of, running
+from .clusters import caller, eventually, leader_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -133,8 +133,14 @@ async def a_retried_batch_is_applied_once(
     ids = {s.id for s in await client.services()}
     assert {"once-1", "once-2"} <= ids and "once-0" not in ids
     # Registering once-0 again after the deregistration would have brought it back.
-    st = await client.status()
-    assert all(n["applied_index"] >= index for n in st["nodes"] if n["reachable"])
+    # Every node applies it (a follower learns the commit with the next append:
+    # awaited, not assumed at once).
+
+    async def applied_everywhere() -> bool:
+        st = await client.status()
+        return all(n["applied_index"] >= index for n in st["nodes"] if n["reachable"])
+
+    await eventually(applied_everywhere, what=f"every reachable node applied index {index}")
 
 
 async def an_oversized_batch_is_refused(client: Client, app: protocol.Caller, at: str) -> None:
