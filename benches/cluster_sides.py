@@ -101,10 +101,6 @@ class OursSide:
             "auth": self.cluster.auth,
         }
 
-    def cpu_meter(self, leader: int) -> CpuPerOperation:
-        """CPU per operation of this cluster's nodes (``leader`` leads) and the client."""
-        return CpuPerOperation({n: p.pid for n, p in self.cluster.procs.items()}, leader)
-
     def start(self) -> None:
         self.cluster.start()
         self.runner.run(self.cluster.wait_ready())
@@ -486,10 +482,8 @@ def measure_throughput(
     if not isinstance(side, OursSide):
         benchmark.pedantic(many, rounds=rounds, warmup_rounds=1)
     else:
-        many()  # the warm-up round, before the CPU is counted
-        meter = side.cpu_meter(leader)
-        with meter.counting():
-            benchmark.pedantic(many, rounds=rounds)
+        meter = CpuPerOperation.of(side.cluster, leader)
+        meter.pedantic(benchmark, many, rounds=rounds, warmup=1)
         benchmark.extra_info["cpu_per_write"] = meter.per_operation(rounds * total)
     assert benchmark.stats is not None
     benchmark.extra_info["writers"] = WRITERS

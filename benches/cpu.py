@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from bedrock_cp.cluster import LocalCluster
 
 
 def usage(pid: int) -> tuple[float, int]:
@@ -44,8 +46,9 @@ class CpuPerOperation:
 
     ``nodes`` maps each node id to its process id; ``leader`` is the node that
     leads (it also runs the Director's roles: sequencer, proxies, resolver).
-    Run the measured rounds inside :meth:`counting`, the warm-up before it:
-    the CPU is read once before and once after, never inside a timed round.
+    :meth:`pedantic` runs a bench's warm-up, then its measured rounds inside
+    :meth:`counting`: the CPU is read once before and once after them, never
+    inside a timed round.
     """
 
     def __init__(self, nodes: dict[int, int], leader: int) -> None:
@@ -53,6 +56,19 @@ class CpuPerOperation:
         self.leader = leader
         self._node_cpu = dict.fromkeys(self.nodes, 0.0)
         self._client_cpu = 0.0
+
+    @classmethod
+    def of(cls, cluster: LocalCluster, leader: int) -> CpuPerOperation:
+        """The meter of ``cluster``'s node processes; node ``leader`` leads."""
+        return cls({n: p.pid for n, p in cluster.procs.items()}, leader)
+
+    def pedantic(self, benchmark: Any, fn: Callable[[], None], *, rounds: int, warmup: int) -> None:
+        """``warmup`` calls of ``fn`` (not counted), then ``rounds`` timed by
+        ``benchmark`` (pytest-benchmark's pedantic mode), their CPU counted."""
+        for _ in range(warmup):
+            fn()
+        with self.counting():
+            benchmark.pedantic(fn, rounds=rounds)
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:

@@ -76,6 +76,7 @@ from .cluster_sides import (
     measure_throughput,
     percentiles,
 )
+from .cpu import CpuPerOperation
 
 CRASH_TRIALS = 25
 PARTITION_TRIALS = 24
@@ -246,11 +247,8 @@ def test_write_latency(benchmark: Any, runner: asyncio.Runner, side: Side) -> No
     if not isinstance(side, OursSide):
         benchmark.pedantic(one, rounds=LATENCY_ROUNDS, warmup_rounds=10)
     else:
-        for _ in range(10):  # the warm-up, before the CPU is counted
-            one()
-        meter = side.cpu_meter(leader)
-        with meter.counting():
-            benchmark.pedantic(one, rounds=LATENCY_ROUNDS)
+        meter = CpuPerOperation.of(side.cluster, leader)
+        meter.pedantic(benchmark, one, rounds=LATENCY_ROUNDS, warmup=10)
         benchmark.extra_info["cpu_per_write"] = meter.per_operation(LATENCY_ROUNDS)
     assert benchmark.stats is not None
     benchmark.extra_info.update(percentiles(list(benchmark.stats.stats.data)))

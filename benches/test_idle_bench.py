@@ -32,7 +32,7 @@ import pytest
 import uvloop
 
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import cluster_recovered, leader_of
+from tests.clusters import recovered_leader
 
 from . import etcd
 from .cpu import usage
@@ -75,22 +75,11 @@ def _window(pids: list[int], leader: int, result: dict[str, Any]) -> Callable[[]
 GROUP = "idle node CPU (Director and data plane running)"
 
 
-async def _recovered_leader(cluster: LocalCluster) -> int:
-    """Wait for the data plane; the id of the node that leads (its Director's)."""
-    await cluster_recovered(cluster)
-    client = await cluster.client()
-    try:
-        leader, _ = await leader_of(client)
-    finally:
-        await client.close()
-    return leader
-
-
 def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
     cluster = LocalCluster(3)
     cluster.start()
     try:
-        leader = uvloop.run(_recovered_leader(cluster))  # the data plane is built too
+        leader = uvloop.run(recovered_leader(cluster))  # the data plane is built too
         time.sleep(SETTLE)  # startup work (compactions, the first retirements) is over
         pids = [p.pid for p in cluster.procs.values()]
         leads = list(cluster.procs).index(leader)
@@ -105,7 +94,7 @@ def test_idle_node_cpu_and_rss(benchmark: Any) -> None:
         benchmark.pedantic(_window(pids, leads, result), rounds=1, iterations=1)
         benchmark.extra_info.update(result)
         # An idle cluster keeps its leader: the figures are the leader's and its followers'.
-        assert uvloop.run(_recovered_leader(cluster)) == leader
+        assert uvloop.run(recovered_leader(cluster)) == leader
         assert len(result["cpu_percent_per_node"]) == 3
     finally:
         cluster.stop()

@@ -25,7 +25,7 @@ import uvloop
 
 from bedrock_cp.client import Database, open_database
 from bedrock_cp.cluster import LocalCluster
-from tests.clusters import cluster_recovered, leader_of
+from tests.clusters import cluster_recovered, recovered_leader
 
 from .cpu import CpuPerOperation
 
@@ -57,15 +57,7 @@ def cluster(runner: asyncio.Runner) -> Iterator[LocalCluster]:
 
 
 def _cpu_meter(runner: asyncio.Runner, cluster: LocalCluster) -> CpuPerOperation:
-    async def leader() -> int:
-        client = await cluster.client()
-        try:
-            return (await leader_of(client))[0]
-        finally:
-            await client.close()
-
-    nodes = {n: p.pid for n, p in cluster.procs.items()}
-    return CpuPerOperation(nodes, runner.run(leader()))
+    return CpuPerOperation.of(cluster, runner.run(recovered_leader(cluster)))
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +99,7 @@ def test_transaction_latency_1_client(
     benchmark.group = "transaction latency (1 client, sequential)"
     benchmark.extra_info["settings"] = SETTINGS
     meter = _cpu_meter(runner, cluster)
-    for _ in range(10):  # the warm-up, before the CPU is counted
-        one()
-    with meter.counting():
-        benchmark.pedantic(one, rounds=LATENCY_ROUNDS)
+    meter.pedantic(benchmark, one, rounds=LATENCY_ROUNDS, warmup=10)
     benchmark.extra_info["cpu_per_transaction"] = meter.per_operation(LATENCY_ROUNDS)
 
 
@@ -129,9 +118,7 @@ def test_transaction_throughput_32_clients(
     benchmark.group = f"transaction throughput ({CLIENTS} clients)"
     benchmark.extra_info["settings"] = SETTINGS
     meter = _cpu_meter(runner, cluster)
-    runner.run(round_())  # the warm-up round, before the CPU is counted
-    with meter.counting():
-        benchmark.pedantic(lambda: runner.run(round_()), rounds=THROUGHPUT_ROUNDS)
+    meter.pedantic(benchmark, lambda: runner.run(round_()), rounds=THROUGHPUT_ROUNDS, warmup=1)
     assert benchmark.stats is not None
     per_round = CLIENTS * PER_CLIENT
     benchmark.extra_info["cpu_per_transaction"] = meter.per_operation(THROUGHPUT_ROUNDS * per_round)

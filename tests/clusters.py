@@ -151,6 +151,17 @@ async def cluster_recovered(cluster: LocalCluster) -> None:
         await client.close()
 
 
+async def recovered_leader(cluster: LocalCluster) -> int:
+    """Wait for the data plane; the id of the node that leads (its Director's)."""
+    await cluster_recovered(cluster)
+    client = await cluster.client()
+    try:
+        leader, _ = await leader_of(client)
+    finally:
+        await client.close()
+    return leader
+
+
 def single_node(tmp_path: Path) -> NodeConfig:
     """The config of a one-node cluster (log and storage here, no fsync, no
     authentication) for a node started in the test's own process."""

@@ -133,13 +133,13 @@ async def a_retried_batch_is_applied_once(
     ids = {s.id for s in await client.services()}
     assert {"once-1", "once-2"} <= ids and "once-0" not in ids
     # Registering once-0 again after the deregistration would have brought it back.
-    # Every node applies it (a follower learns the commit with the next append:
-    # awaited, not assumed at once).
 
     async def applied_everywhere() -> bool:
         st = await client.status()
         return all(n["applied_index"] >= index for n in st["nodes"] if n["reachable"])
 
+    # Every node applies it: a follower learns the commit with the next append
+    # (awaited, not assumed at once).
     await eventually(applied_everywhere, what=f"every reachable node applied index {index}")
 
 
