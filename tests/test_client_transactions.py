@@ -51,11 +51,14 @@ class Dialer:
         self.p = p
         self.intercept: Intercept | None = None
         self.commits: list[Commit] = []
+        #: Every request the database sent, in order.
+        self.requests: list[Request] = []
 
     async def connect(self, to: WorkerRef, timeout: float) -> None:  # noqa: ASYNC109
         pass
 
     async def call(self, to: WorkerRef, body: Request, timeout: float) -> Response:  # noqa: ASYNC109
+        self.requests.append(body)
         if isinstance(body, Commit):
             self.commits.append(body)
         if self.intercept is not None and (answer := await self.intercept(to, body)) is not None:
@@ -382,4 +385,97 @@ async def test_a_prompt_answer_starts_no_task_and_a_slow_one_cancelled_from_outs
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(slow, 10)
+    await p.close()
+
+
+def _read_version_requests(dialer: Dialer) -> list[GetReadVersion]:
+    return [b for b in dialer.requests if isinstance(b, GetReadVersion)]
+
+
+async def test_read_versions_asked_in_one_pass_share_one_request(tmp_path: Path) -> None:
+    p, dialer, db = await _setup(tmp_path)
+    await db.current_layout()
+    versions = await asyncio.gather(*(db.transaction().read_version() for _ in range(8)))
+    assert len(set(versions)) == 1
+    assert len(_read_version_requests(dialer)) == 1, "each transaction sent its own request"
+    # An ask alone goes alone, at once.
+    assert await db.transaction().read_version() >= versions[0]
+    assert len(_read_version_requests(dialer)) == 2
+    await p.close()
+
+
+async def test_an_ask_made_while_a_request_is_out_waits_for_a_newer_one(tmp_path: Path) -> None:
+    # A read version must be at least every version committed before it was
+    # asked for: an ask made after a commit was acknowledged must not take the
+    # answer of a request sent before that commit.
+    p, dialer, db = await _setup(tmp_path)
+    await db.current_layout()
+    release, answered = asyncio.Event(), asyncio.Event()
+    held: list[Response] = []
+
+    async def hold_first(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, GetReadVersion) and not held:
+            held.append(await p.dialer.call(to, body, 5.0))  # answered before the commit ...
+            answered.set()
+            await release.wait()  # ... and held back until after it
+            return held[0]
+        return None
+
+    dialer.intercept = hold_first
+    early = asyncio.ensure_future(db.transaction().read_version())
+    await asyncio.wait_for(answered.wait(), 10)
+
+    async def commit() -> Transaction:
+        async with db.transaction() as tr:
+            tr.set(b"k", b"v")
+        return tr
+
+    # (Its own read version must not wait for the held request either.)
+    tr = await asyncio.wait_for(commit(), 10)
+    assert tr.committed_version is not None
+    late = asyncio.ensure_future(db.transaction().read_version())
+    await asyncio.sleep(0.01)  # (a late ask wrongly joined to the early request would wait here)
+    release.set()
+    early_version, late_version = await asyncio.wait_for(asyncio.gather(early, late), 10)
+    assert isinstance(held[0], ReadVersion) and early_version == held[0].version
+    assert early_version < tr.committed_version <= late_version
+    await p.close()
+
+
+async def test_a_failed_read_version_request_fails_each_ask_and_a_cancelled_ask_no_other(
+    tmp_path: Path,
+) -> None:
+    p, dialer, db = await _setup(tmp_path)
+    await db.current_layout()
+
+    async def unreachable(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, GetReadVersion):
+            return ConnectionRefusedError("sequencer down")
+        return None
+
+    dialer.intercept = unreachable
+    results = await asyncio.gather(
+        *(db.transaction().read_version() for _ in range(3)), return_exceptions=True
+    )
+    for r in results:
+        assert isinstance(r, TransactionError) and r.code is ErrorCode.UNAVAILABLE, r
+        assert "sequencer down" in str(r)
+    assert len(_read_version_requests(dialer)) == 1
+
+    slow = asyncio.Event()
+
+    async def slowly(to: WorkerRef, body: Request) -> Response | BaseException | None:
+        if isinstance(body, GetReadVersion):
+            await slow.wait()
+        return None
+
+    dialer.intercept = slowly
+    asks = [asyncio.ensure_future(db.transaction().read_version()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    asks[0].cancel()
+    slow.set()
+    v1, v2 = await asyncio.wait_for(asyncio.gather(asks[1], asks[2]), 10)
+    assert v1 == v2
+    with pytest.raises(asyncio.CancelledError):
+        await asks[0]
     await p.close()

@@ -78,6 +78,7 @@ from ..protocol import (
 from ..transport import RemoteError, RpcChannel
 from .cluster_file import ClusterFile
 from .errors import ErrorCode, TransactionError, server_code
+from .read_versions import ReadVersionBatcher
 
 T = TypeVar("T")
 
@@ -145,6 +146,8 @@ class Database:
         #: Long polls in flight, by the epoch they wait to see passed: the
         #: transactions waiting for the same new epoch share one.
         self._polls: dict[int, asyncio.Future[Layout | None]] = {}
+        #: Read versions asked for in one event-loop pass share one request.
+        self.read_versions = ReadVersionBatcher(self._ask_read_version)
 
     # -- layout ------------------------------------------------------------------------
 
@@ -314,6 +317,19 @@ class Database:
 
     # -- plumbing ------------------------------------------------------------------
 
+    async def _ask_read_version(self, layout: Layout) -> int:
+        """One read-version request to ``layout``'s sequencer (see :mod:`.read_versions`)."""
+        reply = await self.call(
+            layout.sequencer,
+            protocol.GetReadVersion(layout.sequencer.id, layout.epoch),
+            layout.epoch,
+        )
+        if not isinstance(reply, protocol.ReadVersion):
+            raise _error(
+                ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a read version"
+            )
+        return reply.version
+
     async def call(
         self, ref: WorkerRef, body: protocol.Request, epoch: int = 0
     ) -> protocol.Response:
@@ -376,6 +392,7 @@ class Database:
             race.end()
 
     async def close(self) -> None:
+        await self.read_versions.close()
         await self.dialer.close()
         await self.client.close()
 
@@ -479,16 +496,7 @@ class Transaction:
         if self._read_version is None:
             layout = await self.db.current_layout()
             self._layout = layout
-            reply = await self.db.call(
-                layout.sequencer,
-                protocol.GetReadVersion(layout.sequencer.id, layout.epoch),
-                layout.epoch,
-            )
-            if not isinstance(reply, protocol.ReadVersion):
-                raise _error(
-                    ErrorCode.INTERNAL, f"unexpected {type(reply).__name__} for a read version"
-                )
-            self._read_version = reply.version
+            self._read_version = await self.db.read_versions.read_version(layout)
         assert self._layout is not None
         return self._layout, self._read_version
 

@@ -275,9 +275,13 @@ async def _run(run: _Run, report: SimReport) -> None:
 
         stop_clients = asyncio.Event()
         tasks = []
+        # The list-append processes share one database, as a host's tasks do:
+        # read versions they ask for at the same instant travel as one request.
+        shared_db = await run.database("la")
         for i in range(config.list_append_clients):
-            db = await run.database(f"la{i}")
-            tasks.append(run.list_append.client(db, f"la{i}", Budget(stop_clients), retry=i > 0))
+            tasks.append(
+                run.list_append.client(shared_db, f"la{i}", Budget(stop_clients), retry=i > 0)
+            )
         db = await run.database("lar")
         tasks.append(run.list_append.reader(db, "lar", Budget(stop_clients), retry=True, every=0.2))
         for i in range(config.bank_clients):
@@ -310,6 +314,8 @@ async def _run(run: _Run, report: SimReport) -> None:
             errors = [
                 t.exception() for t in workers if t.done() and not t.cancelled() and t.exception()
             ]
+        shared = shared_db.read_versions
+        run.note(f"list-append read versions: {shared.asks} in {shared.requests_sent} requests")
         if errors:
             raise errors[0]  # type: ignore[misc]
         if report.recovery_seconds is not None:
