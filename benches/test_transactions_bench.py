@@ -6,6 +6,8 @@ transaction reads a read version, writes one key (64-byte value) and commits:
 a commit is acknowledged only once every log fsync'd it.
 
 - latency: 1 client, one transaction at a time;
+- blind write latency: 1 client, a bare ``db.transaction()`` (no idempotency
+  id) that only writes one key, one at a time: it asks for no read version;
 - throughput: 32 concurrent clients (4 databases x 8 tasks), 8 transactions
   each per round; transactions/s in ``extra_info``.
 
@@ -97,6 +99,26 @@ def test_transaction_latency_1_client(
         runner.run(_one(db, f"lat/{next(counter)}".encode()))
 
     benchmark.group = "transaction latency (1 client, sequential)"
+    benchmark.extra_info["settings"] = SETTINGS
+    meter = _cpu_meter(runner, cluster)
+    meter.pedantic(benchmark, one, rounds=LATENCY_ROUNDS, warmup=10)
+    benchmark.extra_info["cpu_per_transaction"] = meter.per_operation(LATENCY_ROUNDS)
+
+
+def test_blind_write_latency_1_client(
+    benchmark: Any, runner: asyncio.Runner, cluster: LocalCluster, databases: list[Database]
+) -> None:
+    db = databases[0]
+    counter = iter(range(10**9))
+
+    async def blind(key: bytes) -> None:
+        async with db.transaction() as tr:
+            tr.set(key, b"v" * 64)
+
+    def one() -> None:
+        runner.run(blind(f"blind/{next(counter)}".encode()))
+
+    benchmark.group = "blind write latency (1 client, sequential, bare transaction)"
     benchmark.extra_info["settings"] = SETTINGS
     meter = _cpu_meter(runner, cluster)
     meter.pedantic(benchmark, one, rounds=LATENCY_ROUNDS, warmup=10)

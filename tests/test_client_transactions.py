@@ -430,7 +430,6 @@ async def test_an_ask_made_while_a_request_is_out_waits_for_a_newer_one(tmp_path
             tr.set(b"k", b"v")
         return tr
 
-    # (Its own read version must not wait for the held request either.)
     tr = await asyncio.wait_for(commit(), 10)
     assert tr.committed_version is not None
     late = asyncio.ensure_future(db.transaction().read_version())
@@ -479,3 +478,34 @@ async def test_a_failed_read_version_request_fails_each_ask_and_a_cancelled_ask_
     with pytest.raises(asyncio.CancelledError):
         await asks[0]
     await p.close()
+
+
+async def test_a_blind_write_commits_without_a_read_version(tmp_path: Path) -> None:
+    # A transaction that reads nothing has nothing for a read version to check;
+    # one that reads, or carries an idempotency id (a read at the proxy), asks.
+    p, dialer, db = await _setup(tmp_path)
+    async with db.transaction() as blind:
+        blind.set(b"k", b"1")
+        assert await blind.get(b"k") == b"1"  # its own write: no read
+    assert blind.committed_version is not None
+    assert _read_version_requests(dialer) == []
+
+    async with db.transaction() as reader:
+        assert await reader.get(b"k") == b"1"  # it sees the blind write
+        reader.set(b"k", b"2")
+    assert len(_read_version_requests(dialer)) == 1
+    assert reader.committed_version is not None
+    assert reader.committed_version > blind.committed_version
+
+    async def put(tr: Transaction) -> None:
+        tr.set(b"j", b"x")
+
+    await db.run(put)  # idempotent: its id's conflict key is read
+    assert len(_read_version_requests(dialer)) == 2
+    assert await _read(db, b"j") == b"x"
+    await p.close()
+
+
+async def _read(db: Database, key: bytes) -> bytes | None:
+    async with db.transaction() as tr:
+        return await tr.get(key)

@@ -15,7 +15,8 @@ never joins it but waits for the next one. A batch never waits for a timer: an
 ask alone goes alone, at once.
 
 The request runs in a task of the batcher, not of one caller: a caller that
-gives up (cancelled, say) leaves the request to the others.
+gives up (cancelled, say) leaves the request to the others. That task, and the
+event-loop pass before it, are what an ask alone pays over a direct call.
 """
 
 from __future__ import annotations

@@ -665,7 +665,13 @@ class Transaction:
         if not self._mutations:
             self.committed_version = self._read_version or 0
             return None
-        layout, version = await self._snapshot()
+        if self._read_version is None and not self._reads and not self.idempotency_id:
+            # A blind write reads nothing a read version would check: it commits
+            # without asking for one (an idempotency id is a read, at the proxy).
+            layout, version = await self.db.current_layout(), 0
+            self._layout = layout
+        else:
+            layout, version = await self._snapshot()
         writes = [
             KeyRange(m.key, m.param)
             if m.kind == MutationKind.CLEAR_RANGE
