@@ -314,8 +314,8 @@ async def _run(run: _Run, report: SimReport) -> None:
             errors = [
                 t.exception() for t in workers if t.done() and not t.cancelled() and t.exception()
             ]
-        shared = shared_db.read_versions
-        run.note(f"list-append read versions: {shared.asks} in {shared.requests_sent} requests")
+        batcher = shared_db.read_versions
+        run.note(f"list-append read versions: {batcher.asks} in {batcher.requests_sent} requests")
         if errors:
             raise errors[0]  # type: ignore[misc]
         if report.recovery_seconds is not None:
