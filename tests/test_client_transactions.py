@@ -395,7 +395,8 @@ def _read_version_requests(dialer: Dialer) -> list[GetReadVersion]:
 async def test_read_versions_asked_in_one_pass_share_one_request(tmp_path: Path) -> None:
     p, dialer, db = await _setup(tmp_path)
     await db.current_layout()
-    versions = await asyncio.gather(*(db.transaction().read_version() for _ in range(8)))
+    asks = (db.transaction().read_version() for _ in range(8))
+    versions = await asyncio.wait_for(asyncio.gather(*asks), 10)
     assert len(set(versions)) == 1
     assert len(_read_version_requests(dialer)) == 1, "each transaction sent its own request"
     # An ask alone goes alone, at once.
