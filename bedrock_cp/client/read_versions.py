@@ -12,7 +12,7 @@ committed before the ask. The sequencer answers with a version at least every
 commit acknowledged before *the request* reached it, and the request is sent
 only after every ask it answers was made; an ask made while a request is out
 never joins it but waits for the next one. A batch never waits for a timer: an
-ask alone goes alone, at once.
+ask alone goes alone, in the next turn of the loop.
 
 The request runs in a task of the batcher, not of one caller: a caller that
 gives up (cancelled, say) leaves the request to the others. That task, and the
