@@ -15,8 +15,9 @@ never joins it but waits for the next one. A batch never waits for a timer: an
 ask alone goes alone, in the next turn of the loop.
 
 The request runs in a task of the batcher, not of one caller: a caller that
-gives up (cancelled, say) leaves the request to the others. That task, and the
-event-loop pass before it, are what an ask alone pays over a direct call.
+gives up (cancelled, say) leaves the request to the others. What an ask alone
+pays over a direct call: that task, the two event-loop passes before it sends
+(the flush, the task's first step) and the hand-over of its answer.
 """
 
 from __future__ import annotations
