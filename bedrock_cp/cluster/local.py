@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -40,18 +41,51 @@ from ..node.config import NodeConfig, Timers, dump_config
 PeerAddress = Callable[[int, int, str], str]
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` TCP ports that were free on 127.0.0.1 a moment ago."""
-    socks = []
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands to ``bind(0)`` and outgoing connections."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+#: Ports this process already handed out: a node may not have bound its port yet.
+_handed_out: set[int] = set()
+_PICK_FLOOR = 10000  # below: well-known and commonly configured services
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports that were free on 127.0.0.1 a moment ago.
+
+    The port is bound later by a node process, so it is picked where nobody else
+    is handed one meanwhile: outside the kernel's ephemeral range (``bind(0)``,
+    outgoing connections) and never twice by this process.
+    """
+    low, high = ephemeral_port_range()
+    candidates = [p for p in range(_PICK_FLOOR, 65536) if not low <= p <= high]
+    if not candidates:  # the whole range is ephemeral: nowhere safer to pick
+        candidates = list(range(_PICK_FLOOR, 65536))
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(64 * n):
+        if len(ports) == n:
+            return ports
+        port = rng.choice(candidates)
+        if port in _handed_out or not _bindable(port):
+            continue
+        _handed_out.add(port)
+        ports.append(port)
+    raise RuntimeError(f"no {n} free ports outside the ephemeral range {low}-{high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LocalCluster:
