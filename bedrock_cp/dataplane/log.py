@@ -358,6 +358,14 @@ class LogWorker:
             return Failed("internal", f"{type(exc).__name__}: {exc}")
         return Failed("invalid", f"a log does not handle {type(body).__name__}")
 
+    def answer_now(self, body: Request) -> Response | None:
+        """A confirmation of the epoch, at once; None for anything else (see :meth:`handle`)."""
+        if not isinstance(body, ConfirmEpoch):
+            return None
+        if self.stopped:
+            return Failed("unavailable", f"log {self.ref.id} is stopped")
+        return self.confirm_epoch(body)
+
     def confirm_epoch(self, req: ConfirmEpoch) -> Response:
         """Is ``req.epoch`` still current here? A sequencer asks before handing out
         read versions. Read-only: nothing is persisted, no other request waits."""

@@ -149,34 +149,52 @@ class Resolver:
             return Failed("unavailable", f"resolver {self.ref.id} is stopped")
         if not isinstance(body, Resolve):
             return Failed("invalid", f"a resolver does not handle {type(body).__name__}")
+        answer = self.answer_now(body)
+        if answer is not None:
+            return answer
+        return await self._after_earlier(body)
+
+    def answer_now(self, body: Request) -> Response | None:
+        """The answer to a batch that is next in order (or a replay), at once; None
+        for a batch whose predecessor has not been resolved (it waits for it, see
+        :meth:`handle`) and for anything that is not a :class:`Resolve`."""
+        if not isinstance(body, Resolve):
+            return None
+        if self.stopped:
+            return Failed("unavailable", f"resolver {self.ref.id} is stopped")
         if body.epoch < self._seen_epoch:
             return NewerEpoch(self._seen_epoch)
         if body.epoch > self.epoch:
             self._seen_epoch = body.epoch
             return Failed("invalid", f"resolver {self.ref.id} belongs to epoch {self.epoch}")
-        return await self._resolve(body)
-
-    async def _resolve(self, req: Resolve) -> Response:
-        if req.version <= req.prev_version:
-            return Failed("invalid", f"version {req.version} <= prev {req.prev_version}")
-        if req.version <= self._last:
-            seen = self._answers.get(req.version)
-            if seen is not None and seen[0] == req.prev_version:
+        if body.version <= body.prev_version:
+            return Failed("invalid", f"version {body.version} <= prev {body.prev_version}")
+        if body.version <= self._last:
+            seen = self._answers.get(body.version)
+            if seen is not None and seen[0] == body.prev_version:
                 return seen[1]  # a replay: the same answer again
-            return Failed("invalid", f"version {req.version} is already resolved differently")
-        if req.prev_version > self._last and not await self._pulse.wait_for(
+            return Failed("invalid", f"version {body.version} is already resolved differently")
+        if body.prev_version > self._last:
+            return None  # an earlier batch is still on its way
+        if body.prev_version != self._last:
+            return Failed(
+                "invalid", f"batch chains from {body.prev_version}, resolver at {self._last}"
+            )
+        return self._resolve_next(body)
+
+    async def _after_earlier(self, req: Resolve) -> Response:
+        """Resolve ``req`` once the batch it chains from has been resolved."""
+        gap = Failed("gap", f"version {req.prev_version} never resolved (last {self._last})")
+        if not await self._pulse.wait_for(
             lambda: req.prev_version <= self._last or self.stopped, self._order_wait
         ):
-            return Failed("gap", f"version {req.prev_version} never resolved (last {self._last})")
-        if self.stopped:
-            return Failed("unavailable", f"resolver {self.ref.id} is stopped")
-        if req.version <= self._last:  # resolved by a concurrent replay meanwhile
-            return await self._resolve(req)
-        if req.prev_version != self._last:
-            return Failed(
-                "invalid", f"batch chains from {req.prev_version}, resolver at {self._last}"
-            )
+            return gap
+        # Next in order now, or resolved by a concurrent replay meanwhile (or stopped).
+        answer = self.answer_now(req)
+        return answer if answer is not None else gap
 
+    def _resolve_next(self, req: Resolve) -> Response:
+        """Check batch ``req``, which chains from the last one resolved."""
         floor = max(self._start_version, req.version - MVCC_WINDOW_VERSIONS)
         self._forget_below(floor)
         admitted: list[bool] = []

@@ -57,6 +57,8 @@ from ..protocol import (
 from .gather import until_refused
 from .worker import Dialer
 
+_SequencerRequest = GetReadVersion | GetCommitVersion | ReportCommitted
+
 #: How long a confirmation round waits for the logs before it fails.
 CONFIRM_TIMEOUT = 1.0
 
@@ -100,25 +102,42 @@ class Sequencer:
     async def handle(self, body: Request) -> Response:
         if self.stopped:
             return Failed("unavailable", f"sequencer {self.ref.id} is stopped")
-        if not isinstance(body, GetReadVersion | GetCommitVersion | ReportCommitted):
+        if not isinstance(body, _SequencerRequest):
             return Failed("invalid", f"a sequencer does not handle {type(body).__name__}")
+        if refusal := self._refusal(body):
+            return refusal
+        if isinstance(body, GetReadVersion):
+            return await self._read_version()
+        return self._answer(body)
+
+    def answer_now(self, body: Request) -> Response | None:
+        """A commit version or a report, at once; None for anything else (a read
+        version waits for a confirmation round): see :meth:`handle`."""
+        if not isinstance(body, GetCommitVersion | ReportCommitted):
+            return None
+        return self._refusal(body) or self._answer(body)
+
+    def _refusal(self, body: _SequencerRequest) -> Response | None:
+        if self.stopped:
+            return Failed("unavailable", f"sequencer {self.ref.id} is stopped")
         if body.epoch < self._seen_epoch:
             return NewerEpoch(self._seen_epoch)
         if body.epoch > self.epoch:
             # A newer generation exists: this sequencer serves nobody any more (I6).
             self._seen_epoch = body.epoch
             return Failed("invalid", f"sequencer {self.ref.id} belongs to epoch {self.epoch}")
+        return None
+
+    def _answer(self, body: GetCommitVersion | ReportCommitted) -> Response:
         if isinstance(body, GetCommitVersion):
             prev = self._last
             elapsed = max(0.0, self._clock() - self._started)
             self._last = max(prev + 1, self._start_version + int(elapsed * VERSIONS_PER_SECOND))
             return CommitVersion(prev, self._last)
-        if isinstance(body, ReportCommitted):
-            if body.version > self._last:
-                return Failed("invalid", f"version {body.version} was never handed out")
-            self._committed = max(self._committed, body.version)
-            return ReadVersion(self._committed)
-        return await self._read_version()
+        if body.version > self._last:
+            return Failed("invalid", f"version {body.version} was never handed out")
+        self._committed = max(self._committed, body.version)
+        return ReadVersion(self._committed)
 
     # -- read versions ----------------------------------------------------------------
 

@@ -82,6 +82,11 @@ class Authority:
             return await self._current_epoch(body, principal)
         return None
 
+    def allows_at_once(self, body: protocol.Request, principal: Principal) -> bool:
+        """Whether ``principal`` may send ``body``, decided without waiting: never
+        for a Director request (its epoch check may wait for the apply loop)."""
+        return SENDERS[type(body)] is not Sender.DIRECTOR and self._problem(body, principal) is None
+
     def _problem(self, body: protocol.Request, p: Principal) -> str | None:
         """Why ``p`` may not send ``body`` (its sender, then what it touches); None if it may.
 

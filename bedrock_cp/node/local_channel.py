@@ -22,6 +22,9 @@ the answer without cancelling the handler halfway through what it persists,
 and the request's deadline cancels the handler's task, never the caller's. A
 node that stops closes the channel, which cancels what is still running, as a
 closing connection does.
+
+A worker's request to another worker of this node that needs no waiting does
+not come here: :mod:`.own_workers` answers it with a call.
 """
 
 from __future__ import annotations

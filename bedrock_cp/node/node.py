@@ -40,7 +40,7 @@ import msgspec
 
 from .. import protocol
 from .._native import native
-from ..auth import AcceptorAuth, AuthError, ConnectorAuth, load_acceptor, load_connector
+from ..auth import AcceptorAuth, AuthError, ConnectorAuth, Principal, load_acceptor, load_connector
 from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator.service import Coordinator
 from ..dataplane import StorageWorker
@@ -57,6 +57,7 @@ from .authorize import Authority
 from .config import ConfigError, NodeConfig, parse_address
 from .local_channel import LocalFirstChannel
 from .metrics import PeerProber, node_registry
+from .own_workers import OwnWorkersDialer
 
 log = logging.getLogger("bedrock_cp.node")
 
@@ -151,6 +152,8 @@ class Node:
         self.gateway: Gateway | None = None
         self.dialer: Caller | None = None
         self.local_channel: LocalFirstChannel | None = None
+        #: How this node's workers reach workers (its own answer at once).
+        self.worker_dialer: OwnWorkersDialer | None = None
         #: The Gateway's own short cut to this node (its caller is not closed apart).
         self._gateway_local: LocalFirstChannel | None = None
         self.recovery: DirectorHost | None = None
@@ -171,6 +174,8 @@ class Node:
         #: their loop time, or for a lost peer: see :meth:`next_round`.
         self._round_waiters: list[tuple[float, asyncio.Future[None]]] = []
         self._heartbeat_s = 0.05
+        #: Who this node's workers are when they call each other.
+        self._principal = Principal.node(config.id)
 
     @classmethod
     async def start(
@@ -220,9 +225,10 @@ class Node:
             node_id=config.id,
             channel=self.local_channel,
         )
+        self.worker_dialer = OwnWorkersDialer(self.dialer, config.advertised, self._answer_now)
         ctx = registry.WorkerContext(
             cluster_id=config.cluster,
-            dialer=self.dialer,
+            dialer=self.worker_dialer,
             fsync=config.fsync,
             current_layout=self._current_layout,
             idempotency_retention=config.idempotency_retention_ms / 1000,
@@ -576,6 +582,24 @@ class Node:
         except Exception as exc:
             log.exception("worker %s failed on %s", body.worker, type(body).__name__)
             return protocol.Failed("internal", f"worker {body.worker!r}: {exc!r}")
+
+    def _answer_now(self, body: protocol.Request) -> protocol.Response | None:
+        """The answer this node's worker gives ``body`` from another worker of this
+        node, when it gives one without waiting (:mod:`.own_workers`); None: send
+        it the usual way (which also answers a stopping node and an unknown worker)."""
+        foreman = self.foreman
+        if (
+            foreman is None
+            or self._stopping
+            or not isinstance(body, protocol.WorkerRequest)
+            or isinstance(body, protocol.Health)
+        ):
+            return None
+        answer_now = getattr(foreman.route(body.worker), "answer_now", None)
+        if answer_now is None or not self.authority.allows_at_once(body, self._principal):
+            return None
+        answer: protocol.Response | None = answer_now(body)
+        return answer
 
     def _current_layout(self) -> Layout | None:
         return self.gateway.current_layout() if self.gateway is not None else None
