@@ -184,14 +184,14 @@ class Resolver:
 
     async def _after_earlier(self, req: Resolve) -> Response:
         """Resolve ``req`` once the batch it chains from has been resolved."""
-        gap = Failed("gap", f"version {req.prev_version} never resolved (last {self._last})")
-        if not await self._pulse.wait_for(
+        arrived = await self._pulse.wait_for(
             lambda: req.prev_version <= self._last or self.stopped, self._order_wait
-        ):
-            return gap
+        )
         # Next in order now, or resolved by a concurrent replay meanwhile (or stopped).
-        answer = self.answer_now(req)
-        return answer if answer is not None else gap
+        answer = self.answer_now(req) if arrived else None
+        if answer is None:
+            return Failed("gap", f"version {req.prev_version} never resolved (last {self._last})")
+        return answer
 
     def _resolve_next(self, req: Resolve) -> Response:
         """Check batch ``req``, which chains from the last one resolved."""
