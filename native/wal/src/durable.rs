@@ -42,6 +42,11 @@ impl Durability {
         }
     }
 
+    /// Whether syncs are issued (what allocating ahead is for).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     pub(crate) fn counter(&self) -> Arc<AtomicU64> {
         self.count.clone()
     }

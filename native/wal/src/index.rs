@@ -29,9 +29,13 @@ pub(crate) struct SegIndex {
     pub(crate) offsets: Vec<u64>,
     /// See `offsets`. Invariant: same length.
     pub(crate) lens: Vec<u32>,
-    /// End of the last batch: where the next one is written. Invariant: the
-    /// file is this long except while a write is in flight.
+    /// End of the last batch: where the next one is written.
     pub(crate) size: u64,
+    /// Length of the file. Invariant: `allocated >= size` except while a
+    /// write is in flight, and the bytes past `size` are zeros written ahead
+    /// ([`crate::Wal`] allocates ahead so that an append's sync need not
+    /// record a new file length); only the last segment has any.
+    pub(crate) allocated: u64,
 }
 
 impl SegIndex {

@@ -31,6 +31,12 @@
 //!   process crash through the page cache, and after a power loss the commit
 //!   index may come back lower — safe, since commit is re-learned from the
 //!   leader, and the membership comes from the log, not from the commit.
+//! * A syncing WAL writes zeros ahead of the log's end (twice the batch,
+//!   64 KiB to 1 MiB) and appends inside them: an `fdatasync` after a write
+//!   past the end of a file must make its new length durable too (a journal
+//!   commit on ext4), one inside it need not. Only the last segment ends in
+//!   zeros: a segment is cut to its last batch before the next one starts,
+//!   and on open the zeros are cut off.
 //! * New files (segments, snapshot, meta) appear atomically: temporary file,
 //!   sync, rename, directory sync. Removals are followed by a directory sync.
 //! * Any failed sync poisons the WAL: that call and every later one return

@@ -119,7 +119,9 @@ pub(crate) struct FoundBatch {
 /// How a segment ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ScanEnd {
-    /// After an intact batch (or the header), exactly at the end of the file.
+    /// After an intact batch (or the header), at the end of the file or,
+    /// in the last segment, before only zeros (space the writer allocated
+    /// ahead).
     Clean,
     /// A damaged last write starts at `at`: never acknowledged, it may be cut
     /// off (the caller checks the hard state first).
@@ -143,7 +145,8 @@ pub(crate) struct Scanned {
 }
 
 /// Reads the batches of a segment in order and hands each intact one to
-/// `on_batch`. Damage in the last segment with no later batch after it is
+/// `on_batch`. Zeros after the last batch of the last segment are space
+/// allocated ahead, not damage. Damage in the last segment with no later batch after it is
 /// reported as [`ScanEnd::Torn`]; any other damage is [`WalError::Corrupt`]
 /// naming the file, the offset and what was wrong.
 pub(crate) fn scan(
@@ -159,7 +162,7 @@ pub(crate) fn scan(
     let mut next_seq = first_seq;
     let mut next_index = first_index;
     loop {
-        if at == buf.len() {
+        if at == buf.len() || (is_last && buf[at..].iter().all(|b| *b == 0)) {
             return Ok(Scanned {
                 end: ScanEnd::Clean,
                 size: at as u64,

@@ -195,14 +195,18 @@ impl Wal {
                 ),
             ));
         }
-        if let Some((path, at, _)) = &loaded.torn {
-            // A write that was never acknowledged: cut it off for good.
-            let ix = write_index(&index);
-            let seg = ix.last_segment();
-            seg.file
-                .set_len(*at)
-                .map_err(|e| WalError::io("truncate", path, e))?;
-            durable.sync_data(&seg.file, path)?;
+        {
+            // A torn write, which was never acknowledged, or zeros allocated
+            // ahead: cut off, so the file ends where the log does.
+            let mut ix = write_index(&index);
+            let seg = ix.last_segment_mut();
+            if seg.allocated > seg.size {
+                seg.file
+                    .set_len(seg.size)
+                    .map_err(|e| WalError::io("truncate", &seg.path, e))?;
+                durable.sync_data(&seg.file, &seg.path)?;
+                seg.allocated = seg.size;
+            }
         }
 
         let mut wal = Wal {
@@ -439,21 +443,33 @@ impl Wal {
             bytes: (buf.len() - BATCH_HEADER_LEN) as u64,
         };
         record::write_batch_header(&header, &mut buf[..BATCH_HEADER_LEN]);
-        let (file, path, at, segment) = {
+        let (file, path, at, allocated, segment) = {
             let ix = write_index(&self.index);
             let seg = ix.last_segment();
             (
                 seg.file.clone(),
                 seg.path.clone(),
                 seg.size,
+                seg.allocated,
                 seg.first_index,
             )
         };
+        let end = at + buf.len() as u64;
         file.write_at(&buf, at)
             .map_err(|e| WalError::io("write", &path, e))?;
+        let allocated = if end > allocated && self.durable.enabled() {
+            let ahead = allocate_ahead(end, buf.len() as u64, self.segment_bytes);
+            file.write_at(&vec![0; (ahead - end) as usize], end)
+                .map_err(|e| WalError::io("allocate", &path, e))?;
+            ahead
+        } else {
+            allocated.max(end)
+        };
         self.durable.sync_data(&file, &path)?;
         let mut ix = write_index(&self.index);
-        ix.last_segment_mut().size = at + buf.len() as u64;
+        let seg = ix.last_segment_mut();
+        seg.size = end;
+        seg.allocated = allocated;
         for (e, (off, len)) in entries.iter().zip(locs) {
             ix.push(e.index, e.term, at + off, *len);
         }
@@ -465,8 +481,21 @@ impl Wal {
     }
 
     /// Starts a new, empty segment after the last one, which must already be
-    /// synced (so a crash can never leave a gap between the two).
+    /// synced (so a crash can never leave a gap between the two). The space
+    /// allocated ahead in the last one is cut off first, durably: only the
+    /// last segment may end in zeros (elsewhere they are damage).
     fn roll(&mut self) -> Result<(), WalError> {
+        let (file, path, size, allocated) = {
+            let ix = write_index(&self.index);
+            let seg = ix.last_segment();
+            (seg.file.clone(), seg.path.clone(), seg.size, seg.allocated)
+        };
+        if allocated > size {
+            file.set_len(size)
+                .map_err(|e| WalError::io("truncate", &path, e))?;
+            self.durable.sync_data(&file, &path)?;
+            write_index(&self.index).last_segment_mut().allocated = size;
+        }
         let next = write_index(&self.index).last_segment().next_index();
         let seg = self.create_segment(next)?;
         write_index(&self.index).segments.push(seg);
@@ -484,6 +513,7 @@ impl Wal {
             offsets: Vec::new(),
             lens: Vec::new(),
             size: header.len() as u64,
+            allocated: header.len() as u64,
         })
     }
 
@@ -684,6 +714,7 @@ fn load_segments(
             offsets: Vec::new(),
             lens: Vec::new(),
             size: header_len as u64,
+            allocated: buf.len() as u64,
         };
         match index.as_mut() {
             None => index = Some(LogIndex::new(snapshot.clone(), seg, opts.cache_bytes)),
@@ -741,12 +772,30 @@ fn load_segments(
                 offsets: Vec::new(),
                 lens: Vec::new(),
                 size: header.len() as u64,
+                allocated: header.len() as u64,
             };
             next_seq = Some(1);
             LogIndex::new(snapshot, seg, opts.cache_bytes)
         }
     };
     Ok((index, next_seq.unwrap_or(1), loaded))
+}
+
+/// Space allocated ahead of a log's end: at least this much...
+const AHEAD_MIN: u64 = 64 << 10;
+/// ...and at most this much (or twice the batch just written, if more).
+const AHEAD_MAX: u64 = 1 << 20;
+
+/// The file length to allocate to once a batch of `batch` bytes ends at
+/// `end`: zeros past the end of the log, so that the next appends write
+/// inside the file. Appending past its end, an `fdatasync` must also make
+/// the new length durable (a journal commit on ext4): measured on a cloud
+/// VM's disk, 200 us per append instead of 133 us, and 80 us of CPU instead
+/// of 50. Ahead by twice the batch (64 KiB to 1 MiB, never past the
+/// segment's roll size): one append in hundreds pays for the next ones.
+fn allocate_ahead(end: u64, batch: u64, segment_bytes: u64) -> u64 {
+    let ahead = batch.saturating_mul(2).clamp(AHEAD_MIN, AHEAD_MAX);
+    end.saturating_add(ahead).min(segment_bytes.max(end))
 }
 
 /// An empty batch buffer: room for the header, then `entries`' records.
