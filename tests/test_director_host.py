@@ -7,6 +7,7 @@ from pathlib import Path
 from bedrock_cp.client import connect
 from bedrock_cp.director.host import DirectorHost
 from bedrock_cp.node import Node
+from bedrock_cp.transport import Backoff
 from tests.clusters import eventually, single_node
 
 
@@ -20,7 +21,7 @@ async def test_an_epoch_that_went_live_is_followed_at_once_whatever_the_backoff(
     try:
         host = node.recovery
         assert host is not None and node.foreman is not None
-        host.backoff_base = host.backoff_cap = 30.0  # a wait no test would sit out
+        host.backoff = Backoff(30.0, 30.0, host.rng)  # a wait no test would sit out
 
         async def live_epoch() -> int | None:
             st = host.status_dict()

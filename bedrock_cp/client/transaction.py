@@ -75,7 +75,7 @@ from ..protocol import (
     idempotency,
     served_range,
 )
-from ..transport import RemoteError, RpcChannel
+from ..transport import Backoff, RemoteError, RpcChannel
 from .cluster_file import ClusterFile
 from .errors import ErrorCode, TransactionError, server_code
 from .read_versions import ReadVersionBatcher
@@ -92,6 +92,12 @@ _RACE_AFTER = 0.05
 #: How long one layout fetch may take, and how long to wait for a newer epoch.
 _FETCH_TIMEOUT = 0.5
 _NEWER_EPOCH_WAIT = 1.0
+#: Pauses between a transaction's attempts (Backoff: jittered, capped exponential).
+_RETRY_BASE = 0.005
+_RETRY_CAP = 0.5
+#: Pauses between layout fetches that no gateway answered.
+_POLL_PAUSE_BASE = 0.01
+_POLL_PAUSE_CAP = 0.2
 #: Rows per storage range read when scanning idempotency records.
 _SCAN_LIMIT = 1000
 
@@ -186,7 +192,8 @@ class Database:
         # long poll (see _poll) instead of queueing behind one another.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delay = 0.01
+        pause = Backoff(_POLL_PAUSE_BASE, _POLL_PAUSE_CAP, self.rng)
+        retry = 0
         while True:
             if self.layout is not None and self.layout.epoch > newer_than:
                 return self.layout
@@ -199,13 +206,13 @@ class Database:
                 if self.layout is None or layout.epoch >= self.layout.epoch:
                     self.layout = layout
                 return self.layout
-            if loop.time() + delay > deadline:
+            if loop.time() + pause.ceiling(retry) > deadline:
                 raise _error(
                     ErrorCode.UNAVAILABLE,
                     f"no transaction system layout newer than epoch {newer_than}",
                 )
-            await asyncio.sleep(delay)  # no gateway answered: do not spin
-            delay = min(delay * 2, 0.2)
+            await asyncio.sleep(pause.delay(retry))  # no gateway answered: do not spin
+            retry += 1
 
     async def current_layout(self) -> Layout:
         return self.layout or await self.refresh_layout()
@@ -253,7 +260,7 @@ class Database:
             raise _error(ErrorCode.INVALID, "max_attempts must be positive")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delay = 0.005
+        backoff = Backoff(_RETRY_BASE, _RETRY_CAP, self.rng)
         ident = idempotency.new_id(self.rng) if idempotent else b""
         unknown_since: int | None = None  # read version of the first unknown attempt
         yielded: Transaction | None = None
@@ -283,7 +290,7 @@ class Database:
                     unknown_since = tr._read_version or 0
             if not error.retryable:
                 raise error
-            if loop.time() + delay > deadline or attempt == max_attempts - 1:
+            if loop.time() + backoff.ceiling(attempt) > deadline or attempt == max_attempts - 1:
                 if unknown_since is not None:
                     raise TransactionError(
                         ErrorCode.COMMIT_UNKNOWN_RESULT,
@@ -291,8 +298,7 @@ class Database:
                         retryable=False,
                     )
                 raise error
-            await self._after_failure(error, tr._layout, delay * self.rng.uniform(0.5, 1.0))
-            delay = min(delay * 2, 0.5)
+            await self._after_failure(error, tr._layout, backoff.delay(attempt))
 
     async def run(
         self,

@@ -58,6 +58,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterable
 
 from ..protocol import Layout, ListWorkers, WorkerRef, Workers
+from ..transport import Backoff
 from .attempt import Attempt, Completed, Fail, Failed, Outcome, PhaseEvent, Stall, Stalled
 from .context import RecoveryContext
 from .distribution import INTERVAL, Distribution, ReplicaHealth
@@ -123,8 +124,6 @@ class Director:
         self.layout: Layout | None = None
         self.paused = asyncio.Event()
         self._on_event = on_event
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
         self._monitor_interval = monitor_interval
         self._health_timeout = health_timeout
         self._health_interval = health_interval
@@ -137,7 +136,8 @@ class Director:
         self.replicas = replicas if replicas is not None else ReplicaHealth()
         self._distribution_interval = distribution_interval
         self._retire_delay = retire_delay
-        self._rng = rng if rng is not None else random.Random()
+        # Between attempts that stalled (each cut short by a directory change).
+        self._attempt_backoff = Backoff(backoff_base, backoff_cap, rng or random.Random())
         self._resume = asyncio.Event()
         self._changed = asyncio.Event()
         self._attempt: Attempt | None = None
@@ -277,8 +277,7 @@ class Director:
     async def _backoff(self, number: int) -> None:
         """Wait before attempt ``number + 1``: the backoff, cut short by a
         directory change, but never shorter than :data:`MIN_RETRY_INTERVAL`."""
-        delay = min(self._backoff_cap, self._backoff_base * 2 ** (number - 1))
-        delay *= self._rng.uniform(0.5, 1.0)
+        delay = self._attempt_backoff.delay(number - 1)
         floor = min(delay, MIN_RETRY_INTERVAL)
         await asyncio.sleep(floor)
         with contextlib.suppress(TimeoutError):

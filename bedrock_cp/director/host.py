@@ -28,6 +28,7 @@ from ..coordinator.service import Coordinator
 from ..dataplane.worker import Dialer
 from ..foreman import Foreman
 from ..protocol import Layout, ServiceRecord, decode_layout
+from ..transport import Backoff
 from .attempt import Failed
 from .director import Director
 from .distribution import ReplicaHealth
@@ -96,10 +97,10 @@ class DirectorHost:
         self.coordinator = coordinator
         self.foreman = foreman
         self.dialer = dialer
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self.clock = clock
         self.rng = rng or random.Random()
+        #: The pause before the next epoch while epochs keep failing.
+        self.backoff = Backoff(backoff_base, backoff_cap, self.rng)
         self.token_bytes = token_bytes
         #: Test hook: the phase the Director of an epoch pauses before (None: none).
         self.pause_before = pause_before
@@ -209,8 +210,7 @@ class DirectorHost:
         went_live = any(r.epoch == epoch and r.outcome == "completed" for r in self.status.timeline)
         self._failures = 0 if went_live else self._failures + 1
         if self._failures:
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
-            await asyncio.sleep(delay * self.rng.uniform(0.5, 1.0))
+            await asyncio.sleep(self.backoff.delay(self._failures - 1))
         if self.coordinator.role == "leader":
             await self.coordinator.begin_epoch()
 
