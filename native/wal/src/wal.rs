@@ -457,8 +457,8 @@ impl Wal {
         let end = at + buf.len() as u64;
         file.write_at(&buf, at)
             .map_err(|e| WalError::io("write", &path, e))?;
-        let allocated = if end > allocated && self.durable.enabled() {
-            let ahead = allocate_ahead(end, buf.len() as u64, self.segment_bytes);
+        let ahead = allocate_ahead(end, buf.len() as u64, self.segment_bytes);
+        let allocated = if end > allocated && ahead > end && self.durable.enabled() {
             file.write_at(&vec![0; (ahead - end) as usize], end)
                 .map_err(|e| WalError::io("allocate", &path, e))?;
             ahead
@@ -781,9 +781,10 @@ fn load_segments(
     Ok((index, next_seq.unwrap_or(1), loaded))
 }
 
-/// Space allocated ahead of a log's end: at least this much...
+/// Space allocated ahead of a log's end: twice the batch just written, but
+/// at least this much...
 const AHEAD_MIN: u64 = 64 << 10;
-/// ...and at most this much (or twice the batch just written, if more).
+/// ...and at most this much.
 const AHEAD_MAX: u64 = 1 << 20;
 
 /// The file length to allocate to once a batch of `batch` bytes ends at
