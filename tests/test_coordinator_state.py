@@ -613,3 +613,37 @@ def test_a_snapshot_holding_the_state_of_another_index_is_refused() -> None:
         Coordinator._checked_restore(mislabelled)
     right = Snapshot(5, 1, [1, 2, 3], state.snapshot())
     assert Coordinator._checked_restore(right).digest() == state.digest()
+
+
+_FIELD = st.one_of(
+    st.text(max_size=8),
+    st.text(min_size=MAX_NAME_LEN - 1, max_size=MAX_NAME_LEN + 1),
+    st.sampled_from(["log", "n1", "svc-1", " ", "\u2028", "\x1c"]),
+)
+_ADDRESS = st.one_of(
+    st.text(max_size=12),
+    st.builds(
+        lambda host, port: f"{host}:{port}",
+        st.sampled_from(["h", "127.0.0.1", "[::1]", "::1", "a b", "h\u3000", "", "[]"]),
+        st.sampled_from(["1", "65535", "0", "65536", "+1", " 1", "\u0661", "00080", "123456", ""]),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(id_=_FIELD, kind=_FIELD, node=_FIELD, address=_ADDRESS)
+def test_the_fast_check_of_a_service_agrees_with_the_one_that_names_the_problem(
+    id_: str, kind: str, node: str, address: str
+) -> None:
+    # Every node checks every service of every write it applies: valid ones are
+    # accepted without formatting a reason; the verdict must stay the same.
+    from bedrock_cp.coordinator.limits import check_address, check_name
+    from bedrock_cp.coordinator.state import _check_placed
+
+    full = (
+        check_name("service id", id_)
+        or check_name(f"service {id_!r} kind", kind)
+        or check_name(f"service {id_!r} node", node)
+        or check_address(f"service {id_!r} address", address)
+    )
+    assert _check_placed("service", id_, kind, node, address) == full

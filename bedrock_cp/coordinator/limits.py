@@ -8,6 +8,8 @@ fine; callers collect the first reason and reject the whole command with it.
 
 from __future__ import annotations
 
+import re
+
 MAX_NAME_LEN = 256
 """Longest id, kind, node name, capability or cluster name, in characters."""
 MAX_ADDRESS_LEN = 256
@@ -30,6 +32,15 @@ MAX_SESSIONS = 10_000
 """Client sessions kept (most recently active first; see :mod:`.sessions`)."""
 
 
+#: Whitespace as ``str.isspace`` defines it (checked equal over every code point).
+_WHITESPACE = re.compile(r"\s")
+
+
+def name_ok(value: str) -> bool:
+    """What :func:`check_name` accepts, without a reason to format."""
+    return 0 < len(value) <= MAX_NAME_LEN
+
+
 def check_name(what: str, value: str) -> str | None:
     """A non-empty name of at most :data:`MAX_NAME_LEN` characters."""
     if not value:
@@ -46,7 +57,7 @@ def check_address(what: str, value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         return f"{what} {value!r} is not host:port"
-    if any(c.isspace() for c in host):
+    if _WHITESPACE.search(host):
         return f"{what} {value!r} has whitespace in its host"
     if ":" in host and not (host.startswith("[") and host.endswith("]") and len(host) > 2):
         return f"{what} {value!r}: an IPv6 host must be in brackets"

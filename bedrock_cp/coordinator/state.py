@@ -54,6 +54,7 @@ from .limits import (
     check_address,
     check_name,
     check_non_negative,
+    name_ok,
 )
 from .results import Applied, ApplyResult, Rejected
 from .sessions import Session, SessionTable
@@ -569,6 +570,10 @@ def _check_capabilities(capabilities: list[str]) -> str | None:
 
 def _check_placed(what: str, id_: str, kind: str, node: str, address: str) -> str | None:
     """Why a record of something placed on a node (a service, a worker) is invalid."""
+    if name_ok(id_) and name_ok(kind) and name_ok(node) and check_address("", address) is None:
+        # Valid, as nearly every one is: every node checks every service of
+        # every write it applies, so no reason is formatted for nothing.
+        return None
     return (
         check_name(f"{what} id", id_)
         or check_name(f"{what} {id_!r} kind", kind)
