@@ -560,6 +560,33 @@ async def test_persist_commits_the_system_txn_then_stores_the_layout(tmp_path: P
 
 
 @closes_clusters
+async def test_persist_gives_a_node_stopped_under_the_system_txn_the_health_timeout(
+    tmp_path: Path,
+) -> None:
+    # Found by benches/test_availability_bench.py (5 nodes): a follower
+    # SIGSTOPped while a recovery's system transaction was in flight held
+    # commits for 2.7 s, the call timeout of that transaction; the monitor
+    # phase just before had found every component alive. The transaction waits
+    # on the logs of the new layout: a stopped one is found as the monitor and
+    # the live epoch's watch find it, within the health timeout.
+    cluster = TestCluster(tmp_path)
+    await epoch_one(cluster)
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, "persist")
+    assert attempt.layout is not None
+    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
+    cluster.stopped.add(silent.node)
+    async with asyncio.timeout(10):  # a bound, not a measure: without the fix it waits 60 s
+        with pytest.raises(Stall, match=f"log {silent.id}: timed out"):
+            await persist.run(attempt, ctx)
+    assert silent.node in attempt.silent
+    assert not attempt.layout_offered and cluster.layout != attempt.encoded_layout
+    await cluster.close()
+
+
+@closes_clusters
 async def test_persist_superseded_fails(tmp_path: Path) -> None:
     cluster = TestCluster(tmp_path)
     attempt = Attempt(1, 1)

@@ -10,14 +10,27 @@ consensus: from then on the cluster follows the new layout. ``Superseded``
 sent, it may be the stored one whatever the answer (a leader that loses its
 leadership cannot tell whether the entry committed): the attempt's rollback
 then keeps the workers it names (:mod:`..rollback`).
+
+The transaction waits on every component of the pipeline. One whose node is
+stopped now (SIGSTOP, a partition: no reset), after the monitor found it
+alive, would hold it for the call timeout: while it is unanswered, the
+pipeline's components are asked ``Health`` as the monitor asks them, and one
+that fails stalls the attempt at once, its node silent (as the monitor's).
+Slow alone is no death (a disk taking its time): the transaction goes on
+while every component answers.
 """
 
 from __future__ import annotations
 
-from ...protocol import Commit, Committed, Mutation, MutationKind
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+
+from ...protocol import Commit, Committed, Layout, Mutation, MutationKind
 from ..attempt import Attempt, Fail, Stall
 from ..context import RecoveryContext, Superseded
-from ._calls import call_one
+from ._calls import TIMED_OUT, Answer, call_one
+from .monitor import HEALTH_TIMEOUT, components, dead
 
 EPOCH_KEY = b"\xff/epoch"
 
@@ -34,7 +47,9 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
         [Mutation(MutationKind.SET, EPOCH_KEY, str(attempt.epoch).encode())],
         attempt.token,
     )
-    answer = await call_one(ctx, proxy, txn, ctx.parameters.call_timeout)
+    answer = await _while_alive(
+        attempt, ctx, layout, call_one(ctx, proxy, txn, ctx.parameters.call_timeout)
+    )
     if not isinstance(answer, Committed):
         raise Stall(f"the system transaction did not commit: {answer}")
     attempt.layout_offered = True
@@ -44,3 +59,40 @@ async def run(attempt: Attempt, ctx: RecoveryContext) -> None:
         raise Fail(f"superseded while storing the layout: {exc}") from exc
     except Exception as exc:  # consensus unreachable, ...: the environment may recover
         raise Stall(f"could not store the layout: {type(exc).__name__}: {exc}") from exc
+
+
+async def _while_alive(
+    attempt: Attempt,
+    ctx: RecoveryContext,
+    layout: Layout,
+    commit: Coroutine[object, object, Answer],
+) -> Answer:
+    """``commit``'s answer; while it is slow, the pipeline is checked every
+    half health timeout and a component that fails its check stalls the attempt."""
+    task = asyncio.ensure_future(commit)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEALTH_TIMEOUT / 2)
+            if done:
+                return task.result()
+            check = asyncio.ensure_future(
+                dead(ctx, components(layout, storage=False), HEALTH_TIMEOUT)
+            )
+            await asyncio.wait({task, check}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                check.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await check
+                return task.result()
+            missing = check.result()
+            if missing:
+                attempt.silent.update(r.node for r, why in missing if why == TIMED_OUT)
+                raise Stall(
+                    "components not running under the system transaction: "
+                    + "; ".join(f"{r.kind} {r.id}: {why}" for r, why in missing)
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
