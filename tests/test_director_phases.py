@@ -44,7 +44,14 @@ from bedrock_cp.protocol import (
     encode_layout,
 )
 
-from .director_harness import PARAMS, TestCluster, closes_clusters, epoch_one, run_phases
+from .director_harness import (
+    PARAMS,
+    TestCluster,
+    TestContext,
+    closes_clusters,
+    epoch_one,
+    run_phases,
+)
 
 # -- 1. validate_layout ----------------------------------------------------------------------
 
@@ -504,6 +511,22 @@ async def test_monitor_stalls_when_a_component_is_missing(tmp_path: Path) -> Non
     await cluster.close()
 
 
+async def _a_log_stopped_before(
+    cluster: TestCluster, phase: str
+) -> tuple[TestContext, Attempt, WorkerRef]:
+    """Epoch 2's attempt run up to ``phase`` with calls that never time out, then
+    the node of one of its logs (not the Director's) stopped: no reset."""
+    await epoch_one(cluster)
+    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
+    ctx = cluster.context(2, parameters=patient)
+    attempt = Attempt(1, 2)
+    await run_phases(attempt, ctx, phase)
+    assert attempt.layout is not None
+    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
+    cluster.stopped.add(silent.node)
+    return ctx, attempt, silent
+
+
 @closes_clusters
 async def test_monitor_gives_a_stopped_node_the_health_timeout_not_a_call_timeout(
     tmp_path: Path,
@@ -512,14 +535,7 @@ async def test_monitor_gives_a_stopped_node_the_health_timeout_not_a_call_timeou
     # for this attempt as it would be for the live epoch's watch; the monitor
     # must not wait a call timeout (none this test waits out) to find out.
     cluster = TestCluster(tmp_path)
-    await epoch_one(cluster)
-    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
-    ctx = cluster.context(2, parameters=patient)
-    attempt = Attempt(1, 2)
-    await run_phases(attempt, ctx, "monitor")
-    assert attempt.layout is not None
-    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
-    cluster.stopped.add(silent.node)
+    ctx, attempt, silent = await _a_log_stopped_before(cluster, "monitor")
     async with asyncio.timeout(10):  # a bound, not a measure: without the fix it hangs
         with pytest.raises(Stall, match=f"log {silent.id}: timed out"):
             await monitor.run(attempt, ctx)
@@ -570,14 +586,7 @@ async def test_persist_gives_a_node_stopped_under_the_system_txn_the_health_time
     # on the logs of the new layout: a stopped one is found as the monitor and
     # the live epoch's watch find it, within the health timeout.
     cluster = TestCluster(tmp_path)
-    await epoch_one(cluster)
-    patient = dataclasses.replace(PARAMS, lock_timeout=60.0, call_timeout=60.0)
-    ctx = cluster.context(2, parameters=patient)
-    attempt = Attempt(1, 2)
-    await run_phases(attempt, ctx, "persist")
-    assert attempt.layout is not None
-    silent = next(r for r in attempt.layout.logs if r.node != ctx.node)
-    cluster.stopped.add(silent.node)
+    ctx, attempt, silent = await _a_log_stopped_before(cluster, "persist")
     async with asyncio.timeout(10):  # a bound, not a measure: without the fix it waits 60 s
         with pytest.raises(Stall, match=f"log {silent.id}: timed out"):
             await persist.run(attempt, ctx)
