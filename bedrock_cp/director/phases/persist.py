@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Coroutine
 
-from ...protocol import Commit, Committed, Layout, Mutation, MutationKind
+from ...protocol import Commit, Committed, Layout, Mutation, MutationKind, WorkerRef
 from ..attempt import Attempt, Fail, Stall
 from ..context import RecoveryContext, Superseded
 from ._calls import TIMED_OUT, Answer, call_one
@@ -70,29 +70,27 @@ async def _while_alive(
     """``commit``'s answer; while it is slow, the pipeline is checked every
     half health timeout and a component that fails its check stalls the attempt."""
     task = asyncio.ensure_future(commit)
+    check: asyncio.Future[list[tuple[WorkerRef, str]]] | None = None
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=HEALTH_TIMEOUT / 2)
-            if done:
-                return task.result()
-            check = asyncio.ensure_future(
-                dead(ctx, components(layout, storage=False), HEALTH_TIMEOUT)
-            )
-            await asyncio.wait({task, check}, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                check = asyncio.ensure_future(
+                    dead(ctx, components(layout, storage=False), HEALTH_TIMEOUT)
+                )
+                await asyncio.wait({task, check}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
-                check.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await check
                 return task.result()
-            missing = check.result()
-            if missing:
+            assert check is not None
+            if missing := check.result():
                 attempt.silent.update(r.node for r, why in missing if why == TIMED_OUT)
                 raise Stall(
                     "components not running under the system transaction: "
                     + "; ".join(f"{r.kind} {r.id}: {why}" for r, why in missing)
                 )
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for pending in (task, check):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending

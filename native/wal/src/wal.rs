@@ -17,7 +17,7 @@ use crate::meta::{self, Identity};
 use crate::record::{self, BatchHeader, BATCH_HEADER_LEN};
 use crate::segment::{self, ScanEnd};
 use crate::snapshot_file;
-use crate::vfs::{Disk, DiskLock, Vfs, VfsFile};
+use crate::vfs::{Disk, DiskFile, DiskLock, Vfs, VfsFile};
 
 /// Default size past which a segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -201,10 +201,7 @@ impl Wal {
             let mut ix = write_index(&index);
             let seg = ix.last_segment_mut();
             if seg.allocated > seg.size {
-                seg.file
-                    .set_len(seg.size)
-                    .map_err(|e| WalError::io("truncate", &seg.path, e))?;
-                durable.sync_data(&seg.file, &seg.path)?;
+                cut_to(&seg.file, &seg.path, seg.size, &mut durable)?;
                 seg.allocated = seg.size;
             }
         }
@@ -491,9 +488,7 @@ impl Wal {
             (seg.file.clone(), seg.path.clone(), seg.size, seg.allocated)
         };
         if allocated > size {
-            file.set_len(size)
-                .map_err(|e| WalError::io("truncate", &path, e))?;
-            self.durable.sync_data(&file, &path)?;
+            cut_to(&file, &path, size, &mut self.durable)?;
             write_index(&self.index).last_segment_mut().allocated = size;
         }
         let next = write_index(&self.index).last_segment().next_index();
@@ -781,6 +776,18 @@ fn load_segments(
     Ok((index, next_seq.unwrap_or(1), loaded))
 }
 
+/// Cuts a segment file to `len` bytes (its last batch), durably.
+fn cut_to(
+    file: &DiskFile,
+    path: &Path,
+    len: u64,
+    durable: &mut Durability,
+) -> Result<(), WalError> {
+    file.set_len(len)
+        .map_err(|e| WalError::io("truncate", path, e))?;
+    durable.sync_data(file, path)
+}
+
 /// Space allocated ahead of a log's end: twice the batch just written, but
 /// at least this much...
 const AHEAD_MIN: u64 = 64 << 10;
@@ -790,10 +797,11 @@ const AHEAD_MAX: u64 = 1 << 20;
 /// The file length to allocate to once a batch of `batch` bytes ends at
 /// `end`: zeros past the end of the log, so that the next appends write
 /// inside the file. Appending past its end, an `fdatasync` must also make
-/// the new length durable (a journal commit on ext4): measured on a cloud
-/// VM's disk, 200 us per append instead of 133 us, and 80 us of CPU instead
-/// of 50. Ahead by twice the batch (64 KiB to 1 MiB, never past the
-/// segment's roll size): one append in hundreds pays for the next ones.
+/// the new length durable (a journal commit on ext4): `benches/test_wal_bench.py`
+/// went from 164 to 113 us per 1-entry append with this
+/// (`benches/results/wal-allocate-ahead-ab.md`). Ahead by twice the batch
+/// (64 KiB to 1 MiB, never past the segment's roll size): one append in
+/// hundreds pays for the next ones.
 fn allocate_ahead(end: u64, batch: u64, segment_bytes: u64) -> u64 {
     let ahead = batch.saturating_mul(2).clamp(AHEAD_MIN, AHEAD_MAX);
     end.saturating_add(ahead).min(segment_bytes.max(end))
