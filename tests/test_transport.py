@@ -6,6 +6,7 @@ Every test runs under uvloop and under the stock asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import struct
@@ -618,3 +619,56 @@ def test_connect_to_a_closed_port_fails_with_oserror(run: Run) -> None:
             await RpcClient.connect("127.0.0.1:1", CLUSTER, auth=NO_AUTH, timeout=1.0)
 
     run(main())
+
+
+class _ReturnsLate(asyncio.SelectorEventLoop):
+    """A stock loop whose ``create_connection`` returns a while after the
+    connection is made, and closes it when cancelled meanwhile, as uvloop does
+    when a connect is cancelled between the end of the TLS handshake (the
+    protocol's ``connection_made``) and ``create_connection`` returning: a
+    window of one loop turn there, wide here."""
+
+    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super().create_connection(*args, **kwargs)
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            transport.close()
+            raise
+        return transport, protocol
+
+
+def test_a_connect_given_up_after_the_connection_was_made_leaves_nothing_unretrieved() -> None:
+    """A connect that gives up (cancelled, or at its deadline) while its
+    connection is made but not yet handed back closes that connection; the
+    handshake's outcome (ConnectionLost) is nobody's to hear. Before, it stayed
+    in a future no one awaited: "Future exception was never retrieved" in the
+    log of a client under load, whose hedges give up on connects."""
+    unheard: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: unheard.append(str(ctx.get("message"))))
+
+        async def mute(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.read()  # accepts, never answers the Hello
+            w.close()
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connect = asyncio.ensure_future(
+            RpcClient.connect(f"127.0.0.1:{port}", CLUSTER, auth=NO_AUTH, timeout=5.0)
+        )
+        await asyncio.sleep(0.05)  # made, not yet returned
+        connect.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await connect
+        with pytest.raises(TimeoutError):  # the same, at the connect's own deadline
+            await RpcClient.connect(f"127.0.0.1:{port}", CLUSTER, auth=NO_AUTH, timeout=0.05)
+        await asyncio.sleep(0.01)  # the closed connections' callbacks ran
+        gc.collect()
+        server.close()
+
+    with asyncio.Runner(loop_factory=_ReturnsLate) as runner:
+        runner.run(asyncio.wait_for(main(), 10))
+    assert unheard == []

@@ -28,7 +28,7 @@ from ..protocol import Caller, GetLayout, Layout, NodeRecord, ServiceRecord, dec
 from ..transport import ConnectionLost, HandshakeRefused, RpcChannel
 from .cluster_file import ClusterFile, resolve_cluster
 from .coalescing import WriteCoalescer
-from .coordinators import RETRYABLE, CoordinatorLink, NoLeader, describe
+from .coordinators import RETRYABLE, CoordinatorLink, NoLeader, abandon, describe
 
 
 class ClientError(Exception):
@@ -168,8 +168,7 @@ class Client:
                 if wait > 0 and any(r.epoch > newer_than for r in replies):
                     break  # the new epoch is known: no need to wait for the others
         finally:
-            for fut in calls:
-                fut.cancel()
+            abandon(calls)
         for reply in sorted(replies, key=lambda r: -r.epoch):
             assert reply.layout is not None
             try:

@@ -45,7 +45,7 @@ import asyncio
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from .. import protocol
 from ..transport import Backoff, ConnectionLost, RemoteError
@@ -400,10 +400,23 @@ class CoordinatorLink:
                     if newest is not None and newest.term > newer_than:
                         break
         finally:
-            for t in tasks:
-                if not t.done():
-                    t.cancel()
+            abandon(tasks)
         return {a: out[a] for a in addresses if a in out}
+
+
+def abandon(calls: Iterable[asyncio.Future[Any]]) -> None:
+    """Give up on concurrent ``calls``: cancel those still running. A call that
+    failed before its caller looked (or fails as it is cancelled) is heard
+    here, not logged as "never retrieved"."""
+    for call in calls:
+        if not call.done():
+            call.cancel()
+        call.add_done_callback(_heard)
+
+
+def _heard(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()
 
 
 class _Hedge:

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from ..auth import ConnectorAuth
 from ..auth.tls import principal_of
 from ..wire import Challenge, Frame, Refused, Welcome
+from .address import split_address
 from .errors import ConnectionLost, HandshakeRefused
 from .handshake import answer_challenge, check_welcome, hello_for
 from .protocol import FramedProtocol
+
+P = TypeVar("P", bound="ConnectorProtocol")
 
 
 class ConnectorProtocol(FramedProtocol):
@@ -85,6 +89,16 @@ class ConnectorProtocol(FramedProtocol):
         else:
             self._refuse("unexpected_frame", f"expected Welcome, got {type(frame).__name__}")
 
+    def abandon(self) -> None:
+        """The connect gave up on this connection (its deadline, a cancel): close
+        it. Nobody awaits :attr:`welcome` any more, so its outcome is consumed
+        here rather than logged as never retrieved."""
+        if not self.welcome.done():
+            self.welcome.cancel()
+        elif not self.welcome.cancelled():
+            self.welcome.exception()
+        self.abort()
+
     def _check_acceptor(self, welcome: Welcome) -> str | None:
         """Did the acceptor prove it is node ``welcome.node_id`` of its cluster?"""
         method = self._auth.method
@@ -113,6 +127,32 @@ class ConnectorProtocol(FramedProtocol):
         if self._auth.method == "none" and not self.handshake_done:
             reason += " (the node may require authentication: no credentials were given)"
         self._handshake_failed(ConnectionLost(reason))
+
+
+async def establish(factory: Callable[[], P], address: str, auth: ConnectorAuth) -> P:
+    """Connect to ``address`` with a ``factory`` protocol and await its Welcome.
+
+    Raises as the handshake fails (HandshakeRefused, ConnectionLost, OSError);
+    the caller bounds it with a timeout. On any failure, a cancel included,
+    the connection is abandoned (:meth:`ConnectorProtocol.abandon`), also one
+    made but not yet handed back: under TLS the protocol is made when the
+    handshake ends, a loop turn before ``create_connection`` returns.
+    """
+    host, port = split_address(address)
+    made: list[P] = []
+
+    def make() -> P:
+        made.append(proto := factory())
+        return proto
+
+    try:
+        await asyncio.get_running_loop().create_connection(make, host, port, **tls_options(auth))
+        await made[0].welcome
+    except BaseException:
+        for proto in made:
+            proto.abandon()
+        raise
+    return made[0]
 
 
 def tls_options(auth: ConnectorAuth) -> dict[str, Any]:

@@ -29,9 +29,8 @@ from typing import Final, Protocol
 
 from ..auth import ConnectorAuth
 from ..wire import HEADER_SIZE, RaftBatch
-from .address import split_address
 from .backoff import Backoff
-from .connector import ConnectorProtocol, tls_options
+from .connector import ConnectorProtocol, establish
 
 log = logging.getLogger("bedrock_cp.transport")
 
@@ -198,20 +197,10 @@ class PeerLink:
             attempt = 1
 
     async def _connect(self) -> _LinkProtocol:
-        host, port = split_address(self.address)
-        loop = asyncio.get_running_loop()
-        proto: _LinkProtocol | None = None
-        try:
-            async with asyncio.timeout(self.host.handshake_timeout):
-                _, proto = await loop.create_connection(
-                    lambda: _LinkProtocol(self), host, port, **tls_options(self.host.connector_auth)
-                )
-                await proto.welcome
-        except BaseException:
-            if proto is not None:
-                proto.abort()
-            raise
-        return proto
+        async with asyncio.timeout(self.host.handshake_timeout):
+            return await establish(
+                lambda: _LinkProtocol(self), self.address, self.host.connector_auth
+            )
 
     def _drop_pending(self) -> None:
         if self._pending:

@@ -23,8 +23,7 @@ import msgspec
 
 from ..auth import ConnectorAuth
 from ..wire import MAX_FRAME, Frame, Request, Response, transport_error_of
-from .address import split_address
-from .connector import ConnectorProtocol, tls_options
+from .connector import ConnectorProtocol, establish
 from .errors import ConnectionLost, RemoteError
 
 #: Request ids wrap here (msgpack uint64 is fine, but keep them small on the wire).
@@ -105,23 +104,12 @@ class RpcClient:
         node calls another (0 for clients). Raises HandshakeRefused (with the
         acceptor's reason), TimeoutError or OSError.
         """
-        host, port = split_address(address)
-        loop = asyncio.get_running_loop()
         stats: Counter[str] = Counter()
-        proto: _RpcProtocol | None = None
-        try:
-            async with asyncio.timeout(timeout):
-                _, proto = await loop.create_connection(
-                    lambda: _RpcProtocol(cluster_id, auth, node_id, max_frame, stats),
-                    host,
-                    port,
-                    **tls_options(auth),
-                )
-                welcome = await proto.welcome
-        except BaseException:
-            if proto is not None:
-                proto.abort()
-            raise
+        async with asyncio.timeout(timeout):
+            proto = await establish(
+                lambda: _RpcProtocol(cluster_id, auth, node_id, max_frame, stats), address, auth
+            )
+        welcome = proto.welcome.result()
         return cls(proto, welcome.node_id, welcome.cluster_id)
 
     @property
