@@ -86,6 +86,40 @@ async def test_compaction_is_triggered_by_bytes_as_well_as_by_count(tmp_path: Pa
         c.close()
 
 
+async def test_a_compaction_waits_for_half_the_last_snapshots_size(tmp_path: Path) -> None:
+    """``compact_every`` entries are not enough once the state is large: the
+    entries applied since the last snapshot must also reach half its size
+    (each compaction encodes the whole state; at a fixed count a large state
+    was encoded again every few thousand writes)."""
+    c = Consensus.open(tmp_path, CLUSTER, 1, [1], sync=False)
+    host = BlobHost(padding=256 << 10)  # every snapshot: 256 KiB and more
+    runner = RaftRunner(c, host, tick_interval=0.005, compact_every=10)
+    runner.start()
+
+    async def write(n: int, size: int) -> None:
+        # The runner compacts before it takes the next Ready: once a later
+        # entry applied, every compaction due before it has finished.
+        last = 0
+        for _ in range(n):
+            last = runner.propose(b"x" * size)
+        last = runner.propose(b"")
+        await _until(lambda: host.applied_index >= last, "the writes to apply")
+
+    try:
+        await _until(lambda: c.role == "leader", "leadership")
+        await write(20, 10)  # the first snapshot: after 10 entries, as ever
+        first = runner.snapshot_index
+        assert first > 0 and runner.snapshot_bytes > 256 << 10
+        await write(100, 1000)  # 100 entries: ~103 KiB, under half of it
+        assert runner.snapshot_index == first
+        await write(40, 1000)  # past half of it
+        assert runner.snapshot_index > first
+        assert runner.compaction_seconds.count() >= 2
+    finally:
+        await runner.stop()
+        c.close()
+
+
 async def test_a_failed_fsync_on_the_wal_thread_stops_the_node(tmp_path: Path) -> None:
     c = Consensus.open(tmp_path, CLUSTER, 1, [1])
     runner = RaftRunner(c, BlobHost(), tick_interval=0.005)

@@ -130,6 +130,7 @@ class Replica:
         )
         self.runner.applied_index = self.state.applied_index
         self.runner.snapshot_index = self.state.applied_index
+        self.runner.snapshot_bytes = 0 if snapshot is None else len(snapshot.data)
         self.role = RaftRole.FOLLOWER
         self.leader_id = 0
         self.readiness = Readiness.FOLLOWER
@@ -287,7 +288,9 @@ class Replica:
                 self._fail_pending(self._not_leader())
 
     def snapshot_data(self) -> bytes:
-        return self.state.snapshot()
+        # Not canonical (the directory in the order it was built, not sorted):
+        # sorting 300k services took twice as long as encoding them.
+        return self.state.snapshot(canonical=False)
 
     async def _on_ready(self, term: int) -> None:
         """Runs once per term on the leader, after its no-op applied."""

@@ -477,9 +477,16 @@ class CoordinatorState:
 
     # ------------------------------------------------------ snapshot, digest
 
-    def snapshot(self) -> bytes:
-        """The whole state, canonically encoded: equal states give equal bytes."""
-        return _encoder.encode(self._to_snapshot())
+    def snapshot(self, *, canonical: bool = True) -> bytes:
+        """The whole state, canonically encoded: equal states give equal bytes.
+
+        Not ``canonical``: the directory in the order this state built it,
+        which replicas that applied the same entries (or restored the same
+        snapshot) share, but states reached another way may not. Restores
+        the same; half the cost of a large directory (no sort). Compactions
+        take this one; digests and comparisons the canonical one.
+        """
+        return _encoder.encode(self._to_snapshot(canonical=canonical))
 
     @classmethod
     def restore(cls, data: bytes) -> CoordinatorState:
@@ -528,12 +535,12 @@ class CoordinatorState:
         )
         return hashlib.sha256(_encoder.encode(content)).hexdigest()
 
-    def _to_snapshot(self) -> Snapshot:
+    def _to_snapshot(self, *, canonical: bool = True) -> Snapshot:
         return Snapshot(
             applied_index=self.applied_index,
             config=self._config,
             coordinators=sorted(self._coordinators.items()),
-            services=self.services(),
+            services=self.services() if canonical else list(self._directory.values()),
             nodes=[self._nodes[n] for n in sorted(self._nodes)],
             epoch=self._epoch,
             epoch_node=self._epoch_node,

@@ -11,8 +11,8 @@ listen = "127.0.0.1:7001"   # where this node accepts connections
 advertise = ""              # where others reach it (default: listen; needed when
                             # listen is a wildcard such as 0.0.0.0:7001)
 fsync = true
-snapshot_every = 10000      # entries applied between log compactions
-snapshot_bytes = 67108864   # or bytes of entries applied, whichever comes first
+snapshot_every = 10000      # entries applied between log compactions, at least
+snapshot_bytes = 67108864   # or bytes of entries applied, whatever the count
 capabilities = ["log", "storage"]   # worker kinds this node's Foreman offers
 idempotency_retention_ms = 60000    # how long commit proxies here keep idempotency records
 storage_flush_ms = 5000     # how long storage here keeps committed versions in memory only
@@ -127,9 +127,13 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     #: tests: a power loss can lose acknowledged writes).
     fsync: bool = True
     #: Entries applied between two snapshots of the coordinators' state (the log
-    #: before a snapshot is removed).
+    #: before a snapshot is removed), at least: a snapshot is taken only once the
+    #: entries since the last one also add up to half its size (each snapshot
+    #: encodes the whole state, so a large directory is not encoded again every
+    #: few thousand writes).
     snapshot_every: int = 10_000
-    #: Or bytes of entries applied, whichever comes first.
+    #: Or bytes of entries applied (their data plus 32 bytes each), whatever their
+    #: count and the state's size.
     snapshot_bytes: int = 64 * 1024 * 1024
     #: Raft timing, ``[timers]``.
     timers: Timers = Timers()

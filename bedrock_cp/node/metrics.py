@@ -105,6 +105,7 @@ def node_registry(node: Node, transactions: TransactionMetrics) -> Registry:
         read=lambda: raft("forged_dropped"),
     )
     reg.register(runner.persist_seconds)
+    reg.register(runner.compaction_seconds)
     reg.gauge("epoch", "The cluster's current epoch", read=lambda: [((), coordinator.state.epoch)])
 
     def recovery_phases() -> Samples:
