@@ -311,6 +311,50 @@ def test_the_loop_keeps_stepping_and_proposing_while_a_persist_is_in_its_fsync(
     assert result and not worker.is_alive()
 
 
+def test_a_persist_goes_on_while_a_compaction_syncs_its_snapshot_file(tmp_path: Path) -> None:
+    """A compaction writes and syncs its snapshot file without the WAL's lock:
+    a persist (an append and its fsync) is not held behind it. Before, the
+    lock was held for the whole file (0.1 s and more for a large state) and
+    every commit waited. Seen here: with every sync held, the persist reaches
+    its own fsync while the snapshot's is still in flight."""
+    disk = MemDisk()
+    c = Consensus.open(tmp_path, "c", 1, [1], disk=disk)
+    _drain(c)
+    c.campaign()
+    _drain(c)
+    applied = c.propose(b"first")
+    _drain(c)
+    snapshots: list[object] = []
+    persisted: list[object] = []
+    disk._block_syncs(True)
+    compaction = threading.Thread(
+        target=lambda: snapshots.append(c.create_snapshot(applied, b"state" * 1000))
+    )
+    persist: threading.Thread | None = None
+    compaction.start()
+    try:
+        _wait_until(lambda: disk._syncs_waiting == 1, "the snapshot file to reach its fsync")
+        c.propose(b"second")
+        rd = c.ready()
+        assert rd.must_sync
+        persist = threading.Thread(target=lambda: persisted.append(c.persist(rd)))
+        persist.start()
+        _wait_until(lambda: disk._syncs_waiting == 2, "the persist to reach its own fsync")
+    finally:
+        disk._block_syncs(False)
+        compaction.join(timeout=10)
+        if persist is not None:
+            persist.join(timeout=10)
+    assert persisted and snapshots
+    assert c.status()["first_index"] == applied + 1  # the log was compacted
+    c.close()
+    reopened = Consensus.open(tmp_path, "c", 1, [1], disk=disk)
+    assert reopened.recovered_snapshot is not None
+    assert reopened.recovered_snapshot.index == applied
+    assert reopened.recovered_snapshot.data == b"state" * 1000
+    reopened.close()
+
+
 def _wait_readable(fd: int, timeout: float = 10.0) -> None:
     readable, _, _ = select.select([fd], [], [], timeout)
     assert readable, "persist_fd never became readable"

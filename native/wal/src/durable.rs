@@ -51,6 +51,17 @@ impl Durability {
         self.count.clone()
     }
 
+    /// The same policy and counter for work done without the WAL (staging a
+    /// snapshot file); its failures poison only it: the caller poisons the WAL.
+    pub(crate) fn detached(&self) -> Durability {
+        Durability {
+            enabled: self.enabled,
+            count: self.count.clone(),
+            fail_next: false,
+            poisoned: None,
+        }
+    }
+
     pub(crate) fn inject_failure(&mut self) {
         self.fail_next = true;
     }
@@ -136,17 +147,40 @@ pub(crate) fn replace_file(
     durable: &mut Durability,
 ) -> Result<DiskFile, WalError> {
     let tmp = tmp_path(dir, name);
-    let target = dir.join(name);
-    let file = disk
-        .open(&tmp, OpenMode::CREATE)
-        .map_err(|e| WalError::io("create", &tmp, e))?;
-    file.write_at(bytes, 0)
-        .map_err(|e| WalError::io("write", &tmp, e))?;
-    durable.sync_all(&file, &tmp)?;
-    disk.rename(&tmp, &target)
-        .map_err(|e| WalError::io("rename", &tmp, e))?;
-    durable.sync_dir(disk, dir)?;
+    let file = write_synced(disk, &tmp, bytes, durable)?;
+    rename_synced(disk, dir, &tmp, name, durable)?;
     Ok(file)
+}
+
+/// Creates (or truncates) `path` with `bytes` and syncs it: the first half of
+/// [`replace_file`].
+pub(crate) fn write_synced(
+    disk: &Disk,
+    path: &Path,
+    bytes: &[u8],
+    durable: &mut Durability,
+) -> Result<DiskFile, WalError> {
+    let file = disk
+        .open(path, OpenMode::CREATE)
+        .map_err(|e| WalError::io("create", path, e))?;
+    file.write_at(bytes, 0)
+        .map_err(|e| WalError::io("write", path, e))?;
+    durable.sync_all(&file, path)?;
+    Ok(file)
+}
+
+/// Renames the synced file `from` to `dir/name` and syncs `dir`: the second
+/// half of [`replace_file`].
+pub(crate) fn rename_synced(
+    disk: &Disk,
+    dir: &Path,
+    from: &Path,
+    name: &str,
+    durable: &mut Durability,
+) -> Result<(), WalError> {
+    disk.rename(from, &dir.join(name))
+        .map_err(|e| WalError::io("rename", from, e))?;
+    durable.sync_dir(disk, dir)
 }
 
 /// Removes `path`, mapping the error.

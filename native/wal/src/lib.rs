@@ -14,7 +14,9 @@
 //! 0000000000000001.wal    segments, named by their first index (16 hex digits)
 //! 0000000000004a31.wal
 //! LOCK                    held while the WAL is open
-//! *.tmp                   leftovers of an interrupted atomic replace, removed on open
+//! *.tmp                   leftovers of an interrupted atomic replace, or a
+//!                         compaction's snapshot file staged but never put in
+//!                         place (snapshot-<index>.staged.tmp), removed on open
 //! ```
 //!
 //! Any other file in the directory is refused on open. Segments hold batches
@@ -84,4 +86,6 @@ pub use consensus::{Consensus, PendingReady, Persisted};
 pub use error::WalError;
 pub use index::WalStorage;
 pub use vfs::{Disk, Fault, MemDisk};
-pub use wal::{Wal, WalOptions, DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES};
+pub use wal::{
+    SnapshotStager, StagedSnapshot, Wal, WalOptions, DEFAULT_CACHE_BYTES, DEFAULT_SEGMENT_BYTES,
+};

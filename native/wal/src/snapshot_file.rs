@@ -27,6 +27,12 @@ const MAGIC: &[u8; 8] = b"BRWALSNP";
 const VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4 + 4;
 
+/// The name a compaction's snapshot file is written under before it is put
+/// in place (``.tmp``: a leftover is removed on open).
+pub(crate) fn staged_name(index: u64) -> String {
+    format!("{FILE_NAME}-{index}.staged.tmp")
+}
+
 /// Durably replaces the snapshot file with `snap`.
 pub(crate) fn write(
     disk: &Disk,
@@ -34,6 +40,12 @@ pub(crate) fn write(
     snap: &Snapshot,
     durable: &mut Durability,
 ) -> Result<(), WalError> {
+    durable::replace_file(disk, dir, FILE_NAME, &encode(snap), durable)?;
+    Ok(())
+}
+
+/// The bytes of a snapshot file holding `snap`.
+pub(crate) fn encode(snap: &Snapshot) -> Vec<u8> {
     let mut payload = Writer::with_capacity(64 + snap.data.len());
     snap.encode_into(&mut payload);
     let payload = payload.into_vec();
@@ -45,8 +57,7 @@ pub(crate) fn write(
     let crc = crc32c::crc32c(w.as_slice());
     w.put_u32(crc);
     w.put_raw(&payload);
-    durable::replace_file(disk, dir, FILE_NAME, w.as_slice(), durable)?;
-    Ok(())
+    w.into_vec()
 }
 
 /// Reads and checks the snapshot file at `path`.

@@ -1088,3 +1088,70 @@ fn power_cuts_mid_write_lose_only_the_unacknowledged_write() {
         assert!(got.len() <= acked.len() + 7, "seed {seed}");
     }
 }
+
+/// A snapshot staged (written and synced without the WAL, while appends go
+/// on) counts only once installed: a power loss before leaves the log as it
+/// was and no leftover file; after, the snapshot and the compacted log.
+#[test]
+fn a_staged_snapshot_counts_only_once_installed() {
+    let staged_path = Path::new("/wal/snapshot-20.staged.tmp");
+    for seed in 0..16 {
+        let disk = MemDisk::new();
+        let mut wal = mem_open(&disk);
+        for i in 1..=30 {
+            wal.save(None, &[entry(1, i)]).unwrap();
+        }
+        let stager = wal.snapshot_stager().unwrap();
+        let staged = stager.stage(snapshot(20, 1)).unwrap();
+        wal.save(None, &[entry(1, 31)]).unwrap();
+        drop(staged);
+        drop(wal);
+        disk.power_loss(seed);
+        let mut wal = mem_open(&disk);
+        assert_eq!(wal.snapshot().metadata.index, 0, "seed {seed}");
+        assert_eq!(
+            (wal.first_index(), wal.last_index()),
+            (1, 31),
+            "seed {seed}"
+        );
+        assert!(disk.file_bytes(staged_path).is_none(), "seed {seed}");
+        let staged = wal
+            .snapshot_stager()
+            .unwrap()
+            .stage(snapshot(20, 1))
+            .unwrap();
+        wal.install_snapshot(staged).unwrap();
+        drop(wal);
+        disk.power_loss(seed);
+        let wal = mem_open(&disk);
+        assert_eq!(*wal.snapshot(), *snapshot(20, 1), "seed {seed}");
+        assert_eq!(
+            (wal.first_index(), wal.last_index()),
+            (21, 31),
+            "seed {seed}"
+        );
+        assert!(disk.file_bytes(staged_path).is_none(), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_staged_snapshot_not_newer_than_the_current_one_is_refused_and_removed() {
+    let disk = MemDisk::new();
+    let mut wal = mem_open(&disk);
+    for i in 1..=30 {
+        wal.save(None, &[entry(1, i)]).unwrap();
+    }
+    let staged = wal
+        .snapshot_stager()
+        .unwrap()
+        .stage(snapshot(20, 1))
+        .unwrap();
+    wal.save_snapshot(snapshot(25, 1)).unwrap(); // the leader's, meanwhile
+    let err = wal.install_snapshot(staged).unwrap_err();
+    assert!(err.to_string().contains("not newer"), "{err}");
+    assert!(disk
+        .file_bytes(Path::new("/wal/snapshot-20.staged.tmp"))
+        .is_none());
+    assert_eq!(wal.snapshot().metadata.index, 25);
+    wal.save(None, &[entry(1, 31)]).unwrap(); // not poisoned
+}
