@@ -224,3 +224,30 @@ async def test_a_follower_s_own_pause_does_not_widen_its_window() -> None:
             assert after < 2 * (before - 1), (before, after)
         finally:
             await client.close()
+
+
+async def test_a_directory_larger_than_a_frame_is_listed_whole_a_page_at_a_time() -> None:
+    """62,000 services of 250-character addresses: ~17.5 MB of records, more
+    than one 16 MiB frame can carry. Before, ``services()`` was one reply of
+    the whole directory (sorted on the event loop), which could not be sent;
+    now it is read in pages, each at most ``MAX_SERVICES_PAGE`` services."""
+    count, writers = 62_000, 64
+    address = "h" * 244 + ".x:9000"  # 250 characters
+    async with running(LocalCluster(1)) as cluster:
+        client = await cluster.client()
+        try:
+
+            async def writer(w: int) -> None:
+                for i in range(w, count, writers):
+                    await client.register(f"s{i:06d}", kind="log", address=address)
+
+            await asyncio.gather(*(writer(w) for w in range(writers)))
+            listed = await client.services()
+            ids = [s.id for s in listed]
+            assert ids == sorted(set(ids))  # in order, each once (the workers' too)
+            ours = [s.id for s in listed if s.address == address]
+            assert ours == [f"s{i:06d}" for i in range(count)]
+            small = await client.services(stale=True, page=7_000)  # capped at 2,000 a page
+            assert [s.id for s in small if s.address == address] == ours
+        finally:
+            await client.close()

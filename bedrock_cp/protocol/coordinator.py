@@ -62,12 +62,17 @@ class NodeStatus(Body, tag="status"):
 
 
 class ListServices(Body, tag="list"):
-    """The directory (:class:`ServicesReply`); linearizable (ReadIndex on the leader)
-    unless ``stale``."""
+    """One page of the directory (:class:`ServicesReply`): the services of ids
+    above ``after`` in id order, at most ``limit`` of them (0: as many as a
+    page holds, :data:`~bedrock_cp.coordinator.limits.MAX_SERVICES_PAGE`,
+    which also caps ``limit``). Linearizable (ReadIndex on the leader) unless
+    ``stale``; each page on its own."""
 
     sender: ClassVar[Sender] = Sender.CLIENT
 
     stale: bool = False
+    after: str = ""
+    limit: int = 0
 
 
 class ListNodes(Body, tag="list_nodes"):
@@ -272,10 +277,12 @@ class NodeStatusReply(Body, tag="status_reply"):
 
 
 class ServicesReply(Body, tag="services"):
-    """The directory as of applied ``index``, sorted by id."""
+    """A page of the directory as of applied ``index``, sorted by id; ``more``:
+    services of higher ids follow (ask again after the last one)."""
 
     index: int
     services: list[ServiceRecord]
+    more: bool = False
 
 
 class NodesReply(Body, tag="nodes"):

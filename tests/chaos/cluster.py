@@ -248,7 +248,9 @@ class Monitor:
         self.watch.add(sample)
 
     async def _state(self, node: int) -> None:
-        """A digest of the directory this node alone holds (a stale read), for I2."""
+        """A digest of the directory this node alone holds (a stale read), for I2:
+        its first page (2,000 services; the chaos runs register far fewer), one
+        read at one applied index, as the invariant needs."""
         address = self.chaos.cluster.addresses[node]
         try:
             reply = await self._caller.call(address, protocol.ListServices(True), self.timeout)
