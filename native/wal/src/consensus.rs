@@ -339,8 +339,9 @@ impl Consensus {
             wal.snapshot_stager()?
         };
         // Written and synced without the WAL's lock: persists (appends and
-        // their fsyncs) go on meanwhile; a large state's file took them
-        // ~0.1 s. Only the rename and the compaction hold it.
+        // their fsyncs) go on meanwhile; a large state's file held them for
+        // its write and fsync (15 MB: 20-50 ms here). Only the rename and
+        // the compaction hold it.
         let staged = stager.stage(snap.clone());
         let mut guard = self.wal_guard()?;
         let wal = self.open_wal(&mut guard)?;
