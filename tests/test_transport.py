@@ -622,20 +622,24 @@ def test_connect_to_a_closed_port_fails_with_oserror(run: Run) -> None:
 
 
 class _ReturnsLate(asyncio.SelectorEventLoop):
-    """A stock loop whose ``create_connection`` returns a while after the
-    connection is made, and closes it when cancelled meanwhile, as uvloop does
-    when a connect is cancelled between the end of the TLS handshake (the
-    protocol's ``connection_made``) and ``create_connection`` returning: a
-    window of one loop turn there, wide here."""
+    """A stock loop whose ``create_connection`` makes the connection but does
+    not return until cancelled, then closes it, as uvloop does when a connect
+    is cancelled between the end of the TLS handshake (the protocol's
+    ``connection_made``) and ``create_connection`` returning: a window of one
+    loop turn there, held open here. ``made`` lists the protocols."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[Any] = []
 
     async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
         transport, protocol = await super().create_connection(*args, **kwargs)
+        self.made.append(protocol)
         try:
-            await asyncio.sleep(0.2)
-        except asyncio.CancelledError:
+            await asyncio.Event().wait()  # until cancelled
+        finally:
             transport.close()
-            raise
-        return transport, protocol
+        raise AssertionError("unreachable")
 
 
 def test_a_connect_given_up_after_the_connection_was_made_leaves_nothing_unretrieved() -> None:
@@ -648,6 +652,7 @@ def test_a_connect_given_up_after_the_connection_was_made_leaves_nothing_unretri
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        assert isinstance(loop, _ReturnsLate)
         loop.set_exception_handler(lambda _loop, ctx: unheard.append(str(ctx.get("message"))))
 
         async def mute(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -659,13 +664,15 @@ def test_a_connect_given_up_after_the_connection_was_made_leaves_nothing_unretri
         connect = asyncio.ensure_future(
             RpcClient.connect(f"127.0.0.1:{port}", CLUSTER, auth=NO_AUTH, timeout=5.0)
         )
-        await asyncio.sleep(0.05)  # made, not yet returned
+        await until(lambda: len(loop.made) == 1)  # made, not yet returned
         connect.cancel()
         with pytest.raises(asyncio.CancelledError):
             await connect
         with pytest.raises(TimeoutError):  # the same, at the connect's own deadline
             await RpcClient.connect(f"127.0.0.1:{port}", CLUSTER, auth=NO_AUTH, timeout=0.05)
-        await asyncio.sleep(0.01)  # the closed connections' callbacks ran
+        assert len(loop.made) == 2
+        await until(lambda: all(p.closed.done() for p in loop.made))  # connection_lost ran
+        loop.made.clear()  # what is never retrieved is reported as it is collected
         gc.collect()
         server.close()
 

@@ -11,10 +11,10 @@ built. Once the ids added since outgrow :data:`STALE_FRACTION` of it, the
 listing is dropped and the next page sorts again: writes stop paying for a
 listing no one reads, and no page merges an unbounded set.
 
-Keeping the ids sorted as every write lands costs each write more (a sorted
-index of 300k ids: bisects over strings the cache does not hold, 13 us per
-write and a quarter of the throughput of sustained writes, measured), for
-the sake of listings that are rare.
+Keeping the ids sorted as every write lands costs each write more (bisects
+over strings the cache does not hold: a quarter of the sustained-write rate,
+``benches/results/directory-pages-ab.md``), for the sake of listings that
+are rare.
 """
 
 from __future__ import annotations

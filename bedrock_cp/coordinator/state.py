@@ -502,10 +502,10 @@ class CoordinatorState:
         Not ``canonical``: the directory in the order this state built it,
         which replicas that applied the same entries (or restored the same
         snapshot) share, but states reached another way may not. Restores
-        the same, at a fraction of the cost for a large directory: reading
-        300k records in id order took 130 ms (the lookups miss the cache),
-        in the dict's own order 4 ms. Compactions take this one; digests and
-        comparisons the canonical one.
+        the same, at a fraction of the cost for a large directory (records
+        read in id order miss the cache, in the dict's own order they do
+        not; see ``benches/results/compaction-against-state-size-ab.md``).
+        Compactions take this one; digests and comparisons the canonical one.
         """
         return _encoder.encode(self._to_snapshot(canonical=canonical))
 

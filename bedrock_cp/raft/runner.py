@@ -56,8 +56,8 @@ DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
 #: A compaction is due only once the entries applied since the last snapshot
 #: are this fraction of its size: each one encodes the whole state, so at a
 #: fixed entry count a large state was encoded again every few thousand writes
-#: (300k services: ~0.3 s of the event loop per 10,000 entries, 20 % of a
-#: leader's time under sustained writes). Against the state's size, the cost
+#: (20 % of a leader's profile under sustained writes into ~300k services;
+#: benches/results/compaction-against-state-size-ab.md). Against the state's size, the cost
 #: per byte written stays constant, and the log since the snapshot (what a
 #: restart replays) stays under half the state, plus ``compact_every`` entries.
 COMPACT_RATIO = 0.5

@@ -340,8 +340,7 @@ impl Consensus {
         };
         // Written and synced without the WAL's lock: persists (appends and
         // their fsyncs) go on meanwhile; a large state's file held them for
-        // its write and fsync (15 MB: 20-50 ms here). Only the rename and
-        // the compaction hold it.
+        // its whole write and fsync. Only the rename and the compaction hold it.
         let staged = stager.stage(snap.clone());
         let mut guard = self.wal_guard()?;
         let wal = self.open_wal(&mut guard)?;

@@ -100,7 +100,7 @@ pub struct StagedSnapshot {
 }
 
 /// Writes a snapshot file for a [`Wal`] without holding it: the slow part of
-/// a compaction (a large state's bytes and their fsync: 20-50 ms for 15 MB here)
+/// a compaction (a large state's bytes and their fsync, growing with the state)
 /// runs while appends go on; only the rename and the compaction need the WAL.
 #[derive(Debug)]
 pub struct SnapshotStager {
